@@ -1,0 +1,60 @@
+# sessionpin — see README.md.
+GO      ?= go
+BIN     := bin
+GOFLAGS_BUILD := -trimpath
+
+.PHONY: all build test test-short vet run demo-client bench bench-go bench-registry xcaddy chaos fuzz clean
+
+all: build
+
+## build: bin/caddy, bin/discoverysvc and the demo binaries
+build:
+	@mkdir -p $(BIN)
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/caddy ./cmd/caddy
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/discoverysvc ./cmd/discoverysvc
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/demo-backend ./examples/backend
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/demo-client ./examples/client
+
+## vet: gofmt and go vet
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+## test: every test, under the race detector, with real etcd and real Caddy
+test: vet
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+## run: the local multi-region demo (Ctrl-C stops everything)
+run: build
+	./examples/run.sh
+
+## demo-client: walk the client flows against a running `make run`
+demo-client:
+	$(GO) run ./examples/client
+
+## bench: Go micro-benchmarks, then the end-to-end comparison (writes BENCHMARKS.md)
+bench: bench-go
+	$(GO) run ./bench/e2e -out BENCHMARKS.md
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./caddymodule/... ./discoverysvc/...
+
+## bench-registry: 10,000 heartbeating servers against discoverysvc and an edge watcher
+bench-registry:
+	$(GO) run ./bench/registry
+
+## xcaddy: prove the build line of xcaddy.md works
+xcaddy:
+	./scripts/xcaddy-build.sh
+
+## chaos: the long chaos run (a short form runs in make test)
+chaos:
+	SESSIONPIN_CHAOS=long $(GO) test -race -count=1 -timeout 30m -run TestChaos -v ./chaos/
+
+## fuzz: every fuzz target for a bounded time each
+fuzz:
+	./scripts/fuzz.sh $(or $(FUZZTIME),30s)
+
+clean:
+	rm -rf $(BIN) data

@@ -1,0 +1,145 @@
+// Package discoverysvc is the sessionpin server registry: the server record
+// and its validation, the etcd key schema, registration under leases,
+// heartbeats, the registry watcher that edges use, the HTTP API and the
+// heartbeat agent.
+//
+// Nothing in this package links the etcd server; the embedded single-node
+// etcd lives in discoverysvc/embedetcd so that the Caddy plugin, which
+// imports this package for the watcher, stays a pure etcd client.
+package discoverysvc
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/url"
+)
+
+// Server is one backend server as stored in the registry. Its JSON form is
+// the etcd value under <prefix>servers/<id>; unknown fields written by other
+// etcd clients are allowed and ignored.
+type Server struct {
+	ID       string  `json:"id"`
+	Region   string  `json:"region"`
+	URL      string  `json:"url"`
+	Load     float64 `json:"load"`
+	Draining bool    `json:"draining"`
+}
+
+// FieldError is a validation error that names the offending field, so the
+// HTTP API can answer with {"error": "..."} that tells the caller what to fix.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason) }
+
+// maxNameLen bounds ids and regions; they appear in keys, headers, metrics
+// labels and tokens, so they must be short and plain.
+const maxNameLen = 64
+
+// ValidName reports whether s is a valid server id or region:
+// 1–64 characters of [A-Za-z0-9._-].
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > maxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Validate checks the record against the registry contract (SPEC §3). The
+// error is a *FieldError naming the first bad field.
+func (s Server) Validate() error {
+	if !ValidName(s.ID) {
+		return &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+	}
+	if !ValidName(s.Region) {
+		return &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
+	}
+	if err := ValidateURL(s.URL); err != nil {
+		return &FieldError{"url", err.Error()}
+	}
+	if math.IsNaN(s.Load) || math.IsInf(s.Load, 0) || s.Load < 0 {
+		return &FieldError{"load", "must be a finite number >= 0"}
+	}
+	return nil
+}
+
+// ValidateURL checks a server's public URL: absolute http or https, a host,
+// and nothing after the authority but an optional path. Userinfo, query and
+// fragment are refused because the edge dials the host and must never carry
+// credentials or client-controlled parts along.
+func ValidateURL(raw string) error {
+	if raw == "" {
+		return errors.New("must not be empty")
+	}
+	if len(raw) > 2048 {
+		return errors.New("too long")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a valid URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("scheme must be http or https")
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return errors.New("must have a host")
+	}
+	if u.User != nil {
+		return errors.New("must not contain user info")
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+		return errors.New("must not have a query or fragment")
+	}
+	if p := u.Port(); p != "" {
+		for i := 0; i < len(p); i++ {
+			if p[i] < '0' || p[i] > '9' {
+				return errors.New("bad port")
+			}
+		}
+	}
+	return nil
+}
+
+// DialAddress returns host:port for the server's URL, with the scheme's
+// default port when the URL has none. The URL must have passed ValidateURL.
+func DialAddress(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	host := u.Hostname()
+	if host == "" {
+		return "", errors.New("no host")
+	}
+	if containsColon(host) {
+		return "[" + host + "]:" + port, nil
+	}
+	return host + ":" + port, nil
+}
+
+func containsColon(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ':' {
+			return true
+		}
+	}
+	return false
+}

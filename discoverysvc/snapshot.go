@@ -1,0 +1,246 @@
+package discoverysvc
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Entry is a server as the edge sees it in a snapshot: the record plus what
+// is derived from it once, at update time, so the per-request path does no
+// parsing.
+type Entry struct {
+	Server
+	// Dial is host:port of the server's URL.
+	Dial string
+	// Attachment is whatever the snapshot's owner derives per server (the
+	// edge keeps a ready reverse-proxy upstream here). Set once, then read
+	// only.
+	Attachment any
+}
+
+// Region is one region's servers in a snapshot.
+type Region struct {
+	Name string
+	// Active are the non-draining servers, least loaded first (ties by id).
+	Active []*Entry
+	// Draining are the draining servers, by id. They keep their pinned
+	// clients but receive no new ones.
+	Draining []*Entry
+}
+
+// Change is one registry event: Server is the new record, or nil when the
+// server is gone (deleted or its lease expired).
+type Change struct {
+	ID     string
+	Server *Server
+}
+
+// Snapshot is an immutable view of the registry at one etcd revision. It is
+// built by the watcher and swapped atomically; readers never lock and must
+// not modify anything reachable from it.
+type Snapshot struct {
+	// Revision is the etcd revision the snapshot reflects.
+	Revision int64
+	// Updated is when the snapshot was built.
+	Updated time.Time
+
+	byID    map[string]*Entry
+	regions map[string]*Region
+	// active is every non-draining server, least loaded first.
+	active []*Entry
+	attach func(Server) any
+}
+
+// emptySnapshot is what an edge routes from before its first list.
+var emptySnapshot = &Snapshot{byID: map[string]*Entry{}, regions: map[string]*Region{}}
+
+// EmptySnapshot returns a snapshot with no servers.
+func EmptySnapshot() *Snapshot { return emptySnapshot }
+
+// BuildSnapshot builds a snapshot from a full list of servers. Records that
+// fail validation are skipped; the caller is expected to have logged them.
+// attach, when not nil, derives each entry's Attachment.
+func BuildSnapshot(rev int64, servers []Server, attach func(Server) any) *Snapshot {
+	s := &Snapshot{
+		Revision: rev,
+		Updated:  time.Now(),
+		byID:     make(map[string]*Entry, len(servers)),
+		regions:  make(map[string]*Region),
+		attach:   attach,
+	}
+	for _, srv := range servers {
+		if e := newEntry(srv, attach); e != nil {
+			s.byID[srv.ID] = e
+		}
+	}
+	s.active = make([]*Entry, 0, len(s.byID))
+	for _, e := range s.byID {
+		r := s.regions[e.Region]
+		if r == nil {
+			r = &Region{Name: e.Region}
+			s.regions[e.Region] = r
+		}
+		if e.Draining {
+			r.Draining = append(r.Draining, e)
+		} else {
+			r.Active = append(r.Active, e)
+			s.active = append(s.active, e)
+		}
+	}
+	for _, r := range s.regions {
+		slices.SortFunc(r.Active, compareLoad)
+		slices.SortFunc(r.Draining, compareID)
+	}
+	slices.SortFunc(s.active, compareLoad)
+	return s
+}
+
+func newEntry(srv Server, attach func(Server) any) *Entry {
+	if srv.Validate() != nil {
+		return nil
+	}
+	dial, err := DialAddress(srv.URL)
+	if err != nil {
+		return nil
+	}
+	e := &Entry{Server: srv, Dial: dial}
+	if attach != nil {
+		e.Attachment = attach(srv)
+	}
+	return e
+}
+
+func compareLoad(a, b *Entry) int {
+	if c := cmp.Compare(a.Load, b.Load); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+func compareID(a, b *Entry) int { return cmp.Compare(a.ID, b.ID) }
+
+// Apply returns a new snapshot with the changes applied at revision rev. The
+// receiver is not modified. Only the regions touched are rebuilt, so one
+// event costs a map copy and a few slice copies, not a sort of the fleet.
+func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
+	n := &Snapshot{
+		Revision: rev,
+		Updated:  time.Now(),
+		byID:     maps.Clone(s.byID),
+		regions:  maps.Clone(s.regions),
+		active:   s.active,
+		attach:   s.attach,
+	}
+	if n.byID == nil {
+		n.byID = map[string]*Entry{}
+	}
+	if n.regions == nil {
+		n.regions = map[string]*Region{}
+	}
+	copied := map[string]bool{} // regions already copied for this update
+	activeCopied := false
+	region := func(name string) *Region {
+		r := n.regions[name]
+		if copied[name] {
+			return r
+		}
+		nr := &Region{Name: name}
+		if r != nil {
+			nr.Active = slices.Clone(r.Active)
+			nr.Draining = slices.Clone(r.Draining)
+		}
+		n.regions[name] = nr
+		copied[name] = true
+		return nr
+	}
+	for _, c := range changes {
+		if old := n.byID[c.ID]; old != nil {
+			r := region(old.Region)
+			if old.Draining {
+				r.Draining = removeSorted(r.Draining, old, compareID)
+			} else {
+				r.Active = removeSorted(r.Active, old, compareLoad)
+				if !activeCopied {
+					n.active = slices.Clone(n.active)
+					activeCopied = true
+				}
+				n.active = removeSorted(n.active, old, compareLoad)
+			}
+			delete(n.byID, c.ID)
+		}
+		if c.Server == nil || c.Server.ID != c.ID {
+			continue
+		}
+		e := newEntry(*c.Server, s.attach)
+		if e == nil {
+			continue
+		}
+		n.byID[c.ID] = e
+		r := region(e.Region)
+		if e.Draining {
+			r.Draining = insertSorted(r.Draining, e, compareID)
+		} else {
+			r.Active = insertSorted(r.Active, e, compareLoad)
+			if !activeCopied {
+				n.active = slices.Clone(n.active)
+				activeCopied = true
+			}
+			n.active = insertSorted(n.active, e, compareLoad)
+		}
+	}
+	for name := range copied {
+		if r := n.regions[name]; len(r.Active) == 0 && len(r.Draining) == 0 {
+			delete(n.regions, name)
+		}
+	}
+	return n
+}
+
+func insertSorted(list []*Entry, e *Entry, cmpf func(a, b *Entry) int) []*Entry {
+	i, _ := slices.BinarySearchFunc(list, e, cmpf)
+	return slices.Insert(list, i, e)
+}
+
+func removeSorted(list []*Entry, e *Entry, cmpf func(a, b *Entry) int) []*Entry {
+	i, found := slices.BinarySearchFunc(list, e, cmpf)
+	if !found {
+		return list
+	}
+	return slices.Delete(list, i, i+1)
+}
+
+// Len is the number of servers in the snapshot.
+func (s *Snapshot) Len() int { return len(s.byID) }
+
+// Server returns the server with the given id, or nil when it is not alive.
+func (s *Snapshot) Server(id string) *Entry { return s.byID[id] }
+
+// Region returns the named region, or nil when it has no servers.
+func (s *Snapshot) Region(name string) *Region { return s.regions[name] }
+
+// RegionNames returns the names of all regions with servers, sorted.
+func (s *Snapshot) RegionNames() []string {
+	names := make([]string, 0, len(s.regions))
+	for name := range s.regions {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Active returns every non-draining server, least loaded first.
+func (s *Snapshot) Active() []*Entry { return s.active }
+
+// Servers returns every server, sorted by id. It allocates; it is meant for
+// listing and metrics, not the request path.
+func (s *Snapshot) Servers() []*Entry {
+	out := make([]*Entry, 0, len(s.byID))
+	for _, e := range s.byID {
+		out = append(out, e)
+	}
+	slices.SortFunc(out, compareID)
+	return out
+}
