@@ -1,0 +1,119 @@
+// Package embedetcd starts an in-process etcd member. discoverysvc serve uses
+// it when no --etcd is given, so one command gives a registry that edges can
+// connect to; the tests use it for a real etcd without a separate binary.
+//
+// It is the only package of sessionpin that links the etcd server; the Caddy
+// plugin must never import it.
+package embedetcd
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// Config describes one member.
+type Config struct {
+	// Name of the member. Default: "default".
+	Name string
+	// Dir holds the member's data. Required.
+	Dir string
+	// ClientAddr is host:port for clients. Default: 127.0.0.1:2379.
+	ClientAddr string
+	// PeerAddr is host:port for peers. Default: 127.0.0.1:2380.
+	PeerAddr string
+	// InitialCluster is "name=http://peer,..." for a multi-member cluster;
+	// empty for a single member.
+	InitialCluster string
+	// ClusterToken names the cluster. Default: "sessionpin".
+	ClusterToken string
+	// LogLevel is etcd's own log level. Default: "error", because etcd is
+	// chatty and the discovery service logs what matters.
+	LogLevel string
+	// StartTimeout bounds the wait for the member to be ready. Default: 30s.
+	StartTimeout time.Duration
+}
+
+// Etcd is a running member.
+type Etcd struct {
+	e *embed.Etcd
+	// Endpoint is the client address, host:port.
+	Endpoint string
+}
+
+// Start starts a member and waits until it serves clients.
+func Start(c Config) (*Etcd, error) {
+	if c.Dir == "" {
+		return nil, errors.New("embedded etcd: data dir is required")
+	}
+	if c.Name == "" {
+		c.Name = "default"
+	}
+	if c.ClientAddr == "" {
+		c.ClientAddr = "127.0.0.1:2379"
+	}
+	if c.PeerAddr == "" {
+		c.PeerAddr = "127.0.0.1:2380"
+	}
+	if c.ClusterToken == "" {
+		c.ClusterToken = "sessionpin"
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "error"
+	}
+	if c.StartTimeout == 0 {
+		c.StartTimeout = 30 * time.Second
+	}
+	curl, err := url.Parse("http://" + c.ClientAddr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: client address %q: %w", c.ClientAddr, err)
+	}
+	purl, err := url.Parse("http://" + c.PeerAddr)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: peer address %q: %w", c.PeerAddr, err)
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = c.Name
+	cfg.Dir = c.Dir
+	cfg.ListenClientUrls = []url.URL{*curl}
+	cfg.AdvertiseClientUrls = []url.URL{*curl}
+	cfg.ListenPeerUrls = []url.URL{*purl}
+	cfg.AdvertisePeerUrls = []url.URL{*purl}
+	cfg.InitialClusterToken = c.ClusterToken
+	if c.InitialCluster != "" {
+		cfg.InitialCluster = c.InitialCluster
+	} else {
+		cfg.InitialCluster = cfg.InitialClusterFromName(c.Name)
+	}
+	cfg.LogLevel = c.LogLevel
+	cfg.Logger = "zap"
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: start: %w", err)
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: %w", err)
+	case <-time.After(c.StartTimeout):
+		e.Server.Stop()
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: not ready after %s", c.StartTimeout)
+	}
+	return &Etcd{e: e, Endpoint: c.ClientAddr}, nil
+}
+
+// Err reports a fatal error of the running member.
+func (m *Etcd) Err() <-chan error { return m.e.Err() }
+
+// Close stops the member and releases its ports.
+func (m *Etcd) Close() {
+	m.e.Close()
+}
+
+// Server gives tests access to the underlying member (compaction, leader).
+func (m *Etcd) Server() *embed.Etcd { return m.e }
