@@ -1,0 +1,292 @@
+package discoverysvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Lease TTL bounds of a registration.
+const (
+	// DefaultTTL is the lease TTL of a heartbeat that names none.
+	DefaultTTL = 10 * time.Second
+	// MinTTL is the shortest lease a server may ask for. etcd may grant a
+	// little more (its minimum follows the election timeout).
+	MinTTL = 1 * time.Second
+	// MaxTTL is the longest lease: a dead server must leave routing within
+	// a bounded time.
+	MaxTTL = time.Hour
+)
+
+// LoadEpsilon is the smallest load change a heartbeat writes. Smaller moves
+// only renew the lease, so a large fleet reporting jittery loads does not
+// send every edge a watch event per heartbeat.
+const LoadEpsilon = 0.02
+
+// loadTolerance absorbs float rounding, so that 0.10 -> 0.12 counts as a
+// move of 0.02 and is written.
+const loadTolerance = 1e-9
+
+// maxHeartbeatAttempts bounds the retries of a heartbeat that keeps losing
+// compare-and-swap races against other replicas writing the same server.
+const maxHeartbeatAttempts = 8
+
+// Registry registers, renews, lists and removes servers in etcd. It keeps
+// no per-server state: the key and its lease are the whole truth, so any
+// replica of the discovery service can renew any server's registration.
+type Registry struct {
+	client        *clientv3.Client
+	prefix        string
+	serversPrefix string
+
+	// granted maps a requested lease TTL (seconds) to what etcd granted for
+	// it. etcd raises TTLs below its minimum; remembering that keeps a renewal
+	// with such a TTL from being mistaken for a TTL change. It is a property
+	// of the cluster, not of any server, and losing it costs one extra write.
+	mu      sync.Mutex
+	granted map[int64]int64
+}
+
+// HeartbeatResult tells what a heartbeat did.
+type HeartbeatResult struct {
+	// Server is the record as stored. After a lease-only renewal it carries
+	// the stored load, which may differ from the heartbeat's by less than
+	// LoadEpsilon.
+	Server Server
+	// Created is true when the key did not exist.
+	Created bool
+	// Written is true when etcd was written; false for a lease-only renewal.
+	Written bool
+}
+
+// NewRegistry returns a registry under prefix ("" means DefaultPrefix).
+func NewRegistry(c *clientv3.Client, prefix string) *Registry {
+	prefix = NormalizePrefix(prefix)
+	return &Registry{
+		client:        c,
+		prefix:        prefix,
+		serversPrefix: ServersPrefix(prefix),
+		granted:       map[int64]int64{},
+	}
+}
+
+// Prefix is the registry's normalized etcd key prefix.
+func (r *Registry) Prefix() string { return r.prefix }
+
+// ValidateTTL checks a heartbeat's lease TTL and returns it in whole seconds
+// (rounded up, as etcd counts seconds). Zero means DefaultTTL.
+func ValidateTTL(ttl time.Duration) (int64, error) {
+	if ttl == 0 {
+		ttl = DefaultTTL
+	}
+	if ttl < MinTTL || ttl > MaxTTL {
+		return 0, &FieldError{"ttl", fmt.Sprintf("must be between %v and %v", MinTTL, MaxTTL)}
+	}
+	return int64((ttl + time.Second - 1) / time.Second), nil
+}
+
+// Heartbeat registers srv or renews its registration, under a lease of ttl
+// (0 means DefaultTTL). srv and ttl are validated (a *FieldError) before
+// etcd is touched. The existing lease is renewed and reused; a new one is
+// granted when the key is absent, its lease is gone, or the TTL differs. The
+// value is written only when something other than the load changed, or the
+// load moved by LoadEpsilon or more. Writes are compare-and-swap, so
+// replicas racing on one server never clobber each other.
+func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration) (HeartbeatResult, error) {
+	if err := srv.Validate(); err != nil {
+		return HeartbeatResult{}, err
+	}
+	secs, err := ValidateTTL(ttl)
+	if err != nil {
+		return HeartbeatResult{}, err
+	}
+	for range maxHeartbeatAttempts {
+		res, raced, err := r.heartbeatOnce(ctx, srv, secs)
+		if err != nil {
+			return HeartbeatResult{}, fmt.Errorf("heartbeat %q: %w", srv.ID, err)
+		}
+		if !raced {
+			return res, nil
+		}
+	}
+	return HeartbeatResult{}, fmt.Errorf("heartbeat %q: lost %d races with concurrent writers", srv.ID, maxHeartbeatAttempts)
+}
+
+// heartbeatOnce does one read-decide-write round; raced reports that the key
+// changed under it and the round must be redone.
+func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64) (res HeartbeatResult, raced bool, err error) {
+	key := ServerKey(r.prefix, srv.ID)
+	get, err := r.client.Get(ctx, key)
+	if err != nil {
+		return res, false, fmt.Errorf("read: %w", err)
+	}
+	if len(get.Kvs) == 0 {
+		return r.write(ctx, key, srv, secs, 0, clientv3.NoLease)
+	}
+	kv := get.Kvs[0]
+	lease := clientv3.LeaseID(kv.Lease)
+	if lease != clientv3.NoLease {
+		ka, err := r.client.KeepAliveOnce(ctx, lease)
+		switch {
+		case errors.Is(err, rpctypes.ErrLeaseNotFound):
+			lease = clientv3.NoLease // expired under us; the key goes with it
+		case err != nil:
+			return res, false, fmt.Errorf("renew lease: %w", err)
+		case ka.TTL != r.grantedTTL(secs):
+			return r.replaceLease(ctx, key, srv, secs, kv.ModRevision, lease)
+		}
+	}
+	if lease == clientv3.NoLease {
+		// Written without a lease (etcdctl put) or the lease just expired:
+		// attach a fresh one so the server dies when it stops heartbeating.
+		return r.write(ctx, key, srv, secs, kv.ModRevision, clientv3.NoLease)
+	}
+	old, err := DecodeServer(r.serversPrefix, kv.Key, kv.Value)
+	if err == nil && !needsWrite(old, srv) {
+		return HeartbeatResult{Server: old}, false, nil
+	}
+	return r.write(ctx, key, srv, secs, kv.ModRevision, lease)
+}
+
+// replaceLease moves the key to a lease of the new TTL and revokes the old
+// lease once nothing is attached to it.
+func (r *Registry) replaceLease(ctx context.Context, key string, srv Server, secs, modRev int64, old clientv3.LeaseID) (HeartbeatResult, bool, error) {
+	res, raced, err := r.write(ctx, key, srv, secs, modRev, clientv3.NoLease)
+	if err == nil && !raced {
+		r.revokeIfUnused(ctx, old)
+	}
+	return res, raced, err
+}
+
+// needsWrite reports whether a heartbeat of srv over the stored old must be
+// written: anything but the load changed, or the load moved by LoadEpsilon.
+func needsWrite(old, srv Server) bool {
+	if old.ID != srv.ID || old.Region != srv.Region || old.URL != srv.URL || old.Draining != srv.Draining {
+		return true
+	}
+	return math.Abs(old.Load-srv.Load) >= LoadEpsilon-loadTolerance
+}
+
+// write stores srv under key with a compare-and-swap on modRev (0: the key
+// must not exist). With lease NoLease a new lease of secs is granted, and
+// revoked again if the swap loses.
+func (r *Registry) write(ctx context.Context, key string, srv Server, secs, modRev int64, lease clientv3.LeaseID) (HeartbeatResult, bool, error) {
+	granted := lease == clientv3.NoLease
+	if granted {
+		g, err := r.client.Grant(ctx, secs)
+		if err != nil {
+			return HeartbeatResult{}, false, fmt.Errorf("grant lease: %w", err)
+		}
+		r.noteGranted(secs, g.TTL)
+		lease = g.ID
+	}
+	cond := clientv3.Compare(clientv3.ModRevision(key), "=", modRev)
+	if modRev == 0 {
+		cond = clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	}
+	txn, err := r.client.Txn(ctx).
+		If(cond).
+		Then(clientv3.OpPut(key, encodeServer(srv), clientv3.WithLease(lease))).
+		Commit()
+	if err != nil {
+		if granted {
+			r.revokeIfUnused(ctx, lease)
+		}
+		return HeartbeatResult{}, false, fmt.Errorf("write: %w", err)
+	}
+	if !txn.Succeeded {
+		if granted {
+			r.revokeIfUnused(ctx, lease)
+		}
+		return HeartbeatResult{}, true, nil
+	}
+	return HeartbeatResult{Server: srv, Created: modRev == 0, Written: true}, false, nil
+}
+
+// revokeIfUnused revokes a lease no key is attached to any more. Failure is
+// harmless: an unused lease expires on its own after its TTL. A lease with
+// keys is left alone, since an operator may have attached other keys to it.
+func (r *Registry) revokeIfUnused(ctx context.Context, lease clientv3.LeaseID) {
+	ctx = context.WithoutCancel(ctx) // clean up even when the caller gave up
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ttl, err := r.client.TimeToLive(ctx, lease, clientv3.WithAttachedKeys())
+	if err != nil || ttl.TTL <= 0 || len(ttl.Keys) > 0 {
+		return
+	}
+	_, _ = r.client.Revoke(ctx, lease)
+}
+
+func (r *Registry) grantedTTL(secs int64) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if g, ok := r.granted[secs]; ok {
+		return g
+	}
+	return secs
+}
+
+func (r *Registry) noteGranted(secs, granted int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.granted[secs] = granted
+}
+
+// Deregister removes server id now and revokes its lease. found is false
+// when no such server was registered.
+func (r *Registry) Deregister(ctx context.Context, id string) (found bool, err error) {
+	if !ValidName(id) {
+		return false, &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+	}
+	del, err := r.client.Delete(ctx, ServerKey(r.prefix, id), clientv3.WithPrevKV())
+	if err != nil {
+		return false, fmt.Errorf("deregister %q: %w", id, err)
+	}
+	if del.Deleted == 0 {
+		return false, nil
+	}
+	if len(del.PrevKvs) > 0 {
+		if lease := clientv3.LeaseID(del.PrevKvs[0].Lease); lease != clientv3.NoLease {
+			r.revokeIfUnused(ctx, lease)
+		}
+	}
+	return true, nil
+}
+
+// List returns the registered servers of region ("" for all) sorted by id,
+// and the etcd revision they were read at. Malformed values are skipped.
+func (r *Registry) List(ctx context.Context, region string) (revision int64, servers []Server, err error) {
+	if region != "" && !ValidName(region) {
+		return 0, nil, &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
+	}
+	resp, err := r.client.Get(ctx, r.serversPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, nil, fmt.Errorf("list servers: %w", err)
+	}
+	servers = make([]Server, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		srv, err := DecodeServer(r.serversPrefix, kv.Key, kv.Value)
+		if err != nil || (region != "" && srv.Region != region) {
+			continue
+		}
+		servers = append(servers, srv)
+	}
+	slices.SortFunc(servers, func(a, b Server) int { return strings.Compare(a.ID, b.ID) })
+	return resp.Header.Revision, servers, nil
+}
+
+// Ping reports whether etcd answers a quorum read, for health checks.
+func (r *Registry) Ping(ctx context.Context) error {
+	if _, err := r.client.Get(ctx, r.serversPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	return nil
+}
