@@ -1,0 +1,340 @@
+// Package caddymodule is the sessionpin edge: Caddy modules that pin each
+// client to one backend server through a signed token, place new clients on
+// the least-loaded server of the edge's region, answer /closestToMe and
+// rebalance clients at token refresh.
+//
+// Three modules work together:
+//
+//   - the app `session_pin` owns the etcd client and the one registry
+//     watcher of the process (Caddyfile global option `session_pin`);
+//   - the handler `http.handlers.session_pin` decides the target server of
+//     each request (directive `session_pin`, ordered before reverse_proxy);
+//   - the upstream source `http.reverse_proxy.upstreams.session_pin` hands
+//     that decision to reverse_proxy (`reverse_proxy { dynamic session_pin }`).
+//
+// The package is a pure etcd client: it must never link the etcd server.
+package caddymodule
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Defaults of the app's configuration.
+const (
+	DefaultEtcdEndpoint = "127.0.0.1:2379"
+	DefaultDialTimeout  = 5 * time.Second
+)
+
+// App is the `session_pin` app. It connects to the etcd registry and keeps
+// one watch per process, which every session_pin handler routes from. The
+// connection is shared through a usage pool keyed by this configuration, so
+// a config reload with the same settings keeps the watch and its snapshot:
+// routing never goes blind during a reload.
+//
+// The app is optional in the config: without it, handlers use the defaults
+// below.
+type App struct {
+	// Etcd lists the etcd client endpoints (host:port or URLs).
+	// Default: ["127.0.0.1:2379"].
+	Etcd []string `json:"etcd,omitempty"`
+
+	// Prefix is the etcd key prefix of the registry. Default: "/sessionpin/".
+	Prefix string `json:"prefix,omitempty"`
+
+	// DialTimeout bounds connecting and authenticating to etcd.
+	// Default: 5s.
+	DialTimeout caddy.Duration `json:"dial_timeout,omitempty"`
+
+	// Username and Password authenticate to etcd when auth is enabled.
+	// Default: none.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+
+	// TLS configures client TLS to etcd. Default: plain TCP.
+	TLS *EtcdTLS `json:"tls,omitempty"`
+
+	registry *registryConn
+	poolKey  string
+	logger   *zap.Logger
+}
+
+// EtcdTLS holds PEM file paths for TLS to etcd.
+type EtcdTLS struct {
+	// CA is the CA bundle that signs the etcd server certificates.
+	// Default: the system roots.
+	CA string `json:"ca,omitempty"`
+	// Cert and Key are the client certificate and key, for etcd clusters
+	// that require client certificates. Default: none.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "session_pin",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// registries shares etcd connections across config reloads; the key is the
+// connection configuration, so a reload that changes it opens a new watch
+// and the old one is closed when the old config is cleaned up.
+var registries = caddy.NewUsagePool()
+
+// Provision applies defaults and joins (or opens) the shared registry
+// connection. It never waits for etcd: an edge started before its registry
+// is reachable answers 503 no_server_available until the watch syncs.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	if len(a.Etcd) == 0 {
+		a.Etcd = []string{DefaultEtcdEndpoint}
+	}
+	if a.Prefix == "" {
+		a.Prefix = discoverysvc.DefaultPrefix
+	}
+	a.Prefix = discoverysvc.NormalizePrefix(a.Prefix)
+	if a.DialTimeout == 0 {
+		a.DialTimeout = caddy.Duration(DefaultDialTimeout)
+	}
+	if err := a.validate(); err != nil {
+		return err
+	}
+	cfg, err := a.clientConfig()
+	if err != nil {
+		return err
+	}
+	key, err := a.key()
+	if err != nil {
+		return err
+	}
+	val, _, err := registries.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return openRegistry(cfg, a.Prefix), nil
+	})
+	if err != nil {
+		return err
+	}
+	a.poolKey = key
+	a.registry = val.(*registryConn)
+	currentRegistry.Store(a.registry)
+	return registerAppMetrics(ctx.GetMetricsRegistry())
+}
+
+func (a *App) validate() error {
+	for i, ep := range a.Etcd {
+		if strings.TrimSpace(ep) == "" {
+			return fmt.Errorf("etcd: endpoint %d is empty", i+1)
+		}
+	}
+	if a.DialTimeout < 0 {
+		return errors.New("dial_timeout: must not be negative")
+	}
+	if (a.Username == "") != (a.Password == "") {
+		return errors.New("username and password: set both or neither")
+	}
+	if a.TLS != nil && (a.TLS.Cert == "") != (a.TLS.Key == "") {
+		return errors.New("tls: cert and key: set both or neither")
+	}
+	return nil
+}
+
+// key identifies the connection in the usage pool.
+func (a *App) key() (string, error) {
+	b, err := json.Marshal(struct {
+		Etcd        []string
+		Prefix      string
+		DialTimeout caddy.Duration
+		Username    string
+		Password    string
+		TLS         *EtcdTLS
+	}{a.Etcd, a.Prefix, a.DialTimeout, a.Username, a.Password, a.TLS})
+	return string(b), err
+}
+
+func (a *App) clientConfig() (clientv3.Config, error) {
+	cfg := clientv3.Config{
+		Endpoints:   a.Etcd,
+		DialTimeout: time.Duration(a.DialTimeout),
+		Username:    a.Username,
+		Password:    a.Password,
+		// The client logs every failed dial at warn level; the registry
+		// logs outages once, so keep etcd's own logger quiet.
+		Logger: caddy.Log().Named("session_pin.etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel)),
+	}
+	if a.TLS != nil {
+		tc, err := a.TLS.config()
+		if err != nil {
+			return cfg, err
+		}
+		cfg.TLS = tc
+	}
+	return cfg, nil
+}
+
+func (t *EtcdTLS) config() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.CA != "" {
+		pem, err := os.ReadFile(t.CA)
+		if err != nil {
+			return nil, fmt.Errorf("tls: ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls: ca: no certificates in %s", t.CA)
+		}
+		tc.RootCAs = pool
+	}
+	if t.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls: cert/key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// Start implements caddy.App; the watch already runs from Provision.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App; the shared watch outlives a single config.
+func (a *App) Stop() error { return nil }
+
+// Cleanup releases this config's use of the shared connection; the last
+// user closes it.
+func (a *App) Cleanup() error {
+	if a.registry == nil {
+		return nil
+	}
+	a.registry = nil
+	_, err := registries.Delete(a.poolKey)
+	return err
+}
+
+// Snapshot is the registry as last seen; never nil.
+func (a *App) Snapshot() *discoverysvc.Snapshot {
+	if a.registry == nil {
+		return discoverysvc.EmptySnapshot()
+	}
+	return a.registry.Snapshot()
+}
+
+// currentRegistry is the most recently provisioned connection; the
+// seconds-since-update gauge reports on it.
+var currentRegistry atomic.Pointer[registryConn]
+
+// registryConn is one etcd client and its registry watcher, shared by every
+// config that names the same connection settings.
+type registryConn struct {
+	watcher atomic.Pointer[discoverysvc.Watcher]
+	started time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
+	client  atomic.Pointer[clientv3.Client]
+	logger  *zap.Logger
+}
+
+// openRegistry starts connecting in the background. With credentials,
+// clientv3.New authenticates and so blocks; without, it returns at once.
+// Either way Caddy's start is never held up by etcd.
+func openRegistry(cfg clientv3.Config, prefix string) *registryConn {
+	ctx, cancel := context.WithCancel(context.Background())
+	rc := &registryConn{
+		started: time.Now(),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		// The connection outlives the config that opened it, so it logs
+		// through Caddy's default logger rather than a config's.
+		logger: caddy.Log().Named("session_pin.registry"),
+	}
+	go rc.run(ctx, cfg, prefix)
+	return rc
+}
+
+func (rc *registryConn) run(ctx context.Context, cfg clientv3.Config, prefix string) {
+	defer close(rc.done)
+	cfg.Context = ctx
+	backoff := 100 * time.Millisecond
+	var client *clientv3.Client
+	for {
+		var err error
+		client, err = clientv3.New(cfg)
+		if err == nil {
+			break
+		}
+		rc.logger.Warn("connecting to etcd", zap.Strings("endpoints", cfg.Endpoints), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	rc.client.Store(client)
+	defer client.Close()
+	w := discoverysvc.NewWatcher(discoverysvc.WatcherConfig{
+		Client:   client,
+		Prefix:   prefix,
+		Logger:   rc.logger,
+		Attach:   attachTarget,
+		OnUpdate: updateRegistryMetrics,
+	})
+	rc.watcher.Store(w)
+	w.Run(ctx)
+}
+
+// Snapshot is the current registry snapshot; empty until the first list.
+func (rc *registryConn) Snapshot() *discoverysvc.Snapshot {
+	if w := rc.watcher.Load(); w != nil {
+		return w.Snapshot()
+	}
+	return discoverysvc.EmptySnapshot()
+}
+
+// secondsSinceUpdate is the age of the snapshot; before the first list, the
+// time since connecting began, so an edge that never syncs raises alerts.
+func (rc *registryConn) secondsSinceUpdate() float64 {
+	if w := rc.watcher.Load(); w != nil {
+		if t := w.LastUpdate(); !t.IsZero() {
+			return time.Since(t).Seconds()
+		}
+	}
+	return time.Since(rc.started).Seconds()
+}
+
+// Destruct stops the watch and closes the etcd client; the usage pool calls
+// it when the last config using the connection is unloaded.
+func (rc *registryConn) Destruct() error {
+	rc.cancel()
+	<-rc.done
+	currentRegistry.CompareAndSwap(rc, nil)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+	_ caddy.Destructor   = (*registryConn)(nil)
+)

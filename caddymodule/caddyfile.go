@@ -1,0 +1,277 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/sessionpin/sessionpin/caddymodule/pin"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("session_pin", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("session_pin", parseHandlerDirective)
+	httpcaddyfile.RegisterDirectiveOrder("session_pin", httpcaddyfile.Before, "reverse_proxy")
+}
+
+// minSecretLen is the shortest HS256 secret accepted (SPEC §5).
+const minSecretLen = 32
+
+// parseGlobalOption sets up the session_pin app from the global option:
+//
+//	session_pin {
+//		etcd <endpoints...>
+//		prefix <prefix>
+//		dial_timeout <duration>
+//		username <name>
+//		password <password>
+//		tls {
+//			ca <file>
+//			cert <file>
+//			key <file>
+//		}
+//	}
+func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{Name: "session_pin", Value: caddyconfig.JSON(app, nil)}, nil
+}
+
+// UnmarshalCaddyfile sets up the app from Caddyfile tokens (see
+// parseGlobalOption for the syntax).
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if seen[opt] {
+			return d.Errf("%s: specified more than once", opt)
+		}
+		seen[opt] = true
+		switch opt {
+		case "etcd":
+			a.Etcd = d.RemainingArgs()
+			if len(a.Etcd) == 0 {
+				return d.Errf("etcd: %v", d.ArgErr())
+			}
+		case "prefix":
+			if err := oneArg(d, &a.Prefix); err != nil {
+				return err
+			}
+		case "dial_timeout":
+			if err := durationArg(d, &a.DialTimeout); err != nil {
+				return err
+			}
+		case "username":
+			if err := oneArg(d, &a.Username); err != nil {
+				return err
+			}
+		case "password":
+			if err := oneArg(d, &a.Password); err != nil {
+				return err
+			}
+		case "tls":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.TLS = new(EtcdTLS)
+			tlsSeen := map[string]bool{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				sub := d.Val()
+				if tlsSeen[sub] {
+					return d.Errf("tls: %s: specified more than once", sub)
+				}
+				tlsSeen[sub] = true
+				var err error
+				switch sub {
+				case "ca":
+					err = oneArg(d, &a.TLS.CA)
+				case "cert":
+					err = oneArg(d, &a.TLS.Cert)
+				case "key":
+					err = oneArg(d, &a.TLS.Key)
+				default:
+					return d.Errf("tls: unrecognized subdirective '%s'", sub)
+				}
+				if err != nil {
+					return err
+				}
+			}
+		default:
+			return d.Errf("unrecognized subdirective '%s'", opt)
+		}
+	}
+	return nil
+}
+
+func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	err := m.UnmarshalCaddyfile(h.Dispenser)
+	return m, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
+//
+//	session_pin {
+//		region <region>
+//		key hs256 <secret> | key ed25519|es256 <private-key.pem>
+//		verify_key hs256 <secret> | verify_key ed25519|es256 <key.pem>
+//		issuer <iss>
+//		pin_ttl <duration>
+//		refresh_grace <duration>
+//		header <name>
+//		cookie <name>
+//		claim <name>
+//		refresh_path <path>
+//		closest_path <path>
+//		retry_after <duration>
+//		hysteresis <number>
+//	}
+//
+// verify_key may be repeated; every other option may appear once.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	seen := map[string]bool{}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		if opt != "verify_key" && seen[opt] {
+			return d.Errf("%s: specified more than once", opt)
+		}
+		seen[opt] = true
+		var err error
+		switch opt {
+		case "region":
+			err = oneArg(d, &h.Region)
+		case "key":
+			var k pin.KeyConfig
+			k, err = keyArgs(d, "key")
+			h.Key = &k
+		case "verify_key":
+			var k pin.KeyConfig
+			k, err = keyArgs(d, "verify_key")
+			h.VerifyKeys = append(h.VerifyKeys, k)
+		case "issuer":
+			err = oneArg(d, &h.Issuer)
+		case "pin_ttl":
+			err = durationArg(d, &h.PinTTL)
+		case "refresh_grace":
+			err = durationArg(d, &h.RefreshGrace)
+		case "header":
+			err = oneArg(d, &h.Header)
+		case "cookie":
+			err = oneArg(d, &h.Cookie)
+		case "claim":
+			err = oneArg(d, &h.Claim)
+		case "refresh_path":
+			err = oneArg(d, &h.RefreshPath)
+		case "closest_path":
+			err = oneArg(d, &h.ClosestPath)
+		case "retry_after":
+			err = durationArg(d, &h.RetryAfter)
+		case "hysteresis":
+			var s string
+			if err = oneArg(d, &s); err != nil {
+				break
+			}
+			v, perr := strconv.ParseFloat(s, 64)
+			if perr != nil || v < 0 || v != v || v > 1e308 {
+				return d.Errf("hysteresis: %q is not a number >= 0", s)
+			}
+			h.Hysteresis = &v
+		default:
+			return d.Errf("unrecognized subdirective '%s'", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if h.Region == "" {
+		return d.Err("region is required")
+	}
+	return nil
+}
+
+// keyArgs parses `<algorithm> <secret-or-file>`. An empty secret most often
+// means an unset environment variable, so the error says which one the
+// shipped Caddyfile uses.
+func keyArgs(d *caddyfile.Dispenser, opt string) (pin.KeyConfig, error) {
+	var k pin.KeyConfig
+	if !d.NextArg() {
+		return k, d.Errf("%s: want <algorithm> <secret|file>", opt)
+	}
+	k.Algorithm = strings.ToLower(d.Val())
+	var val string
+	if d.NextArg() {
+		val = d.Val()
+	}
+	if d.NextArg() {
+		return k, d.Errf("%s: too many arguments", opt)
+	}
+	switch k.Algorithm {
+	case "hs256":
+		if val == "" {
+			return k, d.Errf("%s hs256: secret is empty (is SESSIONPIN_SECRET set?)", opt)
+		}
+		if len(val) < minSecretLen {
+			return k, d.Errf("%s hs256: secret must be at least %d bytes, got %d (check SESSIONPIN_SECRET)", opt, minSecretLen, len(val))
+		}
+		k.Secret = val
+	case "ed25519", "es256":
+		if val == "" {
+			return k, d.Errf("%s %s: PEM key file is missing", opt, k.Algorithm)
+		}
+		k.File = val
+	default:
+		return k, d.Errf("%s: unsupported algorithm %q (want hs256, ed25519 or es256)", opt, k.Algorithm)
+	}
+	return k, nil
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	opt := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s: missing value", opt)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: too many arguments", opt)
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("%s: bad duration %q: %v", opt, s, err)
+	}
+	if v <= 0 {
+		return d.Errf("%s: bad duration %q: must be positive", opt, s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*App)(nil)
+)

@@ -1,0 +1,93 @@
+package caddymodule
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
+	"github.com/sessionpin/sessionpin/discoverysvc"
+)
+
+// Metrics of SPEC §9. The collectors are process-wide (the registry watch is
+// too); each config's Caddy registry gets them registered once.
+var (
+	pinsIssuedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessionpin_pins_issued_total",
+		Help: "Pins issued by the edge, by reason (placement, refresh_keep, refresh_move, failover).",
+	}, []string{"reason"})
+
+	pinnedUnavailableTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessionpin_pinned_unavailable_total",
+		Help: "Requests answered 503 because their pinned server is not in the registry.",
+	})
+
+	registryServers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sessionpin_registry_servers",
+		Help: "Servers in the edge's registry snapshot, by region and state (active, draining).",
+	}, []string{"region", "state"})
+
+	registryLastUpdate = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sessionpin_registry_last_update_seconds",
+		Help: "Seconds since the edge's registry snapshot last changed or was confirmed by a list.",
+	}, func() float64 {
+		if rc := currentRegistry.Load(); rc != nil {
+			return rc.secondsSinceUpdate()
+		}
+		return 0
+	})
+
+	// Counters per reason, resolved once: WithLabelValues hashes per call.
+	pinsIssuedByReason = map[string]prometheus.Counter{}
+	pinsIssuedOnce     sync.Once
+)
+
+func countPinIssued(reason string) {
+	pinsIssuedOnce.Do(func() {
+		for _, r := range []string{placement.ReasonPlacement, placement.ReasonRefreshKeep, placement.ReasonRefreshMove, placement.ReasonFailover} {
+			pinsIssuedByReason[r] = pinsIssuedTotal.WithLabelValues(r)
+		}
+	})
+	if c, ok := pinsIssuedByReason[reason]; ok {
+		c.Inc()
+		return
+	}
+	pinsIssuedTotal.WithLabelValues(reason).Inc()
+}
+
+func registerAppMetrics(reg *prometheus.Registry) error {
+	return register(reg, registryServers, registryLastUpdate)
+}
+
+func registerHandlerMetrics(reg *prometheus.Registry) error {
+	return register(reg, pinsIssuedTotal, pinnedUnavailableTotal)
+}
+
+// register adds collectors to a config's registry; several handlers in one
+// config register the same collectors, which is not an error.
+func register(reg *prometheus.Registry, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) && are.ExistingCollector == c {
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// updateRegistryMetrics is the watcher's OnUpdate hook.
+func updateRegistryMetrics(snap *discoverysvc.Snapshot) {
+	registryServers.Reset()
+	for _, name := range snap.RegionNames() {
+		r := snap.Region(name)
+		registryServers.WithLabelValues(name, "active").Set(float64(len(r.Active)))
+		registryServers.WithLabelValues(name, "draining").Set(float64(len(r.Draining)))
+	}
+}
