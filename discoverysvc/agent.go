@@ -1,0 +1,470 @@
+package discoverysvc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// DefaultAgentInterval is how often the agent probes the app and heartbeats.
+// With the default 10 s lease, three heartbeats fit in one lease, so a single
+// lost heartbeat never drops a healthy server.
+const DefaultAgentInterval = 3 * time.Second
+
+// maxHealthBody bounds how much of the app's health response is read for the
+// load; a health body is small, and the agent must not be made to buffer an
+// arbitrary one.
+const maxHealthBody = 64 << 10
+
+// Agent is the heartbeat sidecar for an unchanged app: it probes the app's
+// health URL every Interval and, while the app answers 2xx, heartbeats the
+// server to the discovery API. When the app stops answering, the agent
+// deregisters it at once, so it leaves routing now rather than at lease
+// expiry. Fields are read once by Run and must not change while it runs.
+type Agent struct {
+	// ID of the server in the registry. Required.
+	ID string
+	// Region of the server. Required.
+	Region string
+	// URL is the server's public URL, where edges proxy to. Required.
+	URL string
+	// HealthURL is probed with GET; a 2xx answer means healthy. Required.
+	HealthURL string
+	// Discovery is the base URL of the discovery API, e.g.
+	// http://127.0.0.1:7070. Required.
+	Discovery string
+	// Token is the discovery API's bearer token, if it has one.
+	Token string
+	// Interval between probes and heartbeats. Default: 3s.
+	Interval time.Duration
+	// Load, when set, is reported as the server's load. When nil, the load
+	// is the top-level "load" number of the app's JSON health body, or 0.
+	Load *float64
+	// TTL is the lease of the registration, in whole seconds; it must be
+	// longer than Interval. Default: 0, the discovery service's default (10s).
+	TTL time.Duration
+	// DrainTimeout is how long, after Run's context ends, the server stays
+	// registered as draining (pinned clients keep reaching it, new ones go
+	// elsewhere) before it is deregistered. Default: 0, deregister at once.
+	DrainTimeout time.Duration
+	// Logger receives the agent's logs. Default: no logging.
+	Logger *zap.Logger
+	// Client makes the probes and the API calls; every request carries its
+	// own deadline. Default: a client on http.DefaultTransport.
+	Client *http.Client
+}
+
+// Validate checks the agent's configuration. The error is a *FieldError whose
+// Field is the option's command-line name (id, region, url, health-url,
+// discovery, interval, load, ttl, drain-timeout).
+func (a *Agent) Validate() error {
+	if !ValidName(a.ID) {
+		return &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+	}
+	if !ValidName(a.Region) {
+		return &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
+	}
+	if err := ValidateURL(a.URL); err != nil {
+		return &FieldError{"url", err.Error()}
+	}
+	if err := validateHTTPURL(a.HealthURL, true); err != nil {
+		return &FieldError{"health-url", err.Error()}
+	}
+	if err := validateHTTPURL(a.Discovery, false); err != nil {
+		return &FieldError{"discovery", err.Error()}
+	}
+	if a.Interval < 0 {
+		return &FieldError{"interval", "must not be negative"}
+	}
+	if a.Load != nil && (math.IsNaN(*a.Load) || math.IsInf(*a.Load, 0) || *a.Load < 0) {
+		return &FieldError{"load", "must be a finite number >= 0"}
+	}
+	if a.TTL != 0 && (a.TTL%time.Second != 0 || a.TTL < MinTTL || a.TTL > MaxTTL) {
+		return &FieldError{"ttl", fmt.Sprintf("must be whole seconds from %s to %s", MinTTL, MaxTTL)}
+	}
+	if ttl, interval := a.ttl(), a.interval(); ttl <= interval {
+		return &FieldError{"ttl", fmt.Sprintf("lease %s must be longer than the interval %s, or the server drops out between heartbeats", ttl, interval)}
+	}
+	if a.DrainTimeout < 0 {
+		return &FieldError{"drain-timeout", "must not be negative"}
+	}
+	return nil
+}
+
+func (a *Agent) interval() time.Duration {
+	if a.Interval == 0 {
+		return DefaultAgentInterval
+	}
+	return a.Interval
+}
+
+func (a *Agent) ttl() time.Duration {
+	if a.TTL == 0 {
+		return DefaultTTL
+	}
+	return a.TTL
+}
+
+// validateHTTPURL accepts an absolute http(s) URL with a host; the health URL
+// may carry a query, the discovery base URL may not.
+func validateHTTPURL(raw string, queryOK bool) error {
+	if raw == "" {
+		return errors.New("is required")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return errors.New("not a valid URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("scheme must be http or https")
+	}
+	if u.Hostname() == "" {
+		return errors.New("must have a host")
+	}
+	if u.Fragment != "" || (!queryOK && (u.RawQuery != "" || u.ForceQuery)) {
+		return errors.New("must not have a query or fragment")
+	}
+	return nil
+}
+
+// Run heartbeats until ctx ends, then drains (when DrainTimeout > 0) and
+// deregisters. It returns an error for a bad configuration, or when the
+// final deregistration failed (the lease then expires on its own).
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	r := &agentRun{
+		agent:    a,
+		interval: a.interval(),
+		endpoint: strings.TrimRight(a.Discovery, "/") + "/v1/servers/" + url.PathEscape(a.ID),
+		client:   a.Client,
+		log:      a.Logger,
+	}
+	if r.client == nil {
+		r.client = &http.Client{}
+	}
+	if r.log == nil {
+		r.log = zap.NewNop()
+	}
+	r.log = r.log.With(zap.String("id", a.ID))
+	r.backoff = r.minBackoff()
+	return r.run(ctx)
+}
+
+// listing is what the agent knows about its server's registration.
+type listing int
+
+const (
+	listingUnknown listing = iota // at start: a previous run may have left it
+	listingYes
+	listingNo
+)
+
+// agentRun is the state of one Run.
+type agentRun struct {
+	agent    *Agent
+	interval time.Duration
+	endpoint string
+	client   *http.Client
+	log      *zap.Logger
+
+	listed  listing
+	appUp   *bool     // last health verdict; nil before the first probe
+	outage  time.Time // when discovery became unreachable; zero while reachable
+	backoff time.Duration
+	refusal string // last 4xx answer of discovery, logged once
+}
+
+func (r *agentRun) run(ctx context.Context) error {
+	r.log.Info("agent started", zap.String("region", r.agent.Region), zap.String("url", r.agent.URL),
+		zap.String("health_url", r.agent.HealthURL), zap.String("discovery", r.agent.Discovery),
+		zap.Duration("interval", r.interval))
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return r.stop()
+		case <-timer.C:
+		}
+		// A round in flight is not cut short by ctx: an interrupted PUT could
+		// still land in etcd after stop's DELETE and leave the server
+		// registered until its lease expires.
+		timer.Reset(r.round(ctx, context.WithoutCancel(ctx)))
+	}
+}
+
+// round probes the app once and heartbeats or deregisters accordingly. It
+// returns the wait before the next round: the interval, or a shorter backoff
+// while discovery is unreachable, because the lease keeps running out. Its
+// requests use ctx, which outlives runCtx; when runCtx ends during the
+// probe, the round is skipped and stop takes over.
+func (r *agentRun) round(runCtx, ctx context.Context) time.Duration {
+	load, err := r.probe(ctx)
+	if runCtx.Err() != nil {
+		return r.interval
+	}
+	r.noteHealth(err)
+	if err != nil {
+		if r.listed == listingNo {
+			return r.interval
+		}
+		if err := r.deregister(ctx); err != nil {
+			return r.discoveryFailed(err)
+		}
+		r.discoveryOK()
+		r.listed = listingNo
+		return r.interval
+	}
+	if err := r.heartbeat(ctx, load, false); err != nil {
+		return r.discoveryFailed(err)
+	}
+	r.discoveryOK()
+	if r.listed != listingYes {
+		r.log.Info("registered", zap.Float64("load", load))
+	}
+	r.listed = listingYes
+	return r.interval
+}
+
+// stop drains and deregisters after Run's context ended. It uses fresh
+// contexts: the run's own is already done.
+func (r *agentRun) stop() error {
+	if drain := r.agent.DrainTimeout; drain > 0 && r.listed == listingYes {
+		r.drain(drain)
+	}
+	if r.listed == listingNo {
+		r.log.Info("agent stopped")
+		return nil
+	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			time.Sleep(r.minBackoff() << attempt)
+		}
+		if err = r.deregister(context.Background()); err == nil {
+			r.log.Info("deregistered; agent stopped")
+			return nil
+		}
+	}
+	r.log.Warn("could not deregister; the lease expires on its own", zap.Duration("ttl", r.agent.ttl()), zap.Error(err))
+	return fmt.Errorf("deregister %s: %w", r.agent.ID, err)
+}
+
+// drain keeps the server registered as draining for d, so pinned clients
+// finish their work while new ones are placed elsewhere. It ends early when
+// the app stops answering, because then nobody should be sent there.
+func (r *agentRun) drain(d time.Duration) {
+	r.log.Info("draining", zap.Duration("drain_timeout", d))
+	deadline := time.Now().Add(d)
+	for {
+		load, err := r.probe(context.Background())
+		if err != nil {
+			r.noteHealth(err)
+			return
+		}
+		if err := r.heartbeat(context.Background(), load, true); err != nil {
+			r.discoveryFailed(err)
+		} else {
+			r.discoveryOK()
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		time.Sleep(min(left, r.interval))
+		if time.Now().After(deadline) {
+			return
+		}
+	}
+}
+
+// probe asks the app for its health. It returns the load to report, or an
+// error when the app is not healthy.
+func (r *agentRun) probe(ctx context.Context) (float64, error) {
+	// The probe must end before the next round is due.
+	ctx, cancel := context.WithTimeout(ctx, r.interval*3/4)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.agent.HealthURL, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return 0, fmt.Errorf("health status %d", resp.StatusCode)
+	}
+	if r.agent.Load != nil {
+		return *r.agent.Load, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxHealthBody))
+	if err != nil {
+		return 0, fmt.Errorf("read health body: %w", err)
+	}
+	return LoadFromHealth(body), nil
+}
+
+// LoadFromHealth returns the top-level "load" number of a JSON health body,
+// or 0 when the body is not JSON, has no such number, or it is negative: a
+// health page is the app's business, and an odd one must not keep an
+// otherwise healthy server out of the registry.
+func LoadFromHealth(body []byte) float64 {
+	var doc struct {
+		Load *float64 `json:"load"`
+	}
+	// A number out of float64 range fails the whole Unmarshal, hence 0.
+	if json.Unmarshal(body, &doc) != nil || doc.Load == nil || *doc.Load < 0 {
+		return 0
+	}
+	return *doc.Load
+}
+
+// heartbeat PUTs the server's record to discovery.
+func (r *agentRun) heartbeat(ctx context.Context, load float64, draining bool) error {
+	body := map[string]any{
+		"region":   r.agent.Region,
+		"url":      r.agent.URL,
+		"load":     load,
+		"draining": draining,
+	}
+	if r.agent.TTL > 0 {
+		body["ttl"] = int64(r.agent.TTL / time.Second)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	status, msg, err := r.call(ctx, http.MethodPut, b)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return statusError(status, msg)
+	}
+	return nil
+}
+
+// deregister DELETEs the server; unknown already counts as done.
+func (r *agentRun) deregister(ctx context.Context) error {
+	status, msg, err := r.call(ctx, http.MethodDelete, nil)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusNoContent && status != http.StatusNotFound {
+		return statusError(status, msg)
+	}
+	if status == http.StatusNoContent {
+		r.log.Info("deregistered")
+	}
+	return nil
+}
+
+// call makes one discovery API request and returns the status and the
+// "error" text of the answer.
+func (r *agentRun) call(ctx context.Context, method string, body []byte) (int, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(r.interval, 2*time.Second))
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.endpoint, rd)
+	if err != nil {
+		return 0, "", err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.agent.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.agent.Token)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	var e struct {
+		Error string `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e) // the status is what counts
+	return resp.StatusCode, e.Error, nil
+}
+
+// refusedError is a 4xx answer: discovery works but will not take the
+// request (a wrong token, a bad record), so retrying faster does not help.
+type refusedError struct {
+	status int
+	msg    string
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("discovery answered %d: %s", e.status, e.msg)
+}
+
+func statusError(status int, msg string) error {
+	if status >= 400 && status < 500 {
+		return &refusedError{status, msg}
+	}
+	return fmt.Errorf("discovery answered %d: %s", status, msg)
+}
+
+// discoveryFailed records a failed call and returns the wait before the
+// next try. An outage is logged once, not on every retry.
+func (r *agentRun) discoveryFailed(err error) time.Duration {
+	if re, ok := errors.AsType[*refusedError](err); ok {
+		if r.refusal != re.Error() {
+			r.refusal = re.Error()
+			r.log.Error("discovery refused the request", zap.Int("status", re.status), zap.String("error", re.msg))
+		}
+		return r.interval
+	}
+	if r.outage.IsZero() {
+		r.outage = time.Now()
+		r.backoff = r.minBackoff()
+		r.log.Warn("discovery unreachable; retrying with backoff", zap.String("discovery", r.agent.Discovery), zap.Error(err))
+	}
+	wait := r.backoff
+	r.backoff = min(r.backoff*2, r.interval)
+	// Jitter keeps a fleet of agents from retrying in lockstep after an outage.
+	return wait/2 + rand.N(wait/2+1)
+}
+
+func (r *agentRun) discoveryOK() {
+	r.refusal = ""
+	if !r.outage.IsZero() {
+		r.log.Info("discovery reachable again", zap.Duration("outage", time.Since(r.outage).Round(time.Millisecond)))
+		r.outage = time.Time{}
+	}
+	r.backoff = r.minBackoff()
+}
+
+func (r *agentRun) minBackoff() time.Duration { return max(r.interval/16, 10*time.Millisecond) }
+
+// noteHealth logs the app's health when it changes.
+func (r *agentRun) noteHealth(err error) {
+	up := err == nil
+	if r.appUp != nil && *r.appUp == up {
+		return
+	}
+	r.appUp = &up
+	if up {
+		r.log.Info("app healthy")
+	} else {
+		r.log.Warn("app unhealthy; leaving the registry", zap.String("health_url", r.agent.HealthURL), zap.Error(err))
+	}
+}

@@ -1,0 +1,346 @@
+package discoverysvc_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+)
+
+// agentInterval is short so the tests move quickly, yet leaves the health
+// probe (3/4 of it) ample time on a loaded machine under -race.
+const agentInterval = 200 * time.Millisecond
+
+// fakeApp is an unchanged app: a /healthz whose status and body the test sets.
+type fakeApp struct {
+	mu     sync.Mutex
+	status int
+	body   string
+	srv    *httptest.Server
+}
+
+func startApp(t *testing.T, status int, body string) *fakeApp {
+	t.Helper()
+	a := &fakeApp{status: status, body: body}
+	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		a.mu.Lock()
+		status, body := a.status, a.body
+		a.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		w.Write([]byte(body))
+	}))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *fakeApp) set(status int, body string) {
+	a.mu.Lock()
+	a.status, a.body = status, body
+	a.mu.Unlock()
+}
+
+// runAgent runs ag until the returned stop function is called; stop waits
+// for Run to return and hands back its error.
+func runAgent(t *testing.T, ag *discoverysvc.Agent) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// stored returns the server's record in etcd, or nil when it is absent.
+func stored(t *testing.T, c *clientv3.Client, id string) *discoverysvc.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, discoverysvc.ServerKey("", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	var s discoverysvc.Server
+	if err := json.Unmarshal(resp.Kvs[0].Value, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+func TestAgentFollowsAppHealthAndDeregistersOnStop(t *testing.T) {
+	f := startAPI(t, testToken)
+	app := startApp(t, 200, `{"status":"ok","load":0.42}`)
+	stop := runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu-west", URL: "http://10.1.2.3:9001",
+		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL + "/",
+		Token: testToken, Interval: agentInterval,
+	})
+
+	waitFor(t, 20*time.Second, "registration with the load of the health body", func() bool {
+		s := stored(t, f.client, "eu-1")
+		return s != nil && s.Load == 0.42
+	})
+	if s := stored(t, f.client, "eu-1"); s.Region != "eu-west" || s.URL != "http://10.1.2.3:9001" || s.Draining {
+		t.Fatalf("stored %+v", s)
+	}
+
+	app.set(503, `{"status":"down"}`)
+	// Gone at once by DELETE, long before the 10 s lease would expire.
+	waitFor(t, 5*time.Second, "deregistration while the app is unhealthy", func() bool {
+		return stored(t, f.client, "eu-1") == nil
+	})
+
+	app.set(200, `{"load":0.7}`)
+	waitFor(t, 20*time.Second, "registration again after recovery", func() bool {
+		s := stored(t, f.client, "eu-1")
+		return s != nil && s.Load == 0.7
+	})
+
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := stored(t, f.client, "eu-1"); s != nil {
+		t.Fatalf("still registered after stop: %+v", s)
+	}
+}
+
+func TestAgentReportsFixedLoadAndTTL(t *testing.T) {
+	f := startAPI(t, "")
+	app := startApp(t, 204, ``)
+	load := 0.3
+	runAgent(t, &discoverysvc.Agent{
+		ID: "us-1", Region: "us", URL: "https://us1.example.com",
+		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agentInterval, Load: &load, TTL: 5 * time.Second,
+	})
+	waitFor(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "us-1") != nil })
+	app.set(200, `{"load":0.9}`) // ignored: --load wins
+	if s := stored(t, f.client, "us-1"); s.Load != 0.3 {
+		t.Fatalf("load %v, want the fixed 0.3", s.Load)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := f.client.Get(ctx, discoverysvc.ServerKey("", "us-1"))
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("get: %v", err)
+	}
+	ttl, err := f.client.TimeToLive(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	if err != nil || ttl.GrantedTTL != 5 {
+		t.Fatalf("lease granted %d s (%v), want 5", ttl.GrantedTTL, err)
+	}
+}
+
+// switchHandler lets a test swap what answers on one address.
+type switchHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *switchHandler) set(h http.Handler) { s.h.Store(&h) }
+func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
+func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	app := startApp(t, 200, `{"load":0.1}`)
+	core, logs := observer.New(zap.InfoLevel)
+	addr := etcdtest.FreePort(t)
+
+	// The agent starts before discovery exists.
+	runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
+		HealthURL: app.srv.URL + "/healthz", Discovery: "http://" + addr,
+		Interval: agentInterval, Logger: zap.New(core),
+	})
+	count := func(msg string) int { return logs.FilterMessage(msg).Len() }
+	waitFor(t, 20*time.Second, "the outage to be logged", func() bool { return count("discovery unreachable; retrying with backoff") == 1 })
+
+	api := discoverysvc.NewAPI(discoverysvc.NewRegistry(c, ""), "", nil)
+	sw := &switchHandler{}
+	sw.set(api)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: sw}
+	go hs.Serve(l)
+	t.Cleanup(func() { hs.Close() })
+	waitFor(t, 20*time.Second, "registration once discovery is up", func() bool { return stored(t, c, "eu-1") != nil })
+	waitFor(t, 5*time.Second, "the recovery to be logged", func() bool { return count("discovery reachable again") == 1 })
+
+	// A second outage: discovery answers 503 (its etcd is down, say) to many
+	// retries, and the agent logs it once.
+	var refused atomic.Int32
+	sw.set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refused.Add(1)
+		http.Error(w, `{"error":"registry unavailable"}`, http.StatusServiceUnavailable)
+	}))
+	waitFor(t, 20*time.Second, "several failed heartbeats", func() bool { return refused.Load() >= 4 })
+	if n := count("discovery unreachable; retrying with backoff"); n != 2 {
+		t.Fatalf("%d outage logs for two outages", n)
+	}
+	sw.set(api)
+	app.set(200, `{"load":0.9}`)
+	waitFor(t, 20*time.Second, "heartbeats to resume", func() bool {
+		s := stored(t, c, "eu-1")
+		return s != nil && s.Load == 0.9
+	})
+	// The agent logs the recovery after the answer that etcd already shows.
+	waitFor(t, 5*time.Second, "the second recovery to be logged", func() bool { return count("discovery reachable again") == 2 })
+	if n := count("discovery unreachable; retrying with backoff"); n != 2 {
+		t.Fatalf("%d outage logs for two outages", n)
+	}
+}
+
+func TestAgentDrainsBeforeDeregistering(t *testing.T) {
+	f := startAPI(t, "")
+	app := startApp(t, 200, `{"load":0.2}`)
+	stop := runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
+		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agentInterval, DrainTimeout: 4 * agentInterval,
+	})
+	waitFor(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events := f.client.Watch(ctx, discoverysvc.ServerKey("", "eu-1"), clientv3.WithRev(f.revision(t)+1))
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var sawDraining bool
+	for resp := range events {
+		if err := resp.Err(); err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range resp.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				if !sawDraining {
+					t.Fatal("deleted without being marked draining first")
+				}
+				return
+			}
+			var s discoverysvc.Server
+			if err := json.Unmarshal(ev.Kv.Value, &s); err != nil {
+				t.Fatal(err)
+			}
+			sawDraining = sawDraining || s.Draining
+		}
+	}
+	t.Fatal("watch ended before the delete")
+}
+
+func TestAgentDrainEndsWhenTheAppDies(t *testing.T) {
+	f := startAPI(t, "")
+	app := startApp(t, 200, `{}`)
+	stop := runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
+		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agentInterval, DrainTimeout: time.Hour,
+	})
+	waitFor(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	// The app goes down with the agent, as under one SIGTERM: draining to a
+	// dead app would strand its clients, so the agent deregisters instead of
+	// waiting out the hour.
+	app.set(503, ``)
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if s := stored(t, f.client, "eu-1"); s != nil {
+		t.Fatalf("still registered: %+v", s)
+	}
+}
+
+func TestAgentValidatesItsConfig(t *testing.T) {
+	good := func() discoverysvc.Agent {
+		return discoverysvc.Agent{ID: "a", Region: "r", URL: "http://a", HealthURL: "http://a/healthz?full=1", Discovery: "http://d:7070"}
+	}
+	neg := -1.0
+	nan := math.NaN()
+	tests := []struct {
+		field  string
+		mutate func(*discoverysvc.Agent)
+	}{
+		{"id", func(a *discoverysvc.Agent) { a.ID = "" }},
+		{"id", func(a *discoverysvc.Agent) { a.ID = "a/b" }},
+		{"region", func(a *discoverysvc.Agent) { a.Region = "r r" }},
+		{"url", func(a *discoverysvc.Agent) { a.URL = "http://a/?q" }},
+		{"health-url", func(a *discoverysvc.Agent) { a.HealthURL = "" }},
+		{"health-url", func(a *discoverysvc.Agent) { a.HealthURL = "localhost:8080/healthz" }},
+		{"discovery", func(a *discoverysvc.Agent) { a.Discovery = "" }},
+		{"discovery", func(a *discoverysvc.Agent) { a.Discovery = "http://d/?x=1" }},
+		{"interval", func(a *discoverysvc.Agent) { a.Interval = -time.Second }},
+		{"load", func(a *discoverysvc.Agent) { a.Load = &neg }},
+		{"load", func(a *discoverysvc.Agent) { a.Load = &nan }},
+		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 1500 * time.Millisecond }},
+		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 2 * time.Hour }},
+		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 3 * time.Second }}, // not longer than the 3 s interval
+		{"ttl", func(a *discoverysvc.Agent) { a.Interval = 20 * time.Second }},
+		{"drain-timeout", func(a *discoverysvc.Agent) { a.DrainTimeout = -1 }},
+	}
+	for _, tt := range tests {
+		a := good()
+		tt.mutate(&a)
+		err := a.Run(context.Background()) // validates before anything else
+		fe, ok := errors.AsType[*discoverysvc.FieldError](err)
+		if !ok || fe.Field != tt.field {
+			t.Errorf("%+v: error %v, want one for %s", a, err, tt.field)
+		}
+	}
+	a := good()
+	if err := a.Validate(); err != nil {
+		t.Fatalf("good config: %v", err)
+	}
+}
+
+func TestLoadFromHealth(t *testing.T) {
+	tests := []struct {
+		body string
+		want float64
+	}{
+		{`{"load":0.5}`, 0.5},
+		{`{"status":"ok","load":2,"extra":{"load":9}}`, 2},
+		{`{"load":0}`, 0},
+		{`{"load":-1}`, 0},
+		{`{"load":"0.5"}`, 0},
+		{`{"load":1e999}`, 0},
+		{`{"status":"ok"}`, 0},
+		{`OK`, 0},
+		{``, 0},
+		{`[{"load":1}]`, 0},
+	}
+	for _, tt := range tests {
+		if got := discoverysvc.LoadFromHealth([]byte(tt.body)); got != tt.want {
+			t.Errorf("LoadFromHealth(%s) = %v, want %v", tt.body, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,344 @@
+package discoverysvc
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// MaxBodyBytes bounds a heartbeat request body. A record is a few hundred
+// bytes; anything larger is a mistake or an attack.
+const MaxBodyBytes = 64 << 10
+
+// apiTimeout bounds the etcd work of one API request, so a request against an
+// unreachable etcd answers 503 instead of hanging the caller's heartbeat loop.
+const apiTimeout = 5 * time.Second
+
+// healthTimeout bounds the etcd probe of /healthz; a load balancer's health
+// check must get an answer well within its own timeout.
+const healthTimeout = 2 * time.Second
+
+// API is the discovery HTTP API of SPEC §4 over a Registry:
+//
+//	PUT    /v1/servers/{id}   register or heartbeat (body: HeartbeatRequest)
+//	DELETE /v1/servers/{id}   deregister
+//	GET    /v1/servers        list, optionally ?region=R
+//	GET    /healthz           200 when etcd answers, else 503
+//
+// Every response is JSON. Errors are {"error": "..."} naming the bad field.
+type API struct {
+	reg    *Registry
+	token  []byte // sha256 of the bearer token; nil when writes are open
+	logger *zap.Logger
+	mux    *http.ServeMux
+}
+
+// NewAPI returns the HTTP handler of the discovery API. With a non-empty
+// token, PUT and DELETE need "Authorization: Bearer <token>", because a
+// registry anyone can write is a way to hijack traffic. A nil logger logs
+// nothing.
+func NewAPI(reg *Registry, token string, logger *zap.Logger) http.Handler {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	a := &API{reg: reg, logger: logger, mux: http.NewServeMux()}
+	if token != "" {
+		sum := sha256.Sum256([]byte(token))
+		a.token = sum[:]
+	}
+	// The patterns carry no method so that a wrong method gets our JSON 405
+	// rather than the mux's plain-text one. {id...} also catches ids with
+	// slashes and the empty id, which then fail validation with a 400 that
+	// names the id instead of a bare 404.
+	a.mux.HandleFunc("/v1/servers/{id...}", a.serveServer)
+	a.mux.HandleFunc("/v1/servers", a.serveList)
+	a.mux.HandleFunc("/healthz", a.serveHealth)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found: "+r.URL.Path)
+	})
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+func (a *API) serveServer(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPut, http.MethodDelete:
+	default:
+		methodNotAllowed(w, r, http.MethodPut, http.MethodDelete)
+		return
+	}
+	if !a.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sessionpin-discovery"`)
+		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+		return
+	}
+	id := r.PathValue("id")
+	if r.Method == http.MethodDelete {
+		a.deregister(w, r, id)
+		return
+	}
+	a.heartbeat(w, r, id)
+}
+
+func (a *API) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusBadRequest, errBodyTooLarge.Error())
+			return
+		}
+		writeError(w, http.StatusBadRequest, "invalid body: "+err.Error())
+		return
+	}
+	srv, ttl, err := DecodeHeartbeat(id, body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	res, err := a.reg.Heartbeat(ctx, srv, ttl)
+	if err != nil {
+		if fe, ok := errors.AsType[*FieldError](err); ok {
+			writeError(w, http.StatusBadRequest, fe.Error())
+			return
+		}
+		a.logger.Warn("heartbeat failed", zap.String("id", srv.ID), zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, "registry unavailable: "+err.Error())
+		return
+	}
+	switch {
+	case res.Created:
+		a.logger.Info("server registered",
+			zap.String("id", res.Server.ID), zap.String("region", res.Server.Region),
+			zap.String("url", res.Server.URL), zap.Float64("load", res.Server.Load),
+			zap.Bool("draining", res.Server.Draining), zap.Duration("ttl", ttl))
+	case res.Written:
+		if ce := a.logger.Check(zapcore.DebugLevel, "server updated"); ce != nil {
+			ce.Write(zap.String("id", res.Server.ID), zap.Float64("load", res.Server.Load),
+				zap.Bool("draining", res.Server.Draining))
+		}
+	}
+	writeJSON(w, http.StatusOK, res.Server)
+}
+
+func (a *API) deregister(w http.ResponseWriter, r *http.Request, id string) {
+	if !ValidName(id) {
+		writeError(w, http.StatusBadRequest, invalidID.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	found, err := a.reg.Deregister(ctx, id)
+	if err != nil {
+		a.logger.Warn("deregister failed", zap.String("id", id), zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, "registry unavailable: "+err.Error())
+		return
+	}
+	if !found {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("server %q not found", id))
+		return
+	}
+	a.logger.Info("server deregistered", zap.String("id", id))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// listResponse is the body of GET /v1/servers.
+type listResponse struct {
+	Revision int64    `json:"revision"`
+	Servers  []Server `json:"servers"`
+}
+
+func (a *API) serveList(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, r, http.MethodGet, http.MethodHead)
+		return
+	}
+	q := r.URL.Query()
+	region := q.Get("region")
+	if q.Has("region") && (len(q["region"]) > 1 || !ValidName(region)) {
+		writeError(w, http.StatusBadRequest, (&FieldError{"region", "must be one value of 1-64 characters of [A-Za-z0-9._-]"}).Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	defer cancel()
+	rev, servers, err := a.reg.List(ctx, region)
+	if err != nil {
+		a.logger.Warn("list failed", zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, "registry unavailable: "+err.Error())
+		return
+	}
+	if servers == nil {
+		servers = []Server{} // "servers": [] rather than null
+	}
+	writeJSON(w, http.StatusOK, listResponse{Revision: rev, Servers: servers})
+}
+
+func (a *API) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, r, http.MethodGet, http.MethodHead)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
+	defer cancel()
+	if err := a.reg.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// authorized reports whether r may write. Both sides are hashed before the
+// constant-time compare so that not even the token's length leaks.
+func (a *API) authorized(r *http.Request) bool {
+	if a.token == nil {
+		return true
+	}
+	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(cred)))
+	return subtle.ConstantTimeCompare(sum[:], a.token) == 1
+}
+
+// HeartbeatRequest is the body of PUT /v1/servers/{id}. Pointers tell a
+// missing field from a zero one.
+type HeartbeatRequest struct {
+	// ID, when present, must equal the id in the path.
+	ID *string `json:"id,omitempty"`
+	// Region of the server. Required.
+	Region *string `json:"region"`
+	// URL is the server's public URL. Required.
+	URL *string `json:"url"`
+	// Load is a finite number >= 0, lower is better. Required.
+	Load *float64 `json:"load"`
+	// Draining servers keep their pinned clients but get no new ones.
+	// Default: false.
+	Draining *bool `json:"draining,omitempty"`
+	// TTL is the lease in whole seconds, 1 to 3600. Default: 10.
+	TTL *float64 `json:"ttl,omitempty"`
+}
+
+var (
+	errBodyTooLarge = &FieldError{"body", fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}
+	errNotObject    = &FieldError{"body", "must be one JSON object"}
+	invalidID       = &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+)
+
+// DecodeHeartbeat parses and validates the body of PUT /v1/servers/{id}. It
+// touches nothing, so the API can refuse bad input before any etcd call. The
+// error is a *FieldError naming the bad field ("body" for the shape of the
+// document itself).
+func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
+	if !ValidName(id) {
+		return Server{}, 0, invalidID
+	}
+	if len(body) > MaxBodyBytes {
+		return Server{}, 0, errBodyTooLarge
+	}
+	// A JSON null or a scalar would decode into the struct without error.
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return Server{}, 0, errNotObject
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var req HeartbeatRequest
+	if err := dec.Decode(&req); err != nil {
+		return Server{}, 0, decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Server{}, 0, &FieldError{"body", "unexpected data after the JSON object"}
+	}
+	if req.ID != nil && *req.ID != id {
+		return Server{}, 0, &FieldError{"id", fmt.Sprintf("body id %q differs from path id %q", *req.ID, id)}
+	}
+	switch {
+	case req.Region == nil:
+		return Server{}, 0, &FieldError{"region", "is required"}
+	case req.URL == nil:
+		return Server{}, 0, &FieldError{"url", "is required"}
+	case req.Load == nil:
+		return Server{}, 0, &FieldError{"load", "is required"}
+	}
+	srv := Server{ID: id, Region: *req.Region, URL: *req.URL, Load: *req.Load}
+	if req.Draining != nil {
+		srv.Draining = *req.Draining
+	}
+	if err := srv.Validate(); err != nil {
+		return Server{}, 0, err
+	}
+	ttl := DefaultTTL
+	if req.TTL != nil {
+		secs := *req.TTL
+		// etcd leases are whole seconds; refusing 1.5 beats silently granting 2.
+		if secs != math.Trunc(secs) || secs < MinTTL.Seconds() || secs > MaxTTL.Seconds() {
+			return Server{}, 0, &FieldError{"ttl", fmt.Sprintf("must be whole seconds from %d to %d", int(MinTTL.Seconds()), int(MaxTTL.Seconds()))}
+		}
+		ttl = time.Duration(secs) * time.Second
+	}
+	return srv, ttl, nil
+}
+
+// decodeError turns an encoding/json error into a FieldError naming the
+// field, so the caller sees "invalid load: ..." rather than Go type names.
+func decodeError(err error) *FieldError {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if te.Field == "" {
+			return errNotObject
+		}
+		return &FieldError{te.Field, "must be a JSON " + jsonKind(te.Field)}
+	}
+	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return &FieldError{"body", "malformed JSON: " + err.Error()}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return &FieldError{"body", "truncated JSON"}
+	}
+	// DisallowUnknownFields reports `json: unknown field "name"`.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return &FieldError{"body", "unknown field " + name}
+	}
+	return &FieldError{"body", strings.TrimPrefix(err.Error(), "json: ")}
+}
+
+func jsonKind(field string) string {
+	switch field {
+	case "load", "ttl":
+		return "number"
+	case "draining":
+		return "boolean"
+	default:
+		return "string"
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string) {
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", r.Method, strings.Join(allowed, " or ")))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client hung up; nothing to do
+}
