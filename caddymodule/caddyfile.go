@@ -269,7 +269,6 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	return nil
 }
 
-
 // Interface guards
 var (
 	_ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,42 @@
+package caddymodule
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
+)
+
+// errRefreshTooLarge rejects refresh bodies the edge will not buffer.
+var errRefreshTooLarge = fmt.Errorf("refresh body: larger than %d bytes", placement.MaxRefreshBody)
+
+// readRefreshBody reads the refresh body (at most MaxRefreshBody bytes) to
+// find the client's inputs, and puts it back so that the app receives it
+// byte for byte.
+func readRefreshBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > placement.MaxRefreshBody {
+		return nil, errRefreshTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, placement.MaxRefreshBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("refresh body: %w", err)
+	}
+	if len(body) > placement.MaxRefreshBody {
+		return nil, errRefreshTooLarge
+	}
+	r.Body = &replayedBody{Reader: bytes.NewReader(body), orig: r.Body}
+	return body, nil
+}
+
+// replayedBody serves the buffered body and closes the original.
+type replayedBody struct {
+	*bytes.Reader
+	orig io.Closer
+}
+
+func (b *replayedBody) Close() error { return b.orig.Close() }
