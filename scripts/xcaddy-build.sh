@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Proves that the build line of xcaddy.md works: runs it with a pinned xcaddy
+# into a temporary directory and checks that the result lists our modules.
+# Nothing is added to go.mod; xcaddy builds in its own temporary module.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+line='xcaddy build --with github.com/sessionpin/sessionpin=.'
+grep -qxF "$line" xcaddy.md || { echo "xcaddy.md no longer contains: $line" >&2; exit 1; }
+
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+echo "+ $line"
+go run github.com/caddyserver/xcaddy/cmd/xcaddy@v0.4.5 build \
+	--with "github.com/sessionpin/sessionpin=$PWD" \
+	--output "$out/caddy"
+
+mods=$("$out/caddy" list-modules)
+for m in session_pin http.handlers.session_pin http.reverse_proxy.upstreams.session_pin; do
+	grep -qxF "$m" <<<"$mods" || { echo "xcaddy build lacks module $m" >&2; exit 1; }
+done
+echo "xcaddy build ok: $("$out/caddy" version)"
