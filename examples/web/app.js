@@ -20,6 +20,9 @@ const sp = new SessionPin({
   maxRetryAfter: fast ? 2 : Infinity,
 });
 
+// For the browser console (and the browser test): the pin state.
+window.sessionpin = sp;
+
 sp.addEventListener("pin", (e) => {
   $("server").textContent = e.detail.server;
   $("server-url").textContent = e.detail.serverURL || "–";
@@ -29,6 +32,9 @@ sp.addEventListener("serverchange", (e) => {
   log(`server changed: ${e.detail.from} → ${e.detail.to}`);
 });
 sp.addEventListener("reconnecting", (e) => {
+  if (e.detail.secondsLeft > 0 && !$("reconnecting").textContent) {
+    log(`${e.detail.server} unavailable (${e.detail.status}): reconnecting in ${e.detail.secondsLeft}s`);
+  }
   $("reconnecting").textContent =
     e.detail.secondsLeft > 0 ? `Reconnecting… ${e.detail.secondsLeft}s` : "Reconnecting…";
 });
