@@ -1,0 +1,85 @@
+package placement
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
+)
+
+// fleet10k is a 10,000-server registry over 20 regions, a tenth draining.
+func fleet10k(b *testing.B) *discoverysvc.Snapshot {
+	b.Helper()
+	r := rand.New(rand.NewPCG(1, 2))
+	servers := make([]discoverysvc.Server, 10000)
+	for i := range servers {
+		servers[i] = discoverysvc.Server{
+			ID:       fmt.Sprintf("srv-%05d", i),
+			Region:   fmt.Sprintf("region-%02d", i%20),
+			URL:      fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250),
+			Load:     r.Float64(),
+			Draining: i%10 == 0,
+		}
+	}
+	return discoverysvc.BuildSnapshot(1, servers, nil)
+}
+
+func BenchmarkPlace10k(b *testing.B) {
+	snap := fleet10k(b)
+	b.ReportAllocs()
+	var rnd uint64
+	for b.Loop() {
+		rnd += 0x9e3779b97f4a7c15
+		if Place(snap, "region-07", 0.1, rnd) == nil {
+			b.Fatal("no server")
+		}
+	}
+}
+
+// BenchmarkPlaceAnywhere10k is the fallback: the edge's region is empty, so
+// the choice is made over the whole fleet.
+func BenchmarkPlaceAnywhere10k(b *testing.B) {
+	snap := fleet10k(b)
+	b.ReportAllocs()
+	var rnd uint64
+	for b.Loop() {
+		rnd += 0x9e3779b97f4a7c15
+		if Place(snap, "elsewhere", 0.1, rnd) == nil {
+			b.Fatal("no server")
+		}
+	}
+}
+
+func BenchmarkRebalance10k(b *testing.B) {
+	snap := fleet10k(b)
+	reqs := []RefreshRequest{
+		{Current: "srv-00017", Closest: "srv-00042"},                 // other region
+		{Current: "srv-00017", Closest: "srv-00037"},                 // same region
+		{Current: "srv-00017", Closest: "srv-00042", Critical: true}, // keep
+		{Current: "gone", Closest: "srv-00020"},                      // failover, draining C
+		{Current: "srv-00010"},                                       // draining current
+		{},                                                           // placement
+	}
+	b.ReportAllocs()
+	var rnd uint64
+	i := 0
+	for b.Loop() {
+		rnd += 0x9e3779b97f4a7c15
+		Rebalance(snap, reqs[i], "region-07", 0.1, rnd)
+		i++
+		if i == len(reqs) {
+			i = 0
+		}
+	}
+}
+
+func BenchmarkParseRefreshBody(b *testing.B) {
+	body := []byte(`{"userId":"u-123","cart":[1,2,3],"closestServerId":"eu-2","criticalTaskInProgress":true}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := ParseRefreshBody(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package placement
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
+)
+
+// RefreshInput is what a client tells the edge at refresh.
+type RefreshInput struct {
+	// Closest is the closestServerId the client got from /closestToMe; ""
+	// when unknown.
+	Closest string
+	// Critical is criticalTaskInProgress: keep the client where it is.
+	Critical bool
+}
+
+// MaxRefreshBody is how much of a refresh body the edge reads to find the
+// fields. The body is passed to the app byte for byte whatever its size;
+// fields past this limit are not seen.
+const MaxRefreshBody = 64 << 10
+
+// JSON field names and header names of the refresh inputs (SPEC §6).
+const (
+	FieldClosest   = "closestServerId"
+	FieldCritical  = "criticalTaskInProgress"
+	HeaderClosest  = "X-Closest-Server"
+	HeaderCritical = "X-Critical-Task"
+)
+
+// ParseRefreshBody reads closestServerId (a string: a valid server id or "")
+// and criticalTaskInProgress (a bool) from the top level of a JSON object.
+//
+// A body that is not a JSON object (a form, plain text, empty, or JSON cut
+// short) yields no fields and no error: the app owns the body format and
+// the client may send the headers instead. A JSON object whose field has the
+// wrong type or names an invalid server id is an error naming the field.
+// A field set to null counts as absent. Field names match exactly (after
+// JSON unescaping); when a name repeats, the last one wins, as in
+// JavaScript's JSON.parse. foundClosest and foundCritical report which
+// fields were present, so that headers can fill the rest.
+func ParseRefreshBody(body []byte) (in RefreshInput, foundClosest, foundCritical bool, err error) {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
+		return RefreshInput{}, false, false, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(trimmed, &fields); err != nil {
+		// Unreachable after json.Valid for an object; treat as "not ours".
+		return RefreshInput{}, false, false, nil
+	}
+	if raw, ok := fields[FieldClosest]; ok && !isNull(raw) {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return RefreshInput{}, false, false, fmt.Errorf("refresh body: %s must be a string", FieldClosest)
+		}
+		if s != "" && !discoverysvc.ValidName(s) {
+			return RefreshInput{}, false, false, fmt.Errorf("refresh body: %s %q is not a valid server id", FieldClosest, truncate(s))
+		}
+		in.Closest, foundClosest = s, true
+	}
+	if raw, ok := fields[FieldCritical]; ok && !isNull(raw) {
+		var b bool
+		if err := json.Unmarshal(raw, &b); err != nil {
+			return RefreshInput{}, false, false, fmt.Errorf("refresh body: %s must be a boolean", FieldCritical)
+		}
+		in.Critical, foundCritical = b, true
+	}
+	return in, foundClosest, foundCritical, nil
+}
+
+func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+
+// ParseRefreshHeaders reads X-Closest-Server (a valid server id; an empty
+// value means unknown, like "" in the body) and X-Critical-Task (true, 1,
+// false or 0, case-insensitive). Any other value, or a header given twice,
+// is an error naming the header. foundClosest and foundCritical report which
+// headers were present.
+func ParseRefreshHeaders(h http.Header) (in RefreshInput, foundClosest, foundCritical bool, err error) {
+	if v, ok, err := single(h, HeaderClosest); err != nil {
+		return RefreshInput{}, false, false, err
+	} else if ok {
+		if v != "" && !discoverysvc.ValidName(v) {
+			return RefreshInput{}, false, false, fmt.Errorf("header %s: %q is not a valid server id", HeaderClosest, truncate(v))
+		}
+		in.Closest, foundClosest = v, true
+	}
+	if v, ok, err := single(h, HeaderCritical); err != nil {
+		return RefreshInput{}, false, false, err
+	} else if ok {
+		switch {
+		case v == "1" || strings.EqualFold(v, "true"):
+			in.Critical = true
+		case v == "0" || strings.EqualFold(v, "false"):
+			in.Critical = false
+		default:
+			return RefreshInput{}, false, false, fmt.Errorf("header %s: %q must be true, 1, false or 0", HeaderCritical, truncate(v))
+		}
+		foundCritical = true
+	}
+	return in, foundClosest, foundCritical, nil
+}
+
+// ParseRefresh combines both sources: fields of a JSON body win, and the
+// headers fill what the body does not have. An invalid body field or an
+// invalid header is an error even when the other source has the field, so
+// that a client bug shows up instead of being masked.
+func ParseRefresh(body []byte, h http.Header) (RefreshInput, error) {
+	in, bodyClosest, bodyCritical, err := ParseRefreshBody(body)
+	if err != nil {
+		return RefreshInput{}, err
+	}
+	hin, _, _, err := ParseRefreshHeaders(h)
+	if err != nil {
+		return RefreshInput{}, err
+	}
+	if !bodyClosest {
+		in.Closest = hin.Closest
+	}
+	if !bodyCritical {
+		in.Critical = hin.Critical
+	}
+	return in, nil
+}
+
+// single returns the one value of header name, trimmed of spaces.
+func single(h http.Header, name string) (string, bool, error) {
+	vs := h.Values(name)
+	switch len(vs) {
+	case 0:
+		return "", false, nil
+	case 1:
+		return strings.TrimSpace(vs[0]), true, nil
+	default:
+		return "", false, fmt.Errorf("header %s: given %d times, want once", name, len(vs))
+	}
+}
+
+// truncate keeps client-supplied values short in error messages and logs.
+func truncate(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
