@@ -1,0 +1,284 @@
+package discoverysvc
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// WatcherConfig configures a registry Watcher.
+type WatcherConfig struct {
+	// Client is the etcd client to list and watch with. Required.
+	Client *clientv3.Client
+	// Prefix is the registry's etcd key prefix. Default: "/sessionpin/".
+	Prefix string
+	// Logger receives outages and malformed values. Default: no logging.
+	Logger *zap.Logger
+	// Attach derives each snapshot entry's Attachment (see BuildSnapshot).
+	// Optional.
+	Attach func(Server) any
+	// OnUpdate is called on the watcher goroutine after each snapshot swap,
+	// e.g. to update metrics. It must not block. Optional.
+	OnUpdate func(*Snapshot)
+	// MinBackoff is the first delay before listing again after a failure.
+	// Default: 100ms.
+	MinBackoff time.Duration
+	// MaxBackoff caps the delay between attempts while etcd is unreachable.
+	// Default: 5s.
+	MaxBackoff time.Duration
+	// ListTimeout bounds one list of the registry, so an unreachable etcd
+	// turns into a retry instead of a hang. Default: 5s.
+	ListTimeout time.Duration
+}
+
+// Watcher keeps an immutable Snapshot of the registry up to date: it lists
+// the servers, then watches from the next revision, applying each watch
+// response as one update. Compaction or a lost watch leads to a fresh list;
+// while etcd is unreachable the last snapshot stays in place and listing is
+// retried with backoff. Readers call Snapshot, which never blocks.
+type Watcher struct {
+	cfg           WatcherConfig
+	log           *zap.Logger
+	serversPrefix string
+
+	snap       atomic.Pointer[Snapshot]
+	lastUpdate atomic.Int64 // unix nanoseconds; 0 before the first list
+	synced     chan struct{}
+	syncOnce   sync.Once
+	lists      atomic.Int64 // successful lists, for tests and debugging
+
+	// malformed remembers the mod revision of each malformed value already
+	// logged, so a bad key is logged once, not on every re-list. Only the
+	// Run goroutine touches it.
+	malformed map[string]int64
+}
+
+// NewWatcher returns a watcher; call Run to start it.
+func NewWatcher(cfg WatcherConfig) *Watcher {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Second
+	}
+	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
+	if cfg.ListTimeout <= 0 {
+		cfg.ListTimeout = 5 * time.Second
+	}
+	cfg.Prefix = NormalizePrefix(cfg.Prefix)
+	w := &Watcher{
+		cfg:           cfg,
+		log:           cfg.Logger,
+		serversPrefix: ServersPrefix(cfg.Prefix),
+		synced:        make(chan struct{}),
+		malformed:     map[string]int64{},
+	}
+	w.snap.Store(EmptySnapshot())
+	return w
+}
+
+// Snapshot returns the current snapshot: never nil, EmptySnapshot() before
+// the first successful list. It does not lock and makes no etcd call.
+func (w *Watcher) Snapshot() *Snapshot { return w.snap.Load() }
+
+// Synced is closed after the first successful list.
+func (w *Watcher) Synced() <-chan struct{} { return w.synced }
+
+// LastUpdate is when the snapshot last changed or was confirmed current by
+// a list or an etcd progress notification; zero before the first list.
+func (w *Watcher) LastUpdate() time.Time {
+	if n := w.lastUpdate.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// Run lists and watches the registry until ctx is done. Call it once.
+func (w *Watcher) Run(ctx context.Context) {
+	backoff := w.cfg.MinBackoff
+	unreachable := false
+	for ctx.Err() == nil {
+		rev, err := w.list(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !unreachable { // once per outage, not per retry
+				unreachable = true
+				w.log.Warn("registry unreachable, routing from the last snapshot until it is back",
+					zap.Int("servers", w.Snapshot().Len()), zap.Error(err))
+			}
+			if !sleep(ctx, jitter(backoff)) {
+				return
+			}
+			backoff = min(2*backoff, w.cfg.MaxBackoff)
+			continue
+		}
+		if unreachable {
+			unreachable = false
+			w.log.Info("registry reachable again", zap.Int("servers", w.Snapshot().Len()), zap.Int64("revision", rev))
+		}
+
+		progressed, err := w.watch(ctx, rev)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errCompacted) {
+			w.log.Info("registry watch fell behind compaction, listing again", zap.Int64("revision", w.Snapshot().Revision))
+		} else {
+			w.log.Debug("registry watch ended, listing again", zap.Error(err))
+		}
+		// A watch that fails before delivering anything (no leader, say)
+		// must not turn the loop into a busy list-watch spin.
+		if progressed {
+			backoff = w.cfg.MinBackoff
+		} else {
+			if !sleep(ctx, jitter(backoff)) {
+				return
+			}
+			backoff = min(2*backoff, w.cfg.MaxBackoff)
+		}
+	}
+}
+
+var errCompacted = errors.New("watch revision compacted")
+
+// list reads every server and swaps in a snapshot built from them.
+func (w *Watcher) list(ctx context.Context) (int64, error) {
+	lctx, cancel := context.WithTimeout(ctx, w.cfg.ListTimeout)
+	defer cancel()
+	resp, err := w.cfg.Client.Get(lctx, w.serversPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return 0, err
+	}
+	servers := make([]Server, 0, len(resp.Kvs))
+	stillMalformed := make(map[string]int64)
+	for _, kv := range resp.Kvs {
+		key := string(kv.Key)
+		if idFromKey(w.serversPrefix, key) == "" {
+			continue // a nested key is not a server
+		}
+		srv, err := DecodeServer(w.serversPrefix, kv.Key, kv.Value)
+		if err != nil {
+			w.logMalformed(key, kv.ModRevision, err)
+			stillMalformed[key] = kv.ModRevision
+			continue
+		}
+		servers = append(servers, srv)
+	}
+	w.malformed = stillMalformed
+	w.publish(BuildSnapshot(resp.Header.Revision, servers, w.cfg.Attach))
+	w.lists.Add(1)
+	w.syncOnce.Do(func() { close(w.synced) })
+	return resp.Header.Revision, nil
+}
+
+// watch applies watch responses from rev+1 on until the watch fails or ctx
+// is done. progressed reports whether any response arrived.
+func (w *Watcher) watch(ctx context.Context, rev int64) (progressed bool, err error) {
+	// Requiring a leader makes a member cut off from its cluster end the
+	// watch, instead of silently serving a stale view.
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	wch := w.cfg.Client.Watch(wctx, w.serversPrefix,
+		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
+	for resp := range wch {
+		if resp.CompactRevision != 0 {
+			return progressed, errCompacted
+		}
+		if err := resp.Err(); err != nil {
+			return progressed, err
+		}
+		progressed = true
+		if resp.IsProgressNotify() {
+			w.lastUpdate.Store(time.Now().UnixNano())
+			continue
+		}
+		if len(resp.Events) > 0 {
+			w.apply(resp.Events)
+		}
+	}
+	return progressed, errors.New("watch channel closed")
+}
+
+// apply turns one watch response's events into one snapshot update.
+func (w *Watcher) apply(events []*clientv3.Event) {
+	changes := make([]Change, 0, len(events))
+	var rev int64
+	for _, ev := range events {
+		rev = max(rev, ev.Kv.ModRevision)
+		key := string(ev.Kv.Key)
+		id := idFromKey(w.serversPrefix, key)
+		if id == "" {
+			continue
+		}
+		if ev.Type == clientv3.EventTypeDelete {
+			delete(w.malformed, key)
+			changes = append(changes, Change{ID: id})
+			continue
+		}
+		srv, err := DecodeServer(w.serversPrefix, ev.Kv.Key, ev.Kv.Value)
+		if err != nil {
+			// Drop the server rather than keep routing to a record its
+			// owner has since overwritten with something we cannot read.
+			w.logMalformed(key, ev.Kv.ModRevision, err)
+			changes = append(changes, Change{ID: id})
+			continue
+		}
+		delete(w.malformed, key)
+		changes = append(changes, Change{ID: id, Server: &srv})
+	}
+	cur := w.Snapshot()
+	if len(changes) == 0 {
+		return
+	}
+	w.publish(cur.Apply(max(rev, cur.Revision), changes))
+}
+
+func (w *Watcher) publish(s *Snapshot) {
+	w.snap.Store(s)
+	w.lastUpdate.Store(time.Now().UnixNano())
+	if w.cfg.OnUpdate != nil {
+		w.cfg.OnUpdate(s)
+	}
+}
+
+func (w *Watcher) logMalformed(key string, modRev int64, err error) {
+	if seen, ok := w.malformed[key]; ok && seen == modRev {
+		return
+	}
+	w.malformed[key] = modRev
+	w.log.Warn("ignoring malformed registry value", zap.String("key", key),
+		zap.Int64("mod_revision", modRev), zap.Error(err))
+}
+
+// jitter spreads d over [d/2, d), so edges that lost etcd together do not
+// reconnect in lockstep.
+func jitter(d time.Duration) time.Duration {
+	half := d / 2
+	if half <= 0 {
+		return d
+	}
+	return half + rand.N(half)
+}
+
+// sleep waits for d or until ctx is done; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,492 @@
+package discoverysvc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+)
+
+// waitFor is the deadline of conditions that only depend on the machine
+// being reasonably responsive (watch delivery, reconnects), not on a TTL.
+const waitFor = 20 * time.Second
+
+// runWatcher starts w and stops it when the test ends.
+func runWatcher(t *testing.T, w *Watcher) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+func waitSynced(t *testing.T, w *Watcher) {
+	t.Helper()
+	select {
+	case <-w.Synced():
+	case <-time.After(waitFor):
+		t.Fatal("watcher never synced")
+	}
+}
+
+// snapshotIDs lists the ids in the watcher's snapshot.
+func snapshotIDs(w *Watcher) []string {
+	var ids []string
+	for _, e := range w.Snapshot().Servers() {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+func hasIDs(w *Watcher, ids ...string) bool {
+	got := snapshotIDs(w)
+	if len(got) == 0 && len(ids) == 0 {
+		return true
+	}
+	return reflect.DeepEqual(got, ids)
+}
+
+func newClient(t *testing.T, endpoint string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{endpoint},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestWatcherSnapshotFollowsPutsDeletesAndLeaseExpiry(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	ctx := testContext(t)
+	reg := NewRegistry(c, "/fleet")
+	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0.5), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	var updates atomic.Int64
+	w := NewWatcher(WatcherConfig{
+		Client:   etcdtest.NewClient(t, m),
+		Prefix:   "/fleet/",
+		Attach:   func(s Server) any { return "upstream:" + s.ID },
+		OnUpdate: func(*Snapshot) { updates.Add(1) },
+	})
+	if s := w.Snapshot(); s == nil || s.Len() != 0 {
+		t.Fatalf("snapshot before the first list: %v", s)
+	}
+	runWatcher(t, w)
+	waitSynced(t, w)
+	if !hasIDs(w, "eu-1") {
+		t.Fatalf("after list: %v", snapshotIDs(w))
+	}
+	if got := w.Snapshot().Server("eu-1").Attachment; got != "upstream:eu-1" {
+		t.Fatalf("attachment %v", got)
+	}
+	if w.LastUpdate().IsZero() || updates.Load() == 0 {
+		t.Fatal("no update recorded after the first list")
+	}
+
+	// Puts: a new server, a load change that reorders the region.
+	if _, err := reg.Heartbeat(ctx, testServer("eu-2", "eu", 0.1), 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0.05), 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "eu-1 least loaded of eu", func() bool {
+		r := w.Snapshot().Region("eu")
+		return r != nil && len(r.Active) == 2 && r.Active[0].ID == "eu-1" && r.Active[1].ID == "eu-2"
+	})
+	if got := w.Snapshot().Server("eu-2").Attachment; got != "upstream:eu-2" {
+		t.Fatalf("attachment after a watch event: %v", got)
+	}
+
+	// Draining moves a server out of Active.
+	drained := testServer("eu-2", "eu", 0.1)
+	drained.Draining = true
+	if _, err := reg.Heartbeat(ctx, drained, 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "eu-2 draining", func() bool {
+		r := w.Snapshot().Region("eu")
+		return r != nil && len(r.Active) == 1 && len(r.Draining) == 1 && r.Draining[0].ID == "eu-2"
+	})
+
+	// Delete.
+	if _, err := reg.Deregister(ctx, "eu-2"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "eu-2 gone after deregister", func() bool { return hasIDs(w, "eu-1") })
+
+	// Lease expiry: a server that stops heartbeating leaves the snapshot.
+	if _, err := reg.Heartbeat(ctx, testServer("us-1", "us", 0), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "us-1 in snapshot", func() bool { return hasIDs(w, "eu-1", "us-1") })
+	eventually(t, waitFor, "us-1 gone after its lease expired", func() bool { return hasIDs(w, "eu-1") })
+	if w.Snapshot().Region("us") != nil {
+		t.Fatal("empty region us kept in the snapshot")
+	}
+	if w.lists.Load() != 1 {
+		t.Fatalf("watcher listed %d times; events should have been enough", w.lists.Load())
+	}
+}
+
+func TestWatcherHonoursForeignPutsAndIgnoresMalformedValues(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	ctx := testContext(t)
+	core, logs := observer.New(zapcore.WarnLevel)
+	w := NewWatcher(WatcherConfig{Client: etcdtest.NewClient(t, m), Logger: zap.New(core)})
+	runWatcher(t, w)
+	waitSynced(t, w)
+
+	key := func(id string) string { return ServerKey("", id) }
+	// As `etcdctl put` would write it: no lease, an extra field.
+	if _, err := c.Put(ctx, key("eu-1"), `{"id":"eu-1","region":"eu","url":"https://eu-1.example.com","load":0.3,"zone":"a"}`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "etcdctl-style value in snapshot", func() bool { return hasIDs(w, "eu-1") })
+	if e := w.Snapshot().Server("eu-1"); e.Dial != "eu-1.example.com:443" || e.Load != 0.3 {
+		t.Fatalf("entry %+v", e)
+	}
+
+	bad := map[string]string{
+		"bad-json":    `{"id":"bad-json",`,
+		"bad-url":     `{"id":"bad-url","region":"eu","url":"ftp://x","load":0}`,
+		"id-mismatch": `{"id":"eu-1","region":"eu","url":"http://127.0.0.1:1","load":0}`,
+	}
+	for id, v := range bad {
+		if _, err := c.Put(ctx, key(id), v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A nested key is not a server and is not even logged.
+	if _, err := c.Put(ctx, key("eu-2")+"/meta", `{}`); err != nil {
+		t.Fatal(err)
+	}
+	// A marker put after the bad ones proves they were processed.
+	if _, err := c.Put(ctx, key("marker"), `{"id":"marker","region":"eu","url":"http://127.0.0.1:2","load":1}`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "marker in snapshot", func() bool { return hasIDs(w, "eu-1", "marker") })
+	if n := logs.FilterMessage("ignoring malformed registry value").Len(); n != len(bad) {
+		t.Fatalf("%d malformed values logged, want %d: %v", n, len(bad), logs.All())
+	}
+
+	// A valid server overwritten with garbage is dropped, not kept stale.
+	if _, err := c.Put(ctx, key("eu-1"), `not json`); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "corrupted eu-1 dropped", func() bool { return hasIDs(w, "marker") })
+
+	// Registry.List agrees with the watcher.
+	_, listed, err := NewRegistry(c, "").List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0].ID != "marker" {
+		t.Fatalf("list: %+v", listed)
+	}
+}
+
+func TestWatcherSurvivesEtcdRestartAndKeepsLastSnapshot(t *testing.T) {
+	m := etcdtest.Start(t)
+	ctx := testContext(t)
+	reg := NewRegistry(etcdtest.NewClient(t, m), "")
+	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	w := NewWatcher(WatcherConfig{Client: etcdtest.NewClient(t, m), MaxBackoff: 500 * time.Millisecond})
+	runWatcher(t, w)
+	waitSynced(t, w)
+
+	m.Stop()
+	// While etcd is down the watcher keeps routing from what it had.
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if !hasIDs(w, "eu-1") {
+			t.Fatalf("snapshot lost while etcd is down: %v", snapshotIDs(w))
+		}
+	}
+	m.Restart()
+
+	if _, err := reg.Heartbeat(ctx, testServer("eu-2", "eu", 0), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "server registered after the restart reaches the snapshot", func() bool {
+		return hasIDs(w, "eu-1", "eu-2")
+	})
+	if _, err := reg.Deregister(ctx, "eu-1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "deregister after the restart reaches the snapshot", func() bool {
+		return hasIDs(w, "eu-2")
+	})
+}
+
+func TestWatcherStartedWithoutEtcdSyncsWhenItAppears(t *testing.T) {
+	m := etcdtest.Start(t)
+	if _, err := NewRegistry(etcdtest.NewClient(t, m), "").Heartbeat(testContext(t), testServer("eu-1", "eu", 0), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	m.Stop()
+
+	core, logs := observer.New(zapcore.WarnLevel)
+	w := NewWatcher(WatcherConfig{
+		Client:      newClient(t, m.Client),
+		Logger:      zap.New(core),
+		MinBackoff:  10 * time.Millisecond,
+		MaxBackoff:  50 * time.Millisecond,
+		ListTimeout: 200 * time.Millisecond,
+	})
+	runWatcher(t, w)
+	eventually(t, waitFor, "outage logged", func() bool {
+		return logs.FilterMessageSnippet("unreachable").Len() > 0
+	})
+	select {
+	case <-w.Synced():
+		t.Fatal("synced without etcd")
+	default:
+	}
+	if w.Snapshot().Len() != 0 || !w.LastUpdate().IsZero() {
+		t.Fatal("snapshot not empty without etcd")
+	}
+
+	m.Restart()
+	waitSynced(t, w)
+	if !hasIDs(w, "eu-1") {
+		t.Fatalf("after etcd came up: %v", snapshotIDs(w))
+	}
+	if n := logs.FilterMessageSnippet("unreachable").Len(); n != 1 {
+		t.Fatalf("outage logged %d times, want once", n)
+	}
+}
+
+// cutProxy forwards TCP to an etcd member and can cut the line, so a
+// watcher falls behind while the cluster itself keeps working.
+type cutProxy struct {
+	l      net.Listener
+	target string
+
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]struct{}
+}
+
+func startCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	t.Cleanup(func() {
+		l.Close()
+		p.Cut()
+	})
+	return p
+}
+
+func (p *cutProxy) Addr() string { return p.l.Addr().String() }
+
+func (p *cutProxy) serve() {
+	for {
+		in, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		cut := p.cut
+		p.mu.Unlock()
+		if cut {
+			in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", p.target)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns[in], p.conns[out] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		pipe := func(dst, src net.Conn) {
+			io.Copy(dst, src)
+			dst.Close()
+			src.Close()
+		}
+		go pipe(in, out)
+		go pipe(out, in)
+	}
+}
+
+// Cut closes every connection and refuses new ones until Heal.
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *cutProxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
+func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	ctx := testContext(t)
+	reg := NewRegistry(c, "")
+	for _, id := range []string{"a", "b", "c"} {
+		if _, err := reg.Heartbeat(ctx, testServer(id, "eu", 0.5), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proxy := startCutProxy(t, m.Client)
+	w := NewWatcher(WatcherConfig{Client: newClient(t, proxy.Addr()), MaxBackoff: 200 * time.Millisecond})
+	runWatcher(t, w)
+	waitSynced(t, w)
+	eventually(t, waitFor, "initial servers", func() bool { return hasIDs(w, "a", "b", "c") })
+	lists := w.lists.Load()
+
+	proxy.Cut()
+	// While the watcher is cut off: add, change, remove, then compact away
+	// the history it would need to catch up.
+	if _, err := reg.Heartbeat(ctx, testServer("d", "us", 0.1), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Heartbeat(ctx, testServer("a", "eu", 0.01), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Deregister(ctx, "b"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 { // history the watcher misses
+		if _, err := c.Put(ctx, fmt.Sprintf("/other/%d", i), "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev := currentRevision(t, c)
+	if _, err := c.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Heal()
+
+	eventually(t, waitFor, "snapshot caught up after compaction", func() bool {
+		s := w.Snapshot()
+		a := s.Server("a")
+		return hasIDs(w, "a", "c", "d") && a != nil && a.Load == 0.01 && s.Revision >= rev
+	})
+	if w.lists.Load() <= lists {
+		t.Fatal("watcher caught up without listing again")
+	}
+	// And it keeps watching after the re-list.
+	if _, err := reg.Heartbeat(ctx, testServer("e", "us", 0.2), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "event after re-list", func() bool { return hasIDs(w, "a", "c", "d", "e") })
+}
+
+func TestWatcherConcurrentReadersDuringUpdates(t *testing.T) {
+	m := etcdtest.Start(t)
+	ctx := testContext(t)
+	reg := NewRegistry(etcdtest.NewClient(t, m), "")
+	w := NewWatcher(WatcherConfig{Client: etcdtest.NewClient(t, m)})
+	runWatcher(t, w)
+	waitSynced(t, w)
+
+	stop := make(chan struct{})
+	var readers sync.WaitGroup
+	var inconsistent atomic.Value
+	for range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// Walk a snapshot the way the edge does and check it is
+				// self-consistent.
+				s := w.Snapshot()
+				n := 0
+				for _, name := range s.RegionNames() {
+					r := s.Region(name)
+					for _, e := range append(append([]*Entry{}, r.Active...), r.Draining...) {
+						if s.Server(e.ID) != e {
+							inconsistent.Store(fmt.Sprintf("%s in region %s but not by id", e.ID, name))
+						}
+						n++
+					}
+				}
+				if n != s.Len() {
+					inconsistent.Store(fmt.Sprintf("regions hold %d servers, snapshot %d", n, s.Len()))
+				}
+			}
+		}()
+	}
+	for i := range 60 {
+		srv := testServer(fmt.Sprintf("s%d", i%12), []string{"eu", "us", "ap"}[i%3], float64(i%7)/10)
+		srv.Draining = i%5 == 0
+		if _, err := reg.Heartbeat(ctx, srv, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if i%9 == 0 {
+			if _, err := reg.Deregister(ctx, srv.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	_, want, err := reg.List(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "snapshot matches the registry", func() bool {
+		got := w.Snapshot().Servers()
+		if len(got) != len(want) {
+			return false
+		}
+		for i := range got {
+			if got[i].Server != want[i] {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	readers.Wait()
+	if msg := inconsistent.Load(); msg != nil {
+		t.Fatal(msg)
+	}
+}
