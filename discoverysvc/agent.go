@@ -69,6 +69,11 @@ type Agent struct {
 // Field is the option's command-line name (id, region, url, health-url,
 // discovery, interval, load, ttl, drain-timeout).
 func (a *Agent) Validate() error {
+	for _, req := range []struct{ field, v string }{{"id", a.ID}, {"region", a.Region}, {"url", a.URL}} {
+		if req.v == "" {
+			return &FieldError{req.field, "is required"}
+		}
+	}
 	if !ValidName(a.ID) {
 		return &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
 	}

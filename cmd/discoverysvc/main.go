@@ -1,0 +1,78 @@
+// Command discoverysvc is the sessionpin discovery service and its
+// heartbeat agent.
+//
+//	discoverysvc serve [flags]   the registry's HTTP API, over etcd (embedded by default)
+//	discoverysvc agent [flags]   a sidecar that heartbeats an unchanged app while it is healthy
+//
+// Run "discoverysvc <command> -h" for a command's flags. Logs are JSON on
+// stderr. SIGINT or SIGTERM shut down gracefully; a second one exits at once.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		// Restore the default handling, so a second signal ends a drain or a
+		// stuck shutdown at once.
+		stop()
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+}
+
+const usage = `usage: discoverysvc <command> [flags]
+
+commands:
+  serve   run the discovery HTTP API over etcd (an embedded single-node etcd
+          unless --etcd is given)
+  agent   heartbeat an app to the discovery API while its health URL answers 2xx
+
+Run "discoverysvc <command> -h" for the command's flags.
+`
+
+// run executes one command and returns the process exit code: 0 on success
+// or -h, 2 for a usage error, 1 when the command failed.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch cmd := args[0]; cmd {
+	case "serve":
+		err = runServe(ctx, args[1:], stderr)
+	case "agent":
+		err = runAgent(ctx, args[1:], stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stderr, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "discoverysvc: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		if !ue.printed {
+			fmt.Fprintf(stderr, "discoverysvc %s: %v\nRun \"discoverysvc %s -h\" for usage.\n", args[0], ue.err, args[0])
+		}
+		return 2
+	default:
+		fmt.Fprintf(stderr, "discoverysvc %s: %v\n", args[0], err)
+		return 1
+	}
+}

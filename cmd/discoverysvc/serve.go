@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
+)
+
+// shutdownTimeout bounds how long in-flight API requests may finish after a
+// signal; heartbeats are quick, so this is generous.
+const shutdownTimeout = 10 * time.Second
+
+// serveConfig is the command line of "discoverysvc serve".
+type serveConfig struct {
+	listen string
+
+	etcd                      string
+	etcdUser, etcdPassword    string
+	etcdCA, etcdCert, etcdKey string
+	prefix                    string
+	token                     string
+
+	dataDir, etcdListen, etcdPeerListen string
+
+	logLevel string
+}
+
+// embeddedOnly are the flags of the embedded etcd; externalOnly need --etcd.
+var (
+	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen"}
+	externalOnly = []string{"etcd-user", "etcd-password", "etcd-ca", "etcd-cert", "etcd-key"}
+)
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	var c serveConfig
+	fs := newFlagSet("serve", "serve [flags]", stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:7070", "`host:port` of the HTTP API")
+	fs.StringVar(&c.etcd, "etcd", "", "`endpoints` of an existing etcd cluster, host:port,... (default: start an embedded single-node etcd)")
+	fs.StringVar(&c.etcdUser, "etcd-user", "", "etcd `user` (with --etcd)")
+	fs.StringVar(&c.etcdPassword, "etcd-password", "", "etcd `password` (with --etcd; default $"+envEtcdPassword+")")
+	fs.StringVar(&c.etcdCA, "etcd-ca", "", "PEM `file` of the CA that signed etcd's certificate (with --etcd)")
+	fs.StringVar(&c.etcdCert, "etcd-cert", "", "PEM client certificate `file` for etcd (with --etcd and --etcd-key)")
+	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM client key `file` for etcd (with --etcd and --etcd-cert)")
+	fs.StringVar(&c.prefix, "prefix", discoverysvc.DefaultPrefix, "etcd key `prefix` of the registry")
+	fs.StringVar(&c.token, "token", "", "bearer `token` required for PUT and DELETE (default $"+envToken+"; none: writes are open)")
+	fs.StringVar(&c.dataDir, "data-dir", "./data/etcd", "`dir` of the embedded etcd's data")
+	fs.StringVar(&c.etcdListen, "etcd-listen", "127.0.0.1:2379", "client `host:port` of the embedded etcd, where edges connect")
+	fs.StringVar(&c.etcdPeerListen, "etcd-peer-listen", "127.0.0.1:2380", "peer `host:port` of the embedded etcd")
+	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	set := setFlags(fs)
+	fromEnv(set, "token", &c.token, envToken)
+	if c.etcd != "" {
+		fromEnv(set, "etcd-password", &c.etcdPassword, envEtcdPassword)
+	}
+	if err := c.validate(set); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
+	defer logger.Sync()
+	return serve(ctx, c, logger)
+}
+
+// validate checks the flags before anything starts.
+func (c *serveConfig) validate(set map[string]bool) error {
+	if err := validateHostPort(c.listen); err != nil {
+		return flagError("listen", "%v", err)
+	}
+	if c.prefix == "" {
+		return flagError("prefix", "must not be empty")
+	}
+	if set["etcd"] {
+		eps := splitList(c.etcd)
+		if len(eps) == 0 {
+			return flagError("etcd", "no endpoints given")
+		}
+		for _, ep := range eps {
+			if err := validateEndpoint(ep); err != nil {
+				return flagError("etcd", "endpoint %q: %v", ep, err)
+			}
+		}
+		for _, name := range embeddedOnly {
+			if set[name] {
+				return flagError(name, "configures the embedded etcd, which --etcd replaces")
+			}
+		}
+		if c.etcdPassword != "" && c.etcdUser == "" {
+			return flagError("etcd-password", "needs --etcd-user")
+		}
+		if c.etcdUser != "" && c.etcdPassword == "" {
+			return flagError("etcd-user", "needs --etcd-password or $%s", envEtcdPassword)
+		}
+		if (c.etcdCert == "") != (c.etcdKey == "") {
+			return flagError("etcd-cert", "--etcd-cert and --etcd-key go together")
+		}
+		return nil
+	}
+	for _, name := range externalOnly {
+		if set[name] {
+			return flagError(name, "needs --etcd (the embedded etcd has no auth or TLS)")
+		}
+	}
+	if c.dataDir == "" {
+		return flagError("data-dir", "must not be empty")
+	}
+	if err := validateHostPort(c.etcdListen); err != nil {
+		return flagError("etcd-listen", "%v", err)
+	}
+	if err := validateHostPort(c.etcdPeerListen); err != nil {
+		return flagError("etcd-peer-listen", "%v", err)
+	}
+	if c.etcdListen == c.etcdPeerListen {
+		return flagError("etcd-peer-listen", "must differ from --etcd-listen")
+	}
+	return nil
+}
+
+func validateHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("bad port in %q", addr)
+	}
+	return nil
+}
+
+// validateEndpoint accepts what the etcd client does: host:port or an
+// http(s) URL.
+func validateEndpoint(ep string) error {
+	if !strings.Contains(ep, "://") {
+		return validateHostPort(ep)
+	}
+	u, err := url.Parse(ep)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("must be host:port or an http(s) URL")
+	}
+	return nil
+}
+
+// serve runs the API until ctx ends or something fatal happens, then shuts
+// down in order: stop taking requests, let in-flight ones finish, close the
+// etcd client, stop the embedded etcd.
+func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
+	// etcd's client logs every reconnect attempt; /healthz and our own logs
+	// say what an operator needs.
+	etcdLogger := logger.Named("etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
+
+	spec := &clientv3.ConfigSpec{DialTimeout: 5 * time.Second}
+	var member *embedetcd.Etcd
+	if c.etcd == "" {
+		if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		var err error
+		member, err = embedetcd.Start(embedetcd.Config{Dir: c.dataDir, ClientAddr: c.etcdListen, PeerAddr: c.etcdPeerListen})
+		if err != nil {
+			return err
+		}
+		defer func() {
+			member.Close()
+			logger.Info("embedded etcd stopped")
+		}()
+		logger.Info("embedded etcd started", zap.String("client", c.etcdListen),
+			zap.String("peer", c.etcdPeerListen), zap.String("data_dir", c.dataDir))
+		spec.Endpoints = []string{member.Endpoint}
+	} else {
+		spec.Endpoints = splitList(c.etcd)
+		if c.etcdUser != "" {
+			spec.Auth = &clientv3.AuthConfig{Username: c.etcdUser, Password: c.etcdPassword}
+		}
+		if c.etcdCA != "" || c.etcdCert != "" {
+			spec.Secure = &clientv3.SecureConfig{Cacert: c.etcdCA, Cert: c.etcdCert, Key: c.etcdKey}
+		}
+	}
+	cfg, err := clientv3.NewClientConfig(spec, etcdLogger)
+	if err != nil {
+		return &usageError{err: fmt.Errorf("--etcd-ca/--etcd-cert/--etcd-key: %w", err)}
+	}
+	cfg.Logger = etcdLogger
+	client, err := clientv3.New(*cfg)
+	if err != nil {
+		return fmt.Errorf("etcd client: %w", err)
+	}
+	defer client.Close()
+
+	reg := discoverysvc.NewRegistry(client, c.prefix)
+	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if err := reg.Ping(pingCtx); err != nil {
+		// Start anyway: /healthz reports it, and etcd may come up later.
+		logger.Warn("etcd not answering yet; serving 503 until it does", zap.Strings("etcd", spec.Endpoints), zap.Error(err))
+	}
+	cancel()
+	if c.token == "" {
+		logger.Warn("no token: anyone who can reach the API can register servers; set --token or $" + envToken)
+	}
+
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           discoverysvc.NewAPI(reg, c.token, logger),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          zap.NewStdLog(logger.Named("http")),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info("discovery serving", zap.String("listen", ln.Addr().String()),
+		zap.Strings("etcd", spec.Endpoints), zap.String("prefix", discoverysvc.NormalizePrefix(c.prefix)),
+		zap.Bool("embedded_etcd", member != nil), zap.Bool("token", c.token != ""))
+
+	var etcdFailed <-chan error
+	if member != nil {
+		etcdFailed = member.Err()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-served:
+		runErr = fmt.Errorf("http server: %w", err)
+	case err := <-etcdFailed:
+		runErr = fmt.Errorf("embedded etcd: %w", err)
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("http shutdown", zap.Error(err))
+	}
+	return runErr
+}
