@@ -20,7 +20,7 @@ func init() {
 }
 
 // minSecretLen is the shortest HS256 secret accepted (SPEC §5).
-const minSecretLen = 32
+const minSecretLen = pin.MinSecretLen
 
 // parseGlobalOption sets up the session_pin app from the global option:
 //

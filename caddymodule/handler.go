@@ -38,9 +38,8 @@ const (
 	DefaultHysteresis   = 0.1
 )
 
-// maxTokenLen bounds what is handed to signature verification; longer
-// values are not pins (the pin package enforces the same bound).
-const maxTokenLen = 4096
+// maxTokenLen bounds what is handed to signature verification.
+const maxTokenLen = pin.MaxTokenLen
 
 // reasonPinned is the {http.session_pin.reason} of a request routed on its
 // own pin (no new pin is issued).
@@ -413,11 +412,11 @@ var (
 	errPinExpired   = errors.New("pin expired")
 )
 
-// debugRejected logs why a pin was not used, with a short prefix of the
-// token at most: a whole token is a credential.
+// debugRejected logs why a pin was not used, naming the token by its
+// fingerprint only: a whole token is a credential.
 func (h *Handler) debugRejected(tok string, err error) {
 	if c := h.logger.Check(zapcore.DebugLevel, "pin not used"); c != nil {
-		c.Write(zap.String("token_prefix", tok[:min(len(tok), 12)]), zap.Error(err))
+		c.Write(zap.String("token", pin.Fingerprint(tok)), zap.Error(err))
 	}
 }
 

@@ -1,0 +1,328 @@
+package caddymodule_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sessionpin/sessionpin/caddymodule/pin"
+	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+)
+
+// testSecret is the HS256 secret of every test edge.
+const testSecret = "test-secret-0123456789abcdefghijklmnop"
+
+// caddyMu serialises tests that run Caddy: it is a process-wide singleton.
+var caddyMu sync.Mutex
+
+// edge is a real Caddy running in-process with the session_pin modules,
+// on free ports for both HTTP and admin.
+type edge struct {
+	t       *testing.T
+	URL     string // http://127.0.0.1:port
+	admin   string
+	httpAdr string
+	etcd    string
+	prefix  string
+	client  *http.Client
+}
+
+// edgeConfig is the Caddyfile of a test edge; opts go inside the
+// session_pin handler block.
+func (e *edge) caddyfile(opts string) string {
+	return fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	session_pin {
+		etcd %s
+		prefix %s
+	}
+}
+
+http://%s {
+	header {
+		defer
+		X-Pin-Reason {http.session_pin.reason}
+		X-Pin-Moved {http.session_pin.moved}
+		X-Pin-Route "{http.session_pin.server} {http.session_pin.region} {http.session_pin.url}"
+	}
+	session_pin {
+		region eu-west
+		key hs256 %s
+%s
+	}
+	reverse_proxy {
+		dynamic session_pin
+	}
+}
+`, e.admin, e.etcd, e.prefix, e.httpAdr, testSecret, opts)
+}
+
+// startEdge runs Caddy against the etcd at endpoint with the registry under
+// prefix. It stops when the test ends.
+func startEdge(t *testing.T, endpoint, prefix, opts string) *edge {
+	t.Helper()
+	caddyMu.Lock()
+	e := &edge{
+		t:       t,
+		admin:   etcdtest.FreePort(t),
+		httpAdr: etcdtest.FreePort(t),
+		etcd:    endpoint,
+		prefix:  prefix,
+		client: &http.Client{
+			Timeout:       10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	e.URL = "http://" + e.httpAdr
+	t.Cleanup(func() {
+		if err := caddy.Stop(); err != nil {
+			t.Errorf("stop caddy: %v", err)
+		}
+		caddyMu.Unlock()
+	})
+	if err := e.load(opts); err != nil {
+		t.Fatalf("load caddy config: %v", err)
+	}
+	return e
+}
+
+// load (re)loads the edge's config with the given handler options.
+func (e *edge) load(opts string) error {
+	return loadCaddyfile(e.caddyfile(opts))
+}
+
+func loadCaddyfile(cf string) error {
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfg, _, err := adapter.Adapt([]byte(cf), nil)
+	if err != nil {
+		return fmt.Errorf("adapt: %w", err)
+	}
+	return caddy.Load(cfg, true)
+}
+
+// request is a test request to the edge.
+type request struct {
+	method  string
+	path    string
+	body    string
+	pin     string // X-Session-Pin
+	cookie  string // sessionpin cookie
+	headers map[string]string
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+// pinOut is the new pin of a response, "" when none was issued.
+func (r response) pinOut() string { return r.header.Get("X-Session-Pin") }
+
+func (r response) server() string { return r.header.Get("X-Session-Server") }
+
+func (e *edge) do(req request) response {
+	e.t.Helper()
+	if req.method == "" {
+		req.method = http.MethodGet
+	}
+	if req.path == "" {
+		req.path = "/"
+	}
+	var body io.Reader
+	if req.body != "" {
+		body = strings.NewReader(req.body)
+	}
+	hr, err := http.NewRequest(req.method, e.URL+req.path, body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if req.pin != "" {
+		hr.Header.Set("X-Session-Pin", req.pin)
+	}
+	if req.cookie != "" {
+		hr.AddCookie(&http.Cookie{Name: "sessionpin", Value: req.cookie})
+	}
+	for k, v := range req.headers {
+		hr.Header.Set(k, v)
+	}
+	resp, err := e.client.Do(hr)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", req.method, req.path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("%s %s: read body: %v", req.method, req.path, err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+}
+
+// backend is a real HTTP server that knows nothing of pins: it answers with
+// its id and echoes the request body, or the status asked for in ?status=.
+type backend struct {
+	id       string
+	srv      *httptest.Server
+	hits     atomic.Int64
+	lastBody atomic.Value // string
+}
+
+func newBackend(t *testing.T, id string) *backend {
+	t.Helper()
+	b := &backend{id: id}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.hits.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		b.lastBody.Store(string(body))
+		w.Header().Set("X-Backend", id)
+		status := http.StatusOK
+		if s := r.URL.Query().Get("status"); s != "" {
+			status, _ = strconv.Atoi(s)
+		}
+		w.WriteHeader(status)
+		fmt.Fprintf(w, "%s:%s", id, body)
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *backend) body() string {
+	s, _ := b.lastBody.Load().(string)
+	return s
+}
+
+// registry writes server records straight into etcd, as any etcd client
+// (etcdctl) may.
+type registry struct {
+	t      *testing.T
+	cli    *clientv3.Client
+	prefix string
+}
+
+func (r *registry) put(id, region, url string, load float64, draining bool) {
+	r.t.Helper()
+	v, err := json.Marshal(discoverysvc.Server{ID: id, Region: region, URL: url, Load: load, Draining: draining})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.cli.Put(ctx, discoverysvc.ServerKey(r.prefix, id), string(v)); err != nil {
+		r.t.Fatalf("put %s: %v", id, err)
+	}
+}
+
+func (r *registry) delete(id string) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.cli.Delete(ctx, discoverysvc.ServerKey(r.prefix, id)); err != nil {
+		r.t.Fatalf("delete %s: %v", id, err)
+	}
+}
+
+// fixture is an etcd, a registry prefix, and an edge watching it.
+type fixture struct {
+	*edge
+	reg    *registry
+	member *etcdtest.Member
+	keys   *pin.Keyring
+}
+
+func newFixture(t *testing.T, opts string) *fixture {
+	t.Helper()
+	m := etcdtest.Start(t)
+	prefix := "/" + strings.ReplaceAll(t.Name(), "/", "_") + "/"
+	f := &fixture{
+		reg:    &registry{t: t, cli: etcdtest.NewClient(t, m), prefix: prefix},
+		member: m,
+	}
+	if !strings.Contains(opts, "hysteresis") {
+		opts += "\n\t\thysteresis 0" // deterministic placement unless a test wants spread
+	}
+	f.edge = startEdge(t, m.Client, prefix, opts)
+	kr, err := pin.NewKeyring(pin.KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil, "sessionpin", "srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.keys = kr
+	return f
+}
+
+// pinFor issues a valid pin for id, as an edge would have.
+func (f *fixture) pinFor(id, region string) string {
+	f.t.Helper()
+	tok, err := f.keys.Issue(id, region, time.Now(), time.Hour)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return tok
+}
+
+// eventually polls cond until it returns nil or the deadline passes.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: still not true after 15s: %v", what, err)
+}
+
+// waitRouted waits until a pinned request for id reaches it, i.e. the
+// edge's snapshot has the server.
+func (f *fixture) waitRouted(id, region string) {
+	f.t.Helper()
+	tok := f.pinFor(id, region)
+	eventually(f.t, "server "+id+" routed", func() error {
+		r := f.do(request{pin: tok})
+		if r.status != http.StatusOK || r.server() != id {
+			return fmt.Errorf("status %d server %q body %q", r.status, r.server(), r.body)
+		}
+		return nil
+	})
+}
+
+// waitGone waits until the edge's snapshot no longer has id.
+func (f *fixture) waitGone(id, region string) {
+	f.t.Helper()
+	tok := f.pinFor(id, region)
+	eventually(f.t, "server "+id+" gone", func() error {
+		if r := f.do(request{pin: tok}); r.status != http.StatusServiceUnavailable {
+			return fmt.Errorf("status %d server %q", r.status, r.server())
+		}
+		return nil
+	})
+}
+
+// freeClosedAddr returns a loopback address nothing listens on.
+func freeClosedAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
