@@ -1,0 +1,93 @@
+package pin
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// benchKeyrings returns a signing keyring per algorithm, with the given
+// cache size.
+func benchKeyring(b *testing.B, alg string, cache int) *Keyring {
+	b.Helper()
+	var kc KeyConfig
+	switch alg {
+	case "HS256":
+		kc = KeyConfig{Algorithm: "hs256", Secret: testSecret}
+	case "EdDSA":
+		priv, _, _ := edKeyFiles(b, nil)
+		kc = KeyConfig{Algorithm: "ed25519", File: priv}
+	case "ES256":
+		priv, _, _ := ecKeyFiles(b, false)
+		kc = KeyConfig{Algorithm: "es256", File: priv}
+	}
+	return mustKeyring(b, kc, nil, WithCache(cache))
+}
+
+// BenchmarkVerify is the edge's per-request cost of reading a pin: the same
+// client's token again and again (cache hits when the cache is on).
+func BenchmarkVerify(b *testing.B) {
+	for _, alg := range []string{"HS256", "EdDSA", "ES256"} {
+		for _, cache := range []int{0, DefaultCacheEntries} {
+			name := alg + "/nocache"
+			if cache > 0 {
+				name = alg + "/cache"
+			}
+			b.Run(name, func(b *testing.B) {
+				k := benchKeyring(b, alg, cache)
+				tok, err := k.Issue("eu-1", "eu-west", time.Now(), 24*time.Hour)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				b.SetBytes(int64(len(tok)))
+				for b.Loop() {
+					if _, err := k.Verify(tok); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkVerifyParallel is BenchmarkVerify with every core verifying
+// tokens of many clients, to show the sharded cache does not serialise.
+func BenchmarkVerifyParallel(b *testing.B) {
+	for _, alg := range []string{"HS256", "EdDSA"} {
+		b.Run(alg+"/cache", func(b *testing.B) {
+			k := benchKeyring(b, alg, DefaultCacheEntries)
+			toks := make([]string, 1024)
+			for i := range toks {
+				toks[i], _ = k.Issue(fmt.Sprintf("srv-%d", i), "eu", time.Now(), time.Hour)
+				k.Verify(toks[i])
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				i := 0
+				for pb.Next() {
+					if _, err := k.Verify(toks[i&1023]); err != nil {
+						b.Error(err)
+						return
+					}
+					i++
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkIssue(b *testing.B) {
+	for _, alg := range []string{"HS256", "EdDSA", "ES256"} {
+		b.Run(alg, func(b *testing.B) {
+			k := benchKeyring(b, alg, 0)
+			now := time.Now()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := k.Issue("eu-1", "eu-west", now, 24*time.Hour); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
