@@ -47,7 +47,8 @@ type Snapshot struct {
 	// Updated is when the snapshot was built.
 	Updated time.Time
 
-	byID    map[string]*Entry
+	byID    idIndex
+	size    int
 	regions map[string]*Region
 	// active is every non-draining server, least loaded first.
 	active []*Entry
@@ -55,7 +56,36 @@ type Snapshot struct {
 }
 
 // emptySnapshot is what an edge routes from before its first list.
-var emptySnapshot = &Snapshot{byID: map[string]*Entry{}, regions: map[string]*Region{}}
+var emptySnapshot = &Snapshot{regions: map[string]*Region{}}
+
+// idShards is the number of maps the id index is split into. Apply copies
+// only the maps it touches, so one event at 10,000 servers copies ~150
+// entries instead of all 10,000.
+const idShards = 64
+
+// idIndex maps server ids to entries, split into shards by a hash of the id.
+// A nil shard is empty.
+type idIndex [idShards]map[string]*Entry
+
+func shardOf(id string) int {
+	h := uint32(2166136261) // FNV-1a: cheap, and ids are not attacker-chosen keys of a shared table
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return int(h % idShards)
+}
+
+func (x *idIndex) get(id string) *Entry { return x[shardOf(id)][id] }
+
+// all calls f for every entry, in no particular order.
+func (x *idIndex) all(f func(*Entry)) {
+	for _, m := range x {
+		for _, e := range m {
+			f(e)
+		}
+	}
+}
 
 // EmptySnapshot returns a snapshot with no servers.
 func EmptySnapshot() *Snapshot { return emptySnapshot }
@@ -67,17 +97,23 @@ func BuildSnapshot(rev int64, servers []Server, attach func(Server) any) *Snapsh
 	s := &Snapshot{
 		Revision: rev,
 		Updated:  time.Now(),
-		byID:     make(map[string]*Entry, len(servers)),
 		regions:  make(map[string]*Region),
 		attach:   attach,
 	}
 	for _, srv := range servers {
 		if e := newEntry(srv, attach); e != nil {
-			s.byID[srv.ID] = e
+			i := shardOf(srv.ID)
+			if s.byID[i] == nil {
+				s.byID[i] = make(map[string]*Entry, len(servers)/idShards+1)
+			}
+			if s.byID[i][srv.ID] == nil {
+				s.size++
+			}
+			s.byID[i][srv.ID] = e
 		}
 	}
-	s.active = make([]*Entry, 0, len(s.byID))
-	for _, e := range s.byID {
+	s.active = make([]*Entry, 0, s.size)
+	s.byID.all(func(e *Entry) {
 		r := s.regions[e.Region]
 		if r == nil {
 			r = &Region{Name: e.Region}
@@ -89,7 +125,7 @@ func BuildSnapshot(rev int64, servers []Server, attach func(Server) any) *Snapsh
 			r.Active = append(r.Active, e)
 			s.active = append(s.active, e)
 		}
-	}
+	})
 	for _, r := range s.regions {
 		slices.SortFunc(r.Active, compareLoad)
 		slices.SortFunc(r.Draining, compareID)
@@ -123,19 +159,31 @@ func compareLoad(a, b *Entry) int {
 func compareID(a, b *Entry) int { return cmp.Compare(a.ID, b.ID) }
 
 // Apply returns a new snapshot with the changes applied at revision rev. The
-// receiver is not modified. Only the regions touched are rebuilt, so one
-// event costs a map copy and a few slice copies, not a sort of the fleet.
+// receiver is not modified. Only the id shards and regions touched are
+// copied, so one event costs a small map copy and a few slice copies, not a
+// sort or a copy of the whole fleet's index.
 func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 	n := &Snapshot{
 		Revision: rev,
 		Updated:  time.Now(),
-		byID:     maps.Clone(s.byID),
+		byID:     s.byID,
+		size:     s.size,
 		regions:  maps.Clone(s.regions),
 		active:   s.active,
 		attach:   s.attach,
 	}
-	if n.byID == nil {
-		n.byID = map[string]*Entry{}
+	var shardCopied [idShards]bool
+	shard := func(id string) map[string]*Entry {
+		i := shardOf(id)
+		if !shardCopied[i] {
+			shardCopied[i] = true
+			if m := maps.Clone(n.byID[i]); m != nil {
+				n.byID[i] = m
+			} else {
+				n.byID[i] = map[string]*Entry{}
+			}
+		}
+		return n.byID[i]
 	}
 	if n.regions == nil {
 		n.regions = map[string]*Region{}
@@ -149,27 +197,28 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		}
 		nr := &Region{Name: name}
 		if r != nil {
-			nr.Active = slices.Clone(r.Active)
-			nr.Draining = slices.Clone(r.Draining)
+			nr.Active = cloneWithRoom(r.Active, len(changes))
+			nr.Draining = cloneWithRoom(r.Draining, len(changes))
 		}
 		n.regions[name] = nr
 		copied[name] = true
 		return nr
 	}
 	for _, c := range changes {
-		if old := n.byID[c.ID]; old != nil {
+		if old := n.byID.get(c.ID); old != nil {
 			r := region(old.Region)
 			if old.Draining {
 				r.Draining = removeSorted(r.Draining, old, compareID)
 			} else {
 				r.Active = removeSorted(r.Active, old, compareLoad)
 				if !activeCopied {
-					n.active = slices.Clone(n.active)
+					n.active = cloneWithRoom(n.active, len(changes))
 					activeCopied = true
 				}
 				n.active = removeSorted(n.active, old, compareLoad)
 			}
-			delete(n.byID, c.ID)
+			delete(shard(c.ID), c.ID)
+			n.size--
 		}
 		if c.Server == nil || c.Server.ID != c.ID {
 			continue
@@ -178,14 +227,15 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		if e == nil {
 			continue
 		}
-		n.byID[c.ID] = e
+		shard(c.ID)[c.ID] = e
+		n.size++
 		r := region(e.Region)
 		if e.Draining {
 			r.Draining = insertSorted(r.Draining, e, compareID)
 		} else {
 			r.Active = insertSorted(r.Active, e, compareLoad)
 			if !activeCopied {
-				n.active = slices.Clone(n.active)
+				n.active = cloneWithRoom(n.active, len(changes))
 				activeCopied = true
 			}
 			n.active = insertSorted(n.active, e, compareLoad)
@@ -213,10 +263,10 @@ func removeSorted(list []*Entry, e *Entry, cmpf func(a, b *Entry) int) []*Entry 
 }
 
 // Len is the number of servers in the snapshot.
-func (s *Snapshot) Len() int { return len(s.byID) }
+func (s *Snapshot) Len() int { return s.size }
 
 // Server returns the server with the given id, or nil when it is not alive.
-func (s *Snapshot) Server(id string) *Entry { return s.byID[id] }
+func (s *Snapshot) Server(id string) *Entry { return s.byID.get(id) }
 
 // Region returns the named region, or nil when it has no servers.
 func (s *Snapshot) Region(name string) *Region { return s.regions[name] }
@@ -237,10 +287,16 @@ func (s *Snapshot) Active() []*Entry { return s.active }
 // Servers returns every server, sorted by id. It allocates; it is meant for
 // listing and metrics, not the request path.
 func (s *Snapshot) Servers() []*Entry {
-	out := make([]*Entry, 0, len(s.byID))
-	for _, e := range s.byID {
-		out = append(out, e)
-	}
+	out := make([]*Entry, 0, s.size)
+	s.byID.all(func(e *Entry) { out = append(out, e) })
 	slices.SortFunc(out, compareID)
+	return out
+}
+
+// cloneWithRoom copies list with capacity for extra insertions, so an
+// insert after the copy does not copy the list a second time.
+func cloneWithRoom(list []*Entry, extra int) []*Entry {
+	out := make([]*Entry, len(list), len(list)+extra)
+	copy(out, list)
 	return out
 }
