@@ -138,7 +138,7 @@ func (a *API) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
 
 func (a *API) deregister(w http.ResponseWriter, r *http.Request, id string) {
 	if !ValidName(id) {
-		writeError(w, http.StatusBadRequest, invalidID.Error())
+		writeError(w, http.StatusBadRequest, errInvalidID.Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
@@ -237,7 +237,7 @@ type HeartbeatRequest struct {
 var (
 	errBodyTooLarge = &FieldError{"body", fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}
 	errNotObject    = &FieldError{"body", "must be one JSON object"}
-	invalidID       = &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+	errInvalidID    = &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
 )
 
 // DecodeHeartbeat parses and validates the body of PUT /v1/servers/{id}. It
@@ -246,7 +246,7 @@ var (
 // document itself).
 func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
 	if !ValidName(id) {
-		return Server{}, 0, invalidID
+		return Server{}, 0, errInvalidID
 	}
 	if len(body) > MaxBodyBytes {
 		return Server{}, 0, errBodyTooLarge
