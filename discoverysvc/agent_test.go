@@ -344,3 +344,33 @@ func TestLoadFromHealth(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentLogsARefusalOnceAndKeepsTrying(t *testing.T) {
+	f := startAPI(t, testToken)
+	var puts atomic.Int32
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			puts.Add(1)
+		}
+		f.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(counting.Close)
+	app := startApp(t, 200, `{}`)
+	core, logs := observer.New(zap.InfoLevel)
+	runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
+		HealthURL: app.srv.URL + "/healthz", Discovery: counting.URL,
+		Token: "wrong", Interval: agentInterval, Logger: zap.New(core),
+	})
+	waitFor(t, 20*time.Second, "several refused heartbeats", func() bool { return puts.Load() >= 3 })
+	refusals := logs.FilterMessage("discovery refused the request").All()
+	if len(refusals) != 1 || refusals[0].ContextMap()["status"] != int64(http.StatusUnauthorized) {
+		t.Fatalf("refusal logs: %+v", refusals)
+	}
+	if n := logs.FilterMessage("discovery unreachable; retrying with backoff").Len(); n != 0 {
+		t.Fatalf("a refusal was logged as an outage %d times", n)
+	}
+	if s := stored(t, f.client, "eu-1"); s != nil {
+		t.Fatalf("registered with a wrong token: %+v", s)
+	}
+}

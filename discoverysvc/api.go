@@ -264,6 +264,9 @@ func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return Server{}, 0, &FieldError{"body", "unexpected data after the JSON object"}
 	}
+	if err := checkKeys(body); err != nil {
+		return Server{}, 0, err
+	}
 	if req.ID != nil && *req.ID != id {
 		return Server{}, 0, &FieldError{"id", fmt.Sprintf("body id %q differs from path id %q", *req.ID, id)}
 	}
@@ -292,6 +295,40 @@ func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
 		ttl = time.Duration(secs) * time.Second
 	}
 	return srv, ttl, nil
+}
+
+// heartbeatFields are the keys of a HeartbeatRequest, spelled exactly.
+var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "load": true, "draining": true, "ttl": true}
+
+// checkKeys refuses top-level keys that are unknown in their exact spelling
+// or repeated. encoding/json alone would match "REGION" to region and let
+// the last of two "region" keys win, so the record stored could differ from
+// what a reader of the request sees. body must be one valid JSON object.
+func checkKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return decodeError(err)
+	}
+	seen := make(map[string]bool, len(heartbeatFields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return decodeError(err)
+		}
+		key, _ := tok.(string)
+		if !heartbeatFields[key] {
+			return &FieldError{"body", fmt.Sprintf("unknown field %q", key)}
+		}
+		if seen[key] {
+			return &FieldError{key, "given more than once"}
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return decodeError(err)
+		}
+	}
+	return nil
 }
 
 // decodeError turns an encoding/json error into a FieldError naming the

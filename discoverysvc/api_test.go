@@ -138,6 +138,8 @@ func TestAPIRefusesBadInputAndWritesNothing(t *testing.T) {
 		{"ttl too long", "PUT", "/v1/servers/eu-1", `{"region":"eu","url":"http://a","load":0,"ttl":3601}`, "ttl"},
 		{"ttl a duration string", "PUT", "/v1/servers/eu-1", `{"region":"eu","url":"http://a","load":0,"ttl":"10s"}`, "ttl"},
 		{"unknown field", "PUT", "/v1/servers/eu-1", good(`"load":0.1,"weight":3`), "weight"},
+		{"field in another case", "PUT", "/v1/servers/eu-1", `{"REGION":"eu","url":"http://a","load":0}`, "REGION"},
+		{"repeated field", "PUT", "/v1/servers/eu-1", `{"region":"eu","url":"http://a","load":0,"region":"us"}`, "region"},
 		{"empty body", "PUT", "/v1/servers/eu-1", "", "body"},
 		{"not JSON", "PUT", "/v1/servers/eu-1", `region=eu`, "body"},
 		{"truncated JSON", "PUT", "/v1/servers/eu-1", `{"region":"eu"`, "body"},
