@@ -30,30 +30,29 @@ const apiTimeout = 5 * time.Second
 // check must get an answer well within its own timeout.
 const healthTimeout = 2 * time.Second
 
-// API is the discovery HTTP API of SPEC §4 over a Registry:
-//
-//	PUT    /v1/servers/{id}   register or heartbeat (body: HeartbeatRequest)
-//	DELETE /v1/servers/{id}   deregister
-//	GET    /v1/servers        list, optionally ?region=R
-//	GET    /healthz           200 when etcd answers, else 503
-//
-// Every response is JSON. Errors are {"error": "..."} naming the bad field.
-type API struct {
+// api serves the discovery HTTP API over a Registry.
+type api struct {
 	reg    *Registry
 	token  []byte // sha256 of the bearer token; nil when writes are open
 	logger *zap.Logger
-	mux    *http.ServeMux
 }
 
-// NewAPI returns the HTTP handler of the discovery API. With a non-empty
-// token, PUT and DELETE need "Authorization: Bearer <token>", because a
-// registry anyone can write is a way to hijack traffic. A nil logger logs
-// nothing.
+// NewAPI returns the HTTP handler of the discovery API (SPEC §4):
+//
+//	PUT    /v1/servers/{id}   register or heartbeat (body: HeartbeatRequest); 200 with the stored record
+//	DELETE /v1/servers/{id}   deregister; 204, or 404 when unknown
+//	GET    /v1/servers        {"revision":N,"servers":[...]} by id, optionally ?region=R
+//	GET    /healthz           200 when etcd answers, else 503
+//
+// Every response is JSON; errors are {"error":"..."} naming the bad field,
+// and a bad request writes nothing. With a non-empty token, PUT and DELETE
+// need "Authorization: Bearer <token>", because a registry anyone can write
+// is a way to hijack traffic. A nil logger logs nothing.
 func NewAPI(reg *Registry, token string, logger *zap.Logger) http.Handler {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	a := &API{reg: reg, logger: logger, mux: http.NewServeMux()}
+	a := &api{reg: reg, logger: logger}
 	if token != "" {
 		sum := sha256.Sum256([]byte(token))
 		a.token = sum[:]
@@ -62,19 +61,17 @@ func NewAPI(reg *Registry, token string, logger *zap.Logger) http.Handler {
 	// rather than the mux's plain-text one. {id...} also catches ids with
 	// slashes and the empty id, which then fail validation with a 400 that
 	// names the id instead of a bare 404.
-	a.mux.HandleFunc("/v1/servers/{id...}", a.serveServer)
-	a.mux.HandleFunc("/v1/servers", a.serveList)
-	a.mux.HandleFunc("/healthz", a.serveHealth)
-	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/servers/{id...}", a.serveServer)
+	mux.HandleFunc("/v1/servers", a.serveList)
+	mux.HandleFunc("/healthz", a.serveHealth)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found: "+r.URL.Path)
 	})
-	return a
+	return mux
 }
 
-// ServeHTTP implements http.Handler.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
-
-func (a *API) serveServer(w http.ResponseWriter, r *http.Request) {
+func (a *api) serveServer(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPut, http.MethodDelete:
 	default:
@@ -94,7 +91,7 @@ func (a *API) serveServer(w http.ResponseWriter, r *http.Request) {
 	a.heartbeat(w, r, id)
 }
 
-func (a *API) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
+func (a *api) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -136,7 +133,7 @@ func (a *API) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
 	writeJSON(w, http.StatusOK, res.Server)
 }
 
-func (a *API) deregister(w http.ResponseWriter, r *http.Request, id string) {
+func (a *api) deregister(w http.ResponseWriter, r *http.Request, id string) {
 	if !ValidName(id) {
 		writeError(w, http.StatusBadRequest, errInvalidID.Error())
 		return
@@ -163,7 +160,7 @@ type listResponse struct {
 	Servers  []Server `json:"servers"`
 }
 
-func (a *API) serveList(w http.ResponseWriter, r *http.Request) {
+func (a *api) serveList(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		methodNotAllowed(w, r, http.MethodGet, http.MethodHead)
 		return
@@ -188,7 +185,7 @@ func (a *API) serveList(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, listResponse{Revision: rev, Servers: servers})
 }
 
-func (a *API) serveHealth(w http.ResponseWriter, r *http.Request) {
+func (a *api) serveHealth(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		methodNotAllowed(w, r, http.MethodGet, http.MethodHead)
 		return
@@ -204,7 +201,7 @@ func (a *API) serveHealth(w http.ResponseWriter, r *http.Request) {
 
 // authorized reports whether r may write. Both sides are hashed before the
 // constant-time compare so that not even the token's length leaks.
-func (a *API) authorized(r *http.Request) bool {
+func (a *api) authorized(r *http.Request) bool {
 	if a.token == nil {
 		return true
 	}
