@@ -260,7 +260,7 @@ func (r *agentRun) stop() error {
 			time.Sleep(r.minBackoff() << attempt)
 		}
 		if err = r.deregister(context.Background()); err == nil {
-			r.log.Info("deregistered; agent stopped")
+			r.log.Info("agent stopped")
 			return nil
 		}
 	}
