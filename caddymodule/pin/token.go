@@ -65,8 +65,11 @@ type Keyring struct {
 	// allocate.
 	keysets map[string]any
 	parser  *jwt.Parser
-	cache   *cache // nil when disabled
-	now     func() time.Time
+	// fast maps the header segment Issue writes for each configured
+	// algorithm to its keys (fast.go).
+	fast  map[string]*fastAlg
+	cache *cache // nil when disabled
+	now   func() time.Time
 }
 
 // Option tunes a Keyring.
@@ -148,6 +151,7 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 	for alg, keys := range byAlg {
 		k.keysets[alg] = jwt.VerificationKeySet{Keys: keys}
 	}
+	k.fast = buildFast(byAlg)
 	k.parser = jwt.NewParser(
 		jwt.WithValidMethods(algs),
 		// Expiry is the caller's decision (refresh accepts expired pins
@@ -224,15 +228,24 @@ func (k *Keyring) Issue(serverID, region string, now time.Time, ttl time.Duratio
 // does not check exp: the caller does, with Pin.Usable, because a refresh
 // accepts pins expired within a grace. Every error wraps ErrInvalid.
 func (k *Keyring) Verify(token string) (Pin, error) {
+	var now time.Time
+	if k.cache != nil {
+		now = k.now()
+	}
+	return k.VerifyAt(token, now)
+}
+
+// VerifyAt is Verify for a caller that already read the clock: now only
+// decides whether a cached verification is still within the token's exp
+// (reading the clock is a good part of a cache hit's cost).
+func (k *Keyring) VerifyAt(token string, now time.Time) (Pin, error) {
 	if token == "" {
 		return Pin{}, fmt.Errorf("%w: empty token", ErrInvalid)
 	}
 	if len(token) > MaxTokenLen {
 		return Pin{}, fmt.Errorf("%w: token longer than %d bytes", ErrInvalid, MaxTokenLen)
 	}
-	var now time.Time
 	if k.cache != nil {
-		now = k.now()
 		if p, ok := k.cache.get(token, now); ok {
 			return p, nil
 		}
@@ -247,8 +260,18 @@ func (k *Keyring) Verify(token string) (Pin, error) {
 	return p, nil
 }
 
-// verify is Verify without the cache.
+// verify is Verify without the cache: the fast path for the headers Issue
+// writes, else golang-jwt.
 func (k *Keyring) verify(token string) (Pin, error) {
+	if p, handled, err := k.verifyFast(token); handled {
+		return p, err
+	}
+	return k.verifyJWT(token)
+}
+
+// verifyJWT verifies with golang-jwt; it handles every token shape and is
+// the reference the fast path is tested against.
+func (k *Keyring) verifyJWT(token string) (Pin, error) {
 	claims := jwt.MapClaims{}
 	if _, err := k.parser.ParseWithClaims(token, claims, k.keyFor); err != nil {
 		return Pin{}, fmt.Errorf("%w: %w", ErrInvalid, err)

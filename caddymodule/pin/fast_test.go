@@ -1,0 +1,86 @@
+package pin
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Every pin Issue writes takes the fast path.
+func TestIssuedPinsTakeTheFastPath(t *testing.T) {
+	edPriv, _, _ := edKeyFiles(t, nil)
+	ecPriv, _, _ := ecKeyFiles(t, false)
+	for _, kc := range []KeyConfig{
+		{Algorithm: "hs256", Secret: testSecret},
+		{Algorithm: "ed25519", File: edPriv},
+		{Algorithm: "es256", File: ecPriv},
+	} {
+		k := mustKeyring(t, kc, nil, WithCache(0))
+		tok, err := k.Issue("eu-1", "eu", time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, handled, err := k.verifyFast(tok)
+		if !handled || err != nil || p.Server != "eu-1" {
+			t.Fatalf("%s: fast path handled=%v, %+v, %v", kc.Algorithm, handled, p, err)
+		}
+	}
+}
+
+// fastKeyring holds every algorithm, with two HS256 keys so that the
+// "try each key" loop is exercised.
+func fastKeyring(t testing.TB) (*Keyring, map[string]any) {
+	edPriv, _, edKey := edKeyFiles(t, fixedEdSeed)
+	ecPriv, _, ecKey := ecKeyFiles(t, true)
+	k := mustKeyring(t, KeyConfig{Algorithm: "hs256", Secret: testSecret}, []KeyConfig{
+		{Algorithm: "hs256", Secret: "a-rotated-out-secret-of-32-bytes"},
+		{Algorithm: "ed25519", File: edPriv},
+		{Algorithm: "es256", File: ecPriv},
+	}, WithCache(0))
+	return k, map[string]any{"HS256": []byte(testSecret), "EdDSA": edKey, "ES256": ecKey}
+}
+
+// FuzzFastPathMatchesJWT signs arbitrary claims (and arbitrary header
+// bytes) with the configured keys and checks that the fast path and
+// golang-jwt agree on every token, valid or not.
+func FuzzFastPathMatchesJWT(f *testing.F) {
+	k, signers := fastKeyring(f)
+	f.Add(uint8(0), `{"iss":"sessionpin","srv":"eu-1","exp":4102444800}`, "", uint8(0))
+	f.Add(uint8(1), `{"iss":"sessionpin","srv":"eu-1","SRV":"eu-2","exp":4102444800,"rgn":"eu"}`, "", uint8(0))
+	f.Add(uint8(2), `{"iss":"sessionpin","srv":"eu-1","srv":"127.0.0.1:9","exp":4.1e9,"iat":1.5}`, "", uint8(1))
+	f.Add(uint8(0), `{"iss":"sessionpin","srv":"eu-1","exp":"4102444800"}`, `{"alg":"HS256","typ":"JWT","kid":"1"}`, uint8(0))
+	f.Add(uint8(0), `["srv"]`, "", uint8(2))
+	f.Add(uint8(0), `{"iss":"sessionpin","srv":"eu-1","exp":4102444800}`, "", uint8(3))
+	algs := []string{"HS256", "EdDSA", "ES256"}
+	f.Fuzz(func(t *testing.T, algIdx uint8, claims, header string, mutate uint8) {
+		alg := algs[int(algIdx)%len(algs)]
+		if header == "" {
+			header = `{"alg":"` + alg + `","typ":"JWT"}`
+		}
+		signing := b64(header) + "." + b64(claims)
+		sig, err := jwt.GetSigningMethod(alg).Sign(signing, signers[alg])
+		if err != nil {
+			t.Skip()
+		}
+		token := signing + "." + base64.RawURLEncoding.EncodeToString(sig)
+		switch mutate % 4 {
+		case 1: // a flipped signature
+			token = signing + "." + flip(base64.RawURLEncoding.EncodeToString(sig))
+		case 2: // an extra segment
+			token += ".x"
+		case 3: // a line break, which base64 decoding skips
+			token = strings.Replace(token, ".", ".\n", 1)
+		}
+		if len(token) > MaxTokenLen {
+			return
+		}
+		pf, errF := k.verify(token)
+		pj, errJ := k.verifyJWT(token)
+		if (errF == nil) != (errJ == nil) || pf != pj {
+			t.Fatalf("fast path %+v / %v, golang-jwt %+v / %v\ntoken %q", pf, errF, pj, errJ, token)
+		}
+	})
+}
