@@ -35,6 +35,12 @@ type WatcherConfig struct {
 	// ListTimeout bounds one list of the registry, so an unreachable etcd
 	// turns into a retry instead of a hang. Default: 5s.
 	ListTimeout time.Duration
+	// ProgressInterval is how often the watcher asks etcd to confirm that
+	// the watch is current. A confirmation refreshes LastUpdate; a watch
+	// that stays silent for three intervals counts as lost (the etcd client
+	// would otherwise retry a dead connection without telling anyone), so
+	// the outage is logged and the registry listed again. Default: 5s.
+	ProgressInterval time.Duration
 }
 
 // Watcher keeps an immutable Snapshot of the registry up to date: it lists
@@ -52,6 +58,11 @@ type Watcher struct {
 	synced     chan struct{}
 	syncOnce   sync.Once
 	lists      atomic.Int64 // successful lists, for tests and debugging
+	failures   atomic.Int64 // failed lists, for tests and debugging
+
+	// unreachable is set from the first failure of an outage until the
+	// next successful list, so an outage is logged once. Run goroutine only.
+	unreachable bool
 
 	// malformed remembers the mod revision of each malformed value already
 	// logged, so a bad key is logged once, not on every re-list. Only the
@@ -73,6 +84,9 @@ func NewWatcher(cfg WatcherConfig) *Watcher {
 	cfg.MaxBackoff = max(cfg.MaxBackoff, cfg.MinBackoff)
 	if cfg.ListTimeout <= 0 {
 		cfg.ListTimeout = 5 * time.Second
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = 5 * time.Second
 	}
 	cfg.Prefix = NormalizePrefix(cfg.Prefix)
 	w := &Watcher{
@@ -105,26 +119,22 @@ func (w *Watcher) LastUpdate() time.Time {
 // Run lists and watches the registry until ctx is done. Call it once.
 func (w *Watcher) Run(ctx context.Context) {
 	backoff := w.cfg.MinBackoff
-	unreachable := false
 	for ctx.Err() == nil {
 		rev, err := w.list(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			if !unreachable { // once per outage, not per retry
-				unreachable = true
-				w.log.Warn("registry unreachable, routing from the last snapshot until it is back",
-					zap.Int("servers", w.Snapshot().Len()), zap.Error(err))
-			}
+			w.failures.Add(1)
+			w.outage(err)
 			if !sleep(ctx, jitter(backoff)) {
 				return
 			}
 			backoff = min(2*backoff, w.cfg.MaxBackoff)
 			continue
 		}
-		if unreachable {
-			unreachable = false
+		if w.unreachable {
+			w.unreachable = false
 			w.log.Info("registry reachable again", zap.Int("servers", w.Snapshot().Len()), zap.Int64("revision", rev))
 		}
 
@@ -132,9 +142,12 @@ func (w *Watcher) Run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		if errors.Is(err, errCompacted) {
+		switch {
+		case errors.Is(err, errCompacted):
 			w.log.Info("registry watch fell behind compaction, listing again", zap.Int64("revision", w.Snapshot().Revision))
-		} else {
+		case errors.Is(err, errWatchSilent):
+			w.outage(err)
+		default:
 			w.log.Debug("registry watch ended, listing again", zap.Error(err))
 		}
 		// A watch that fails before delivering anything (no leader, say)
@@ -150,7 +163,20 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 }
 
-var errCompacted = errors.New("watch revision compacted")
+var (
+	errCompacted   = errors.New("watch revision compacted")
+	errWatchSilent = errors.New("no answer on the watch for three progress intervals")
+)
+
+// outage logs the start of an outage, once, not per retry.
+func (w *Watcher) outage(err error) {
+	if w.unreachable {
+		return
+	}
+	w.unreachable = true
+	w.log.Warn("registry unreachable, routing from the last snapshot until it is back",
+		zap.Int("servers", w.Snapshot().Len()), zap.Error(err))
+}
 
 // list reads every server and swaps in a snapshot built from them.
 func (w *Watcher) list(ctx context.Context) (int64, error) {
@@ -182,39 +208,65 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// watch applies watch responses from rev+1 on until the watch fails or ctx
-// is done. progressed reports whether any response arrived.
+// watch applies the changes made after revision rev (the list's) until the
+// watch fails or ctx is done. progressed reports whether any response
+// arrived.
 func (w *Watcher) watch(ctx context.Context, rev int64) (progressed bool, err error) {
 	// Requiring a leader makes a member cut off from its cluster end the
 	// watch, instead of silently serving a stale view.
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
+	// The watch starts at rev itself, not rev+1: etcd answers no progress
+	// request for a watch that starts in the future, so an idle registry
+	// could never be confirmed. The events of rev are already in the
+	// snapshot and apply skips them.
 	wch := w.cfg.Client.Watch(wctx, w.serversPrefix,
-		clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithProgressNotify())
-	for resp := range wch {
-		if resp.CompactRevision != 0 {
-			return progressed, errCompacted
-		}
-		if err := resp.Err(); err != nil {
-			return progressed, err
-		}
-		progressed = true
-		if resp.IsProgressNotify() {
-			w.lastUpdate.Store(time.Now().UnixNano())
-			continue
-		}
-		if len(resp.Events) > 0 {
-			w.apply(resp.Events)
+		clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
+	tick := time.NewTicker(w.cfg.ProgressInterval)
+	defer tick.Stop()
+	heard := time.Now()
+	for {
+		select {
+		case resp, ok := <-wch:
+			if !ok {
+				return progressed, errors.New("watch channel closed")
+			}
+			if resp.CompactRevision != 0 {
+				return progressed, errCompacted
+			}
+			if err := resp.Err(); err != nil {
+				return progressed, err
+			}
+			progressed = true
+			heard = time.Now()
+			if resp.IsProgressNotify() {
+				w.lastUpdate.Store(heard.UnixNano())
+			} else if len(resp.Events) > 0 {
+				w.apply(rev, resp.Events)
+			}
+		case <-tick.C:
+			if time.Since(heard) >= 3*w.cfg.ProgressInterval {
+				return progressed, errWatchSilent
+			}
+			// The request rides the watch's own stream (same context
+			// metadata); it blocks while the client is reconnecting, so
+			// bound it.
+			pctx, pcancel := context.WithTimeout(wctx, w.cfg.ProgressInterval)
+			_ = w.cfg.Client.RequestProgress(pctx)
+			pcancel()
 		}
 	}
-	return progressed, errors.New("watch channel closed")
 }
 
-// apply turns one watch response's events into one snapshot update.
-func (w *Watcher) apply(events []*clientv3.Event) {
+// apply turns one watch response's events into one snapshot update; events
+// at or before listed, the revision of the last list, are already in it.
+func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 	changes := make([]Change, 0, len(events))
 	var rev int64
 	for _, ev := range events {
+		if ev.Kv.ModRevision <= listed {
+			continue
+		}
 		rev = max(rev, ev.Kv.ModRevision)
 		key := string(ev.Kv.Key)
 		id := idFromKey(w.serversPrefix, key)

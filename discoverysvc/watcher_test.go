@@ -320,21 +320,22 @@ func (p *cutProxy) serve() {
 		if err != nil {
 			return
 		}
-		p.mu.Lock()
-		cut := p.cut
-		p.mu.Unlock()
-		if cut {
-			in.Close()
-			continue
-		}
 		out, err := net.Dial("tcp", p.target)
 		if err != nil {
 			in.Close()
 			continue
 		}
 		p.mu.Lock()
-		p.conns[in], p.conns[out] = struct{}{}, struct{}{}
+		cut := p.cut // checked under the lock that Cut holds, so no line slips through
+		if !cut {
+			p.conns[in], p.conns[out] = struct{}{}, struct{}{}
+		}
 		p.mu.Unlock()
+		if cut {
+			in.Close()
+			out.Close()
+			continue
+		}
 		pipe := func(dst, src net.Conn) {
 			io.Copy(dst, src)
 			dst.Close()
@@ -415,6 +416,60 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, waitFor, "event after re-list", func() bool { return hasIDs(w, "a", "c", "d", "e") })
+}
+
+func TestWatcherDetectsSilentOutageOnceAndConfirmsWhileIdle(t *testing.T) {
+	m := etcdtest.Start(t)
+	ctx := testContext(t)
+	reg := NewRegistry(etcdtest.NewClient(t, m), "")
+	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	proxy := startCutProxy(t, m.Client)
+	core, logs := observer.New(zapcore.DebugLevel)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, e := range logs.All() {
+				t.Logf("%s %s %v", e.Time.Format("15:04:05.000"), e.Message, e.ContextMap())
+			}
+		}
+	})
+	w := NewWatcher(WatcherConfig{
+		Client:           newClient(t, proxy.Addr()),
+		Logger:           zap.New(core),
+		MaxBackoff:       100 * time.Millisecond,
+		ListTimeout:      200 * time.Millisecond,
+		ProgressInterval: 100 * time.Millisecond,
+	})
+	runWatcher(t, w)
+	waitSynced(t, w)
+
+	// Idle registry: progress notifications still confirm the snapshot.
+	synced := w.LastUpdate()
+	eventually(t, waitFor, "LastUpdate refreshed by progress notifications", func() bool {
+		return w.LastUpdate().After(synced)
+	})
+
+	// The etcd client retries a cut connection silently; the watcher must
+	// notice, say so once, and keep its snapshot through the retries.
+	proxy.Cut()
+	eventually(t, waitFor, "outage logged and retried", func() bool {
+		return logs.FilterMessageSnippet("unreachable").Len() > 0 && w.failures.Load() >= 3
+	})
+	if !hasIDs(w, "eu-1") {
+		t.Fatalf("snapshot lost during the outage: %v", snapshotIDs(w))
+	}
+	proxy.Heal()
+	eventually(t, waitFor, "back after the outage", func() bool {
+		return logs.FilterMessage("registry reachable again").Len() == 1
+	})
+	if _, err := reg.Heartbeat(ctx, testServer("eu-2", "eu", 0), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, waitFor, "event after the outage", func() bool { return hasIDs(w, "eu-1", "eu-2") })
+	if n := logs.FilterMessageSnippet("unreachable").Len(); n != 1 {
+		t.Fatalf("outage logged %d times, want once", n)
+	}
 }
 
 func TestWatcherConcurrentReadersDuringUpdates(t *testing.T) {
