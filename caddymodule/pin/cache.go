@@ -2,6 +2,7 @@ package pin
 
 import (
 	"hash/maphash"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -76,7 +77,7 @@ func (c *cache) get(token string, now time.Time) (Pin, bool) {
 	var slot *cacheSlot
 	if ok {
 		slot = &s.slots[i]
-		if slot.token != token || now.UnixNano() >= slot.exp {
+		if slot.token != token || unixNano(now) >= slot.exp {
 			ok = false
 		}
 	}
@@ -89,8 +90,8 @@ func (c *cache) get(token string, now time.Time) (Pin, bool) {
 }
 
 func (c *cache) put(token string, p Pin, now time.Time) {
-	exp := p.ExpiresAt.UnixNano()
-	if len(token) > maxCachedTokenLen || now.UnixNano() >= exp {
+	exp := unixNano(p.ExpiresAt)
+	if len(token) > maxCachedTokenLen || unixNano(now) >= exp {
 		return
 	}
 	h := maphash.String(c.seed, token)
@@ -120,6 +121,23 @@ func (c *cache) put(token string, p Pin, now time.Time) {
 	s.index[h] = i
 	s.next = (i + 1) % uint32(len(s.slots))
 }
+
+// unixNano is t.UnixNano clamped to int64, which UnixNano leaves undefined
+// outside the years 1678-2262: a pin may expire later than that.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(minNano):
+		return math.MinInt64
+	case t.After(maxNano):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+var (
+	minNano = time.Unix(0, math.MinInt64)
+	maxNano = time.Unix(0, math.MaxInt64)
+)
 
 // len is the number of cached tokens; tests use it.
 func (c *cache) len() int {

@@ -181,3 +181,35 @@ func TestCacheConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A cache hit is the edge's per-request cost of a pin; it must not
+// allocate.
+func TestCacheHitDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	k := mustKeyring(t, KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil)
+	now := time.Now()
+	tok, _ := k.Issue("eu-1", "eu", now, time.Hour)
+	if _, err := k.VerifyAt(tok, now); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { k.VerifyAt(tok, now) }); n != 0 {
+		t.Fatalf("cache hit allocates %.1f times", n)
+	}
+}
+
+// Times outside UnixNano's range (a pin may expire after 2262) clamp
+// instead of wrapping into a wrong expiry.
+func TestCacheFarFutureExpiry(t *testing.T) {
+	c := newCache(16)
+	now := time.Now()
+	far := time.Date(9000, 1, 1, 0, 0, 0, 0, time.UTC)
+	c.put("tok", Pin{Server: "a", ExpiresAt: far}, now)
+	if _, ok := c.get("tok", now); !ok {
+		t.Fatal("far-future pin not cached")
+	}
+	if _, ok := c.get("tok", far); ok {
+		t.Fatal("served at its exp")
+	}
+}

@@ -206,6 +206,10 @@ func (k *Keyring) Issue(serverID, region string, now time.Time, ttl time.Duratio
 	if ttl < time.Second {
 		return "", fmt.Errorf("issuing pin: ttl %s is shorter than 1s", ttl)
 	}
+	if exp := now.Add(ttl).Unix(); exp > maxUnix || now.Unix() < 1 {
+		// Verify refuses such times; refuse to write a pin it would reject.
+		return "", fmt.Errorf("issuing pin: issue time %s or expiry out of range", now.UTC().Format(time.RFC3339))
+	}
 	claims := jwt.MapClaims{
 		"iss":   k.issuer,
 		k.claim: serverID,
@@ -239,6 +243,9 @@ func (k *Keyring) Verify(token string) (Pin, error) {
 // decides whether a cached verification is still within the token's exp
 // (reading the clock is a good part of a cache hit's cost).
 func (k *Keyring) VerifyAt(token string, now time.Time) (Pin, error) {
+	if now.IsZero() && k.cache != nil {
+		now = k.now()
+	}
 	if token == "" {
 		return Pin{}, fmt.Errorf("%w: empty token", ErrInvalid)
 	}

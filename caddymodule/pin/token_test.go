@@ -82,6 +82,13 @@ func TestIssueRejectsBadInput(t *testing.T) {
 			t.Errorf("Issue(%q, %q, %s) error %v, want %q", tc.id, tc.region, tc.ttl, err, tc.want)
 		}
 	}
+	// Verify refuses times past year 9999, so Issue must not write them.
+	if _, err := k.Issue("eu-1", "eu", time.Date(9999, 12, 31, 23, 0, 0, 0, time.UTC), 2*time.Hour); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Errorf("Issue past year 9999: error %v", err)
+	}
+	if _, err := k.Issue("eu-1", "eu", time.Time{}, time.Hour); err == nil {
+		t.Error("Issue at the zero time succeeded")
+	}
 }
 
 // Rotation: the new keyring signs with a new key and still accepts pins

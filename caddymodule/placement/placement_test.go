@@ -134,3 +134,18 @@ func TestClosest(t *testing.T) {
 		t.Fatalf("Closest on nil snapshot = %s, want nil", got.ID)
 	}
 }
+
+// Decisions run on every placed request and every refresh; they must not
+// allocate.
+func TestDecisionsDoNotAllocate(t *testing.T) {
+	snap := snapshot(srv("a", "eu", 0.1, false), srv("b", "eu", 0.15, false), srv("c", "us", 0, true))
+	req := RefreshRequest{Current: "c", Closest: "a"}
+	n := testing.AllocsPerRun(100, func() {
+		Place(snap, "eu", 0.1, 7)
+		Closest(snap, "a", "eu", 0.1, 7)
+		Rebalance(snap, req, "eu", 0.1, 7)
+	})
+	if n != 0 {
+		t.Fatalf("decisions allocate %.1f times", n)
+	}
+}
