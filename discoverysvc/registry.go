@@ -197,9 +197,8 @@ func (r *Registry) write(ctx context.Context, key string, srv Server, secs, modR
 		Then(clientv3.OpPut(key, encodeServer(srv), clientv3.WithLease(lease))).
 		Commit()
 	if err != nil {
-		if granted {
-			r.revokeIfUnused(ctx, lease)
-		}
+		// No cleanup: etcd is likely unreachable, and an unused lease
+		// expires on its own.
 		return HeartbeatResult{}, false, fmt.Errorf("write: %w", err)
 	}
 	if !txn.Succeeded {
