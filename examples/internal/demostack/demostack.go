@@ -1,0 +1,314 @@
+// Package demostack runs the whole sessionpin demo inside a test: a real
+// embedded etcd, the discovery HTTP API over it, four demo backends in two
+// regions with a heartbeat agent each, and a real in-process Caddy with two
+// edges (eu-west, us-east) that also serves examples/web under /demo/.
+// Every port is a free one, the Caddy admin endpoint included.
+package demostack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"go.uber.org/zap"
+
+	_ "github.com/sessionpin/sessionpin/caddymodule"
+	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/examples/backend/app"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+)
+
+// Options tune the stack.
+type Options struct {
+	// ReplicationDelay of the backends. Default: 1h, so that nothing is
+	// replicated during a test and a hop always shows.
+	ReplicationDelay time.Duration
+	// AgentInterval between health probes and heartbeats. Default: 100ms.
+	AgentInterval time.Duration
+}
+
+// Backend is one demo server of the stack.
+type Backend struct {
+	ID, Region string
+	URL        string // public URL, what the edges proxy to
+	AdminURL   string
+	App        *app.App
+}
+
+// Stack is a running demo.
+type Stack struct {
+	EdgeA, EdgeB string // base URLs: eu-west and us-east
+	Discovery    string // discovery API base URL
+	Backends     map[string]*Backend
+	Admins       map[string]string // id → admin URL
+}
+
+// layout is the demo's topology, the same as examples/run.sh.
+var layout = []struct{ id, region string }{
+	{"eu-1", "eu-west"}, {"eu-2", "eu-west"}, {"us-1", "us-east"}, {"us-2", "us-east"},
+}
+
+// TokenKey is the demo app's own token key in the stack.
+var TokenKey = []byte("demo-backend-token-key-for-tests-only")
+
+// PinSecret is the edges' pin key in the stack.
+const PinSecret = "sessionpin-demo-stack-secret-0123456789"
+
+// Start runs the stack and stops it when the test ends. It returns once both
+// edges answer /closestToMe and all four servers are registered.
+func Start(t *testing.T, opts Options) *Stack {
+	t.Helper()
+	if opts.ReplicationDelay <= 0 {
+		opts.ReplicationDelay = time.Hour
+	}
+	if opts.AgentInterval <= 0 {
+		opts.AgentInterval = 100 * time.Millisecond
+	}
+	member := etcdtest.Start(t)
+	client := etcdtest.NewClient(t, member)
+
+	disc := httptest.NewServer(discoverysvc.NewAPI(discoverysvc.NewRegistry(client, ""), "", zap.NewNop()))
+	t.Cleanup(disc.Close)
+
+	st := &Stack{Discovery: disc.URL, Backends: map[string]*Backend{}, Admins: map[string]string{}}
+	st.startBackends(t, opts)
+	st.startAgents(t, opts)
+	st.startCaddy(t, member.Client)
+	st.waitReady(t)
+	return st
+}
+
+func (st *Stack) startBackends(t *testing.T, opts Options) {
+	t.Helper()
+	// Listeners first: every backend needs its peers' URLs at construction.
+	type half struct {
+		pub, adm *httptest.Server
+		h        *lateHandler
+		ah       *lateHandler
+	}
+	halves := map[string]*half{}
+	for _, l := range layout {
+		h, ah := &lateHandler{}, &lateHandler{}
+		hf := &half{pub: httptest.NewServer(h), adm: httptest.NewServer(ah), h: h, ah: ah}
+		t.Cleanup(hf.pub.Close)
+		t.Cleanup(hf.adm.Close)
+		halves[l.id] = hf
+	}
+	for _, l := range layout {
+		var peers []string
+		for _, o := range layout {
+			if o.id != l.id {
+				peers = append(peers, halves[o.id].pub.URL)
+			}
+		}
+		a, err := app.New(app.Config{
+			ServerID: l.id, Region: l.region, TokenKey: TokenKey,
+			Peers: peers, ReplicationDelay: opts.ReplicationDelay,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(a.Close)
+		hf := halves[l.id]
+		hf.h.set(a.Handler())
+		hf.ah.set(a.AdminHandler())
+		st.Backends[l.id] = &Backend{ID: l.id, Region: l.region, URL: hf.pub.URL, AdminURL: hf.adm.URL, App: a}
+		st.Admins[l.id] = hf.adm.URL
+	}
+}
+
+func (st *Stack) startAgents(t *testing.T, opts Options) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, b := range st.Backends {
+		ag := &discoverysvc.Agent{
+			ID: b.ID, Region: b.Region, URL: b.URL, HealthURL: b.URL + "/healthz",
+			Discovery: st.Discovery, Interval: opts.AgentInterval,
+		}
+		if err := ag.Validate(); err != nil {
+			t.Fatalf("agent %s: %v", b.ID, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = ag.Run(ctx)
+		}()
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// webRoot is examples/web, which the edges serve under /demo/.
+func webRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "web")
+}
+
+func (st *Stack) startCaddy(t *testing.T, etcdAddr string) {
+	t.Helper()
+	admin, portA, portB := etcdtest.FreePort(t), etcdtest.FreePort(t), etcdtest.FreePort(t)
+	site := func(addr, region string) string {
+		return fmt.Sprintf(`http://%s {
+	handle_path /demo/* {
+		root * %q
+		file_server
+	}
+	handle {
+		session_pin {
+			region %s
+			key hs256 %s
+		}
+		reverse_proxy {
+			dynamic session_pin
+		}
+	}
+}
+`, addr, webRoot(), region, PinSecret)
+	}
+	cf := fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	log {
+		level ERROR
+	}
+	session_pin {
+		etcd %s
+	}
+}
+`, admin, etcdAddr) + site(portA, "eu-west") + site(portB, "us-east")
+
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cf), map[string]any{"filename": "Caddyfile"})
+	if err != nil {
+		t.Fatalf("adapt Caddyfile: %v\n%s", err, cf)
+	}
+	for _, w := range warnings {
+		t.Logf("Caddyfile warning: %s", w.Message)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("start caddy: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	st.EdgeA, st.EdgeB = "http://"+portA, "http://"+portB
+}
+
+// waitReady polls until both edges place clients and all four servers are
+// registered.
+func (st *Stack) waitReady(t *testing.T) {
+	t.Helper()
+	Eventually(t, 60*time.Second, "the demo stack to come up", func() error {
+		for _, edge := range []string{st.EdgeA, st.EdgeB} {
+			if err := getOK(edge + "/closestToMe"); err != nil {
+				return err
+			}
+		}
+		n, err := st.Registered()
+		if err != nil {
+			return err
+		}
+		if n != len(layout) {
+			return fmt.Errorf("%d of %d servers registered", n, len(layout))
+		}
+		return nil
+	})
+}
+
+// Registered counts the servers in the registry.
+func (st *Stack) Registered() (int, error) {
+	ids, err := st.RegisteredIDs()
+	return len(ids), err
+}
+
+// RegisteredIDs lists the ids of the registered servers.
+func (st *Stack) RegisteredIDs() ([]string, error) {
+	resp, err := http.Get(st.Discovery + "/v1/servers")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Servers []discoverysvc.Server `json:"servers"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, s := range list.Servers {
+		ids = append(ids, s.ID)
+	}
+	return ids, nil
+}
+
+// WaitRegistered polls until server id is (or is not) in the registry.
+func (st *Stack) WaitRegistered(t *testing.T, id string, want bool) {
+	t.Helper()
+	Eventually(t, 30*time.Second, fmt.Sprintf("%s registered=%v", id, want), func() error {
+		ids, err := st.RegisteredIDs()
+		if err != nil {
+			return err
+		}
+		has := strings.Contains(","+strings.Join(ids, ",")+",", ","+id+",")
+		if has != want {
+			return fmt.Errorf("registered: %v", ids)
+		}
+		return nil
+	})
+}
+
+// Eventually polls cond until it returns nil or the deadline passes.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func getOK(url string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// lateHandler lets a server listen before its handler exists.
+type lateHandler struct {
+	mu sync.RWMutex
+	h  http.Handler
+}
+
+func (l *lateHandler) set(h http.Handler) { l.mu.Lock(); l.h = h; l.mu.Unlock() }
+
+func (l *lateHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	l.mu.RLock()
+	h := l.h
+	l.mu.RUnlock()
+	if h == nil {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
