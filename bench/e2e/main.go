@@ -1,0 +1,393 @@
+// Command e2e is the end-to-end benchmark of `make bench` (issue 5): on
+// loopback, in one run with interleaved rounds, it compares
+//
+//  1. plain Caddy `reverse_proxy` to one upstream,
+//  2. Caddy `reverse_proxy` with `lb_policy cookie` over four upstreams,
+//  3. the sessionpin edge with pinned requests (HS256 pins),
+//  4. the sessionpin edge with pinned requests (EdDSA pins),
+//  5. the sessionpin edge placing every request (no pin sent),
+//
+// all against the same fast Go backend, each Caddy a child process of the
+// bin/caddy binary built from ./cmd/caddy. It prints requests/s, p50/p99
+// latency, Caddy CPU per request and the ratios to plain reverse_proxy, and
+// writes them with the machine and the exact commands into BENCHMARKS.md.
+//
+//	go run ./bench/e2e [-rounds 3] [-duration 10s] [-conns 32] [-out BENCHMARKS.md]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sessionpin/sessionpin/bench/internal/benchenv"
+	"github.com/sessionpin/sessionpin/discoverysvc"
+)
+
+// options are the command-line flags.
+type options struct {
+	rounds       int
+	duration     time.Duration
+	warmup       time.Duration
+	conns        int
+	caddyProcs   int
+	loadProcs    int
+	backendProcs int
+	caddyBin     string
+	out          string
+	only         string
+}
+
+func main() {
+	if len(os.Args) == 3 && os.Args[1] == "-serve-backends" {
+		var n int
+		fmt.Sscan(os.Args[2], &n)
+		if err := serveBackends(n); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cpus := runtime.NumCPU()
+	var o options
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; every configuration runs once per round")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured load per configuration per round")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load per configuration before the first round")
+	flag.IntVar(&o.conns, "conns", 32, "concurrent keep-alive connections of the load generator")
+	flag.IntVar(&o.caddyProcs, "caddy-procs", cpus, "GOMAXPROCS of each Caddy")
+	flag.IntVar(&o.loadProcs, "load-procs", max(cpus/2, 1), "GOMAXPROCS of the load generator (this process)")
+	flag.IntVar(&o.backendProcs, "backend-procs", max(cpus/2, 1), "GOMAXPROCS of the backend process")
+	flag.StringVar(&o.caddyBin, "caddy", "", "Caddy binary to test (default: build ./cmd/caddy into a temporary directory)")
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose end-to-end section is (re)written; empty to only print")
+	flag.StringVar(&o.only, "only", "", "comma-separated configuration keys to run (plain,cookie,hs256,eddsa,place); plain always runs")
+	flag.Parse()
+	if o.rounds < 1 || o.duration <= 0 || o.conns < 1 || o.caddyProcs < 1 || o.loadProcs < 1 || o.backendProcs < 1 {
+		fmt.Fprintln(os.Stderr, "e2e: -rounds, -duration, -conns and the -*-procs flags must be positive")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		os.Exit(1)
+	}
+}
+
+// config is one configuration under test.
+type config struct {
+	key, name string
+	caddy     *caddyProc
+	// headers returns the extra request headers of connection i, e.g. the
+	// pin a first request obtained.
+	headers func(i int) ([]string, error)
+	reqs    [][]byte
+	runs    []*runStats
+}
+
+// runStats is one measured run of a configuration.
+type runStats struct {
+	res       *result
+	caddyCPU  time.Duration
+	backCPU   time.Duration
+	loadCPU   time.Duration
+	loadAvg   float64
+	startedAt time.Time
+}
+
+func (r *runStats) rps() float64 { return float64(r.res.ok) / r.res.elapsed.Seconds() }
+
+func run(ctx context.Context, o options) error {
+	machine := benchenv.DescribeMachine()
+	loadBefore := benchenv.LoadAverage()
+	started := time.Now().UTC()
+
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	dir, err := os.MkdirTemp("", "sessionpin-bench-e2e-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := o.caddyBin
+	if bin == "" {
+		fmt.Fprintln(os.Stderr, "building ./cmd/caddy ...")
+		if bin, err = buildCaddy(root, dir); err != nil {
+			return err
+		}
+	}
+	caddyVersion := "unknown"
+	if out, err := execOutput(bin, "version"); err == nil {
+		caddyVersion = out
+	}
+
+	back, err := startBackends(4, o.backendProcs)
+	if err != nil {
+		return err
+	}
+	defer back.stop()
+
+	etcd, err := benchenv.StartEtcd()
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	stopHeartbeats, err := registerBackends(ctx, etcd, back.addrs)
+	if err != nil {
+		return err
+	}
+	defer stopHeartbeats()
+
+	keyPath := filepath.Join(dir, "ed25519.pem")
+	if err := writeEd25519Key(keyPath); err != nil {
+		return fmt.Errorf("ed25519 key: %w", err)
+	}
+
+	configs, err := startCaddies(ctx, bin, dir, etcd.Member.Endpoint, keyPath, back.addrs, o)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, c := range configs {
+			c.caddy.stop()
+		}
+	}()
+	for _, c := range configs {
+		for i := range o.conns {
+			h, err := c.headers(i)
+			if err != nil {
+				return fmt.Errorf("%s: preparing connection %d: %w", c.name, i, err)
+			}
+			c.reqs = append(c.reqs, newRequest(c.caddy.addr, h))
+		}
+	}
+
+	// From here on this process is the load generator: fix its share.
+	runtime.GOMAXPROCS(o.loadProcs)
+	fmt.Fprintf(os.Stderr, "warming up %s per configuration ...\n", o.warmup)
+	for _, c := range configs {
+		if o.warmup > 0 {
+			runLoad(ctx, c.caddy.addr, c.reqs, o.warmup)
+		}
+	}
+	for round := range o.rounds {
+		// Rotate the order so that no configuration always runs first
+		// (or right after the same neighbour).
+		for j := range configs {
+			c := configs[(j+round)%len(configs)]
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			st := measure(ctx, c, back, o.duration)
+			c.runs = append(c.runs, st)
+			fmt.Fprintf(os.Stderr, "round %d %-36s %8.0f req/s  p50 %-9v p99 %-9v caddy %5.1f µs/req  failed %d  load %.2f\n",
+				round+1, c.name, st.rps(), st.res.hist.quantile(0.5).Round(time.Microsecond),
+				st.res.hist.quantile(0.99).Round(time.Microsecond), perReq(st.caddyCPU, st.res.ok), st.res.failed, st.loadAvg)
+			if st.res.failed > 0 {
+				fmt.Fprintf(os.Stderr, "  first failure: %s\n", st.res.firstErr)
+			}
+		}
+	}
+	rep := report{
+		machine: machine, caddyVersion: caddyVersion, opts: o, configs: configs,
+		started: started, loadBefore: loadBefore, loadAfter: benchenv.LoadAverage(),
+		command: "go run ./bench/e2e " + strings.Join(os.Args[1:], " "),
+	}
+	text := rep.markdown()
+	fmt.Println(text)
+	if o.out != "" {
+		if err := benchenv.WriteSection(o.out, "e2e", text); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr, "wrote", o.out)
+	}
+	return nil
+}
+
+// measure runs one configuration under load and records the CPU each
+// process spent meanwhile.
+func measure(ctx context.Context, c *config, back *backends, d time.Duration) *runStats {
+	st := &runStats{startedAt: time.Now(), loadAvg: benchenv.LoadAverage()}
+	self := os.Getpid()
+	c0, b0 := c.caddy.cpu(), cpuOf(back.pid())
+	l0 := cpuOf(self)
+	st.res = runLoad(ctx, c.caddy.addr, c.reqs, d)
+	st.caddyCPU = c.caddy.cpu() - c0
+	st.backCPU = cpuOf(back.pid()) - b0
+	st.loadCPU = cpuOf(self) - l0
+	return st
+}
+
+func cpuOf(pid int) time.Duration {
+	d, _ := benchenv.ProcessCPU(pid)
+	return d
+}
+
+func perReq(cpu time.Duration, n uint64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(cpu.Microseconds()) / float64(n)
+}
+
+// registerBackends registers the backends as servers of edgeRegion through
+// discoverysvc's Registry, as their agents would, and renews them until the
+// returned stop is called.
+func registerBackends(ctx context.Context, etcd *benchenv.Etcd, addrs []string) (stop func(), err error) {
+	reg := discoverysvc.NewRegistry(etcd.Client, registryPrefix)
+	beat := func() error {
+		for i, a := range addrs {
+			srv := discoverysvc.Server{ID: fmt.Sprintf("b%d", i+1), Region: edgeRegion, URL: "http://" + a, Load: 0.1}
+			if _, err := reg.Heartbeat(ctx, srv, 30*time.Second); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := beat(); err != nil {
+		return nil, fmt.Errorf("registering backends: %w", err)
+	}
+	hctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-t.C:
+				if err := beat(); err != nil && hctx.Err() == nil {
+					fmt.Fprintln(os.Stderr, "e2e: heartbeat:", err)
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// startCaddies starts one Caddy per distinct Caddy configuration and
+// returns the configurations under test (the placement run shares the
+// HS256 edge).
+func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, backs []string, o options) ([]*config, error) {
+	want := map[string]bool{"plain": true}
+	if o.only == "" {
+		for _, k := range []string{"cookie", "hs256", "eddsa", "place"} {
+			want[k] = true
+		}
+	}
+	for k := range strings.SplitSeq(o.only, ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			want[k] = true
+		}
+	}
+	global := fmt.Sprintf("\tsession_pin {\n\t\tetcd %s\n\t\tprefix %s\n\t}\n", etcdEndpoint, registryPrefix)
+	edge := func(key string) string {
+		return fmt.Sprintf("\tsession_pin {\n\t\tregion %s\n\t\tkey %s\n\t}\n\treverse_proxy {\n\t\tdynamic session_pin\n\t}\n", edgeRegion, key)
+	}
+	type spec struct{ name, global, handler string }
+	specs := []spec{
+		{"plain", "", "\treverse_proxy " + backs[0] + "\n"},
+		{"cookie", "", "\treverse_proxy " + strings.Join(backs, " ") + " {\n\t\tlb_policy cookie\n\t}\n"},
+	}
+	if want["hs256"] || want["place"] {
+		specs = append(specs, spec{"hs256", global, edge("hs256 " + benchSecret)})
+	}
+	if want["eddsa"] {
+		specs = append(specs, spec{"eddsa", global, edge("ed25519 " + keyPath)})
+	}
+	procs := map[string]*caddyProc{}
+	stopAll := func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}
+	for _, s := range specs {
+		if s.name == "cookie" && !want["cookie"] {
+			continue
+		}
+		listen, err := benchenv.FreePort()
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		admin, err := benchenv.FreePort()
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		p, err := startCaddy(bin, dir, s.name, listen, caddyfile(listen, admin, s.global, s.handler), o.caddyProcs)
+		if err != nil {
+			stopAll()
+			return nil, err
+		}
+		procs[s.name] = p
+	}
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for name, p := range procs {
+		if err := p.waitReady(rctx, filepath.Join(dir, name+".log")); err != nil {
+			stopAll()
+			return nil, err
+		}
+	}
+	none := func(int) ([]string, error) { return nil, nil }
+	var configs []*config
+	add := func(key, name, proc string, headers func(*caddyProc) func(int) ([]string, error)) {
+		if want[key] {
+			configs = append(configs, &config{key: key, name: name, caddy: procs[proc], headers: headers(procs[proc])})
+		}
+	}
+	add("plain", "reverse_proxy, 1 upstream", "plain", func(*caddyProc) func(int) ([]string, error) { return none })
+	add("cookie", "lb_policy cookie, 4 upstreams", "cookie", lbCookie)
+	add("hs256", "session_pin pinned, HS256", "hs256", pinHeader)
+	add("eddsa", "session_pin pinned, EdDSA", "eddsa", pinHeader)
+	add("place", "session_pin placement (no pin), HS256", "hs256", func(*caddyProc) func(int) ([]string, error) { return none })
+	return configs, nil
+}
+
+// pinHeader gives each connection the pin of its own first (placement)
+// request, as a client would send it back: distinct clients, distinct pins.
+func pinHeader(p *caddyProc) func(int) ([]string, error) {
+	return func(int) ([]string, error) {
+		resp, err := http.Get(p.url + "/")
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		tok := resp.Header.Get("X-Session-Pin")
+		if resp.StatusCode != http.StatusOK || tok == "" {
+			return nil, fmt.Errorf("placement request: status %d, pin %q", resp.StatusCode, tok)
+		}
+		return []string{"X-Session-Pin: " + tok}, nil
+	}
+}
+
+// lbCookie gives each connection the sticky cookie of its own first
+// request, so that Caddy's cookie policy routes on it instead of choosing
+// and setting a cookie on every request.
+func lbCookie(p *caddyProc) func(int) ([]string, error) {
+	return func(int) ([]string, error) {
+		resp, err := http.Get(p.url + "/")
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "lb" {
+				return []string{"Cookie: lb=" + ck.Value}, nil
+			}
+		}
+		return nil, fmt.Errorf("first request: status %d, no lb cookie", resp.StatusCode)
+	}
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// fleet is the simulated server fleet: n servers that heartbeat through
+// the discovery HTTP API, as their agents would.
+type fleet struct {
+	api    string // http://host:port of the discovery API
+	client *http.Client
+	n      int
+	// load holds each server's reported base load (float64 bits). A
+	// heartbeat reports it with jitter below LoadEpsilon, so it changes
+	// nothing; a deliberate change moves it by much more.
+	load []atomic.Uint64
+
+	heartbeats, failures atomic.Int64
+	lateMax              atomic.Int64 // worst lag behind schedule, ns
+	late                 atomic.Int64 // heartbeats sent over 1s late
+	errMu                sync.Mutex
+	firstErr             string
+}
+
+const regions = 10
+
+func newFleet(api string, n, conns int) *fleet {
+	f := &fleet{
+		api: api, n: n, load: make([]atomic.Uint64, n),
+		client: &http.Client{
+			Timeout:   30 * time.Second,
+			Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns},
+		},
+	}
+	for i := range f.load {
+		f.load[i].Store(math.Float64bits(0.1 + 0.5*float64(i%97)/97))
+	}
+	return f
+}
+
+func serverID(i int) string     { return fmt.Sprintf("srv-%05d", i) }
+func serverRegion(i int) string { return "region-" + strconv.Itoa(i%regions) }
+
+func (f *fleet) baseLoad(i int) float64 { return math.Float64frombits(f.load[i].Load()) }
+
+// put sends one heartbeat of server i reporting load.
+func (f *fleet) put(ctx context.Context, i int, load float64) error {
+	body := fmt.Sprintf(`{"region":%q,"url":"http://10.%d.%d.%d:8080","load":%s}`,
+		serverRegion(i), i>>16&255, i>>8&255, i&255, strconv.FormatFloat(load, 'f', 4, 64))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, f.api+"/v1/servers/"+serverID(i), bytes.NewReader([]byte(body)))
+	if err != nil {
+		return err
+	}
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("PUT %s: %s %s", serverID(i), resp.Status, b)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+// register registers every server once, with conns requests in flight.
+func (f *fleet) register(ctx context.Context, conns int) error {
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for range conns {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= f.n {
+					return
+				}
+				if err := f.put(ctx, i, f.baseLoad(i)); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return fmt.Errorf("registering: %w", err)
+	}
+	return ctx.Err()
+}
+
+// heartbeat renews every server once per interval, spread evenly over the
+// interval, with conns requests in flight, until ctx is done. Each reports
+// its base load with jitter of at most ±0.009, below the 0.02 that makes a
+// heartbeat write. When the API falls behind, heartbeats go out late; the
+// lag is recorded.
+func (f *fleet) heartbeat(ctx context.Context, interval time.Duration, conns int) {
+	due := make(chan int, conns)
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Go(func() {
+			for i := range due {
+				jitter := (rand.Float64()*2 - 1) * 0.009
+				if err := f.put(ctx, i, max(f.baseLoad(i)+jitter, 0)); err != nil {
+					if ctx.Err() != nil {
+						return
+					}
+					f.failures.Add(1)
+					f.errMu.Lock()
+					if f.firstErr == "" {
+						f.firstErr = err.Error()
+					}
+					f.errMu.Unlock()
+					continue
+				}
+				f.heartbeats.Add(1)
+			}
+		})
+	}
+	start := time.Now()
+	step := interval / time.Duration(f.n)
+	defer func() { close(due); wg.Wait() }()
+	for k := 0; ; k++ {
+		i := k % f.n
+		at := start.Add(time.Duration(k) * step)
+		if d := time.Until(at); d > time.Millisecond {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case due <- i:
+		}
+		if lag := time.Since(at); lag > time.Second {
+			f.late.Add(1)
+			if lag > time.Duration(f.lateMax.Load()) {
+				f.lateMax.Store(int64(lag))
+			}
+		} else if lag > time.Duration(f.lateMax.Load()) {
+			f.lateMax.Store(int64(lag))
+		}
+	}
+}

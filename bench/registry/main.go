@@ -1,0 +1,324 @@
+// Command registry is the registry-scale benchmark of `make bench-registry`
+// (issue 5). In one process it runs an embedded etcd and the discovery HTTP
+// API (discoverysvc.NewAPI) under a fleet of simulated servers; in a child
+// process, an edge: an etcd client and a discoverysvc.Watcher as Caddy runs
+// it, plus the pin Keyring. It
+//
+//  1. registers 10,000 servers through the HTTP API,
+//
+//  2. heartbeats each every 3 s for a bounded time and reports etcd writes/s
+//     (from revision deltas), watch events/s, the edge's CPU and RSS, and
+//     the discovery side's CPU,
+//
+//  3. changes 200 servers' load one at a time (heartbeats going on) and
+//     reports the propagation delay from the API call to the edge's
+//     snapshot (p50/p99),
+//
+//  4. passes 100, then 1,000,000 distinct HS256 pins through the edge's
+//     keyring and snapshot and compares its memory.
+//
+//     go run ./bench/registry [-servers 10000] [-interval 3s] [-duration 30s] [-changes 200] [-pins 1000000] [-out BENCHMARKS.md]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sessionpin/sessionpin/bench/internal/benchenv"
+	"github.com/sessionpin/sessionpin/discoverysvc"
+)
+
+type options struct {
+	servers  int
+	interval time.Duration
+	duration time.Duration
+	changes  int
+	pins     int
+	conns    int
+	out      string
+}
+
+const prefix = "/sessionpin-bench/"
+
+func main() {
+	var edgeMode bool
+	var edgeEtcd, edgePrefix string
+	var o options
+	flag.BoolVar(&edgeMode, "edge", false, "internal: run as the edge child process")
+	flag.StringVar(&edgeEtcd, "etcd", "", "internal: etcd endpoint of the edge child")
+	flag.StringVar(&edgePrefix, "prefix", prefix, "internal: registry prefix of the edge child")
+	flag.IntVar(&o.servers, "servers", 10000, "servers in the fleet")
+	flag.DurationVar(&o.interval, "interval", 3*time.Second, "heartbeat interval of each server")
+	flag.DurationVar(&o.duration, "duration", 30*time.Second, "length of the steady heartbeat phase")
+	flag.IntVar(&o.changes, "changes", 200, "load changes whose propagation is timed")
+	flag.IntVar(&o.pins, "pins", 1000000, "distinct pins passed through the edge for the memory comparison")
+	flag.IntVar(&o.conns, "conns", 64, "concurrent HTTP connections of the fleet to the discovery API")
+	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose registry section is (re)written; empty to only print")
+	flag.Parse()
+	if edgeMode {
+		if err := runEdge(edgeEtcd, edgePrefix); err != nil {
+			fmt.Fprintln(os.Stderr, "edge:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.servers < 1 || o.interval <= 0 || o.duration <= 0 || o.changes < 1 || o.pins < 100 || o.conns < 1 {
+		fmt.Fprintln(os.Stderr, "registry: -servers, -interval, -duration, -changes, -conns must be positive and -pins at least 100")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "registry:", err)
+		os.Exit(1)
+	}
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
+}
+
+func run(ctx context.Context, o options) error {
+	r := &report{opts: o, machine: benchenv.DescribeMachine(), started: time.Now().UTC(), loadBefore: benchenv.LoadAverage(),
+		command: "go run ./bench/registry " + strings.Join(os.Args[1:], " ")}
+
+	etcd, err := benchenv.StartEtcd()
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+	reg := discoverysvc.NewRegistry(etcd.Client, prefix)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	api := &http.Server{Handler: discoverysvc.NewAPI(reg, "", nil), ReadHeaderTimeout: 10 * time.Second}
+	go api.Serve(l)
+	defer api.Close()
+
+	// Count every event on the registry prefix: exactly what each edge's
+	// watch receives.
+	var events atomic.Int64
+	wctx, cancelWatch := context.WithCancel(ctx)
+	defer cancelWatch()
+	wch := etcd.Client.Watch(wctx, discoverysvc.ServersPrefix(prefix), clientv3.WithPrefix())
+	go func() {
+		for resp := range wch {
+			events.Add(int64(len(resp.Events)))
+		}
+	}()
+
+	edge, err := startEdge(etcd.Member.Endpoint, prefix)
+	if err != nil {
+		return err
+	}
+	defer edge.stop()
+	r.edgeEmpty, err = edge.mem()
+	if err != nil {
+		return err
+	}
+	r.edgeRSSEmpty, _, _ = benchenv.RSS(edge.pid())
+
+	f := newFleet("http://"+l.Addr().String(), o.servers, o.conns)
+	logf("registering %d servers through the discovery API ...", o.servers)
+	rev0, err := etcd.Revision(ctx)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if err := f.register(ctx, o.conns); err != nil {
+		return err
+	}
+	r.registerTime = time.Since(t0)
+	rev1, err := etcd.Revision(ctx)
+	if err != nil {
+		return err
+	}
+	r.registerWrites = rev1 - rev0
+	if err := waitServers(ctx, edge, int64(o.servers)); err != nil {
+		return err
+	}
+	r.registerPropagated = time.Since(t0)
+	logf("registered in %s, edge has all after %s", r.registerTime.Round(time.Millisecond), r.registerPropagated.Round(time.Millisecond))
+
+	// Steady heartbeats.
+	hctx, stopBeats := context.WithCancel(ctx)
+	beatsDone := make(chan struct{})
+	go func() { defer close(beatsDone); f.heartbeat(hctx, o.interval, o.conns) }()
+	defer func() { stopBeats(); <-beatsDone }()
+	// Let the first interval's backlog form before measuring.
+	if !sleep(ctx, min(o.interval, o.duration/3)) {
+		return ctx.Err()
+	}
+	logf("steady heartbeats for %s ...", o.duration)
+	s0, err := sample(ctx, etcd, edge, f, &events)
+	if err != nil {
+		return err
+	}
+	if !sleep(ctx, o.duration) {
+		return ctx.Err()
+	}
+	s1, err := sample(ctx, etcd, edge, f, &events)
+	if err != nil {
+		return err
+	}
+	r.steady = s1.minus(s0)
+	r.steadyLateMax = time.Duration(f.lateMax.Load())
+	r.steadyLate = f.late.Load()
+	r.heartbeatErr = f.firstErr
+	r.edgeRSS10k, r.edgePeak10k, _ = benchenv.RSS(edge.pid())
+	logf("steady: %.0f heartbeats/s, %.1f etcd writes/s, %.1f events/s, edge CPU %.1f%%",
+		r.steady.rate(r.steady.heartbeats), r.steady.rate(r.steady.revs), r.steady.rate(r.steady.events), 100*r.steady.edgeCPU.Seconds()/r.steady.wall.Seconds())
+
+	// Propagation of deliberate changes, heartbeats going on.
+	logf("timing %d load changes ...", o.changes)
+	if r.delays, r.putTimes, err = timeChanges(ctx, f, edge, o.changes); err != nil {
+		return err
+	}
+	stopBeats()
+	<-beatsDone
+
+	// Memory per pin.
+	r.edgeAt10k, err = edge.mem()
+	if err != nil {
+		return err
+	}
+	if _, err := edge.pins(100); err != nil {
+		return err
+	}
+	if r.mem100, err = edge.mem(); err != nil {
+		return err
+	}
+	r.rss100, _, _ = benchenv.RSS(edge.pid())
+	logf("passing %d distinct pins through the edge ...", o.pins)
+	if r.pinsTime, err = edge.pins(o.pins - 100); err != nil {
+		return err
+	}
+	if r.memMany, err = edge.mem(); err != nil {
+		return err
+	}
+	r.rssMany, r.peakMany, _ = benchenv.RSS(edge.pid())
+	r.loadAfter = benchenv.LoadAverage()
+
+	text := r.markdown()
+	fmt.Println(text)
+	if o.out != "" {
+		if err := benchenv.WriteSection(o.out, "registry", text); err != nil {
+			return err
+		}
+		logf("wrote %s", o.out)
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// waitServers polls the edge until its snapshot holds n servers.
+func waitServers(ctx context.Context, edge *edgeProc, n int64) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		got, _, err := edge.status()
+		if err != nil {
+			return err
+		}
+		if got == n {
+			return nil
+		}
+		if !sleep(ctx, 20*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("edge snapshot did not reach %d servers within 2m", n)
+}
+
+// counters is a sample of everything that counts.
+type counters struct {
+	at                          time.Time
+	wall                        time.Duration
+	rev, revs                   int64
+	events, updates, heartbeats int64
+	failures                    int64
+	edgeCPU, discoveryCPU       time.Duration
+}
+
+func sample(ctx context.Context, etcd *benchenv.Etcd, edge *edgeProc, f *fleet, events *atomic.Int64) (counters, error) {
+	c := counters{at: time.Now(), events: events.Load(), heartbeats: f.heartbeats.Load(), failures: f.failures.Load()}
+	var err error
+	if c.rev, err = etcd.Revision(ctx); err != nil {
+		return c, err
+	}
+	if _, c.updates, err = edge.status(); err != nil {
+		return c, err
+	}
+	c.edgeCPU, _ = benchenv.ProcessCPU(edge.pid())
+	c.discoveryCPU, _ = benchenv.ProcessCPU(os.Getpid())
+	return c, nil
+}
+
+func (c counters) minus(o counters) counters {
+	return counters{
+		at: c.at, wall: c.at.Sub(o.at), revs: c.rev - o.rev,
+		events: c.events - o.events, updates: c.updates - o.updates,
+		heartbeats: c.heartbeats - o.heartbeats, failures: c.failures - o.failures,
+		edgeCPU: c.edgeCPU - o.edgeCPU, discoveryCPU: c.discoveryCPU - o.discoveryCPU,
+	}
+}
+
+func (c counters) rate(n int64) float64 { return float64(n) / c.wall.Seconds() }
+
+// timeChanges changes n servers' load by 0.3 through the API, one at a
+// time with a short random pause, and returns for each the delay from the
+// start of the API call to the edge's snapshot showing it, and the API
+// call's own duration.
+func timeChanges(ctx context.Context, f *fleet, edge *edgeProc, n int) (delays, puts []time.Duration, err error) {
+	for k := range n {
+		i := (k * 7919) % f.n // spread over the fleet, never the same twice in a row
+		old := f.baseLoad(i)
+		load := old + 0.3
+		if old >= 0.5 {
+			load = old - 0.3
+		}
+		load = float64(int64(load*1e4+0.5)) / 1e4 // as put formats it
+		seen, err := edge.expect(serverID(i), load)
+		if err != nil {
+			return nil, nil, err
+		}
+		f.load[i].Store(math.Float64bits(load))
+		t0 := time.Now()
+		if err := f.put(ctx, i, load); err != nil {
+			return nil, nil, err
+		}
+		puts = append(puts, time.Since(t0))
+		select {
+		case ns := <-seen:
+			delays = append(delays, time.Unix(0, ns).Sub(t0))
+		case <-time.After(10 * time.Second):
+			return nil, nil, fmt.Errorf("change %d of %s not seen by the edge within 10s", k, serverID(i))
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+		if !sleep(ctx, time.Duration(5+k%20)*time.Millisecond) {
+			return nil, nil, ctx.Err()
+		}
+	}
+	return delays, puts, nil
+}
