@@ -108,13 +108,18 @@ func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration)
 	if err != nil {
 		return HeartbeatResult{}, err
 	}
-	for range maxHeartbeatAttempts {
+	for attempt := range maxHeartbeatAttempts {
 		res, raced, err := r.heartbeatOnce(ctx, srv, secs)
 		if err != nil {
 			return HeartbeatResult{}, fmt.Errorf("heartbeat %q: %w", srv.ID, err)
 		}
 		if !raced {
 			return res, nil
+		}
+		// A random pause breaks the lockstep in which two writers with
+		// the same round trip keep overtaking each other.
+		if !sleep(ctx, jitter(time.Duration(attempt+1)*10*time.Millisecond)) {
+			return HeartbeatResult{}, fmt.Errorf("heartbeat %q: %w", srv.ID, ctx.Err())
 		}
 	}
 	return HeartbeatResult{}, fmt.Errorf("heartbeat %q: lost %d races with concurrent writers", srv.ID, maxHeartbeatAttempts)
