@@ -74,8 +74,15 @@ type App struct {
 	TLS *EtcdTLS `json:"tls,omitempty"`
 
 	registry *registryConn
-	poolKey  string
-	logger   *zap.Logger
+	// source is where handlers read the snapshot: the registry connection,
+	// or a fixed snapshot in benchmarks.
+	source  snapshotSource
+	poolKey string
+	logger  *zap.Logger
+}
+
+type snapshotSource interface {
+	Snapshot() *discoverysvc.Snapshot
 }
 
 // EtcdTLS holds PEM file paths for TLS to etcd.
@@ -136,6 +143,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.poolKey = key
 	a.registry = val.(*registryConn)
+	a.source = a.registry
 	currentRegistry.Store(a.registry)
 	return registerAppMetrics(ctx.GetMetricsRegistry())
 }
@@ -227,16 +235,18 @@ func (a *App) Cleanup() error {
 		return nil
 	}
 	a.registry = nil
+	// a.source stays: requests of this config still in flight keep reading
+	// the last snapshot, which outlives the stopped watch.
 	_, err := registries.Delete(a.poolKey)
 	return err
 }
 
 // Snapshot is the registry as last seen; never nil.
 func (a *App) Snapshot() *discoverysvc.Snapshot {
-	if a.registry == nil {
+	if a.source == nil {
 		return discoverysvc.EmptySnapshot()
 	}
-	return a.registry.Snapshot()
+	return a.source.Snapshot()
 }
 
 // currentRegistry is the most recently provisioned connection; the

@@ -146,6 +146,20 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Provision applies defaults, loads the keys and joins the session_pin app.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	if err := h.setup(); err != nil {
+		return err
+	}
+	appIface, err := ctx.App("session_pin")
+	if err != nil {
+		return fmt.Errorf("session_pin app: %w", err)
+	}
+	h.app = appIface.(*App)
+	return registerHandlerMetrics(ctx.GetMetricsRegistry())
+}
+
+// setup is Provision without Caddy: defaults, validation, keys and the
+// values precomputed for the request path.
+func (h *Handler) setup() error {
 	if h.Issuer == "" {
 		h.Issuer = DefaultIssuer
 	}
@@ -199,13 +213,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.cookieAttrs = "; Path=/; Max-Age=" + strconv.FormatInt(int64(time.Duration(h.PinTTL)/time.Second), 10) + "; HttpOnly; SameSite=Lax"
 	h.retryAfter = []string{strconv.FormatInt(h.retryAfterSeconds(), 10)}
-
-	appIface, err := ctx.App("session_pin")
-	if err != nil {
-		return fmt.Errorf("session_pin app: %w", err)
-	}
-	h.app = appIface.(*App)
-	return registerHandlerMetrics(ctx.GetMetricsRegistry())
+	return nil
 }
 
 // Validate checks the configuration; errors name the option.

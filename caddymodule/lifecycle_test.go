@@ -1,0 +1,129 @@
+package caddymodule_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+)
+
+// TestReloadKeepsSnapshot: a config reload keeps the shared registry watch
+// and its snapshot. etcd is stopped before the reload, so routing after it
+// can only come from the snapshot that survived.
+func TestReloadKeepsSnapshot(t *testing.T) {
+	f := newFixture(t, "")
+	f.reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.1, false)
+	f.waitRouted("eu-1", "eu-west")
+
+	f.member.Stop()
+	if err := f.load("hysteresis 0\n\t\tretry_after 7s"); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	r := f.do(request{pin: f.pinFor("eu-1", "eu-west")})
+	if r.status != http.StatusOK || r.server() != "eu-1" {
+		t.Fatalf("after reload without etcd: got %d from %q, want eu-1 from the kept snapshot", r.status, r.server())
+	}
+	if r := f.do(request{}); r.server() != "eu-1" || r.pinOut() == "" {
+		t.Fatalf("placement after reload: got %q pin %q", r.server(), r.pinOut())
+	}
+	// The new config is the one serving.
+	r = f.do(request{pin: f.pinFor("gone", "eu-west")})
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "7" {
+		t.Fatalf("got %d Retry-After %q, want the reloaded retry_after 7", r.status, r.header.Get("Retry-After"))
+	}
+}
+
+// TestStartWithoutEtcd: Caddy starts with no reachable etcd, answers 503
+// no_server_available, and routes once etcd comes up, without a restart.
+func TestStartWithoutEtcd(t *testing.T) {
+	m := etcdtest.Start(t)
+	m.Stop()
+	e := startEdge(t, m.Client, "/nostart/", "hysteresis 0")
+	for _, path := range []string{"/", "/closestToMe"} {
+		r := e.do(request{path: path})
+		if r.status != http.StatusServiceUnavailable {
+			t.Fatalf("%s without etcd: status %d, want 503", path, r.status)
+		}
+		assertJSON(t, r.body, map[string]any{"error": "no_server_available"})
+	}
+
+	m.Restart()
+	reg := &registry{t: t, cli: etcdtest.NewClient(t, m), prefix: "/nostart/"}
+	reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.1, false)
+	eventually(t, "routing after etcd came up", func() error {
+		if r := e.do(request{}); r.server() != "eu-1" {
+			return fmt.Errorf("status %d body %q", r.status, r.body)
+		}
+		return nil
+	})
+}
+
+// TestUpstreamWithoutHandler: `dynamic session_pin` without the handler in
+// front has no target and dials nothing.
+func TestUpstreamWithoutHandler(t *testing.T) {
+	e := startEdge(t, "127.0.0.1:1", "/unused/", "")
+	b := newBackend(t, "static")
+	err := loadCaddyfile(fmt.Sprintf(`{
+	admin %s
+	persist_config off
+}
+http://%s {
+	reverse_proxy %s {
+		dynamic session_pin
+	}
+}`, e.admin, e.httpAdr, b.srv.Listener.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := e.do(request{})
+	if r.status < 500 || b.hits.Load() != 0 {
+		t.Fatalf("got %d, backend hits %d: want a 5xx and no static fallback", r.status, b.hits.Load())
+	}
+}
+
+// TestMetrics: the SPEC §9 metrics are in Caddy's registry, served by the
+// admin endpoint.
+func TestMetrics(t *testing.T) {
+	f := newFixture(t, "")
+	f.reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.1, false)
+	f.reg.put("eu-d", "eu-west", newBackend(t, "eu-d").srv.URL, 0.1, true)
+	f.waitRouted("eu-1", "eu-west")
+	f.waitRouted("eu-d", "eu-west")
+	f.do(request{})                                 // placement pin
+	f.do(request{pin: f.pinFor("gone", "eu-west")}) // pinned unavailable
+
+	resp, err := http.Get("http://" + f.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	body := string(b)
+	for _, want := range []struct {
+		series string
+		min    float64
+	}{
+		{`sessionpin_pins_issued_total{reason="placement"}`, 1},
+		{`sessionpin_pinned_unavailable_total`, 1},
+		{`sessionpin_registry_servers{region="eu-west",state="active"}`, 1},
+		{`sessionpin_registry_servers{region="eu-west",state="draining"}`, 1},
+		{`sessionpin_registry_last_update_seconds`, 0},
+	} {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want.series) + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Errorf("metric %s missing from /metrics", want.series)
+			continue
+		}
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil || v < want.min {
+			t.Errorf("%s = %s, want >= %v", want.series, m[1], want.min)
+		}
+	}
+	if t.Failed() {
+		t.Logf("/metrics:\n%s", body)
+	}
+}
