@@ -7,7 +7,11 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
 )
+
+var validName = discoverysvc.ValidName
 
 // Every pin Issue writes takes the fast path.
 func TestIssuedPinsTakeTheFastPath(t *testing.T) {
@@ -81,6 +85,83 @@ func FuzzFastPathMatchesJWT(f *testing.F) {
 		pj, errJ := k.verifyJWT(token)
 		if (errF == nil) != (errJ == nil) || pf != pj {
 			t.Fatalf("fast path %+v / %v, golang-jwt %+v / %v\ntoken %q", pf, errF, pj, errJ, token)
+		}
+	})
+}
+
+// issueKeyrings returns a signing keyring per algorithm for issuer and
+// claim, or nil when NewKeyring refuses them.
+func issueKeyrings(t testing.TB, issuer, claim string) []*Keyring {
+	edPriv, _, _ := edKeyFiles(t, fixedEdSeed)
+	ecPriv, _, _ := ecKeyFiles(t, true)
+	var out []*Keyring
+	for _, kc := range []KeyConfig{
+		{Algorithm: "hs256", Secret: testSecret},
+		{Algorithm: "ed25519", File: edPriv},
+		{Algorithm: "es256", File: ecPriv},
+	} {
+		k, err := NewKeyring(kc, nil, issuer, claim, WithCache(0))
+		if err != nil {
+			return nil
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
+// checkIssueMatchesJWT compares issueFast with golang-jwt's encoding of the
+// same claims: byte for byte for HS256 and EdDSA (deterministic
+// signatures), header and claims for ES256 (randomised), and the pin must
+// verify through golang-jwt.
+func checkIssueMatchesJWT(t *testing.T, k *Keyring, server, region string, iat, exp int64) {
+	t.Helper()
+	fast, err := k.issueFast(server, region, iat, exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := k.issueJWT(server, region, iat, exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.signer.method.Alg() == "ES256" {
+		cut := func(s string) string { return s[:strings.LastIndexByte(s, '.')] }
+		if cut(fast) != cut(ref) {
+			t.Fatalf("ES256 header and claims differ:\nfast %s\njwt  %s", cut(fast), cut(ref))
+		}
+	} else if fast != ref {
+		t.Fatalf("%s token differs:\nfast %s\njwt  %s", k.signer.method.Alg(), fast, ref)
+	}
+	if _, err := k.verifyJWT(fast); err != nil && exp > 0 && exp <= maxUnix && iat >= 0 && iat <= maxUnix {
+		t.Fatalf("golang-jwt rejects the fast token: %v", err)
+	}
+}
+
+func TestIssueMatchesJWT(t *testing.T) {
+	for _, tc := range []struct{ issuer, claim string }{
+		{"", ""},
+		{"https://idp.example/<&>", "sub"},
+		{"é\"\\\u2028", "a"},
+		{"x", "zzz"},
+		{"x", "rgm"}, // sorts right before rgn
+		{"x", "ex"},
+	} {
+		for _, k := range issueKeyrings(t, tc.issuer, tc.claim) {
+			for _, region := range []string{"", "eu-west"} {
+				checkIssueMatchesJWT(t, k, "eu-1", region, 1767225600, 1767312000)
+			}
+		}
+	}
+}
+
+func FuzzIssueMatchesJWT(f *testing.F) {
+	f.Add("sessionpin", "srv", "eu-1", "eu", int64(1767225600), int64(1767312000))
+	f.Add("<iss>", "https://x/srv", "a", "", int64(1), int64(253402300799))
+	f.Fuzz(func(t *testing.T, issuer, claim, server, region string, iat, exp int64) {
+		if !validName(server) || (region != "" && !validName(region)) {
+			return
+		}
+		for _, k := range issueKeyrings(t, issuer, claim) {
+			checkIssueMatchesJWT(t, k, server, region, iat, exp)
 		}
 	})
 }

@@ -63,6 +63,7 @@ func TestNewKeyringErrors(t *testing.T) {
 		{"reserved claim", hs, nil, "exp", `claim: "exp" is a reserved claim`},
 		{"rgn claim", hs, nil, "rgn", `claim: "rgn" is a reserved claim`},
 		{"control character claim", hs, nil, "s\nrv", "claim: must not contain control characters"},
+		{"invalid UTF-8 claim", hs, nil, "\xf7", "claim: must be at most 256 bytes of UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,6 +97,15 @@ func TestKeyFormats(t *testing.T) {
 	} {
 		if _, err := NewKeyring(kc, nil, "", ""); err != nil {
 			t.Errorf("%+v: %v", kc, err)
+		}
+	}
+}
+
+func TestNewKeyringIssuerErrors(t *testing.T) {
+	hs := KeyConfig{Algorithm: "hs256", Secret: testSecret}
+	for _, issuer := range []string{"\xf7", "a\tb", strings.Repeat("i", 257)} {
+		if _, err := NewKeyring(hs, nil, issuer, ""); err == nil || !strings.HasPrefix(err.Error(), "issuer: ") {
+			t.Errorf("issuer %q: error %v", issuer, err)
 		}
 	}
 }

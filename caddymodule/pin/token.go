@@ -68,7 +68,8 @@ type Keyring struct {
 	// fast maps the header segment Issue writes for each configured
 	// algorithm to its keys (fast.go).
 	fast  map[string]*fastAlg
-	cache *cache // nil when disabled
+	enc   *encoder // nil on a verify-only edge
+	cache *cache   // nil when disabled
 	now   func() time.Time
 }
 
@@ -119,6 +120,11 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 	if err := checkClaimName(claim); err != nil {
 		return nil, fmt.Errorf("claim: %w", err)
 	}
+	if err := checkText(issuer); err != nil {
+		// JSON would turn invalid UTF-8 into U+FFFD, and no pin would
+		// ever match the configured issuer again.
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
 	k := &Keyring{issuer: issuer, claim: claim, now: o.now}
 	byAlg := map[string][]jwt.VerificationKey{}
 	var algs []string
@@ -152,6 +158,9 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 		k.keysets[alg] = jwt.VerificationKeySet{Keys: keys}
 	}
 	k.fast = buildFast(byAlg)
+	if k.signer != nil {
+		k.enc = newEncoder(k.signer, issuer, claim)
+	}
 	k.parser = jwt.NewParser(
 		jwt.WithValidMethods(algs),
 		// Expiry is the caller's decision (refresh accepts expired pins
@@ -167,17 +176,26 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 }
 
 func checkClaimName(claim string) error {
-	if len(claim) > 256 || !utf8.ValidString(claim) {
-		return errors.New("must be at most 256 bytes of UTF-8")
-	}
-	for _, r := range claim {
-		if r < 0x20 || r == 0x7f {
-			return errors.New("must not contain control characters")
-		}
+	if err := checkText(claim); err != nil {
+		return err
 	}
 	for _, c := range reservedClaims {
 		if claim == c {
 			return fmt.Errorf("%q is a reserved claim", claim)
+		}
+	}
+	return nil
+}
+
+// checkText accepts what a claim name or issuer may be: at most 256 bytes
+// of UTF-8 without control characters.
+func checkText(s string) error {
+	if len(s) > 256 || !utf8.ValidString(s) {
+		return errors.New("must be at most 256 bytes of UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return errors.New("must not contain control characters")
 		}
 	}
 	return nil
@@ -210,20 +228,26 @@ func (k *Keyring) Issue(serverID, region string, now time.Time, ttl time.Duratio
 		// Verify refuses such times; refuse to write a pin it would reject.
 		return "", fmt.Errorf("issuing pin: issue time %s or expiry out of range", now.UTC().Format(time.RFC3339))
 	}
-	claims := jwt.MapClaims{
-		"iss":   k.issuer,
-		k.claim: serverID,
-		"iat":   now.Unix(),
-		"exp":   now.Add(ttl).Unix(),
-	}
-	if region != "" {
-		claims[RegionClaim] = region
-	}
-	tok, err := jwt.NewWithClaims(k.signer.method, claims).SignedString(k.signer.sign)
+	tok, err := k.issueFast(serverID, region, now.Unix(), now.Add(ttl).Unix())
 	if err != nil {
 		return "", fmt.Errorf("issuing pin: %w", err)
 	}
 	return tok, nil
+}
+
+// issueJWT is what issueFast writes, through golang-jwt: the reference it
+// is tested against.
+func (k *Keyring) issueJWT(serverID, region string, iat, exp int64) (string, error) {
+	claims := jwt.MapClaims{
+		"iss":   k.issuer,
+		k.claim: serverID,
+		"iat":   iat,
+		"exp":   exp,
+	}
+	if region != "" {
+		claims[RegionClaim] = region
+	}
+	return jwt.NewWithClaims(k.signer.method, claims).SignedString(k.signer.sign)
 }
 
 // Verify checks a token's signature against the configured keys of the
