@@ -68,7 +68,7 @@ const idShards = 64
 type idIndex [idShards]map[string]*Entry
 
 func shardOf(id string) int {
-	h := uint32(2166136261) // FNV-1a: cheap, and ids are not attacker-chosen keys of a shared table
+	h := uint32(2166136261) // FNV-1a: cheap; an uneven spread would cost speed, never correctness
 	for i := 0; i < len(id); i++ {
 		h ^= uint32(id[i])
 		h *= 16777619
