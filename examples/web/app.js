@@ -23,7 +23,7 @@ const sp = new SessionPin({
 // For the browser console (and the browser test): the pin state.
 window.sessionpin = sp;
 
-sp.addEventListener("pin", (e) => {
+sp.addEventListener("server", (e) => {
   $("server").textContent = e.detail.server;
   $("server-url").textContent = e.detail.serverURL || "–";
 });

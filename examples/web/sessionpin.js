@@ -8,6 +8,7 @@
 //   - refresh() asks the edge for /closestToMe first and sends
 //     closestServerId and criticalTaskInProgress with the app's own refresh
 //     body, so the edge moves the client only when no critical task runs;
+//   - "server" fires when the pinned server is first known or changes;
 //   - a change of server fires "serverchange" with the message the user
 //     should see;
 //   - a 502/503/504 (the pinned server is down) fires "reconnecting" once a
@@ -177,16 +178,23 @@ export class SessionPin extends EventTarget {
   }
 
   // _observe keeps the pin from the response and announces a server change.
+  // The server comes from X-Session-Server, which every proxied answer
+  // carries: a client pinned by the edge's cookie (for instance by the
+  // page's first request) gets no X-Session-Pin until its next refresh.
   _observe(res) {
-    const pin = res.headers.get(PIN_HEADER);
     const server = res.headers.get(SERVER_HEADER);
-    if (!pin) return;
+    if (!server || res.status >= 500) return;
+    const pin = res.headers.get(PIN_HEADER);
     const previous = this.server;
-    this.pin = pin;
-    this.server = server || this.server;
-    this.serverURL = res.headers.get(SERVER_URL_HEADER) || this.serverURL;
-    this._emit("pin", { server: this.server, serverURL: this.serverURL });
-    const changed = res.headers.get(CHANGED_HEADER) === "1" || (previous !== "" && previous !== this.server);
+    if (pin) {
+      this.pin = pin;
+      this.serverURL = res.headers.get(SERVER_URL_HEADER) || this.serverURL;
+    }
+    this.server = server;
+    if (pin || server !== previous) {
+      this._emit("server", { server: this.server, serverURL: this.serverURL });
+    }
+    const changed = res.headers.get(CHANGED_HEADER) === "1" || (previous !== "" && previous !== server);
     if (changed) {
       this._emit("serverchange", {
         from: previous,
