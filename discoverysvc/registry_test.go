@@ -176,10 +176,12 @@ func TestRegistryServerThatStopsHeartbeatingIsGoneWithin4s(t *testing.T) {
 	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0), 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	last := time.Now()
 	eventually(t, 4*time.Second, "server with ttl 2s gone after its last heartbeat", func() bool {
 		_, servers, err := reg.List(ctx, "")
 		return err == nil && len(servers) == 0
 	})
+	t.Logf("gone %v after the last heartbeat", time.Since(last).Round(time.Millisecond))
 }
 
 func TestRegistryLeaseOnlyHeartbeatDoesNotRaiseRevision(t *testing.T) {
