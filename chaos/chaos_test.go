@@ -1,0 +1,311 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+)
+
+// chaosPlan sizes a chaos run.
+type chaosPlan struct {
+	clients int           // simulated clients
+	rounds  int           // rounds of faults; each round crashes, restarts, stops etcd, reloads
+	think   time.Duration // mean pause between a client's requests
+}
+
+// Timing of the fleet. The lease is the default 10s: stopping an etcd member
+// stalls some requests for up to etcd's request timeout (7s), and a healthy
+// server must survive that. The agent interval leaves a loaded test machine
+// time to answer health probes (the agent drops a server after one probe
+// slower than 3/4 of it), and the drain outlasts any one workflow.
+const (
+	leaseTTL       = discoverysvc.DefaultTTL
+	agentInterval  = 2 * time.Second
+	drainTimeout   = 5 * time.Second
+	clientRetry    = 200 * time.Millisecond // mean pause between a client's re-pin attempts
+	replicationLag = time.Second
+	// etcd revokes expired leases on a 500ms scan, and a revocation reaches
+	// the edges through raft and the watch; the client's own retry pause is
+	// at most 1.5 × clientRetry. Death → re-pinned is bounded by the lease
+	// TTL plus all of these, with room for a loaded race-detector build.
+	repinSlack = 500*time.Millisecond + 3*clientRetry/2 + 700*time.Millisecond
+)
+
+// chaosLayout is three regions of two servers each.
+var chaosLayout = [][2]string{
+	{"eu-1", "eu-west"}, {"eu-2", "eu-west"},
+	{"us-1", "us-east"}, {"us-2", "us-east"},
+	{"ap-1", "ap-south"}, {"ap-2", "ap-south"},
+}
+
+// TestChaos runs simulated clients through two edges while servers crash and
+// restart (planned, with drain, and unplanned), an etcd member stops and an
+// edge reloads its config, and checks that no workflow step ever lands on a
+// server other than the one holding its workflow. SESSIONPIN_CHAOS=long (make
+// chaos) runs more clients for more rounds.
+func TestChaos(t *testing.T) {
+	plan := chaosPlan{clients: 200, rounds: 1, think: 400 * time.Millisecond}
+	if os.Getenv("SESSIONPIN_CHAOS") == "long" {
+		plan = chaosPlan{clients: 400, rounds: 6, think: 400 * time.Millisecond}
+	}
+	const token = "chaos-discovery-token"
+
+	members := etcdtest.StartCluster(t, 3)
+	endpoints := etcdtest.Endpoints(members)
+	disc, _ := startDiscovery(t, "discovery", endpoints, "--token", token)
+
+	backends := newBackends(t, chaosLayout, replicationLag)
+	byID := map[string]*backend{}
+	agents := map[string]*proc{}
+	startServer := func(b *backend) {
+		b.start(t)
+		agents[b.ID] = startAgent(t, agentConfig{
+			ID: b.ID, Region: b.Region, URL: b.URL, Discovery: disc, Token: token,
+			Interval: agentInterval, TTL: leaseTTL, DrainTimeout: drainTimeout,
+		})
+	}
+	for _, b := range backends {
+		byID[b.ID] = b
+		startServer(b)
+	}
+	edgeCfg := func(region string) edgeConfig { return edgeConfig{Region: region, Etcd: endpoints} }
+	edges := []*edge{startEdge(t, "edge-eu", edgeCfg("eu-west")), startEdge(t, "edge-us", edgeCfg("us-east"))}
+	for _, b := range backends {
+		waitRegistered(t, disc, b.ID, true)
+	}
+	for _, e := range edges {
+		e.waitServers(t, len(backends))
+	}
+
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	tl := watchRegistry(watchCtx, etcdtest.NewClient(t, members...), time.Now())
+
+	baselineGroups := goroutineGroups()
+	baseline := ownGoroutines()
+	edgeBaseline := make([]int, len(edges))
+	for i, e := range edges {
+		n, err := e.goroutines()
+		if err != nil {
+			t.Fatal(err)
+		}
+		edgeBaseline[i] = n
+	}
+	fl := newFleet()
+	st := newStats() // its clock starts with the clients
+	transport := &http.Transport{MaxIdleConnsPerHost: plan.clients, IdleConnTimeout: 5 * time.Second}
+	hc := &http.Client{Transport: transport, Timeout: 15 * time.Second}
+	edgeURLs := []string{edges[0].URL, edges[1].URL}
+	ctx, stopClients := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range plan.clients {
+		c := &client{
+			user: fmt.Sprintf("user-%d", i), edges: edgeURLs, http: hc,
+			rng: rand.New(rand.NewPCG(uint64(i), 42)), st: st, fleet: fl,
+			think: plan.think, retry: clientRetry, closest: i%3 == 0,
+		}
+		wg.Go(func() { c.run(ctx) })
+	}
+	start := time.Now()
+	tl.restart(start)
+
+	// pause lets the clients work between faults.
+	pause := func(d time.Duration) { time.Sleep(d) }
+	crash := func(b *backend) {
+		t.Logf("%6.1fs crash %s (backend and agent killed)", time.Since(start).Seconds(), b.ID)
+		fl.set(b.ID, stateCrashed)
+		agents[b.ID].kill()
+		b.kill()
+		waitRegistered(t, disc, b.ID, false)
+		// Leave it dead a moment: clients pinned there must re-pin.
+		pause(time.Second)
+		startServer(b)
+		waitRegistered(t, disc, b.ID, true)
+		fl.set(b.ID, stateUp)
+		t.Logf("%6.1fs %s back", time.Since(start).Seconds(), b.ID)
+	}
+	plannedRestart := func(b *backend) {
+		t.Logf("%6.1fs planned restart of %s (agent SIGTERM, drain %s)", time.Since(start).Seconds(), b.ID, drainTimeout)
+		fl.set(b.ID, statePlanned)
+		if err := agents[b.ID].stop(drainTimeout + 10*time.Second); err != nil {
+			t.Errorf("agent %s did not drain and exit: %v", b.ID, err)
+		}
+		waitRegistered(t, disc, b.ID, false)
+		b.kill()
+		startServer(b)
+		waitRegistered(t, disc, b.ID, true)
+		fl.set(b.ID, stateUp)
+		t.Logf("%6.1fs %s back", time.Since(start).Seconds(), b.ID)
+	}
+	stopMember := func(round int) {
+		// The short run stops a follower; the long run alternates with the
+		// leader, whose loss forces an election under load.
+		m := members[0]
+		for _, cand := range members {
+			srv := cand.Etcd().Server().Server
+			isLeader := srv.Leader() == srv.MemberID()
+			if isLeader == (round%2 == 1) {
+				m = cand
+				break
+			}
+		}
+		srv := m.Etcd().Server().Server
+		t.Logf("%6.1fs stop etcd member %s (leader=%v)", time.Since(start).Seconds(), m.Name, srv.Leader() == srv.MemberID())
+		m.Stop()
+		pause(3 * time.Second)
+		m.Restart()
+		t.Logf("%6.1fs etcd member %s back", time.Since(start).Seconds(), m.Name)
+	}
+	reload := func(round int) {
+		e := edges[round%2]
+		cfg := edgeCfg([]string{"eu-west", "us-east"}[round%2])
+		// A real change, so Caddy provisions a new handler; the registry
+		// settings are the same, so the watch and its snapshot are kept.
+		cfg.Handler = fmt.Sprintf("\t\thysteresis 0.%d\n", 1+round%5)
+		t.Logf("%6.1fs reload edge %d (hysteresis 0.%d)", time.Since(start).Seconds(), round%2, 1+round%5)
+		e.reload(t, cfg)
+	}
+
+	pause(2 * time.Second) // warm up: every client pinned and working
+	for round := range plan.rounds {
+		victim := backends[(2*round)%len(backends)]
+		planned := backends[(2*round+3)%len(backends)]
+		crash(victim)
+		pause(time.Second)
+		plannedRestart(planned)
+		pause(time.Second)
+		stopMember(round)
+		reload(round)
+		pause(2 * time.Second)
+	}
+	stopClients()
+	wg.Wait()
+	elapsed := time.Since(start)
+	transport.CloseIdleConnections()
+
+	for _, e := range edges {
+		e.waitServers(t, len(backends))
+	}
+	stopWatch()
+	leaked := waitGoroutines(baseline, edgeBaseline, edges, 20*time.Second)
+
+	reasons := formatCounts(st.byReason)
+	t.Logf("clients %d, %s of load, %d rounds of faults", plan.clients, elapsed.Round(100*time.Millisecond), plan.rounds)
+	t.Logf("workflow steps attempted %d, succeeded %d; workflows completed %d", st.steps.Load(), st.stepsOK.Load(), st.workflows.Load())
+	t.Logf("steps landed on another server than their workflow's: %d", st.wrongSrv.Load())
+	t.Logf("refreshes %d (critical ones kept on their server: %d; moves: %d)", st.refreshes.Load(), st.critKept.Load(), st.moves.Load())
+	t.Logf("workflows lost to crashes %d; to planned restarts %d; requests failed during planned restarts %d", st.lostCrash.Load(), st.lostPlan.Load(), st.failPlan.Load())
+	t.Logf("5xx by reason: %s", reasons)
+	t.Logf("death -> re-pinned: %d clients, worst %s, mean %s (bound: lease TTL %s + client retry %s)",
+		st.repinCount.Load(), st.repinWorst.Round(time.Millisecond), meanDuration(st.repinSum, st.repinCount.Load()), leaseTTL, repinSlack)
+	t.Logf("other errors: %d (%s)", st.otherTotal(), formatCounts(st.other))
+	for _, d := range st.otherDesc {
+		t.Logf("  e.g. %s", d)
+	}
+	t.Logf("goroutines leaked: %d", leaked)
+	if leaked > 0 {
+		t.Logf("goroutines grown since the baseline:\n%s", grown(baselineGroups, goroutineGroups()))
+	}
+	t.Logf("servers removed from the registry: %s", strings.Join(tl.deletes(), "; "))
+	fmt.Printf("CHAOS SUMMARY: clients=%d load=%s rounds=%d steps=%d landed_elsewhere=%d workflows=%d lost_crash=%d lost_planned=%d failed_planned=%d 5xx={%s} repin_worst=%s repin_bound=%s other_errors=%d goroutines_leaked=%d\n",
+		plan.clients, elapsed.Round(100*time.Millisecond), plan.rounds, st.steps.Load(), st.wrongSrv.Load(), st.workflows.Load(),
+		st.lostCrash.Load(), st.lostPlan.Load(), st.failPlan.Load(), reasons, st.repinWorst.Round(time.Millisecond), leaseTTL+repinSlack,
+		st.otherTotal(), leaked)
+
+	if n := st.wrongSrv.Load(); n != 0 {
+		t.Errorf("%d workflow steps landed on a server other than their workflow's", n)
+	}
+	if n := st.otherTotal(); n != 0 {
+		t.Errorf("%d other errors", n)
+	}
+	if n := st.lostPlan.Load() + st.failPlan.Load(); n != 0 {
+		t.Errorf("planned restarts failed %d requests or workflows; drain must move every client first", n)
+	}
+	if w := st.repinWorst; w > leaseTTL+repinSlack {
+		t.Errorf("worst death -> re-pinned %s exceeds lease TTL %s + client retry %s", w, leaseTTL, repinSlack)
+	}
+	if st.repinCount.Load() == 0 {
+		t.Errorf("no client was re-pinned after a crash: the crash did not hit anyone")
+	}
+	if st.workflows.Load() < int64(plan.clients) {
+		t.Errorf("only %d workflows completed for %d clients", st.workflows.Load(), plan.clients)
+	}
+	if leaked != 0 {
+		t.Errorf("%d goroutines leaked", leaked)
+	}
+}
+
+// waitRegistered polls the discovery API until id is (or is not) listed.
+func waitRegistered(t testing.TB, disc, id string, want bool) {
+	t.Helper()
+	eventually(t, 30*time.Second, fmt.Sprintf("%s registered=%v", id, want), func() error {
+		ids, err := registeredIDs(disc)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(ids, id) != want {
+			return fmt.Errorf("registered: %v", ids)
+		}
+		return nil
+	})
+}
+
+func registeredIDs(disc string) ([]string, error) {
+	status, b, err := getBody(disc + "/v1/servers")
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("list: %d %s", status, b)
+	}
+	var list struct {
+		Servers []discoverysvc.Server `json:"servers"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(list.Servers))
+	for i, s := range list.Servers {
+		ids[i] = s.ID
+	}
+	return ids, nil
+}
+
+// waitGoroutines polls until the test's own goroutines and each edge's are
+// back to their baselines, and returns how many more they still have at the
+// deadline.
+func waitGoroutines(own int, edgeBase []int, edges []*edge, timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	for {
+		extra := max(0, ownGoroutines()-own)
+		for i, e := range edges {
+			n, err := e.goroutines()
+			if err != nil {
+				n = edgeBase[i] + 1_000_000 // unreadable counts as leaked until it answers
+			}
+			extra += max(0, n-edgeBase[i])
+		}
+		if extra == 0 || time.Now().After(deadline) {
+			return extra
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func meanDuration(sum time.Duration, n int64) time.Duration {
+	if n == 0 {
+		return 0
+	}
+	return (sum / time.Duration(n)).Round(time.Millisecond)
+}
