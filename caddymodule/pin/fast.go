@@ -1,6 +1,7 @@
 package pin
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -94,6 +96,18 @@ func (k *Keyring) verifyFast(token string) (p Pin, handled bool, err error) {
 		return Pin{}, true, fmt.Errorf("%w: %w", ErrInvalid, jwt.ErrSignatureInvalid)
 	}
 
+	// Pins as Issue writes them are read without a JSON decoder; anything
+	// else (other claims, other order, escapes) is decoded as JSON.
+	var src [768]byte
+	var dst [576]byte
+	if len(payload) <= len(src) {
+		n := copy(src[:], payload)
+		if dn, err := strictB64.Decode(dst[:], src[:n]); err == nil {
+			if p, ok := parseCanonical(k.layout, dst[:dn]); ok {
+				return p, true, nil
+			}
+		}
+	}
 	claimBytes, err := strictB64.DecodeString(payload)
 	if err != nil {
 		return Pin{}, true, fmt.Errorf("%w: malformed claims: %w", ErrInvalid, err)
@@ -159,7 +173,7 @@ type encoder struct {
 	key    *key
 	header string      // the header segment and its "."
 	mac    *sync.Pool  // HS256: *macState for the signing secret
-	fields []claimSpec // the claims in json.Marshal's order (sorted keys)
+	fields []claimSpec // the claim layout shared with the verifier
 }
 
 // claimSpec is one claim of a pin: its JSON key with the colon, and which
@@ -179,14 +193,9 @@ const (
 	claimRegion
 )
 
-func newEncoder(k *key, issuer, claim string) *encoder {
-	e := &encoder{
-		key:    k,
-		header: base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"`+k.method.Alg()+`","typ":"JWT"}`)) + ".",
-	}
-	if secret, ok := k.sign.([]byte); ok {
-		e.mac = &sync.Pool{New: func() any { return &macState{mac: hmac.New(sha256.New, secret)} }}
-	}
+// newLayout returns the claims of a pin in the order json.Marshal writes a
+// map's keys (sorted), with their encoded keys and the issuer literal.
+func newLayout(issuer, claim string) []claimSpec {
 	jsonString := func(s string) []byte {
 		b, _ := json.Marshal(s) // escapes exactly as map keys and values are
 		return b
@@ -194,9 +203,21 @@ func newEncoder(k *key, issuer, claim string) *encoder {
 	spec := func(name string, kind int) claimSpec {
 		return claimSpec{name: name, key: append(jsonString(name), ':'), kind: kind}
 	}
-	e.fields = []claimSpec{spec("exp", claimExp), spec("iat", claimIat), spec("iss", claimIss), spec(claim, claimServer), spec(RegionClaim, claimRegion)}
-	e.fields[2].lit = jsonString(issuer)
-	slices.SortFunc(e.fields, func(a, b claimSpec) int { return strings.Compare(a.name, b.name) })
+	fields := []claimSpec{spec("exp", claimExp), spec("iat", claimIat), spec("iss", claimIss), spec(claim, claimServer), spec(RegionClaim, claimRegion)}
+	fields[2].lit = jsonString(issuer)
+	slices.SortFunc(fields, func(a, b claimSpec) int { return strings.Compare(a.name, b.name) })
+	return fields
+}
+
+func newEncoder(k *key, layout []claimSpec) *encoder {
+	e := &encoder{
+		key:    k,
+		header: base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"`+k.method.Alg()+`","typ":"JWT"}`)) + ".",
+		fields: layout,
+	}
+	if secret, ok := k.sign.([]byte); ok {
+		e.mac = &sync.Pool{New: func() any { return &macState{mac: hmac.New(sha256.New, secret)} }}
+	}
 	return e
 }
 
@@ -256,4 +277,113 @@ func (k *Keyring) issueFast(serverID, region string, iat, exp int64) (string, er
 		buf = b64.AppendEncode(buf, sig)
 	}
 	return string(buf), nil
+}
+
+// parseCanonical reads claims laid out exactly as issueFast writes them for
+// this keyring's issuer and claim name. ok is false for any other bytes,
+// which the caller then decodes as JSON; when ok, the pin is the one the
+// JSON decoding would give (FuzzFastPathMatchesJWT).
+func parseCanonical(layout []claimSpec, c []byte) (p Pin, ok bool) {
+	if len(c) < 2 || c[0] != '{' {
+		return Pin{}, false
+	}
+	i := 1
+	var exp, iat int64
+	haveIat, wrote := false, false
+	for _, f := range layout {
+		at := i
+		if wrote {
+			if at >= len(c) || c[at] != ',' {
+				if f.kind == claimRegion {
+					continue
+				}
+				return Pin{}, false
+			}
+			at++
+		}
+		if !bytes.HasPrefix(c[at:], f.key) {
+			if f.kind == claimRegion {
+				continue // absent: the pin has no region
+			}
+			return Pin{}, false
+		}
+		at += len(f.key)
+		var end int
+		switch f.kind {
+		case claimExp, claimIat:
+			v, e := canonicalUnix(c[at:])
+			if e == 0 {
+				return Pin{}, false
+			}
+			if f.kind == claimExp {
+				exp = v
+			} else {
+				iat, haveIat = v, true
+			}
+			end = at + e
+		case claimIss:
+			if !bytes.HasPrefix(c[at:], f.lit) {
+				return Pin{}, false
+			}
+			end = at + len(f.lit)
+		case claimServer, claimRegion:
+			name, e := canonicalName(c[at:])
+			if e == 0 {
+				return Pin{}, false
+			}
+			if f.kind == claimServer {
+				p.Server = string(name)
+			} else {
+				p.Region = string(name)
+			}
+			end = at + e
+		}
+		i, wrote = end, true
+	}
+	if i != len(c)-1 || c[i] != '}' || exp == 0 || !haveIat || p.Server == "" {
+		return Pin{}, false
+	}
+	p.ExpiresAt = time.Unix(exp, 0)
+	p.IssuedAt = time.Unix(iat, 0)
+	return p, true
+}
+
+// canonicalUnix reads a plain decimal in [1, maxUnix] (no sign, no leading
+// zero, no fraction or exponent) and returns it with its length; n is 0
+// for anything else.
+func canonicalUnix(b []byte) (v int64, n int) {
+	for n < len(b) && n < 12 && b[n] >= '0' && b[n] <= '9' {
+		v = v*10 + int64(b[n]-'0')
+		n++
+	}
+	if n == 0 || b[0] == '0' || v > maxUnix || n == len(b) || (b[n] != ',' && b[n] != '}') {
+		return 0, 0
+	}
+	return v, n
+}
+
+// canonicalName reads a JSON string holding a valid server id or region,
+// which needs no escapes, and returns its contents and total length.
+func canonicalName(b []byte) (name []byte, n int) {
+	if len(b) < 3 || b[0] != '"' {
+		return nil, 0
+	}
+	end := bytes.IndexByte(b[1:], '"')
+	if end < 1 || end > maxNameLen {
+		return nil, 0
+	}
+	for _, ch := range b[1 : 1+end] {
+		if !nameByte(ch) {
+			return nil, 0
+		}
+	}
+	return b[1 : 1+end], end + 2
+}
+
+// maxNameLen and nameByte are discoverysvc.ValidName's rule on bytes,
+// which TestNameByteMatchesValidName keeps in step.
+const maxNameLen = 64
+
+func nameByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
 }

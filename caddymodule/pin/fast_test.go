@@ -2,6 +2,7 @@ package pin
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -57,6 +58,13 @@ func FuzzFastPathMatchesJWT(f *testing.F) {
 	f.Add(uint8(2), `{"iss":"sessionpin","srv":"eu-1","srv":"127.0.0.1:9","exp":4.1e9,"iat":1.5}`, "", uint8(1))
 	f.Add(uint8(0), `{"iss":"sessionpin","srv":"eu-1","exp":"4102444800"}`, `{"alg":"HS256","typ":"JWT","kid":"1"}`, uint8(0))
 	f.Add(uint8(0), `["srv"]`, "", uint8(2))
+	// The canonical layout and near misses of it.
+	f.Add(uint8(0), `{"exp":4102444800,"iat":1767225600,"iss":"sessionpin","rgn":"eu-west","srv":"eu-1"}`, "", uint8(0))
+	f.Add(uint8(1), `{"exp":4102444800,"iat":1767225600,"iss":"sessionpin","srv":"eu-1"}`, "", uint8(0))
+	f.Add(uint8(2), `{"exp":04102444800,"iat":1767225600,"iss":"sessionpin","rgn":"","srv":"eu-1"}`, "", uint8(0))
+	f.Add(uint8(0), `{"exp":253402300800,"iat":1,"iss":"sessionpin","srv":"eu-1","srv":"eu-2"}`, "", uint8(0))
+	f.Add(uint8(0), `{"exp":4102444800,"iat":1767225600,"iss":"sessionpin","rgn":"eu","srv":"e\u0075-1"}`, "", uint8(0))
+	f.Add(uint8(0), `{"exp":4102444800,"iat":0,"iss":"sessionpin","srv":"eu-1"} `, "", uint8(0))
 	f.Add(uint8(0), `{"iss":"sessionpin","srv":"eu-1","exp":4102444800}`, "", uint8(3))
 	algs := []string{"HS256", "EdDSA", "ES256"}
 	f.Fuzz(func(t *testing.T, algIdx uint8, claims, header string, mutate uint8) {
@@ -162,6 +170,72 @@ func FuzzIssueMatchesJWT(f *testing.F) {
 		}
 		for _, k := range issueKeyrings(t, issuer, claim) {
 			checkIssueMatchesJWT(t, k, server, region, iat, exp)
+		}
+	})
+}
+
+func TestNameByteMatchesValidName(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		if nameByte(byte(c)) != validName(string(rune(c))) && c < 0x80 {
+			t.Fatalf("byte %q: nameByte %v, ValidName %v", rune(c), nameByte(byte(c)), validName(string(rune(c))))
+		}
+		if c >= 0x80 && nameByte(byte(c)) {
+			t.Fatalf("byte %#x accepted", c)
+		}
+	}
+	if !validName(strings.Repeat("a", maxNameLen)) || validName(strings.Repeat("a", maxNameLen+1)) {
+		t.Fatal("maxNameLen differs from ValidName's")
+	}
+}
+
+// Pins written by Issue are read by the canonical parser, not by JSON.
+func TestIssuedPinsParseCanonically(t *testing.T) {
+	for _, tc := range []struct{ issuer, claim string }{{"", ""}, {"https://idp.example/<&>", "a"}, {"x", "zzz"}} {
+		for _, k := range issueKeyrings(t, tc.issuer, tc.claim) {
+			for _, region := range []string{"", "eu-west"} {
+				tok, err := k.issueFast("eu-1", region, 1767225600, 4102444800)
+				if err != nil {
+					t.Fatal(err)
+				}
+				payload := strings.Split(tok, ".")[1]
+				c, _ := base64.RawURLEncoding.DecodeString(payload)
+				p, ok := parseCanonical(k.layout, c)
+				if !ok || p.Server != "eu-1" || p.Region != region || p.ExpiresAt.Unix() != 4102444800 || p.IssuedAt.Unix() != 1767225600 {
+					t.Fatalf("parseCanonical(%s) = %+v, %v", c, p, ok)
+				}
+			}
+		}
+	}
+}
+
+// FuzzCanonicalMatchesJSON holds the canonical claims parser to the JSON
+// decoding golang-jwt does: whenever it accepts bytes, JSON must give the
+// same pin. (Rejecting is always safe: JSON then decides.)
+func FuzzCanonicalMatchesJSON(f *testing.F) {
+	f.Add([]byte(`{"exp":4102444800,"iat":1767225600,"iss":"sessionpin","rgn":"eu-west","srv":"eu-1"}`))
+	f.Add([]byte(`{"exp":4102444800,"iat":1767225600,"iss":"sessionpin","srv":"eu-1"}`))
+	f.Add([]byte(`{"a":"x","exp":253402300799,"iat":1,"iss":"https://idp.example/\u003c\u0026\u003e"}`))
+	f.Add([]byte(`{"exp":4102444800,"iat":1767225600,"iss":"sessionpin","rgn":"eu","srv":"eu-1","srv":"x"}`))
+	rings := []*Keyring{
+		mustKeyring(f, KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil),
+	}
+	if k, err := NewKeyring(KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil, "https://idp.example/<&>", "a"); err == nil {
+		rings = append(rings, k)
+	}
+	f.Fuzz(func(t *testing.T, c []byte) {
+		for _, k := range rings {
+			p, ok := parseCanonical(k.layout, c)
+			if !ok {
+				continue
+			}
+			claims := jwt.MapClaims{}
+			if err := json.Unmarshal(c, &claims); err != nil {
+				t.Fatalf("canonical accepted %q, JSON fails: %v", c, err)
+			}
+			want, err := k.pinFromClaims(claims)
+			if err != nil || want != p {
+				t.Fatalf("canonical %+v, JSON %+v / %v for %q", p, want, err, c)
+			}
 		}
 	})
 }

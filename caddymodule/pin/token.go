@@ -67,10 +67,13 @@ type Keyring struct {
 	parser  *jwt.Parser
 	// fast maps the header segment Issue writes for each configured
 	// algorithm to its keys (fast.go).
-	fast  map[string]*fastAlg
-	enc   *encoder // nil on a verify-only edge
-	cache *cache   // nil when disabled
-	now   func() time.Time
+	fast map[string]*fastAlg
+	// layout is how Issue lays out a pin's claims, which Verify reads
+	// without a JSON decoder.
+	layout []claimSpec
+	enc    *encoder // nil on a verify-only edge
+	cache  *cache   // nil when disabled
+	now    func() time.Time
 }
 
 // Option tunes a Keyring.
@@ -158,8 +161,9 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 		k.keysets[alg] = jwt.VerificationKeySet{Keys: keys}
 	}
 	k.fast = buildFast(byAlg)
+	k.layout = newLayout(issuer, claim)
 	if k.signer != nil {
-		k.enc = newEncoder(k.signer, issuer, claim)
+		k.enc = newEncoder(k.signer, k.layout)
 	}
 	k.parser = jwt.NewParser(
 		jwt.WithValidMethods(algs),
