@@ -66,6 +66,7 @@ func FuzzFastPathMatchesJWT(f *testing.F) {
 	f.Add(uint8(0), `{"exp":4102444800,"iat":1767225600,"iss":"sessionpin","rgn":"eu","srv":"e\u0075-1"}`, "", uint8(0))
 	f.Add(uint8(0), `{"exp":4102444800,"iat":0,"iss":"sessionpin","srv":"eu-1"} `, "", uint8(0))
 	f.Add(uint8(0), `{"iss":"sessionpin","srv":"eu-1","exp":4102444800}`, "", uint8(3))
+	f.Add(uint8(0), `{"exp":4102444800,"iat":1767225600,"iss":"sessionpin","srv":"eu-1"}`, "", uint8(4))
 	algs := []string{"HS256", "EdDSA", "ES256"}
 	f.Fuzz(func(t *testing.T, algIdx uint8, claims, header string, mutate uint8) {
 		alg := algs[int(algIdx)%len(algs)]
@@ -78,13 +79,15 @@ func FuzzFastPathMatchesJWT(f *testing.F) {
 			t.Skip()
 		}
 		token := signing + "." + base64.RawURLEncoding.EncodeToString(sig)
-		switch mutate % 4 {
+		switch mutate % 5 {
 		case 1: // a flipped signature
 			token = signing + "." + flip(base64.RawURLEncoding.EncodeToString(sig))
 		case 2: // an extra segment
 			token += ".x"
 		case 3: // a line break, which base64 decoding skips
 			token = strings.Replace(token, ".", ".\n", 1)
+		case 4: // a signature stretched with line breaks
+			token = signing + "." + strings.Repeat("\n", 100) + base64.RawURLEncoding.EncodeToString(sig)
 		}
 		if len(token) > MaxTokenLen {
 			return
