@@ -146,6 +146,23 @@ func (e *edge) do(req request) response {
 	if req.path == "" {
 		req.path = "/"
 	}
+	// During a config reload the old server may accept a connection and
+	// close it unanswered as it shuts down; a client sees EOF and tries
+	// again, as browsers do.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, err := e.try(req)
+		if err == nil {
+			return r
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s %s: %v", req.method, req.path, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (e *edge) try(req request) (response, error) {
 	var body io.Reader
 	if req.body != "" {
 		body = strings.NewReader(req.body)
@@ -165,14 +182,14 @@ func (e *edge) do(req request) response {
 	}
 	resp, err := e.client.Do(hr)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", req.method, req.path, err)
+		return response{}, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		e.t.Fatalf("%s %s: read body: %v", req.method, req.path, err)
+		return response{}, fmt.Errorf("read body: %w", err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}, nil
 }
 
 // backend is a real HTTP server that knows nothing of pins: it answers with

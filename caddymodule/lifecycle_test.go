@@ -6,7 +6,10 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 )
@@ -125,5 +128,74 @@ func TestMetrics(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+// TestJSONConfig: every option works in JSON config; durations may be
+// strings or nanoseconds.
+func TestJSONConfig(t *testing.T) {
+	f := newFixture(t, "")
+	f.reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.1, false)
+	f.waitRouted("eu-1", "eu-west")
+	cfg := fmt.Sprintf(`{
+	"admin": {"listen": %q, "config": {"persist": false}},
+	"apps": {
+		"session_pin": {"etcd": [%q], "prefix": %q, "dial_timeout": "3s"},
+		"http": {"servers": {"edge": {"listen": [%q], "routes": [{"handle": [
+			{"handler": "session_pin", "region": "eu-west",
+			 "key": {"algorithm": "hs256", "secret": %q},
+			 "issuer": "sessionpin", "pin_ttl": "2h", "refresh_grace": 3600000000000,
+			 "header": "X-Session-Pin", "cookie": "sp", "claim": "srv",
+			 "refresh_path": "/r", "closest_path": "/c", "retry_after": "9s", "hysteresis": 0},
+			{"handler": "reverse_proxy", "dynamic_upstreams": {"source": "session_pin"}}
+		]}]}}}
+	}
+}`, f.admin, f.etcd, f.prefix, f.httpAdr, testSecret)
+	if err := caddy.Load([]byte(cfg), true); err != nil {
+		t.Fatal(err)
+	}
+	// dial_timeout differs from the Caddyfile's, so this is a new registry
+	// connection whose watch needs a moment to list.
+	eventually(t, "closest_path /c", func() error {
+		if r := f.do(request{path: "/c"}); r.status != http.StatusOK || !strings.Contains(r.body, `"eu-1"`) {
+			return fmt.Errorf("%d %q", r.status, r.body)
+		}
+		return nil
+	})
+	r := f.do(request{})
+	if r.server() != "eu-1" || !strings.HasPrefix(r.header.Get("Set-Cookie"), "sp=") || !strings.Contains(r.header.Get("Set-Cookie"), "Max-Age=7200;") {
+		t.Fatalf("got %q Set-Cookie %q", r.server(), r.header.Get("Set-Cookie"))
+	}
+	r = f.do(request{pin: f.pinFor("gone", "eu-west")})
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "9" {
+		t.Fatalf("got %d Retry-After %q", r.status, r.header.Get("Retry-After"))
+	}
+}
+
+// TestHandlerWithoutGlobalOption: the handler works without the
+// session_pin global option (the app then uses its defaults).
+func TestHandlerWithoutGlobalOption(t *testing.T) {
+	e := startEdge(t, "127.0.0.1:1", "/unused/", "")
+	err := loadCaddyfile(fmt.Sprintf(`{
+	admin %s
+	persist_config off
+}
+http://%s {
+	session_pin {
+		region eu-west
+		key hs256 %s
+	}
+	reverse_proxy {
+		dynamic session_pin
+	}
+}`, e.admin, e.httpAdr, testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whether or not an etcd runs on the default address, the edge itself
+	// answers closest_path in JSON.
+	r := e.do(request{path: "/closestToMe"})
+	if (r.status != http.StatusOK && r.status != http.StatusServiceUnavailable) || r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("got %d %q", r.status, r.body)
 	}
 }
