@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -88,10 +89,11 @@ func portOf(hostport string) string {
 
 // caddyProc is one running Caddy.
 type caddyProc struct {
-	name string
-	url  string // http://127.0.0.1:port
-	addr string
-	cmd  *exec.Cmd
+	name  string
+	url   string // http://127.0.0.1:port
+	addr  string
+	admin string // host:port of the admin endpoint (serves /debug/pprof)
+	cmd   *exec.Cmd
 	// exited is closed when the process has ended.
 	exited chan struct{}
 }
@@ -99,7 +101,7 @@ type caddyProc struct {
 // startCaddy writes the Caddyfile into dir and runs bin on it with
 // GOMAXPROCS procs; XDG directories point into dir so that nothing outside
 // it is written.
-func startCaddy(bin, dir, name, listen, config string, procs int) (*caddyProc, error) {
+func startCaddy(bin, dir, name, listen, admin, config string, procs int) (*caddyProc, error) {
 	cfgPath := filepath.Join(dir, name+".Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, err
@@ -121,7 +123,7 @@ func startCaddy(bin, dir, name, listen, config string, procs int) (*caddyProc, e
 		logf.Close()
 		return nil, fmt.Errorf("caddy %s: start: %w", name, err)
 	}
-	c := &caddyProc{name: name, url: "http://" + listen, addr: listen, cmd: cmd, exited: make(chan struct{})}
+	c := &caddyProc{name: name, url: "http://" + listen, addr: listen, admin: admin, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		logf.Close()
@@ -186,4 +188,31 @@ func (c *caddyProc) stop() {
 func execOutput(name string, args ...string) (string, error) {
 	out, err := exec.Command(name, args...).Output()
 	return strings.TrimSpace(string(out)), err
+}
+
+// profile fetches a CPU profile of d from the Caddy's admin endpoint into
+// path.
+func (c *caddyProc) profile(ctx context.Context, d time.Duration, path string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.admin, max(int(d/time.Second), 1))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", c.name, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

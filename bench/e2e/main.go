@@ -44,6 +44,7 @@ type options struct {
 	caddyBin     string
 	out          string
 	only         string
+	profileDir   string
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	flag.StringVar(&o.caddyBin, "caddy", "", "Caddy binary to test (default: build ./cmd/caddy into a temporary directory)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose end-to-end section is (re)written; empty to only print")
 	flag.StringVar(&o.only, "only", "", "comma-separated configuration keys to run (plain,cookie,hs256,eddsa,place); plain always runs")
+	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of each Caddy during the first round (from its admin /debug/pprof)")
 	flag.Parse()
 	if o.rounds < 1 || o.duration <= 0 || o.conns < 1 || o.caddyProcs < 1 || o.loadProcs < 1 || o.backendProcs < 1 {
 		fmt.Fprintln(os.Stderr, "e2e: -rounds, -duration, -conns and the -*-procs flags must be positive")
@@ -118,6 +120,11 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	bin := o.caddyBin
 	if bin == "" {
 		fmt.Fprintln(os.Stderr, "building ./cmd/caddy ...")
@@ -187,7 +194,11 @@ func run(ctx context.Context, o options) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			st := measure(ctx, c, back, o.duration)
+			profile := ""
+			if o.profileDir != "" && round == 0 {
+				profile = filepath.Join(o.profileDir, c.key+".pprof")
+			}
+			st := measure(ctx, c, back, o.duration, profile)
 			c.runs = append(c.runs, st)
 			fmt.Fprintf(os.Stderr, "round %d %-36s %8.0f req/s  p50 %-9v p99 %-9v caddy %5.1f µs/req  failed %d  load %.2f\n",
 				round+1, c.name, st.rps(), st.res.hist.quantile(0.5).Round(time.Microsecond),
@@ -214,9 +225,20 @@ func run(ctx context.Context, o options) error {
 }
 
 // measure runs one configuration under load and records the CPU each
-// process spent meanwhile.
-func measure(ctx context.Context, c *config, back *backends, d time.Duration) *runStats {
+// process spent meanwhile; with profile set, it also saves a CPU profile of
+// the Caddy under load there.
+func measure(ctx context.Context, c *config, back *backends, d time.Duration, profile string) *runStats {
 	st := &runStats{startedAt: time.Now(), loadAvg: benchenv.LoadAverage()}
+	if profile != "" {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			if err := c.caddy.profile(ctx, d-time.Second, profile); err != nil {
+				fmt.Fprintln(os.Stderr, "e2e:", err)
+			}
+		}()
+	}
 	self := os.Getpid()
 	c0, b0 := c.caddy.cpu(), cpuOf(back.pid())
 	l0 := cpuOf(self)
@@ -326,7 +348,7 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 			stopAll()
 			return nil, err
 		}
-		p, err := startCaddy(bin, dir, s.name, listen, caddyfile(listen, admin, s.global, s.handler), o.caddyProcs)
+		p, err := startCaddy(bin, dir, s.name, listen, admin, caddyfile(listen, admin, s.global, s.handler), o.caddyProcs)
 		if err != nil {
 			stopAll()
 			return nil, err

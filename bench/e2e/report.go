@@ -73,11 +73,20 @@ func (r report) markdown() string {
 		b.WriteString("\n")
 	}
 
+	var loadCPU, backCPU time.Duration
+	var served uint64
+	for _, c := range r.configs {
+		for _, st := range c.runs {
+			loadCPU += st.loadCPU
+			backCPU += st.backCPU
+			served += st.res.ok
+		}
+	}
 	b.WriteString("\n### Set-up\n\n")
 	fmt.Fprintf(&b, "- Machine: %d CPUs, %s; %s; %s; Caddy %s.\n", r.machine.CPUs, r.machine.CPUModel, r.machine.Kernel, r.machine.GoVersion, r.caddyVersion)
 	fmt.Fprintf(&b, "- 1-minute load average %.2f before, %.2f after the run (the machine is shared; anything above ~%d.0 means other work competed for the cores).\n", r.loadBefore, r.loadAfter, r.machine.CPUs/2)
-	fmt.Fprintf(&b, "- CPU shares: each Caddy runs with GOMAXPROCS=%d, the backend process with GOMAXPROCS=%d, the load generator with GOMAXPROCS=%d; nothing is pinned to cores, so all three share the machine's CPUs as they would on a small edge host. Caddy is the bottleneck: it spends several times the load generator's CPU per request.\n",
-		o.caddyProcs, o.backendProcs, o.loadProcs)
+	fmt.Fprintf(&b, "- CPU shares: each Caddy runs with GOMAXPROCS=%d, the backend process with GOMAXPROCS=%d, the load generator with GOMAXPROCS=%d; nothing is pinned to cores, so all three share the machine's CPUs as they would on a small edge host. Over all runs the load generator spent %.1f µs and the backend %.1f µs of CPU per request, against the Caddy figures in the table: Caddy is the bottleneck.\n",
+		o.caddyProcs, o.backendProcs, o.loadProcs, perReq(loadCPU, served), perReq(backCPU, served))
 	b.WriteString("- Backend: one child process with four Go `net/http` servers on loopback answering a 29-byte body. plain uses the first, lb_policy cookie all four; the session_pin edges find the same four in an embedded etcd where they are registered through `discoverysvc.Registry` (region `bench`, equal load).\n")
 	b.WriteString("- Caddy: `bin/caddy` built from `./cmd/caddy` (`go build -trimpath`), one child process per Caddyfile, default logging (no access log), admin on a free loopback port. The placement run uses the HS256 edge.\n")
 	b.WriteString("- Load generator: Go, in the benchmark process, a minimal HTTP/1.1 client (fixed request bytes, keep-alive, response skipped by Content-Length) so that it costs little CPU per request; one connection per simulated client. Pinned clients send `X-Session-Pin` obtained from their own first request (distinct pins); lb_policy cookie clients send the `lb` cookie of their first response. Only 2xx responses count; the latency histogram has 1.6% resolution.\n")

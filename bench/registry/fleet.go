@@ -12,6 +12,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
 // fleet is the simulated server fleet: n servers that heartbeat through
@@ -53,10 +55,18 @@ func serverRegion(i int) string { return "region-" + strconv.Itoa(i%regions) }
 
 func (f *fleet) baseLoad(i int) float64 { return math.Float64frombits(f.load[i].Load()) }
 
+// server is server i's record reporting load.
+func (f *fleet) server(i int, load float64) discoverysvc.Server {
+	return discoverysvc.Server{ID: serverID(i), Region: serverRegion(i), URL: serverURL(i), Load: load}
+}
+
+func serverURL(i int) string {
+	return fmt.Sprintf("http://10.%d.%d.%d:8080", i>>16&255, i>>8&255, i&255)
+}
+
 // put sends one heartbeat of server i reporting load.
 func (f *fleet) put(ctx context.Context, i int, load float64) error {
-	body := fmt.Sprintf(`{"region":%q,"url":"http://10.%d.%d.%d:8080","load":%s}`,
-		serverRegion(i), i>>16&255, i>>8&255, i&255, strconv.FormatFloat(load, 'f', 4, 64))
+	body := fmt.Sprintf(`{"region":%q,"url":%q,"load":%s}`, serverRegion(i), serverURL(i), strconv.FormatFloat(load, 'f', 4, 64))
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, f.api+"/v1/servers/"+serverID(i), bytes.NewReader([]byte(body)))
 	if err != nil {
 		return err
@@ -146,12 +156,11 @@ func (f *fleet) heartbeat(ctx context.Context, interval time.Duration, conns int
 			return
 		case due <- i:
 		}
-		if lag := time.Since(at); lag > time.Second {
+		lag := time.Since(at)
+		if lag > time.Second {
 			f.late.Add(1)
-			if lag > time.Duration(f.lateMax.Load()) {
-				f.lateMax.Store(int64(lag))
-			}
-		} else if lag > time.Duration(f.lateMax.Load()) {
+		}
+		if lag > time.Duration(f.lateMax.Load()) {
 			f.lateMax.Store(int64(lag))
 		}
 	}

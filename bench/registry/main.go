@@ -184,7 +184,18 @@ func run(ctx context.Context, o options) error {
 
 	// Propagation of deliberate changes, heartbeats going on.
 	logf("timing %d load changes ...", o.changes)
-	if r.delays, r.putTimes, err = timeChanges(ctx, f, edge, o.changes); err != nil {
+	viaAPI := func(i int, load float64) error { return f.put(ctx, i, load) }
+	if r.viaAPI, err = timeChanges(ctx, f, edge, o.changes, 0, viaAPI); err != nil {
+		return err
+	}
+	// The same through the registry's own write path, without the API's
+	// queue of heartbeats in front: the registry change proper.
+	viaRegistry := func(i int, load float64) error {
+		_, err := reg.Heartbeat(ctx, f.server(i, load), 0)
+		return err
+	}
+	logf("timing %d load changes written through discoverysvc.Registry ...", o.changes)
+	if r.viaRegistry, err = timeChanges(ctx, f, edge, o.changes, 1, viaRegistry); err != nil {
 		return err
 	}
 	stopBeats()
@@ -285,13 +296,20 @@ func (c counters) minus(o counters) counters {
 
 func (c counters) rate(n int64) float64 { return float64(n) / c.wall.Seconds() }
 
-// timeChanges changes n servers' load by 0.3 through the API, one at a
-// time with a short random pause, and returns for each the delay from the
-// start of the API call to the edge's snapshot showing it, and the API
-// call's own duration.
-func timeChanges(ctx context.Context, f *fleet, edge *edgeProc, n int) (delays, puts []time.Duration, err error) {
+// changeTimes are the timings of a series of changes.
+type changeTimes struct {
+	// fromStart runs from the start of the write to the edge's snapshot
+	// showing the change; write is the write call's own duration; fromAck
+	// runs from the write's return to the snapshot (0 when the edge had it
+	// first): how long a writer told "done" may still see stale routing.
+	fromStart, write, fromAck []time.Duration
+}
+
+// timeChanges changes n servers' load by 0.3 with write, one at a time
+// with a short pause. Series 0, 1, ... pick different servers.
+func timeChanges(ctx context.Context, f *fleet, edge *edgeProc, n, series int, write func(i int, load float64) error) (ct changeTimes, err error) {
 	for k := range n {
-		i := (k * 7919) % f.n // spread over the fleet, never the same twice in a row
+		i := (k*7919 + series*104729) % f.n // spread over the fleet
 		old := f.baseLoad(i)
 		load := old + 0.3
 		if old >= 0.5 {
@@ -300,25 +318,28 @@ func timeChanges(ctx context.Context, f *fleet, edge *edgeProc, n int) (delays, 
 		load = float64(int64(load*1e4+0.5)) / 1e4 // as put formats it
 		seen, err := edge.expect(serverID(i), load)
 		if err != nil {
-			return nil, nil, err
+			return ct, err
 		}
 		f.load[i].Store(math.Float64bits(load))
 		t0 := time.Now()
-		if err := f.put(ctx, i, load); err != nil {
-			return nil, nil, err
+		if err := write(i, load); err != nil {
+			return ct, err
 		}
-		puts = append(puts, time.Since(t0))
+		t1 := time.Now()
+		ct.write = append(ct.write, t1.Sub(t0))
 		select {
 		case ns := <-seen:
-			delays = append(delays, time.Unix(0, ns).Sub(t0))
+			at := time.Unix(0, ns)
+			ct.fromStart = append(ct.fromStart, at.Sub(t0))
+			ct.fromAck = append(ct.fromAck, max(at.Sub(t1), 0))
 		case <-time.After(10 * time.Second):
-			return nil, nil, fmt.Errorf("change %d of %s not seen by the edge within 10s", k, serverID(i))
+			return ct, fmt.Errorf("change %d of %s not seen by the edge within 10s", k, serverID(i))
 		case <-ctx.Done():
-			return nil, nil, ctx.Err()
+			return ct, ctx.Err()
 		}
 		if !sleep(ctx, time.Duration(5+k%20)*time.Millisecond) {
-			return nil, nil, ctx.Err()
+			return ct, ctx.Err()
 		}
 	}
-	return delays, puts, nil
+	return ct, nil
 }
