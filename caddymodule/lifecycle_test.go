@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -8,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 )
 
@@ -198,4 +201,23 @@ http://%s {
 	if (r.status != http.StatusOK && r.status != http.StatusServiceUnavailable) || r.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("got %d %q", r.status, r.body)
 	}
+}
+
+// TestHeartbeatLease: a server registered through discoverysvc heartbeats
+// is routed while its lease lives; when it stops heartbeating its pinned
+// clients get 503 pinned_server_unavailable, without an edge restart.
+func TestHeartbeatLease(t *testing.T) {
+	f := newFixture(t, "")
+	reg := discoverysvc.NewRegistry(f.reg.cli, f.prefix)
+	srv := discoverysvc.Server{ID: "hb-1", Region: "eu-west", URL: newBackend(t, "hb-1").srv.URL, Load: 0.3}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := reg.Heartbeat(ctx, srv, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	f.waitRouted("hb-1", "eu-west")
+	// No more heartbeats: the lease expires and the key goes with it.
+	f.waitGone("hb-1", "eu-west")
+	r := f.do(request{pin: f.pinFor("hb-1", "eu-west")})
+	assertJSON(t, r.body, map[string]any{"error": "pinned_server_unavailable", "server": "hb-1", "retryAfterSeconds": 30.0})
 }
