@@ -230,8 +230,8 @@ func (st *Stack) Registered() (int, error) {
 	return len(ids), err
 }
 
-// RegisteredIDs lists the ids of the registered servers.
-func (st *Stack) RegisteredIDs() ([]string, error) {
+// Servers lists the registered servers, from the discovery API.
+func (st *Stack) Servers() ([]discoverysvc.Server, error) {
 	resp, err := http.Get(st.Discovery + "/v1/servers")
 	if err != nil {
 		return nil, err
@@ -243,8 +243,17 @@ func (st *Stack) RegisteredIDs() ([]string, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
 		return nil, err
 	}
+	return list.Servers, nil
+}
+
+// RegisteredIDs lists the ids of the registered servers.
+func (st *Stack) RegisteredIDs() ([]string, error) {
+	servers, err := st.Servers()
+	if err != nil {
+		return nil, err
+	}
 	var ids []string
-	for _, s := range list.Servers {
+	for _, s := range servers {
 		ids = append(ids, s.ID)
 	}
 	return ids, nil
@@ -263,6 +272,23 @@ func (st *Stack) WaitRegistered(t *testing.T, id string, want bool) {
 			return fmt.Errorf("registered: %v", ids)
 		}
 		return nil
+	})
+}
+
+// WaitLoad polls until the registry holds load for server id.
+func (st *Stack) WaitLoad(t *testing.T, id string, load float64) {
+	t.Helper()
+	Eventually(t, 30*time.Second, fmt.Sprintf("%s to report load %v", id, load), func() error {
+		servers, err := st.Servers()
+		if err != nil {
+			return err
+		}
+		for _, s := range servers {
+			if s.ID == id && s.Load == load {
+				return nil
+			}
+		}
+		return fmt.Errorf("registry: %+v", servers)
 	})
 }
 
