@@ -22,6 +22,7 @@ type fleet struct {
 	api    string // http://host:port of the discovery API
 	client *http.Client
 	n      int
+	ttl    string // the heartbeat's ttl field, whole seconds
 	// load holds each server's reported base load (float64 bits). A
 	// heartbeat reports it with jitter below LoadEpsilon, so it changes
 	// nothing; a deliberate change moves it by much more.
@@ -36,9 +37,9 @@ type fleet struct {
 
 const regions = 10
 
-func newFleet(api string, n, conns int) *fleet {
+func newFleet(api string, n, conns int, ttl time.Duration) *fleet {
 	f := &fleet{
-		api: api, n: n, load: make([]atomic.Uint64, n),
+		api: api, n: n, load: make([]atomic.Uint64, n), ttl: strconv.FormatInt(int64(ttl/time.Second), 10),
 		client: &http.Client{
 			Timeout:   30 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns},
@@ -66,7 +67,7 @@ func serverURL(i int) string {
 
 // put sends one heartbeat of server i reporting load.
 func (f *fleet) put(ctx context.Context, i int, load float64) error {
-	body := fmt.Sprintf(`{"region":%q,"url":%q,"load":%s}`, serverRegion(i), serverURL(i), strconv.FormatFloat(load, 'f', 4, 64))
+	body := fmt.Sprintf(`{"region":%q,"url":%q,"load":%s,"ttl":%s}`, serverRegion(i), serverURL(i), strconv.FormatFloat(load, 'f', 4, 64), f.ttl)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPut, f.api+"/v1/servers/"+serverID(i), bytes.NewReader([]byte(body)))
 	if err != nil {
 		return err
@@ -82,32 +83,6 @@ func (f *fleet) put(ctx context.Context, i int, load float64) error {
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	return err
-}
-
-// register registers every server once, with conns requests in flight.
-func (f *fleet) register(ctx context.Context, conns int) error {
-	next := atomic.Int64{}
-	var wg sync.WaitGroup
-	var firstErr atomic.Value
-	for range conns {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= f.n {
-					return
-				}
-				if err := f.put(ctx, i, f.baseLoad(i)); err != nil {
-					firstErr.CompareAndSwap(nil, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err, ok := firstErr.Load().(error); ok {
-		return fmt.Errorf("registering: %w", err)
-	}
-	return ctx.Err()
 }
 
 // heartbeat renews every server once per interval, spread evenly over the
@@ -164,4 +139,17 @@ func (f *fleet) heartbeat(ctx context.Context, interval time.Duration, conns int
 			f.lateMax.Store(int64(lag))
 		}
 	}
+}
+
+// resetLag forgets the lag of the start-up, so that the steady phase
+// reports its own.
+func (f *fleet) resetLag() {
+	f.late.Store(0)
+	f.lateMax.Store(0)
+}
+
+func (f *fleet) firstError() string {
+	f.errMu.Lock()
+	defer f.errMu.Unlock()
+	return f.firstErr
 }

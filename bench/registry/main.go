@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -47,7 +48,9 @@ type options struct {
 	changes  int
 	pins     int
 	conns    int
+	ttl      time.Duration
 	out      string
+	profile  string
 }
 
 const prefix = "/sessionpin-bench/"
@@ -65,6 +68,8 @@ func main() {
 	flag.IntVar(&o.changes, "changes", 200, "load changes whose propagation is timed")
 	flag.IntVar(&o.pins, "pins", 1000000, "distinct pins passed through the edge for the memory comparison")
 	flag.IntVar(&o.conns, "conns", 64, "concurrent HTTP connections of the fleet to the discovery API")
+	flag.DurationVar(&o.ttl, "ttl", 10*time.Second, "lease TTL each heartbeat asks for (the agent's default is 10s)")
+	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the discovery process (API, etcd, fleet) during the steady phase to this file")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose registry section is (re)written; empty to only print")
 	flag.Parse()
 	if edgeMode {
@@ -131,45 +136,51 @@ func run(ctx context.Context, o options) error {
 	}
 	r.edgeRSSEmpty, _, _ = benchenv.RSS(edge.pid())
 
-	f := newFleet("http://"+l.Addr().String(), o.servers, o.conns)
-	logf("registering %d servers through the discovery API ...", o.servers)
+	f := newFleet("http://"+l.Addr().String(), o.servers, o.conns, o.ttl)
+	logf("starting %d servers heartbeating every %s through the discovery API ...", o.servers, o.interval)
 	rev0, err := etcd.Revision(ctx)
 	if err != nil {
 		return err
 	}
+	// As a fleet coming up: each server's first heartbeat registers it, and
+	// heartbeats go on from there on an even schedule; registration is the
+	// first pass of that schedule.
 	t0 := time.Now()
-	if err := f.register(ctx, o.conns); err != nil {
+	hctx, stopBeats := context.WithCancel(ctx)
+	beatsDone := make(chan struct{})
+	go func() { defer close(beatsDone); f.heartbeat(hctx, o.interval, o.conns) }()
+	defer func() { stopBeats(); <-beatsDone }()
+	if err := waitServers(ctx, edge, int64(o.servers)); err != nil {
 		return err
 	}
-	r.registerTime = time.Since(t0)
+	r.registerPropagated = time.Since(t0)
 	rev1, err := etcd.Revision(ctx)
 	if err != nil {
 		return err
 	}
 	r.registerWrites = rev1 - rev0
-	if err := waitServers(ctx, edge, int64(o.servers)); err != nil {
-		return err
-	}
-	r.registerPropagated = time.Since(t0)
-	logf("registered in %s, edge has all after %s", r.registerTime.Round(time.Millisecond), r.registerPropagated.Round(time.Millisecond))
+	r.edgeRSS10k, r.edgePeak10k, _ = benchenv.RSS(edge.pid())
+	logf("the edge has all %d servers after %s (%d etcd writes)", o.servers, r.registerPropagated.Round(time.Millisecond), r.registerWrites)
 
-	// Steady heartbeats.
-	hctx, stopBeats := context.WithCancel(ctx)
-	beatsDone := make(chan struct{})
-	go func() { defer close(beatsDone); f.heartbeat(hctx, o.interval, o.conns) }()
-	defer func() { stopBeats(); <-beatsDone }()
-	// Let the first interval's backlog form before measuring.
-	if !sleep(ctx, min(o.interval, o.duration/3)) {
+	// Steady heartbeats, after one more interval for the start to settle.
+	if !sleep(ctx, o.interval) {
 		return ctx.Err()
 	}
 	logf("steady heartbeats for %s ...", o.duration)
+	f.resetLag()
 	s0, err := sample(ctx, etcd, edge, f, &events)
 	if err != nil {
 		return err
 	}
+	stopProfile, err := startProfile(o.profile)
+	if err != nil {
+		return err
+	}
 	if !sleep(ctx, o.duration) {
+		stopProfile()
 		return ctx.Err()
 	}
+	stopProfile()
 	s1, err := sample(ctx, etcd, edge, f, &events)
 	if err != nil {
 		return err
@@ -177,8 +188,10 @@ func run(ctx context.Context, o options) error {
 	r.steady = s1.minus(s0)
 	r.steadyLateMax = time.Duration(f.lateMax.Load())
 	r.steadyLate = f.late.Load()
-	r.heartbeatErr = f.firstErr
-	r.edgeRSS10k, r.edgePeak10k, _ = benchenv.RSS(edge.pid())
+	r.heartbeatErr = f.firstError()
+	if rss, peak, err := benchenv.RSS(edge.pid()); err == nil {
+		r.edgeRSS10k, r.edgePeak10k = rss, peak
+	}
 	logf("steady: %.0f heartbeats/s, %.1f etcd writes/s, %.1f events/s, edge CPU %.1f%%",
 		r.steady.rate(r.steady.heartbeats), r.steady.rate(r.steady.revs), r.steady.rate(r.steady.events), 100*r.steady.edgeCPU.Seconds()/r.steady.wall.Seconds())
 
@@ -191,7 +204,7 @@ func run(ctx context.Context, o options) error {
 	// The same through the registry's own write path, without the API's
 	// queue of heartbeats in front: the registry change proper.
 	viaRegistry := func(i int, load float64) error {
-		_, err := reg.Heartbeat(ctx, f.server(i, load), 0)
+		_, err := reg.Heartbeat(ctx, f.server(i, load), o.ttl)
 		return err
 	}
 	logf("timing %d load changes written through discoverysvc.Registry ...", o.changes)
@@ -245,7 +258,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // waitServers polls the edge until its snapshot holds n servers.
 func waitServers(ctx context.Context, edge *edgeProc, n int64) error {
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
 		got, _, err := edge.status()
 		if err != nil {
@@ -258,7 +271,7 @@ func waitServers(ctx context.Context, edge *edgeProc, n int64) error {
 			return ctx.Err()
 		}
 	}
-	return fmt.Errorf("edge snapshot did not reach %d servers within 2m", n)
+	return fmt.Errorf("edge snapshot did not reach %d servers within 5m (the discovery service cannot register them faster than their leases expire?)", n)
 }
 
 // counters is a sample of everything that counts.
@@ -342,4 +355,21 @@ func timeChanges(ctx context.Context, f *fleet, edge *edgeProc, n, series int, w
 		}
 	}
 	return ct, nil
+}
+
+// startProfile starts a CPU profile into path ("" for none); the returned
+// function stops it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
