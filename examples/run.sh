@@ -61,42 +61,56 @@ mkdir -p "$LOG_DIR"
 PIDS=()
 NAMES=()
 
-start() { # name logfile cmd...
-  local name=$1 log=$2
+# Job control puts each process in its own process group. Ctrl-C then
+# reaches only this script, which stops the demo in order (agents deregister
+# while discovery still answers) and signals each whole group, so nothing a
+# process started is left behind.
+set -m
+
+TIERS=()
+start() { # tier name cmd...  (logs to $LOG_DIR/name.log)
+  local tier=$1 name=$2
   shift 2
-  "$@" >"$log" 2>&1 &
+  "$@" >"$LOG_DIR/$name.log" 2>&1 &
   PIDS+=("$!")
   NAMES+=("$name")
+  TIERS+=("$tier")
 }
 
 stopping=0
 cleanup() {
   [ "$stopping" = 1 ] && return
   stopping=1
-  trap '' INT TERM
+  trap '' INT TERM HUP
   echo
   echo "stopping the demo…"
-  # Reverse start order: agents deregister their servers first, the edges
-  # and backends go next, discovery and its etcd last.
-  local i
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    kill -TERM "${PIDS[$i]}" 2>/dev/null || true
-  done
-  local deadline=$((SECONDS + 10))
-  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-    while kill -0 "${PIDS[$i]}" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
-      sleep 0.1
+  # Reverse start order, one tier at a time: agents deregister their
+  # servers while discovery still answers, then edges, backends, discovery.
+  local i tier
+  for tier in agent edge backend discovery; do
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+      if [ "${TIERS[$i]}" = "$tier" ]; then
+        kill -TERM -- "-${PIDS[$i]}" 2>/dev/null || true
+      fi
     done
-    if kill -0 "${PIDS[$i]}" 2>/dev/null; then
-      echo "  ${NAMES[$i]} did not stop in time; killing it"
-      kill -KILL "${PIDS[$i]}" 2>/dev/null || true
-    fi
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+      [ "${TIERS[$i]}" = "$tier" ] || continue
+      local deadline=$((SECONDS + 10))
+      while kill -0 -- "-${PIDS[$i]}" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.1
+      done
+      if kill -0 -- "-${PIDS[$i]}" 2>/dev/null; then
+        echo "  ${NAMES[$i]} did not stop in time; killing it"
+        kill -KILL -- "-${PIDS[$i]}" 2>/dev/null || true
+      fi
+    done
   done
   wait 2>/dev/null || true
   echo "stopped. Logs: $LOG_DIR/"
 }
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
+trap 'cleanup; exit 129' HUP
 trap 'cleanup' EXIT
 
 # fail_if_dead stops the demo when a process exited during start-up.
@@ -126,7 +140,7 @@ PIN_SECRET=$(rand_secret)      # the edges' pin key, shared by both edges
 APP_KEY=$(rand_secret)         # the demo app's own token key, shared by the backends
 
 echo "starting discovery (embedded etcd, data in $DEMO_DIR/etcd)…"
-start discovery "$LOG_DIR/discovery.log" "$BIN/discoverysvc" serve --data-dir "$DEMO_DIR/etcd"
+start discovery discovery "$BIN/discoverysvc" serve --data-dir "$DEMO_DIR/etcd"
 wait_http "$DISCOVERY/healthz" "discovery"
 
 echo "starting backends…"
@@ -137,7 +151,7 @@ for b in "${BACKENDS[@]}"; do
     read -r oid _ oport _ <<<"$o"
     [ "$oid" = "$id" ] || peers+="${peers:+,}http://127.0.0.1:$oport"
   done
-  start "$id" "$LOG_DIR/$id.log" env DEMO_BACKEND_TOKEN_KEY="$APP_KEY" "$BIN/demo-backend" \
+  start backend "$id" env DEMO_BACKEND_TOKEN_KEY="$APP_KEY" "$BIN/demo-backend" \
     --id "$id" --region "$region" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
     --peers "$peers" --replication-delay "$REPLICATION_DELAY"
 done
@@ -149,7 +163,7 @@ done
 echo "starting agents…"
 for b in "${BACKENDS[@]}"; do
   read -r id region port _ <<<"$b"
-  start "agent-$id" "$LOG_DIR/agent-$id.log" "$BIN/discoverysvc" agent \
+  start agent "agent-$id" "$BIN/discoverysvc" agent \
     --id "$id" --region "$region" --url "http://127.0.0.1:$port" \
     --health-url "http://127.0.0.1:$port/healthz" --discovery "$DISCOVERY" --interval 1s
 done
@@ -159,7 +173,7 @@ for e in "${EDGES[@]}"; do
   read -r region port admin <<<"$e"
   # Separate Caddy config/data dirs, so two edges on one host do not share
   # autosave files.
-  start "edge-$region" "$LOG_DIR/edge-$region.log" env \
+  start edge "edge-$region" env \
     SESSIONPIN_LISTEN=":$port" SESSIONPIN_ADMIN="localhost:$admin" SESSIONPIN_REGION="$region" \
     SESSIONPIN_ETCD=127.0.0.1:2379 SESSIONPIN_SECRET="$PIN_SECRET" \
     XDG_CONFIG_HOME="$DEMO_DIR/caddy-$region/config" XDG_DATA_HOME="$DEMO_DIR/caddy-$region/data" \
