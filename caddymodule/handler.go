@@ -357,13 +357,6 @@ func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *dis
 // With issue set, a response below 500 carries a new pin for t.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, reason string, moved, issue bool) error {
 	caddyhttp.SetVar(r.Context(), targetVar, t)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.session_pin.server", t.idValue)
-		repl.Set("http.session_pin.region", t.regionValue)
-		repl.Set("http.session_pin.url", t.urlValue)
-		repl.Set("http.session_pin.reason", reasonValue(reason))
-		repl.Set("http.session_pin.moved", moved)
-	}
 	pw := &pinWriter{
 		ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		h:                     h,
@@ -372,6 +365,11 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		reason:                reason,
 		moved:                 moved,
 		secure:                r.TLS != nil,
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		// One provider instead of five Set calls: each Set takes the
+		// replacer's lock and grows its map, a third of the pinned path.
+		repl.Map(pw.placeholder)
 	}
 	pw.server[0] = t.id
 	// Set before the upstream runs so that error responses name the server
@@ -403,7 +401,7 @@ func (h *Handler) pin(r *http.Request, now time.Time, grace time.Duration) (pin.
 		h.debugRejected(tok, errTokenTooLong)
 		return pin.Pin{}, false
 	}
-	p, err := h.keyring.Verify(tok)
+	p, err := h.keyring.VerifyAt(tok, now)
 	if err != nil {
 		h.debugRejected(tok, err)
 		return pin.Pin{}, false

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"io"
 	"net/http"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
@@ -22,6 +23,27 @@ type pinWriter struct {
 	wroteHeader bool
 	// server backs the X-Session-Server value, saving an allocation.
 	server [1]string
+}
+
+// placeholder resolves {http.session_pin.*} for the rest of the route.
+func (pw *pinWriter) placeholder(key string) (any, bool) {
+	name, ok := strings.CutPrefix(key, "http.session_pin.")
+	if !ok {
+		return nil, false
+	}
+	switch name {
+	case "server":
+		return pw.t.idValue, true
+	case "region":
+		return pw.t.regionValue, true
+	case "url":
+		return pw.t.urlValue, true
+	case "reason":
+		return reasonValue(pw.reason), true
+	case "moved":
+		return pw.moved, true
+	}
+	return nil, false
 }
 
 // WriteHeader adds the session headers before the status goes out.

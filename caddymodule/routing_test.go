@@ -126,10 +126,10 @@ func TestRouting(t *testing.T) {
 	})
 
 	t.Run("pinned server gone: 503 with Retry-After and JSON, never proxied", func(t *testing.T) {
-		before := us1.hits.Load()
 		usPin := f.pinFor("us-1", "us-east")
 		f.reg.delete("us-1")
 		f.waitGone("us-1", "us-east")
+		before := us1.hits.Load()
 		r := f.do(request{pin: usPin})
 		if r.status != http.StatusServiceUnavailable {
 			t.Fatalf("status %d, want 503", r.status)
