@@ -61,8 +61,11 @@ const reasonPinned = "pinned"
 //   - POST refresh_path is rebalanced (SPEC §6 refresh a–d), proxied, and
 //     re-pinned when the upstream answers below 500.
 //
-// Every proxied response carries X-Session-Server. Request headers are left
-// alone; client-sent X-Session-* headers are never trusted.
+// Every proxied response carries X-Session-Server. When reverse_proxy cannot
+// reach the chosen server (502/503/504 and nothing written yet), the
+// handler answers {"error":"server_unreachable","server":"<id>"} itself.
+// Edge errors are JSON with Cache-Control: no-store. Request headers are
+// left alone; client-sent X-Session-* headers are never trusted.
 //
 // Placeholders set for the rest of the route (logs, headers, matchers):
 //
