@@ -28,6 +28,8 @@ type edgeConfig struct {
 	Handler string
 	// LogLevel of Caddy. Default: WARN.
 	LogLevel string
+	// DialTimeout of the etcd client. Default: 2s.
+	DialTimeout string
 }
 
 // edge is a bin/caddy child process serving one sessionpin edge.
@@ -45,8 +47,12 @@ func (c edgeConfig) caddyfile(addr, admin string) string {
 	if level == "" {
 		level = "WARN"
 	}
+	dial := c.DialTimeout
+	if dial == "" {
+		dial = "2s"
+	}
 	var app strings.Builder
-	fmt.Fprintf(&app, "\t\tetcd %s\n\t\tdial_timeout 2s\n", strings.Join(c.Etcd, " "))
+	fmt.Fprintf(&app, "\t\tetcd %s\n\t\tdial_timeout %s\n", strings.Join(c.Etcd, " "), dial)
 	if c.Username != "" {
 		fmt.Fprintf(&app, "\t\tusername %s\n\t\tpassword %s\n", c.Username, c.Password)
 	}
