@@ -18,6 +18,8 @@ type report struct {
 	command               string
 
 	registerPropagated time.Duration
+	allUp              bool
+	mostUp             int64
 	registerWrites     int64
 
 	steady        counters
@@ -54,11 +56,17 @@ func (r *report) markdown() string {
 		r.started.Format("2006-01-02 15:04 UTC"), o.servers, o.interval, o.ttl, o.conns, s.wall.Round(time.Second), o.changes, o.pins)
 	b.WriteString("| measure | figure | target |\n|---|---:|---|\n")
 	row := func(k, v, t string) { fmt.Fprintf(&b, "| %s | %s | %s |\n", k, v, t) }
-	row("start-up: first heartbeat of every server → all in the edge's snapshot", fmt.Sprintf("%s (%.0f registrations/s, %d etcd writes)", r.registerPropagated.Round(time.Millisecond),
-		float64(o.servers)/r.registerPropagated.Seconds(), r.registerWrites), "")
+	if r.allUp {
+		row("start-up: first heartbeat of every server → all in the edge's snapshot", fmt.Sprintf("%s (%.0f registrations/s, %d etcd writes)", r.registerPropagated.Round(time.Millisecond),
+			float64(o.servers)/r.registerPropagated.Seconds(), r.registerWrites), "")
+	} else {
+		row("start-up: first heartbeat of every server → all in the edge's snapshot", fmt.Sprintf("**never** within %s: at most %d of %d alive at once (%d etcd writes); leases expired before their next heartbeat got through",
+			r.registerPropagated.Round(time.Second), r.mostUp, o.servers, r.registerWrites), "")
+	}
 	want := float64(o.servers) / o.interval.Seconds()
 	row("heartbeats handled (steady)", fmt.Sprintf("%.0f/s of %.0f/s scheduled; %d failed; %d sent >1 s late (worst %s)",
 		s.rate(s.heartbeats), want, s.failures, r.steadyLate, r.steadyLateMax.Round(time.Millisecond)), "")
+	row("servers in the edge's snapshot at the end of the steady phase", fmt.Sprint(s.servers), fmt.Sprint(o.servers))
 	row("etcd writes (revision delta, steady)", fmt.Sprintf("%.2f/s (%d in %s)", s.rate(s.revs), s.revs, s.wall.Round(time.Second)), "0: a heartbeat that changes nothing writes nothing")
 	row("watch events at each edge (steady)", fmt.Sprintf("%.2f/s (%d); snapshot swaps %d", s.rate(s.events), s.events, s.updates), "0")
 	row("edge CPU (watch + snapshot, steady)", fmt.Sprintf("%.2f%% of one core (%s in %s)", 100*s.edgeCPU.Seconds()/s.wall.Seconds(), s.edgeCPU, s.wall.Round(time.Second)), "")
