@@ -168,6 +168,14 @@ for b in "${BACKENDS[@]}"; do
     --health-url "http://127.0.0.1:$port/healthz" --discovery "$DISCOVERY" --interval 1s
 done
 
+# Edges started now see every server in their first listing.
+deadline=$((SECONDS + 60))
+until [ "$(curl -fsS --max-time 2 "$DISCOVERY/v1/servers" 2>/dev/null | grep -o '"id"' | wc -l)" -eq "${#BACKENDS[@]}" ]; do
+  fail_if_dead
+  [ "$SECONDS" -lt "$deadline" ] || die "the agents did not register all ${#BACKENDS[@]} servers within 60s; see $LOG_DIR/"
+  sleep 0.2
+done
+
 echo "starting edges…"
 for e in "${EDGES[@]}"; do
   read -r region port admin <<<"$e"

@@ -61,6 +61,9 @@ func testHopBreaksWorkflow(t *testing.T, st *demostack.Stack) {
 	}
 	s.access = r.str("accessToken")
 	pinned := s.server
+	if st.Backends[pinned].Region != "eu-west" {
+		t.Fatalf("login through the eu-west edge pinned to %s", pinned)
+	}
 	r, err = s.call(ctx, "POST", st.EdgeA+"/orders", nil)
 	if err != nil || r.status != 201 || r.servedBy != pinned {
 		t.Fatalf("create order: %v %+v", err, r)

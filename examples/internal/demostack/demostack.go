@@ -156,11 +156,30 @@ func webRoot() string {
 	return filepath.Join(filepath.Dir(file), "..", "..", "web")
 }
 
+// startCaddy runs both edges in one in-process Caddy. A free port can be
+// taken by another process between the probe and Caddy's listen, so a bind
+// failure is retried with new ports.
 func (st *Stack) startCaddy(t *testing.T, etcdAddr string) {
+	t.Helper()
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		if err = st.loadCaddy(t, etcdAddr); err == nil {
+			t.Cleanup(func() { _ = caddy.Stop() })
+			return
+		}
+		if !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	t.Fatalf("start caddy: %v", err)
+}
+
+func (st *Stack) loadCaddy(t *testing.T, etcdAddr string) error {
 	t.Helper()
 	admin, portA, portB := etcdtest.FreePort(t), etcdtest.FreePort(t), etcdtest.FreePort(t)
 	site := func(addr, region string) string {
 		return fmt.Sprintf(`http://%s {
+	bind 127.0.0.1
 	handle_path /demo/* {
 		root * %q
 		file_server
@@ -197,10 +216,10 @@ func (st *Stack) startCaddy(t *testing.T, etcdAddr string) {
 		t.Logf("Caddyfile warning: %s", w.Message)
 	}
 	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("start caddy: %v", err)
+		return err
 	}
-	t.Cleanup(func() { _ = caddy.Stop() })
 	st.EdgeA, st.EdgeB = "http://"+portA, "http://"+portB
+	return nil
 }
 
 // waitReady polls until both edges place clients and all four servers are
@@ -208,17 +227,19 @@ func (st *Stack) startCaddy(t *testing.T, etcdAddr string) {
 func (st *Stack) waitReady(t *testing.T) {
 	t.Helper()
 	Eventually(t, 60*time.Second, "the demo stack to come up", func() error {
-		for _, edge := range []string{st.EdgeA, st.EdgeB} {
-			if err := getOK(edge + "/closestToMe"); err != nil {
-				return err
-			}
-		}
+		// All four registered, and the edges (which share one registry
+		// watch) place clients in their own regions: the watch has caught up.
 		n, err := st.Registered()
 		if err != nil {
 			return err
 		}
 		if n != len(layout) {
 			return fmt.Errorf("%d of %d servers registered", n, len(layout))
+		}
+		for _, e := range []struct{ url, region string }{{st.EdgeA, "eu-west"}, {st.EdgeB, "us-east"}} {
+			if err := closestInRegion(e.url, e.region); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -308,14 +329,17 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 	}
 }
 
-func getOK(url string) error {
-	resp, err := http.Get(url)
+func closestInRegion(edge, region string) error {
+	resp, err := http.Get(edge + "/closestToMe")
 	if err != nil {
 		return err
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	defer resp.Body.Close()
+	var c struct {
+		Region string `json:"region"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&c) != nil || c.Region != region {
+		return fmt.Errorf("%s/closestToMe: %s, region %q, want %q", edge, resp.Status, c.Region, region)
 	}
 	return nil
 }
