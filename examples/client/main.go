@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -39,6 +40,9 @@ func main() {
 	defer stop()
 	if err := walkthrough.Run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "demo-client: FAILED:", err)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			fmt.Fprintln(os.Stderr, "demo-client: is the demo running? Start it with `make run` in another terminal.")
+		}
 		os.Exit(1)
 	}
 }

@@ -96,7 +96,7 @@ func (s *session) call(ctx context.Context, method, url string, body any) (respo
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return response{}, fmt.Errorf("%s %s: %w", method, url, err)
+		return response{}, err // a *url.Error names the method and URL
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
