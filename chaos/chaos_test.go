@@ -35,11 +35,13 @@ const (
 	drainTimeout   = 5 * time.Second
 	clientRetry    = 200 * time.Millisecond // mean pause between a client's re-pin attempts
 	replicationLag = time.Second
-	// etcd revokes expired leases on a 500ms scan, and a revocation reaches
-	// the edges through raft and the watch; the client's own retry pause is
-	// at most 1.5 × clientRetry. Death → re-pinned is bounded by the lease
-	// TTL plus all of these, with room for a loaded race-detector build.
-	repinSlack = 500*time.Millisecond + 3*clientRetry/2 + 700*time.Millisecond
+	// repinSlack is what a client's retry adds to the lease TTL between a
+	// server's death and the client's new pin: etcd revokes expired leases
+	// on a 500ms scan, the revocation reaches the edges through raft and the
+	// watch (well under 500ms), and the client waits up to 1.5 × clientRetry
+	// and then makes the request, which takes up to a second on a loaded
+	// machine running the race detector.
+	repinSlack = 500*time.Millisecond + 500*time.Millisecond + 3*clientRetry/2 + time.Second
 )
 
 // chaosLayout is three regions of two servers each.
@@ -138,10 +140,19 @@ func TestChaos(t *testing.T) {
 	plannedRestart := func(b *backend) {
 		t.Logf("%6.1fs planned restart of %s (agent SIGTERM, drain %s)", time.Since(start).Seconds(), b.ID, drainTimeout)
 		fl.set(b.ID, statePlanned)
+		drained := tl.drainingPuts(b.ID)
 		if err := agents[b.ID].stop(drainTimeout + 10*time.Second); err != nil {
 			t.Errorf("agent %s did not drain and exit: %v", b.ID, err)
 		}
 		waitRegistered(t, disc, b.ID, false)
+		// The watch may deliver the draining write a moment after the agent
+		// exits; it must have happened before the deregistration.
+		eventually(t, 5*time.Second, b.ID+" marked draining before it left", func() error {
+			if tl.drainingPuts(b.ID) == drained {
+				return fmt.Errorf("no draining write seen")
+			}
+			return nil
+		})
 		b.kill()
 		startServer(b)
 		waitRegistered(t, disc, b.ID, true)

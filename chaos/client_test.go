@@ -244,10 +244,9 @@ func (c *client) do(ctx context.Context, method, path string, body any, auth boo
 // run loops workflows until ctx ends.
 func (c *client) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		if c.access == "" {
-			if !c.login(ctx) {
-				continue
-			}
+		if c.access == "" && !c.login(ctx) {
+			c.pause(ctx, c.retry)
+			continue
 		}
 		c.workflow(ctx)
 		c.pause(ctx, c.think)

@@ -23,21 +23,35 @@ type timeline struct {
 	lines []string
 }
 
-// watchRegistry records every server added, changed or removed until ctx ends.
+// watchRegistry records every server added, changed or removed until ctx
+// ends. A watch that ends (its member stopped, its leader lost) is resumed
+// from the next revision, so the timeline has no gap.
 func watchRegistry(ctx context.Context, c *clientv3.Client, start time.Time) *timeline {
 	tl := &timeline{start: start}
 	prefix := discoverysvc.ServersPrefix(discoverysvc.DefaultPrefix)
-	wc := c.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix())
 	go func() {
-		for resp := range wc {
-			for _, ev := range resp.Events {
-				id := strings.TrimPrefix(string(ev.Kv.Key), prefix)
-				what := "delete"
-				if ev.Type == clientv3.EventTypePut {
-					what = "put " + string(ev.Kv.Value)
-				}
-				tl.add(fmt.Sprintf("%s %s", id, what))
+		var next int64
+		for ctx.Err() == nil {
+			opts := []clientv3.OpOption{clientv3.WithPrefix()}
+			if next > 0 {
+				opts = append(opts, clientv3.WithRev(next))
 			}
+			for resp := range c.Watch(ctx, prefix, opts...) {
+				if resp.CompactRevision > 0 {
+					next = resp.CompactRevision
+					tl.add("(history compacted)")
+				}
+				for _, ev := range resp.Events {
+					id := strings.TrimPrefix(string(ev.Kv.Key), prefix)
+					what := "delete"
+					if ev.Type == clientv3.EventTypePut {
+						what = "put " + string(ev.Kv.Value)
+					}
+					tl.add(fmt.Sprintf("%s %s", id, what))
+					next = ev.Kv.ModRevision + 1
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // before resuming a watch that ended
 		}
 	}()
 	return tl
@@ -54,6 +68,19 @@ func (tl *timeline) add(s string) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	tl.lines = append(tl.lines, fmt.Sprintf("%6.1fs %s", time.Since(tl.start).Seconds(), s))
+}
+
+// drainingPuts counts the writes that marked server id draining.
+func (tl *timeline) drainingPuts(id string) int {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	n := 0
+	for _, l := range tl.lines {
+		if strings.Contains(l, "s "+id+" put ") && strings.Contains(l, `"draining":true`) {
+			n++
+		}
+	}
+	return n
 }
 
 // deletes is the part of the timeline that removed servers.

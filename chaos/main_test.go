@@ -14,9 +14,11 @@ import (
 // separate processes: one process can run only one Caddy.
 var binDir string
 
-// TestMain builds bin/caddy, bin/discoverysvc and bin/demo-backend once into a temporary
-// directory, so every test drives the binaries of this very tree rather
-// than whatever a previous `make build` left in bin/.
+// TestMain builds caddy, discoverysvc and demo-backend once into a temporary
+// directory, so every test drives the binaries of this very tree rather than
+// whatever a previous `make build` left in bin/. They are built without the
+// race detector: the edge's code is raced by caddymodule's in-process tests,
+// and here the fleet should run at the speed it runs in production.
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -29,8 +31,8 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binDir = dir
-	// -list and fuzz-free runs of other packages never need the binaries;
-	// only build when a test of this package may run.
+	// Listing the tests (go test -list, as scripts/fuzz.sh does) needs no
+	// binaries.
 	if !listing() {
 		for name, pkg := range map[string]string{
 			"caddy": "./cmd/caddy", "discoverysvc": "./cmd/discoverysvc", "demo-backend": "./examples/backend",
