@@ -8,6 +8,15 @@ cd "$(dirname "$0")/.."
 line='xcaddy build --with github.com/sessionpin/sessionpin=.'
 grep -qxF "$line" xcaddy.md || { echo "xcaddy.md no longer contains: $line" >&2; exit 1; }
 
+# xcaddy runs `go get github.com/sessionpin/sessionpin`, which falls back to
+# the local replacement only when the proxy says "not found"; some mirrors
+# answer 403 for an unpublished module, so end the proxy list in "off".
+proxy=$(go env GOPROXY)
+proxy=${proxy%,direct}
+proxy=${proxy%|direct}
+export GOPROXY="$proxy|off"
+export GOFLAGS=
+
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
