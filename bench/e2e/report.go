@@ -32,8 +32,12 @@ func (r report) markdown() string {
 			plain = c
 		}
 	}
-	b.WriteString("| configuration | req/s | × plain (per-round range) | p50 | p99 | Caddy CPU µs/req | failed |\n")
-	b.WriteString("|---|---:|---|---:|---:|---:|---:|\n")
+	b.WriteString("| configuration | req/s | × plain (per-round range) | p50 | p99 | Caddy CPU µs/req | × plain by Caddy CPU | failed |\n")
+	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|\n")
+	var plainCPU float64
+	if plain != nil {
+		plainCPU = cpuPerReq(plain)
+	}
 	for _, c := range r.configs {
 		var h histogram
 		var ok, failed uint64
@@ -50,11 +54,15 @@ func (r report) markdown() string {
 		if c != plain && plain != nil {
 			ratio = ratioCell(c, plain)
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.1f | %d |\n", c.name, rps, ratio,
-			fmtLatency(h.quantile(0.50)), fmtLatency(h.quantile(0.99)), perReq(cpu, ok), failed)
+		cpuRatio := "–"
+		if plainCPU > 0 && perReq(cpu, ok) > 0 {
+			cpuRatio = fmt.Sprintf("%.3f", plainCPU/perReq(cpu, ok))
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.1f | %s | %d |\n", c.name, rps, ratio,
+			fmtLatency(h.quantile(0.50)), fmtLatency(h.quantile(0.99)), perReq(cpu, ok), cpuRatio, failed)
 	}
 	b.WriteString("\n× plain is the ratio of requests/s to plain `reverse_proxy` in the same round, averaged over rounds (min–max in brackets). ")
-	b.WriteString("Caddy CPU µs/req is the Caddy process's user+system CPU time (from /proc, 10 ms resolution) divided by the requests it served: it does not depend on what else the machine runs, so it is the steadier measure of the proxy's own cost on a shared machine.\n\n")
+	b.WriteString("Caddy CPU µs/req is the Caddy process's user+system CPU time (from /proc, 10 ms resolution) divided by the requests it served: it depends much less on what else the machine runs, so it is the steadier measure of the proxy's own cost on a shared machine; × plain by Caddy CPU (plain's µs/req over this one's) is the throughput ratio to expect where Caddy has the cores to itself.\n\n")
 
 	b.WriteString("Per round (req/s):\n\n| configuration |")
 	for i := range o.rounds {
@@ -122,4 +130,15 @@ func fmtLatency(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%.0f µs", float64(d)/1e3)
 	}
+}
+
+// cpuPerReq is c's Caddy CPU per request over all its runs, in µs.
+func cpuPerReq(c *config) float64 {
+	var cpu time.Duration
+	var ok uint64
+	for _, st := range c.runs {
+		cpu += st.caddyCPU
+		ok += st.res.ok
+	}
+	return perReq(cpu, ok)
 }
