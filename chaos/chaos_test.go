@@ -24,14 +24,14 @@ type chaosPlan struct {
 	think   time.Duration // mean pause between a client's requests
 }
 
-// Timing of the fleet. The lease is the default 10s: stopping an etcd member
-// stalls some requests for up to etcd's request timeout (7s), and a healthy
-// server must survive that. The agent interval leaves a loaded test machine
-// time to answer health probes (the agent drops a server after one probe
-// slower than 3/4 of it), and the drain outlasts any one workflow.
+// Timing of the fleet: the defaults. Stopping an etcd member stalls some
+// requests for up to etcd's request timeout (7s), and a healthy server must
+// survive that within its 10s lease; the 3s agent interval leaves a loaded
+// test machine time to answer health probes (the agent drops a server after
+// one probe slower than 3/4 of it). The drain outlasts any one workflow.
 const (
 	leaseTTL       = discoverysvc.DefaultTTL
-	agentInterval  = 2 * time.Second
+	agentInterval  = discoverysvc.DefaultAgentInterval
 	drainTimeout   = 5 * time.Second
 	clientRetry    = 200 * time.Millisecond // mean pause between a client's re-pin attempts
 	replicationLag = time.Second
