@@ -3,7 +3,7 @@ package caddymodule
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -55,13 +55,15 @@ func itoa(i int) string {
 // fresh replacer (already holding the server's HTTP provider) and a vars
 // table in its context.
 func benchRequest(tok string) *http.Request {
-	r := httptest.NewRequest(http.MethodGet, "/orders/42", nil)
+	// Built by hand: httptest.NewRequest parses through a 4 KiB bufio
+	// reader, and that garbage's GC would be billed to the handler.
+	r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/orders/42"}, Header: http.Header{}, Host: "edge.example"}
 	if tok != "" {
-		r.Header.Set("X-Session-Pin", tok)
+		r.Header["X-Session-Pin"] = []string{tok}
 	}
 	repl := caddy.NewReplacer()
 	repl.Map(func(string) (any, bool) { return nil, false }) // as addHTTPVarsToReplacer does
-	ctx := context.WithValue(r.Context(), caddy.ReplacerCtxKey, repl)
+	ctx := context.WithValue(context.Background(), caddy.ReplacerCtxKey, repl)
 	ctx = context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{"client_ip": "127.0.0.1"})
 	return r.WithContext(ctx)
 }
