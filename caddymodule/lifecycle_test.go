@@ -102,13 +102,7 @@ func TestMetrics(t *testing.T) {
 	f.do(request{})                                 // placement pin
 	f.do(request{pin: f.pinFor("gone", "eu-west")}) // pinned unavailable
 
-	resp, err := http.Get("http://" + f.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	body := string(b)
+	body := scrape(t, f.admin)
 	for _, want := range []struct {
 		series string
 		min    float64
@@ -132,6 +126,32 @@ func TestMetrics(t *testing.T) {
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
 	}
+
+	// A region whose last server leaves disappears from the gauge.
+	f.reg.put("ap-1", "ap-south", newBackend(t, "ap-1").srv.URL, 0.1, false)
+	f.waitRouted("ap-1", "ap-south")
+	if !strings.Contains(scrape(t, f.admin), `region="ap-south"`) {
+		t.Fatal("ap-south missing from sessionpin_registry_servers")
+	}
+	f.reg.delete("ap-1")
+	f.waitGone("ap-1", "ap-south")
+	if strings.Contains(scrape(t, f.admin), `region="ap-south"`) {
+		t.Fatal("an empty region is still reported")
+	}
+}
+
+func scrape(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // TestJSONConfig: every option works in JSON config; durations may be

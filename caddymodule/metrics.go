@@ -82,12 +82,30 @@ func register(reg *prometheus.Registry, cs ...prometheus.Collector) error {
 	return nil
 }
 
+// registryRegions remembers which regions the gauge reports, so a region
+// that empties is removed without a Reset that would let a scrape see no
+// servers at all in between.
+var (
+	registryRegionsMu sync.Mutex
+	registryRegions   = map[string]bool{}
+)
+
 // updateRegistryMetrics is the watcher's OnUpdate hook.
 func updateRegistryMetrics(snap *discoverysvc.Snapshot) {
-	registryServers.Reset()
+	registryRegionsMu.Lock()
+	defer registryRegionsMu.Unlock()
+	seen := make(map[string]bool, len(registryRegions))
 	for _, name := range snap.RegionNames() {
 		r := snap.Region(name)
 		registryServers.WithLabelValues(name, "active").Set(float64(len(r.Active)))
 		registryServers.WithLabelValues(name, "draining").Set(float64(len(r.Draining)))
+		seen[name] = true
 	}
+	for name := range registryRegions {
+		if !seen[name] {
+			registryServers.DeleteLabelValues(name, "active")
+			registryServers.DeleteLabelValues(name, "draining")
+		}
+	}
+	registryRegions = seen
 }
