@@ -19,9 +19,10 @@ type RefreshInput struct {
 	Critical bool
 }
 
-// MaxRefreshBody is how much of a refresh body the edge reads to find the
-// fields. The body is passed to the app byte for byte whatever its size;
-// fields past this limit are not seen.
+// MaxRefreshBody is the largest refresh body the edge reads to find the
+// fields; the body is then passed to the app byte for byte. The handler
+// answers a larger body with 413 rather than guess at a critical flag it
+// could not read.
 const MaxRefreshBody = 64 << 10
 
 // JSON field names and header names of the refresh inputs (SPEC §6).
