@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -221,6 +222,14 @@ func (r *agentRun) round(runCtx, ctx context.Context) time.Duration {
 	if runCtx.Err() != nil {
 		return r.interval
 	}
+	if err != nil && slowProbe(err) {
+		// A probe that timed out says the app is slow, not that it is down:
+		// skip this heartbeat and let the lease decide if it lasts. Dropping
+		// the server at once would break its clients' workflows whenever the
+		// host is briefly overloaded.
+		r.log.Warn("health probe timed out; heartbeat skipped", zap.Error(err))
+		return r.interval
+	}
 	r.noteHealth(err)
 	if err != nil {
 		if r.listed == listingNo {
@@ -294,6 +303,13 @@ func (r *agentRun) drain(d time.Duration) {
 			return
 		}
 	}
+}
+
+// slowProbe reports whether a probe failed by running out of time rather
+// than by an answer or a refused connection.
+func slowProbe(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // probe asks the app for its health. It returns the load to report, or an

@@ -30,6 +30,7 @@ type fakeApp struct {
 	mu     sync.Mutex
 	status int
 	body   string
+	delay  time.Duration // how long /healthz takes to answer
 	srv    *httptest.Server
 }
 
@@ -42,8 +43,13 @@ func startApp(t *testing.T, status int, body string) *fakeApp {
 			return
 		}
 		a.mu.Lock()
-		status, body := a.status, a.body
+		status, body, delay := a.status, a.body, a.delay
 		a.mu.Unlock()
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
 		w.Write([]byte(body))
@@ -131,6 +137,30 @@ func TestAgentFollowsAppHealthAndDeregistersOnStop(t *testing.T) {
 	}
 	if s := stored(t, f.client, "eu-1"); s != nil {
 		t.Fatalf("still registered after stop: %+v", s)
+	}
+}
+
+func TestAgentKeepsASlowAppRegistered(t *testing.T) {
+	f := startAPI(t, testToken)
+	app := startApp(t, 200, `{"load":0.1}`)
+	core, logs := observer.New(zap.WarnLevel)
+	runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu-west", URL: "http://10.1.2.3:9001",
+		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
+		Token: testToken, Interval: agentInterval, Logger: zap.New(core),
+	})
+	waitFor(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+
+	// Probes now time out: heartbeats stop, but a slow app is not a dead
+	// one, so the server stays until its lease says otherwise.
+	app.mu.Lock()
+	app.delay = 2 * agentInterval
+	app.mu.Unlock()
+	waitFor(t, 20*time.Second, "three skipped heartbeats", func() bool {
+		return logs.FilterMessage("health probe timed out; heartbeat skipped").Len() >= 3
+	})
+	if stored(t, f.client, "eu-1") == nil {
+		t.Fatal("a slow health probe deregistered the server")
 	}
 }
 

@@ -40,20 +40,25 @@ func (e *FieldError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Fie
 const maxNameLen = 64
 
 // ValidName reports whether s is a valid server id or region:
-// 1–64 characters of [A-Za-z0-9._-].
+// 1–64 characters of [A-Za-z0-9._-], not only dots. "." and ".." are
+// refused because an HTTP path cleaner turns /v1/servers/.. into another
+// path: such a server could be written to etcd but never managed.
 func ValidName(s string) bool {
 	if len(s) == 0 || len(s) > maxNameLen {
 		return false
 	}
+	onlyDots := true
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		case c == '.':
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+			onlyDots = false
 		default:
 			return false
 		}
 	}
-	return true
+	return !onlyDots
 }
 
 // Validate checks the record against the registry contract (SPEC §3). The
