@@ -10,9 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // Config describes one member.
@@ -40,6 +43,10 @@ type Config struct {
 // Etcd is a running member.
 type Etcd struct {
 	e *embed.Etcd
+	// closing silences etcd's logs once Close starts: a member that stops
+	// logs its listeners failing with "server closed" at error level, which
+	// is how it shuts down, not a fault.
+	closing *atomic.Bool
 	// Endpoint is the client address, host:port.
 	Endpoint string
 }
@@ -90,6 +97,21 @@ func Start(c Config) (*Etcd, error) {
 	}
 	cfg.LogLevel = c.LogLevel
 	cfg.Logger = "zap"
+	closing := new(atomic.Bool)
+	level, err := zapcore.ParseLevel(c.LogLevel)
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: log level %q: %w", c.LogLevel, err)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(level)
+	zc.Sampling = nil
+	lg, err := zc.Build(zap.WrapCore(func(core zapcore.Core) zapcore.Core {
+		return &shutdownQuietCore{Core: core, closing: closing}
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd: logger: %w", err)
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd: start: %w", err)
@@ -104,7 +126,7 @@ func Start(c Config) (*Etcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: not ready after %s", c.StartTimeout)
 	}
-	return &Etcd{e: e, Endpoint: c.ClientAddr}, nil
+	return &Etcd{e: e, Endpoint: c.ClientAddr, closing: closing}, nil
 }
 
 // Err reports a fatal error of the running member.
@@ -112,7 +134,25 @@ func (m *Etcd) Err() <-chan error { return m.e.Err() }
 
 // Close stops the member and releases its ports.
 func (m *Etcd) Close() {
+	m.closing.Store(true)
 	m.e.Close()
+}
+
+// shutdownQuietCore drops everything below fatal once the member is closing.
+type shutdownQuietCore struct {
+	zapcore.Core
+	closing *atomic.Bool
+}
+
+func (c *shutdownQuietCore) With(f []zapcore.Field) zapcore.Core {
+	return &shutdownQuietCore{Core: c.Core.With(f), closing: c.closing}
+}
+
+func (c *shutdownQuietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.closing.Load() && e.Level < zapcore.FatalLevel {
+		return ce
+	}
+	return c.Core.Check(e, ce)
 }
 
 // Server gives tests access to the underlying member (compaction, leader).
