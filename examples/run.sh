@@ -81,7 +81,10 @@ stopping=0
 cleanup() {
   [ "$stopping" = 1 ] && return
   stopping=1
-  trap '' INT TERM HUP
+  # Stopping must finish even when the terminal or a `| tee` is gone: a
+  # failed echo must neither abort the script (set -e) nor kill it (SIGPIPE).
+  set +e
+  trap '' INT TERM HUP PIPE
   echo
   echo "stopping the demo…"
   # Reverse start order, one tier at a time: agents deregister their
