@@ -32,7 +32,7 @@ func (r report) markdown() string {
 			plain = c
 		}
 	}
-	b.WriteString("| configuration | req/s | × plain (per-round range) | p50 | p99 | Caddy CPU µs/req | × plain by Caddy CPU | failed |\n")
+	b.WriteString("| configuration | req/s | × plain, median of rounds (range) | p50 | p99 | Caddy CPU µs/req | × plain by Caddy CPU | failed |\n")
 	b.WriteString("|---|---:|---|---:|---:|---:|---:|---:|\n")
 	var plainCPU float64
 	if plain != nil {
@@ -61,7 +61,7 @@ func (r report) markdown() string {
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.1f | %s | %d |\n", c.name, rps, ratio,
 			fmtLatency(h.quantile(0.50)), fmtLatency(h.quantile(0.99)), perReq(cpu, ok), cpuRatio, failed)
 	}
-	b.WriteString("\n× plain is the ratio of requests/s to plain `reverse_proxy` in the same round, averaged over rounds (min–max in brackets). ")
+	b.WriteString("\n× plain is the ratio of requests/s to plain `reverse_proxy` in the same round; the median over rounds is shown because one round disturbed by other work on the machine moves a mean by several percent (min–max in brackets). ")
 	b.WriteString("Caddy CPU µs/req is the Caddy process's user+system CPU time (from /proc, 10 ms resolution) divided by the requests it served: it depends much less on what else the machine runs, so it is the steadier measure of the proxy's own cost on a shared machine; × plain by Caddy CPU (plain's µs/req over this one's) is the throughput ratio to expect where Caddy has the cores to itself.\n\n")
 
 	b.WriteString("Per round (req/s):\n\n| configuration |")
@@ -92,7 +92,7 @@ func (r report) markdown() string {
 	}
 	b.WriteString("\n### Set-up\n\n")
 	fmt.Fprintf(&b, "- Machine: %d CPUs, %s; %s; %s; Caddy %s.\n", r.machine.CPUs, r.machine.CPUModel, r.machine.Kernel, r.machine.GoVersion, r.caddyVersion)
-	fmt.Fprintf(&b, "- 1-minute load average %.2f before, %.2f after the run (the machine is shared; anything above ~%d.0 means other work competed for the cores).\n", r.loadBefore, r.loadAfter, r.machine.CPUs/2)
+	fmt.Fprintf(&b, "- 1-minute load average %.2f before, %.2f after the run (the machine is shared: the benchmark's own three processes add about 3 while it runs, so the figure before the run is the one that tells whether other work competed).\n", r.loadBefore, r.loadAfter)
 	fmt.Fprintf(&b, "- CPU shares: each Caddy runs with GOMAXPROCS=%d, the backend process with GOMAXPROCS=%d, the load generator with GOMAXPROCS=%d; nothing is pinned to cores, so all three share the machine's CPUs as they would on a small edge host. Over all runs the load generator spent %.1f µs and the backend %.1f µs of CPU per request, against the Caddy figures in the table: Caddy is the bottleneck.\n",
 		o.caddyProcs, o.backendProcs, o.loadProcs, perReq(loadCPU, served), perReq(backCPU, served))
 	b.WriteString("- Backend: one child process with four Go `net/http` servers on loopback answering a 29-byte body. plain uses the first, lb_policy cookie all four; the session_pin edges find the same four in an embedded etcd where they are registered through `discoverysvc.Registry` (region `bench`, equal load).\n")
@@ -103,7 +103,8 @@ func (r report) markdown() string {
 	return b.String()
 }
 
-// ratioCell is the mean of c's per-round ratios to plain, with their range.
+// ratioCell is the median of c's per-round ratios to plain, with their
+// range.
 func ratioCell(c, plain *config) string {
 	var ratios []float64
 	for i, st := range c.runs {
@@ -114,11 +115,12 @@ func ratioCell(c, plain *config) string {
 	if len(ratios) == 0 {
 		return "–"
 	}
-	var sum float64
-	for _, x := range ratios {
-		sum += x
+	slices.Sort(ratios)
+	median := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		median = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
 	}
-	return fmt.Sprintf("%.3f (%.3f–%.3f)", sum/float64(len(ratios)), slices.Min(ratios), slices.Max(ratios))
+	return fmt.Sprintf("%.3f (%.3f–%.3f)", median, ratios[0], ratios[len(ratios)-1])
 }
 
 func fmtLatency(d time.Duration) string {
