@@ -164,20 +164,28 @@ type result struct {
 	firstErr   string
 }
 
-// runLoad drives one client per request template over keep-alive
-// connections for d and merges their counts. A request that does not get
-// a 2xx counts as failed and is not in the histogram.
-func runLoad(ctx context.Context, addr string, reqs [][]byte, d time.Duration) *result {
+// newClients returns one client per request template; their connections
+// stay open between runs, as a real client's would between bursts.
+func newClients(addr string, reqs [][]byte) []*client {
+	cs := make([]*client, len(reqs))
+	for i, req := range reqs {
+		cs[i] = &client{addr: addr, req: req}
+	}
+	return cs
+}
+
+// runLoad drives every client over its keep-alive connection for d and
+// merges their counts. A request that does not get a 2xx counts as failed
+// and is not in the histogram.
+func runLoad(ctx context.Context, clients []*client, d time.Duration) *result {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	parts := make([]*result, len(reqs))
+	parts := make([]*result, len(clients))
 	var wg sync.WaitGroup
 	start := time.Now()
-	for i, req := range reqs {
+	for i, c := range clients {
 		parts[i] = &result{}
 		wg.Go(func() {
-			c := &client{addr: addr, req: req}
-			defer c.close()
 			r := parts[i]
 			for ctx.Err() == nil {
 				t0 := time.Now()
@@ -213,4 +221,15 @@ func runLoad(ctx context.Context, addr string, reqs [][]byte, d time.Duration) *
 		}
 	}
 	return total
+}
+
+// add merges o into r.
+func (r *result) add(o *result) {
+	r.ok += o.ok
+	r.failed += o.failed
+	r.elapsed += o.elapsed
+	r.hist.merge(&o.hist)
+	if r.firstErr == "" {
+		r.firstErr = o.firstErr
+	}
 }

@@ -45,6 +45,7 @@ type options struct {
 	out          string
 	only         string
 	profileDir   string
+	slice        time.Duration
 }
 
 func main() {
@@ -69,7 +70,8 @@ func main() {
 	flag.StringVar(&o.caddyBin, "caddy", "", "Caddy binary to test (default: build ./cmd/caddy into a temporary directory)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose end-to-end section is (re)written; empty to only print")
 	flag.StringVar(&o.only, "only", "", "comma-separated configuration keys to run (plain,cookie,hs256,eddsa,place); plain always runs")
-	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of each Caddy during the first round (from its admin /debug/pprof)")
+	flag.DurationVar(&o.slice, "slice", time.Second, "within a round, configurations take turns in slices this long until each has had -duration; 0 runs each for -duration at a stretch")
+	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of each Caddy during the first round (from its admin /debug/pprof); turns -slice off")
 	flag.Parse()
 	if o.rounds < 1 || o.duration <= 0 || o.conns < 1 || o.caddyProcs < 1 || o.loadProcs < 1 || o.backendProcs < 1 {
 		fmt.Fprintln(os.Stderr, "e2e: -rounds, -duration, -conns and the -*-procs flags must be positive")
@@ -90,7 +92,7 @@ type config struct {
 	// headers returns the extra request headers of connection i, e.g. the
 	// pin a first request obtained.
 	headers func(i int) ([]string, error)
-	reqs    [][]byte
+	clients []*client
 	runs    []*runStats
 }
 
@@ -169,38 +171,66 @@ func run(ctx context.Context, o options) error {
 		}
 	}()
 	for _, c := range configs {
+		var reqs [][]byte
 		for i := range o.conns {
 			h, err := c.headers(i)
 			if err != nil {
 				return fmt.Errorf("%s: preparing connection %d: %w", c.name, i, err)
 			}
-			c.reqs = append(c.reqs, newRequest(c.caddy.addr, h))
+			reqs = append(reqs, newRequest(c.caddy.addr, h))
 		}
+		c.clients = newClients(c.caddy.addr, reqs)
 	}
+	defer func() {
+		for _, c := range configs {
+			for _, cl := range c.clients {
+				cl.close()
+			}
+		}
+	}()
 
 	// From here on this process is the load generator: fix its share.
 	runtime.GOMAXPROCS(o.loadProcs)
 	fmt.Fprintf(os.Stderr, "warming up %s per configuration ...\n", o.warmup)
 	for _, c := range configs {
 		if o.warmup > 0 {
-			runLoad(ctx, c.caddy.addr, c.reqs, o.warmup)
+			runLoad(ctx, c.clients, o.warmup)
 		}
 	}
+	slice := o.slice
+	if slice <= 0 || slice > o.duration || o.profileDir != "" {
+		slice = o.duration
+	}
 	for round := range o.rounds {
-		// Rotate the order so that no configuration always runs first
-		// (or right after the same neighbour).
+		// Configurations take turns in short slices, so that a burst of
+		// other work on the machine hits them all alike rather than the
+		// one whose turn it is; the order rotates so that none always runs
+		// first or after the same neighbour.
+		stats := make(map[*config]*runStats, len(configs))
+		for k := 0; time.Duration(k)*slice < o.duration; k++ {
+			d := min(slice, o.duration-time.Duration(k)*slice)
+			for j := range configs {
+				c := configs[(j+round+k)%len(configs)]
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				profile := ""
+				if o.profileDir != "" && round == 0 {
+					profile = filepath.Join(o.profileDir, c.key+".pprof")
+				}
+				st := measure(ctx, c, back, d, profile)
+				if prev := stats[c]; prev != nil {
+					prev.add(st)
+				} else {
+					stats[c] = st
+				}
+			}
+		}
 		for j := range configs {
 			c := configs[(j+round)%len(configs)]
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			profile := ""
-			if o.profileDir != "" && round == 0 {
-				profile = filepath.Join(o.profileDir, c.key+".pprof")
-			}
-			st := measure(ctx, c, back, o.duration, profile)
+			st := stats[c]
 			c.runs = append(c.runs, st)
-			fmt.Fprintf(os.Stderr, "round %d %-36s %8.0f req/s  p50 %-9v p99 %-9v caddy %5.1f µs/req  failed %d  load %.2f\n",
+			fmt.Fprintf(os.Stderr, "round %d %-38s %8.0f req/s  p50 %-9v p99 %-9v caddy %5.1f µs/req  failed %d  load %.2f\n",
 				round+1, c.name, st.rps(), st.res.hist.quantile(0.5).Round(time.Microsecond),
 				st.res.hist.quantile(0.99).Round(time.Microsecond), perReq(st.caddyCPU, st.res.ok), st.res.failed, st.loadAvg)
 			if st.res.failed > 0 {
@@ -242,11 +272,19 @@ func measure(ctx context.Context, c *config, back *backends, d time.Duration, pr
 	self := os.Getpid()
 	c0, b0 := c.caddy.cpu(), cpuOf(back.pid())
 	l0 := cpuOf(self)
-	st.res = runLoad(ctx, c.caddy.addr, c.reqs, d)
+	st.res = runLoad(ctx, c.clients, d)
 	st.caddyCPU = c.caddy.cpu() - c0
 	st.backCPU = cpuOf(back.pid()) - b0
 	st.loadCPU = cpuOf(self) - l0
 	return st
+}
+
+// add merges a later slice o of the same configuration into st.
+func (st *runStats) add(o *runStats) {
+	st.res.add(o.res)
+	st.caddyCPU += o.caddyCPU
+	st.backCPU += o.backCPU
+	st.loadCPU += o.loadCPU
 }
 
 func cpuOf(pid int) time.Duration {

@@ -24,8 +24,12 @@ func (r report) markdown() string {
 	var b strings.Builder
 	o := r.opts
 	fmt.Fprintf(&b, "## End to end (`make bench`)\n\n")
-	fmt.Fprintf(&b, "Run %s, %d interleaved rounds × %d configurations × %s (after %s warm-up each), %d keep-alive connections, loopback.\n\n",
-		r.started.Format("2006-01-02 15:04 UTC"), o.rounds, len(r.configs), o.duration, o.warmup, o.conns)
+	turns := "each at a stretch"
+	if o.slice > 0 && o.slice < o.duration && o.profileDir == "" {
+		turns = fmt.Sprintf("taking turns in %s slices", o.slice)
+	}
+	fmt.Fprintf(&b, "Run %s, %d interleaved rounds × %d configurations × %s (%s; after %s warm-up each), %d keep-alive connections, loopback.\n\n",
+		r.started.Format("2006-01-02 15:04 UTC"), o.rounds, len(r.configs), o.duration, turns, o.warmup, o.conns)
 	var plain *config
 	for _, c := range r.configs {
 		if c.key == "plain" {
