@@ -7,12 +7,14 @@
 //  4. the sessionpin edge with pinned requests (EdDSA pins),
 //  5. the sessionpin edge placing every request (no pin sent),
 //
-// all against the same fast Go backend, each Caddy a child process of the
-// bin/caddy binary built from ./cmd/caddy. It prints requests/s, p50/p99
-// latency, Caddy CPU per request and the ratios to plain reverse_proxy, and
-// writes them with the machine and the exact commands into BENCHMARKS.md.
+// plus a control: plain reverse_proxy with clients sending a pin-sized
+// header it only forwards. All run against the same fast Go backend, each
+// Caddy a child process of a binary built from ./cmd/caddy, and take turns
+// in 1 s slices within each round. It prints requests/s, p50/p99 latency,
+// Caddy CPU per request and the ratios to plain reverse_proxy, and writes
+// them with the machine and the exact commands into BENCHMARKS.md.
 //
-//	go run ./bench/e2e [-rounds 3] [-duration 10s] [-conns 32] [-out BENCHMARKS.md]
+//	go run ./bench/e2e [-rounds 3] [-duration 10s] [-slice 1s] [-conns 32] [-only keys] [-profile dir] [-out BENCHMARKS.md]
 package main
 
 import (
