@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test test-short vet run demo-client bench bench-go bench-registry xcaddy chaos fuzz clean
+.PHONY: all build test vet run demo-client bench bench-go bench-registry xcaddy chaos fuzz clean
 
 all: build
 
