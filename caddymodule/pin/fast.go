@@ -375,16 +375,22 @@ func canonicalName(b []byte) (name []byte, n int) {
 	if end < 1 || end > maxNameLen {
 		return nil, 0
 	}
+	onlyDots := true
 	for _, ch := range b[1 : 1+end] {
 		if !nameByte(ch) {
 			return nil, 0
 		}
+		onlyDots = onlyDots && ch == '.'
+	}
+	if onlyDots { // ValidName refuses "." and ".."
+		return nil, 0
 	}
 	return b[1 : 1+end], end + 2
 }
 
-// maxNameLen and nameByte are discoverysvc.ValidName's rule on bytes,
-// which TestNameByteMatchesValidName keeps in step.
+// maxNameLen and nameByte (with canonicalName's refusal of names made only
+// of dots) are discoverysvc.ValidName's rule, which
+// TestNameByteMatchesValidName keeps in step.
 const maxNameLen = 64
 
 func nameByte(c byte) bool {

@@ -179,11 +179,17 @@ func FuzzIssueMatchesJWT(f *testing.F) {
 
 func TestNameByteMatchesValidName(t *testing.T) {
 	for c := 0; c < 256; c++ {
-		if nameByte(byte(c)) != validName(string(rune(c))) && c < 0x80 {
-			t.Fatalf("byte %q: nameByte %v, ValidName %v", rune(c), nameByte(byte(c)), validName(string(rune(c))))
+		// "a"+c: a lone "." is refused for being only dots, not for its byte.
+		if nameByte(byte(c)) != validName("a"+string(rune(c))) && c < 0x80 {
+			t.Fatalf("byte %q: nameByte %v, ValidName %v", rune(c), nameByte(byte(c)), validName("a"+string(rune(c))))
 		}
 		if c >= 0x80 && nameByte(byte(c)) {
 			t.Fatalf("byte %#x accepted", c)
+		}
+	}
+	for _, dots := range []string{".", "..", "..."} {
+		if name, n := canonicalName([]byte(`"` + dots + `"`)); n != 0 || validName(dots) {
+			t.Fatalf("%q accepted: canonicalName %q, ValidName %v", dots, name, validName(dots))
 		}
 	}
 	if !validName(strings.Repeat("a", maxNameLen)) || validName(strings.Repeat("a", maxNameLen+1)) {
