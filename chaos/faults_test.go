@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -158,7 +157,7 @@ func testCompactionRelist(t *testing.T) {
 	a, b, c := newEchoBackend(t, "a"), newEchoBackend(t, "b"), newEchoBackend(t, "c")
 	register(t, reg, a, "eu", 0.2)
 	register(t, reg, b, "eu", 0.2)
-	proxy := startCutProxy(t, m.Client)
+	proxy := etcdtest.StartCutProxy(t, m.Client)
 	e := startEdge(t, "edge", edgeConfig{Region: "eu", Etcd: []string{proxy.Addr()}, LogLevel: "INFO"})
 	e.waitServers(t, 2)
 	_, _, pinA := pinTo(t, e.URL, "a")
@@ -305,93 +304,4 @@ func pinTo(t testing.TB, edgeURL, id string) (int, string, string) {
 	}
 	t.Fatalf("placement never chose %s", id)
 	return 0, "", ""
-}
-
-// cutProxy forwards TCP to target until Cut, which drops every connection
-// and refuses new ones until Heal: etcd unreachable for whoever dials it.
-type cutProxy struct {
-	l      net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-}
-
-func startCutProxy(t testing.TB, target string) *cutProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { p.serve(c) })
-		}
-	})
-	t.Cleanup(func() {
-		l.Close()
-		p.Cut()
-		wg.Wait()
-	})
-	return p
-}
-
-func (p *cutProxy) Addr() string { return p.l.Addr().String() }
-
-func (p *cutProxy) serve(in net.Conn) {
-	if !p.track(in) {
-		in.Close()
-		return
-	}
-	out, err := net.Dial("tcp", p.target)
-	if err != nil || !p.track(out) {
-		in.Close()
-		if out != nil {
-			out.Close()
-		}
-		return
-	}
-	done := make(chan struct{}, 2)
-	go func() { _, _ = io.Copy(out, in); done <- struct{}{} }()
-	go func() { _, _ = io.Copy(in, out); done <- struct{}{} }()
-	<-done
-	in.Close()
-	out.Close()
-	<-done
-}
-
-// track registers c, or reports false while the proxy is cut.
-func (p *cutProxy) track(c net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cut {
-		return false
-	}
-	p.conns[c] = struct{}{}
-	return true
-}
-
-// Cut drops every connection and refuses new ones.
-func (p *cutProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-// Heal lets connections through again.
-func (p *cutProxy) Heal() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = false
 }

@@ -3,8 +3,6 @@ package discoverysvc
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"reflect"
 	"runtime"
 	"sync"
@@ -286,83 +284,6 @@ func TestWatcherStartedWithoutEtcdSyncsWhenItAppears(t *testing.T) {
 	}
 }
 
-// cutProxy forwards TCP to an etcd member and can cut the line, so a
-// watcher falls behind while the cluster itself keeps working.
-type cutProxy struct {
-	l      net.Listener
-	target string
-
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-}
-
-func startCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
-	go p.serve()
-	t.Cleanup(func() {
-		l.Close()
-		p.Cut()
-	})
-	return p
-}
-
-func (p *cutProxy) Addr() string { return p.l.Addr().String() }
-
-func (p *cutProxy) serve() {
-	for {
-		in, err := p.l.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		cut := p.cut // checked under the lock that Cut holds, so no line slips through
-		if !cut {
-			p.conns[in], p.conns[out] = struct{}{}, struct{}{}
-		}
-		p.mu.Unlock()
-		if cut {
-			in.Close()
-			out.Close()
-			continue
-		}
-		pipe := func(dst, src net.Conn) {
-			io.Copy(dst, src)
-			dst.Close()
-			src.Close()
-		}
-		go pipe(in, out)
-		go pipe(out, in)
-	}
-}
-
-// Cut closes every connection and refuses new ones until Heal.
-func (p *cutProxy) Cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *cutProxy) Heal() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cut = false
-}
-
 func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 	m := etcdtest.Start(t)
 	c := etcdtest.NewClient(t, m)
@@ -373,7 +294,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	proxy := startCutProxy(t, m.Client)
+	proxy := etcdtest.StartCutProxy(t, m.Client)
 	w := NewWatcher(WatcherConfig{Client: newClient(t, proxy.Addr()), MaxBackoff: 200 * time.Millisecond})
 	runWatcher(t, w)
 	waitSynced(t, w)
@@ -425,7 +346,7 @@ func TestWatcherDetectsSilentOutageOnceAndConfirmsWhileIdle(t *testing.T) {
 	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	proxy := startCutProxy(t, m.Client)
+	proxy := etcdtest.StartCutProxy(t, m.Client)
 	core, logs := observer.New(zapcore.DebugLevel)
 	t.Cleanup(func() {
 		if t.Failed() {
