@@ -23,6 +23,7 @@ import (
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // testSecret is the HS256 secret of every test edge.
@@ -293,26 +294,16 @@ func (f *fixture) pinFor(id, region string) string {
 	return tok
 }
 
-// eventually polls cond until it returns nil or the deadline passes.
-func eventually(t *testing.T, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = cond(); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: still not true after 15s: %v", what, err)
-}
+// eventuallyTimeout bounds every wait of these tests for the edge to see a
+// registry change.
+const eventuallyTimeout = 15 * time.Second
 
 // waitRouted waits until a pinned request for id reaches it, i.e. the
 // edge's snapshot has the server.
 func (f *fixture) waitRouted(id, region string) {
 	f.t.Helper()
 	tok := f.pinFor(id, region)
-	eventually(f.t, "server "+id+" routed", func() error {
+	poll.Until(f.t, eventuallyTimeout, "server "+id+" routed", func() error {
 		r := f.do(request{pin: tok})
 		if r.status != http.StatusOK || r.server() != id {
 			return fmt.Errorf("status %d server %q body %q", r.status, r.server(), r.body)
@@ -325,7 +316,7 @@ func (f *fixture) waitRouted(id, region string) {
 func (f *fixture) waitGone(id, region string) {
 	f.t.Helper()
 	tok := f.pinFor(id, region)
-	eventually(f.t, "server "+id+" gone", func() error {
+	poll.Until(f.t, eventuallyTimeout, "server "+id+" gone", func() error {
 		if r := f.do(request{pin: tok}); r.status != http.StatusServiceUnavailable {
 			return fmt.Errorf("status %d server %q", r.status, r.server())
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // TestReloadKeepsSnapshot: a config reload keeps the shared registry watch
@@ -60,7 +61,7 @@ func TestStartWithoutEtcd(t *testing.T) {
 	m.Restart()
 	reg := &registry{t: t, cli: etcdtest.NewClient(t, m), prefix: "/nostart/"}
 	reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.1, false)
-	eventually(t, "routing after etcd came up", func() error {
+	poll.Until(t, eventuallyTimeout, "routing after etcd came up", func() error {
 		if r := e.do(request{}); r.server() != "eu-1" {
 			return fmt.Errorf("status %d body %q", r.status, r.body)
 		}
@@ -179,7 +180,7 @@ func TestJSONConfig(t *testing.T) {
 	}
 	// dial_timeout differs from the Caddyfile's, so this is a new registry
 	// connection whose watch needs a moment to list.
-	eventually(t, "closest_path /c", func() error {
+	poll.Until(t, eventuallyTimeout, "closest_path /c", func() error {
 		if r := f.do(request{path: "/c"}); r.status != http.StatusOK || !strings.Contains(r.body, `"eu-1"`) {
 			return fmt.Errorf("%d %q", r.status, r.body)
 		}

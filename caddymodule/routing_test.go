@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // TestRouting covers SPEC §6 routing of ordinary requests against a real
@@ -53,7 +55,7 @@ func TestRouting(t *testing.T) {
 
 	t.Run("the issued pin keeps the client on its server and issues no new pin", func(t *testing.T) {
 		f.reg.put("eu-1", "eu-west", eu1.srv.URL, 0.0, false) // eu-1 is now least loaded
-		eventually(t, "eu-1 least loaded", func() error {
+		poll.Until(t, eventuallyTimeout, "eu-1 least loaded", func() error {
 			if r := f.do(request{path: "/closestToMe"}); !strings.Contains(r.body, `"eu-1"`) {
 				return errString(r.body)
 			}
@@ -96,7 +98,7 @@ func TestRouting(t *testing.T) {
 
 	t.Run("a pin to a draining server is honoured; new clients avoid it", func(t *testing.T) {
 		f.reg.put("eu-1", "eu-west", eu1.srv.URL, 0.0, true)
-		eventually(t, "eu-1 draining", func() error {
+		poll.Until(t, eventuallyTimeout, "eu-1 draining", func() error {
 			if r := f.do(request{path: "/closestToMe"}); !strings.Contains(r.body, `"eu-2"`) {
 				return errString(r.body)
 			}
@@ -214,7 +216,7 @@ func TestUnreachableServer(t *testing.T) {
 	f := newFixture(t, "")
 	f.reg.put("dead-1", "eu-west", "http://"+freeClosedAddr(t), 0.1, false)
 	tok := f.pinFor("dead-1", "eu-west")
-	eventually(t, "dead-1 in the snapshot", func() error {
+	poll.Until(t, eventuallyTimeout, "dead-1 in the snapshot", func() error {
 		r := f.do(request{pin: tok})
 		if r.status != http.StatusBadGateway {
 			return errString(r.body)

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // TestUntrustedPins: tokens that are not valid pins are treated as no pin
@@ -165,7 +167,7 @@ func TestAuthorizationBearer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "routed on the bearer token", func() error {
+	poll.Until(t, eventuallyTimeout, "routed on the bearer token", func() error {
 		r := f.do(request{headers: map[string]string{"Authorization": "Bearer " + tok}})
 		if r.server() != "us-1" {
 			return errString(r.server())

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // backendTokenKey is the demo apps' own token key (not the pin key); every
@@ -30,7 +31,7 @@ type backend struct {
 func (b *backend) start(t testing.TB) {
 	t.Helper()
 	b.proc = b.spawn(t)
-	eventually(t, 20*time.Second, b.ID+" to answer", func() error {
+	poll.Until(t, 20*time.Second, b.ID+" to answer", func() error {
 		if !b.proc.running() {
 			// The port of a killed process can take a moment to be free.
 			if contains([]byte(b.proc.output()), "address already in use") {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // chaosPlan sizes a chaos run.
@@ -147,7 +148,7 @@ func TestChaos(t *testing.T) {
 		waitRegistered(t, disc, b.ID, false)
 		// The watch may deliver the draining write a moment after the agent
 		// exits; it must have happened before the deregistration.
-		eventually(t, 5*time.Second, b.ID+" marked draining before it left", func() error {
+		poll.Until(t, 5*time.Second, b.ID+" marked draining before it left", func() error {
 			if tl.drainingPuts(b.ID) == drained {
 				return fmt.Errorf("no draining write seen")
 			}
@@ -260,7 +261,7 @@ func TestChaos(t *testing.T) {
 // waitRegistered polls the discovery API until id is (or is not) listed.
 func waitRegistered(t testing.TB, disc, id string, want bool) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("%s registered=%v", id, want), func() error {
+	poll.Until(t, 30*time.Second, fmt.Sprintf("%s registered=%v", id, want), func() error {
 		ids, err := registeredIDs(disc)
 		if err != nil {
 			return err

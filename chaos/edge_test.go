@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // pinSecret is the HS256 pin key shared by every edge of a test, so a
@@ -96,7 +97,7 @@ func startEdge(t testing.TB, name string, cfg edgeConfig) *edge {
 		t.Fatal(err)
 	}
 	e.proc = startProc(t, name, "caddy", nil, "run", "--config", path, "--adapter", "caddyfile")
-	eventually(t, 30*time.Second, name+" to listen", func() error {
+	poll.Until(t, 30*time.Second, name+" to listen", func() error {
 		if !e.proc.running() {
 			t.Fatalf("%s exited:\n%s", name, e.proc.tail(20))
 		}
@@ -138,7 +139,7 @@ func startDiscovery(t testing.TB, name string, etcd []string, args ...string) (s
 	all := append([]string{"serve", "--listen", listen, "--etcd", joinComma(etcd), "--log-level", "warn"}, args...)
 	p := startProc(t, name, "discoverysvc", nil, all...)
 	url := "http://" + listen
-	eventually(t, 30*time.Second, name+" to be healthy", func() error {
+	poll.Until(t, 30*time.Second, name+" to be healthy", func() error {
 		if !p.running() {
 			t.Fatalf("%s exited:\n%s", name, p.tail(20))
 		}
@@ -221,7 +222,7 @@ func (e *edge) registryServers() (int, error) {
 // waitServers polls until the edge's snapshot holds n servers.
 func (e *edge) waitServers(t testing.TB, n int) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("edge %s to see %d servers", e.addr, n), func() error {
+	poll.Until(t, 30*time.Second, fmt.Sprintf("edge %s to see %d servers", e.addr, n), func() error {
 		got, err := e.registryServers()
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // echoBackend is a plain app server that names itself in X-Served-By and
@@ -90,7 +91,7 @@ func hit(t testing.TB, edgeURL, pin string) (status int, servedBy, newPin string
 // waitLog polls a process's log for a line containing s.
 func waitLog(t testing.TB, p *proc, s string) {
 	t.Helper()
-	eventually(t, 30*time.Second, fmt.Sprintf("%s to log %q", p.name, s), func() error {
+	poll.Until(t, 30*time.Second, fmt.Sprintf("%s to log %q", p.name, s), func() error {
 		if strings.Contains(p.output(), s) {
 			return nil
 		}
@@ -189,7 +190,7 @@ func testCompactionRelist(t *testing.T) {
 	// The edge either resumes its watch and finds the history compacted, or
 	// has already declared the registry unreachable and lists on its return;
 	// both must end in exactly the registry's state.
-	eventually(t, 60*time.Second, "the edge to resync", func() error {
+	poll.Until(t, 60*time.Second, "the edge to resync", func() error {
 		out := e.proc.output()
 		if strings.Contains(out, "fell behind compaction") || strings.Contains(out, "registry reachable again") {
 			return nil
@@ -202,7 +203,7 @@ func testCompactionRelist(t *testing.T) {
 		t.Log("the edge noticed the outage first and listed again on reconnecting")
 	}
 	// No gap: the removal, the addition and the load change all arrive.
-	eventually(t, 30*time.Second, "the removal of a to reach the edge", func() error {
+	poll.Until(t, 30*time.Second, "the removal of a to reach the edge", func() error {
 		if status, got, _, body := hit(t, e.URL, pinA); status != http.StatusServiceUnavailable || got != "" {
 			return fmt.Errorf("pin to a, removed while the edge was cut off: %d from %q: %s", status, got, body)
 		}

@@ -125,21 +125,5 @@ func (p *proc) tail(n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// eventually polls cond every 50ms until it returns nil or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // joinComma is strings.Join with a comma, for endpoint flags.
 func joinComma(s []string) string { return strings.Join(s, ",") }

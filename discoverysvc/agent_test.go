@@ -19,6 +19,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // agentInterval is short so the tests move quickly, yet leaves the health
@@ -112,7 +113,7 @@ func TestAgentFollowsAppHealthAndDeregistersOnStop(t *testing.T) {
 		Token: testToken, Interval: agentInterval,
 	})
 
-	waitFor(t, 20*time.Second, "registration with the load of the health body", func() bool {
+	poll.True(t, 20*time.Second, "registration with the load of the health body", func() bool {
 		s := stored(t, f.client, "eu-1")
 		return s != nil && s.Load == 0.42
 	})
@@ -122,12 +123,12 @@ func TestAgentFollowsAppHealthAndDeregistersOnStop(t *testing.T) {
 
 	app.set(503, `{"status":"down"}`)
 	// Gone at once by DELETE, long before the 10 s lease would expire.
-	waitFor(t, 5*time.Second, "deregistration while the app is unhealthy", func() bool {
+	poll.True(t, 5*time.Second, "deregistration while the app is unhealthy", func() bool {
 		return stored(t, f.client, "eu-1") == nil
 	})
 
 	app.set(200, `{"load":0.7}`)
-	waitFor(t, 20*time.Second, "registration again after recovery", func() bool {
+	poll.True(t, 20*time.Second, "registration again after recovery", func() bool {
 		s := stored(t, f.client, "eu-1")
 		return s != nil && s.Load == 0.7
 	})
@@ -149,14 +150,14 @@ func TestAgentKeepsASlowAppRegistered(t *testing.T) {
 		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
 		Token: testToken, Interval: agentInterval, Logger: zap.New(core),
 	})
-	waitFor(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
 
 	// Probes now time out: heartbeats stop, but a slow app is not a dead
 	// one, so the server stays until its lease says otherwise.
 	app.mu.Lock()
 	app.delay = 2 * agentInterval
 	app.mu.Unlock()
-	waitFor(t, 20*time.Second, "three skipped heartbeats", func() bool {
+	poll.True(t, 20*time.Second, "three skipped heartbeats", func() bool {
 		return logs.FilterMessage("health probe timed out; heartbeat skipped").Len() >= 3
 	})
 	if stored(t, f.client, "eu-1") == nil {
@@ -173,7 +174,7 @@ func TestAgentReportsFixedLoadAndTTL(t *testing.T) {
 		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
 		Interval: agentInterval, Load: &load, TTL: 5 * time.Second,
 	})
-	waitFor(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "us-1") != nil })
+	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "us-1") != nil })
 	app.set(200, `{"load":0.9}`) // ignored: --load wins
 	if s := stored(t, f.client, "us-1"); s.Load != 0.3 {
 		t.Fatalf("load %v, want the fixed 0.3", s.Load)
@@ -212,7 +213,7 @@ func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
 		Interval: agentInterval, Logger: zap.New(core),
 	})
 	count := func(msg string) int { return logs.FilterMessage(msg).Len() }
-	waitFor(t, 20*time.Second, "the outage to be logged", func() bool { return count("discovery unreachable; retrying with backoff") == 1 })
+	poll.True(t, 20*time.Second, "the outage to be logged", func() bool { return count("discovery unreachable; retrying with backoff") == 1 })
 
 	api := discoverysvc.NewAPI(discoverysvc.NewRegistry(c, ""), "", nil)
 	sw := &switchHandler{}
@@ -224,8 +225,8 @@ func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
 	hs := &http.Server{Handler: sw}
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
-	waitFor(t, 20*time.Second, "registration once discovery is up", func() bool { return stored(t, c, "eu-1") != nil })
-	waitFor(t, 5*time.Second, "the recovery to be logged", func() bool { return count("discovery reachable again") == 1 })
+	poll.True(t, 20*time.Second, "registration once discovery is up", func() bool { return stored(t, c, "eu-1") != nil })
+	poll.True(t, 5*time.Second, "the recovery to be logged", func() bool { return count("discovery reachable again") == 1 })
 
 	// A second outage: discovery answers 503 (its etcd is down, say) to many
 	// retries, and the agent logs it once.
@@ -234,18 +235,18 @@ func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
 		refused.Add(1)
 		http.Error(w, `{"error":"registry unavailable"}`, http.StatusServiceUnavailable)
 	}))
-	waitFor(t, 20*time.Second, "several failed heartbeats", func() bool { return refused.Load() >= 4 })
+	poll.True(t, 20*time.Second, "several failed heartbeats", func() bool { return refused.Load() >= 4 })
 	if n := count("discovery unreachable; retrying with backoff"); n != 2 {
 		t.Fatalf("%d outage logs for two outages", n)
 	}
 	sw.set(api)
 	app.set(200, `{"load":0.9}`)
-	waitFor(t, 20*time.Second, "heartbeats to resume", func() bool {
+	poll.True(t, 20*time.Second, "heartbeats to resume", func() bool {
 		s := stored(t, c, "eu-1")
 		return s != nil && s.Load == 0.9
 	})
 	// The agent logs the recovery after the answer that etcd already shows.
-	waitFor(t, 5*time.Second, "the second recovery to be logged", func() bool { return count("discovery reachable again") == 2 })
+	poll.True(t, 5*time.Second, "the second recovery to be logged", func() bool { return count("discovery reachable again") == 2 })
 	if n := count("discovery unreachable; retrying with backoff"); n != 2 {
 		t.Fatalf("%d outage logs for two outages", n)
 	}
@@ -259,7 +260,7 @@ func TestAgentDrainsBeforeDeregistering(t *testing.T) {
 		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
 		Interval: agentInterval, DrainTimeout: 4 * agentInterval,
 	})
-	waitFor(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -297,7 +298,7 @@ func TestAgentDrainEndsWhenTheAppDies(t *testing.T) {
 		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
 		Interval: agentInterval, DrainTimeout: time.Hour,
 	})
-	waitFor(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
 	// The app goes down with the agent, as under one SIGTERM: draining to a
 	// dead app would strand its clients, so the agent deregisters instead of
 	// waiting out the hour.
@@ -392,7 +393,7 @@ func TestAgentLogsARefusalOnceAndKeepsTrying(t *testing.T) {
 		HealthURL: app.srv.URL + "/healthz", Discovery: counting.URL,
 		Token: "wrong", Interval: agentInterval, Logger: zap.New(core),
 	})
-	waitFor(t, 20*time.Second, "several refused heartbeats", func() bool { return puts.Load() >= 3 })
+	poll.True(t, 20*time.Second, "several refused heartbeats", func() bool { return puts.Load() >= 3 })
 	refusals := logs.FilterMessage("discovery refused the request").All()
 	if len(refusals) != 1 || refusals[0].ContextMap()["status"] != int64(http.StatusUnauthorized) {
 		t.Fatalf("refusal logs: %+v", refusals)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 const testToken = "s3cret-token"
@@ -379,24 +380,12 @@ func TestAPIHealthFollowsEtcd(t *testing.T) {
 		t.Fatalf("healthz with etcd up: %d %s", r.status, r.body)
 	}
 	f.member.Stop()
-	waitFor(t, 30*time.Second, "healthz 503 with etcd down", func() bool {
+	poll.True(t, 30*time.Second, "healthz 503 with etcd down", func() bool {
 		return f.do(t, "GET", "/healthz", "", "").status == http.StatusServiceUnavailable
 	})
 	// A write with etcd down is an outage, not the caller's fault.
 	if r := f.do(t, "PUT", "/v1/servers/eu-1", "", `{"region":"eu","url":"http://a","load":0}`); r.status != http.StatusServiceUnavailable {
 		t.Fatalf("PUT with etcd down: %d %s", r.status, r.body)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

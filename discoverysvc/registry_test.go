@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 func testContext(t *testing.T) context.Context {
@@ -30,18 +31,6 @@ func currentRevision(t *testing.T, c *clientv3.Client) int64 {
 		t.Fatal(err)
 	}
 	return resp.Header.Revision
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %v: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func TestRegistryRegisterHeartbeatListDeregister(t *testing.T) {
@@ -177,7 +166,7 @@ func TestRegistryServerThatStopsHeartbeatingIsGoneWithin4s(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := time.Now()
-	eventually(t, 4*time.Second, "server with ttl 2s gone after its last heartbeat", func() bool {
+	poll.True(t, 4*time.Second, "server with ttl 2s gone after its last heartbeat", func() bool {
 		_, servers, err := reg.List(ctx, "")
 		return err == nil && len(servers) == 0
 	})

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // waitFor is the deadline of conditions that only depend on the machine
@@ -115,7 +116,7 @@ func TestWatcherSnapshotFollowsPutsDeletesAndLeaseExpiry(t *testing.T) {
 	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0.05), 0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "eu-1 least loaded of eu", func() bool {
+	poll.True(t, waitFor, "eu-1 least loaded of eu", func() bool {
 		r := w.Snapshot().Region("eu")
 		return r != nil && len(r.Active) == 2 && r.Active[0].ID == "eu-1" && r.Active[1].ID == "eu-2"
 	})
@@ -129,7 +130,7 @@ func TestWatcherSnapshotFollowsPutsDeletesAndLeaseExpiry(t *testing.T) {
 	if _, err := reg.Heartbeat(ctx, drained, 0); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "eu-2 draining", func() bool {
+	poll.True(t, waitFor, "eu-2 draining", func() bool {
 		r := w.Snapshot().Region("eu")
 		return r != nil && len(r.Active) == 1 && len(r.Draining) == 1 && r.Draining[0].ID == "eu-2"
 	})
@@ -138,14 +139,14 @@ func TestWatcherSnapshotFollowsPutsDeletesAndLeaseExpiry(t *testing.T) {
 	if _, err := reg.Deregister(ctx, "eu-2"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "eu-2 gone after deregister", func() bool { return hasIDs(w, "eu-1") })
+	poll.True(t, waitFor, "eu-2 gone after deregister", func() bool { return hasIDs(w, "eu-1") })
 
 	// Lease expiry: a server that stops heartbeating leaves the snapshot.
 	if _, err := reg.Heartbeat(ctx, testServer("us-1", "us", 0), 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "us-1 in snapshot", func() bool { return hasIDs(w, "eu-1", "us-1") })
-	eventually(t, waitFor, "us-1 gone after its lease expired", func() bool { return hasIDs(w, "eu-1") })
+	poll.True(t, waitFor, "us-1 in snapshot", func() bool { return hasIDs(w, "eu-1", "us-1") })
+	poll.True(t, waitFor, "us-1 gone after its lease expired", func() bool { return hasIDs(w, "eu-1") })
 	if w.Snapshot().Region("us") != nil {
 		t.Fatal("empty region us kept in the snapshot")
 	}
@@ -168,7 +169,7 @@ func TestWatcherHonoursForeignPutsAndIgnoresMalformedValues(t *testing.T) {
 	if _, err := c.Put(ctx, key("eu-1"), `{"id":"eu-1","region":"eu","url":"https://eu-1.example.com","load":0.3,"zone":"a"}`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "etcdctl-style value in snapshot", func() bool { return hasIDs(w, "eu-1") })
+	poll.True(t, waitFor, "etcdctl-style value in snapshot", func() bool { return hasIDs(w, "eu-1") })
 	if e := w.Snapshot().Server("eu-1"); e.Dial != "eu-1.example.com:443" || e.Load != 0.3 {
 		t.Fatalf("entry %+v", e)
 	}
@@ -191,7 +192,7 @@ func TestWatcherHonoursForeignPutsAndIgnoresMalformedValues(t *testing.T) {
 	if _, err := c.Put(ctx, key("marker"), `{"id":"marker","region":"eu","url":"http://127.0.0.1:2","load":1}`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "marker in snapshot", func() bool { return hasIDs(w, "eu-1", "marker") })
+	poll.True(t, waitFor, "marker in snapshot", func() bool { return hasIDs(w, "eu-1", "marker") })
 	if n := logs.FilterMessage("ignoring malformed registry value").Len(); n != len(bad) {
 		t.Fatalf("%d malformed values logged, want %d: %v", n, len(bad), logs.All())
 	}
@@ -200,7 +201,7 @@ func TestWatcherHonoursForeignPutsAndIgnoresMalformedValues(t *testing.T) {
 	if _, err := c.Put(ctx, key("eu-1"), `not json`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "corrupted eu-1 dropped", func() bool { return hasIDs(w, "marker") })
+	poll.True(t, waitFor, "corrupted eu-1 dropped", func() bool { return hasIDs(w, "marker") })
 
 	// Registry.List agrees with the watcher.
 	_, listed, err := NewRegistry(c, "").List(ctx, "")
@@ -235,13 +236,13 @@ func TestWatcherSurvivesEtcdRestartAndKeepsLastSnapshot(t *testing.T) {
 	if _, err := reg.Heartbeat(ctx, testServer("eu-2", "eu", 0), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "server registered after the restart reaches the snapshot", func() bool {
+	poll.True(t, waitFor, "server registered after the restart reaches the snapshot", func() bool {
 		return hasIDs(w, "eu-1", "eu-2")
 	})
 	if _, err := reg.Deregister(ctx, "eu-1"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "deregister after the restart reaches the snapshot", func() bool {
+	poll.True(t, waitFor, "deregister after the restart reaches the snapshot", func() bool {
 		return hasIDs(w, "eu-2")
 	})
 }
@@ -262,7 +263,7 @@ func TestWatcherStartedWithoutEtcdSyncsWhenItAppears(t *testing.T) {
 		ListTimeout: 200 * time.Millisecond,
 	})
 	runWatcher(t, w)
-	eventually(t, waitFor, "outage logged", func() bool {
+	poll.True(t, waitFor, "outage logged", func() bool {
 		return logs.FilterMessageSnippet("unreachable").Len() > 0
 	})
 	select {
@@ -298,7 +299,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 	w := NewWatcher(WatcherConfig{Client: newClient(t, proxy.Addr()), MaxBackoff: 200 * time.Millisecond})
 	runWatcher(t, w)
 	waitSynced(t, w)
-	eventually(t, waitFor, "initial servers", func() bool { return hasIDs(w, "a", "b", "c") })
+	poll.True(t, waitFor, "initial servers", func() bool { return hasIDs(w, "a", "b", "c") })
 	lists := w.lists.Load()
 
 	proxy.Cut()
@@ -324,7 +325,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 	}
 	proxy.Heal()
 
-	eventually(t, waitFor, "snapshot caught up after compaction", func() bool {
+	poll.True(t, waitFor, "snapshot caught up after compaction", func() bool {
 		s := w.Snapshot()
 		a := s.Server("a")
 		return hasIDs(w, "a", "c", "d") && a != nil && a.Load == 0.01 && s.Revision >= rev
@@ -336,7 +337,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 	if _, err := reg.Heartbeat(ctx, testServer("e", "us", 0.2), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "event after re-list", func() bool { return hasIDs(w, "a", "c", "d", "e") })
+	poll.True(t, waitFor, "event after re-list", func() bool { return hasIDs(w, "a", "c", "d", "e") })
 }
 
 func TestWatcherDetectsSilentOutageOnceAndConfirmsWhileIdle(t *testing.T) {
@@ -367,27 +368,27 @@ func TestWatcherDetectsSilentOutageOnceAndConfirmsWhileIdle(t *testing.T) {
 
 	// Idle registry: progress notifications still confirm the snapshot.
 	synced := w.LastUpdate()
-	eventually(t, waitFor, "LastUpdate refreshed by progress notifications", func() bool {
+	poll.True(t, waitFor, "LastUpdate refreshed by progress notifications", func() bool {
 		return w.LastUpdate().After(synced)
 	})
 
 	// The etcd client retries a cut connection silently; the watcher must
 	// notice, say so once, and keep its snapshot through the retries.
 	proxy.Cut()
-	eventually(t, waitFor, "outage logged and retried", func() bool {
+	poll.True(t, waitFor, "outage logged and retried", func() bool {
 		return logs.FilterMessageSnippet("unreachable").Len() > 0 && w.failures.Load() >= 3
 	})
 	if !hasIDs(w, "eu-1") {
 		t.Fatalf("snapshot lost during the outage: %v", snapshotIDs(w))
 	}
 	proxy.Heal()
-	eventually(t, waitFor, "back after the outage", func() bool {
+	poll.True(t, waitFor, "back after the outage", func() bool {
 		return logs.FilterMessage("registry reachable again").Len() == 1
 	})
 	if _, err := reg.Heartbeat(ctx, testServer("eu-2", "eu", 0), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "event after the outage", func() bool { return hasIDs(w, "eu-1", "eu-2") })
+	poll.True(t, waitFor, "event after the outage", func() bool { return hasIDs(w, "eu-1", "eu-2") })
 	if n := logs.FilterMessageSnippet("unreachable").Len(); n != 1 {
 		t.Fatalf("outage logged %d times, want once", n)
 	}
@@ -450,7 +451,7 @@ func TestWatcherConcurrentReadersDuringUpdates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitFor, "snapshot matches the registry", func() bool {
+	poll.True(t, waitFor, "snapshot matches the registry", func() bool {
 		got := w.Snapshot().Servers()
 		if len(got) != len(want) {
 			return false

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // syncBuffer collects a command's stderr while the command still writes.
@@ -59,17 +60,6 @@ func command(t *testing.T, args ...string) (stop func() int, stderr *syncBuffer)
 	}
 	t.Cleanup(func() { stop() })
 	return stop, stderr
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func httpStatus(method, url, token, body string) int {
@@ -120,7 +110,7 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 	t.Setenv(envToken, "from-env")
 	stopServe, serveLog := command(t, "serve", "--listen", listen, "--etcd-listen", etcdListen,
 		"--etcd-peer-listen", peer, "--data-dir", t.TempDir()+"/etcd")
-	waitFor(t, 60*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
+	poll.True(t, 60*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
 
 	// The token comes from the environment.
 	body := `{"region":"eu-west","url":"http://127.0.0.1:9001","load":0.25}`
@@ -144,7 +134,7 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 	defer app.Close()
 	stopAgent, agentLog := command(t, "agent", "--id", "us-1", "--region", "us-east", "--url", app.URL,
 		"--health-url", app.URL+"/healthz", "--discovery", base, "--token", "from-env", "--interval", "200ms", "--ttl", "5")
-	waitFor(t, 20*time.Second, "the agent's registration", func() bool {
+	poll.True(t, 20*time.Second, "the agent's registration", func() bool {
 		return strings.Contains(getPrefix(t, c, "/sessionpin/servers/")["/sessionpin/servers/us-1"], `"load":0.5`)
 	})
 	if code := stopAgent(); code != 0 {
@@ -170,7 +160,7 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 	}
 	// Shutdown closed the API and the embedded etcd.
 	for _, addr := range []string{listen, etcdListen} {
-		waitFor(t, 10*time.Second, addr+" to be released", func() bool {
+		poll.True(t, 10*time.Second, addr+" to be released", func() bool {
 			l, err := net.Listen("tcp", addr)
 			if err == nil {
 				l.Close()
@@ -186,7 +176,7 @@ func TestServeWithExistingEtcd(t *testing.T) {
 	base := "http://" + listen
 	t.Setenv(envToken, "")
 	stop, log := command(t, "serve", "--listen", listen, "--etcd", m.Client, "--prefix", "/custom")
-	waitFor(t, 30*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
+	poll.True(t, 30*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
 	if got := httpStatus("PUT", base+"/v1/servers/eu-1", "", `{"region":"eu","url":"http://a","load":0}`); got != 200 {
 		t.Fatalf("PUT: %d", got)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // TestMain lets a test run this binary as the real command: with
@@ -75,14 +76,14 @@ func TestSIGTERMShutsDownGracefully(t *testing.T) {
 	base := "http://" + listen
 	serve, serveLog := startProcess(t, "serve", "--listen", listen, "--etcd-listen", etcdListen,
 		"--etcd-peer-listen", peer, "--data-dir", t.TempDir(), "--token", "tok")
-	waitFor(t, 60*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
+	poll.True(t, 60*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
 
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer app.Close()
 	agent, agentLog := startProcess(t, "agent", "--id", "eu-1", "--region", "eu", "--url", app.URL,
 		"--health-url", app.URL, "--discovery", base, "--token", "tok", "--interval", "200ms")
 	c := etcdClient(t, etcdListen)
-	waitFor(t, 20*time.Second, "the agent's registration", func() bool {
+	poll.True(t, 20*time.Second, "the agent's registration", func() bool {
 		return len(getPrefix(t, c, "/sessionpin/servers/")) == 1
 	})
 	if code := terminate(t, agent, agentLog); code != 0 {

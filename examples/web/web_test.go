@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/sessionpin/sessionpin/examples/internal/demostack"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -85,7 +86,7 @@ func TestDemoPage(t *testing.T) {
 	// The edge picks at random among servers within hysteresis of the least
 	// loaded, so one answer naming the other server proves nothing; twenty
 	// in a row do.
-	demostack.Eventually(t, 30*time.Second, "the edge to see the load", func() error {
+	poll.Until(t, 30*time.Second, "the edge to see the load", func() error {
 		for range 20 {
 			if err := closestIsNot(st.EdgeA, first); err != nil {
 				return err
@@ -107,7 +108,7 @@ func TestDemoPage(t *testing.T) {
 	t.Cleanup(func() { st.Backends[second].App.SetDown(false) })
 	st.WaitRegistered(t, second, false)
 	pin := p.eval(`window.sessionpin.pin`)
-	demostack.Eventually(t, 30*time.Second, "the edge to refuse the pin", func() error {
+	poll.Until(t, 30*time.Second, "the edge to refuse the pin", func() error {
 		return pinnedUnavailable(st.EdgeA, pin)
 	})
 	p.do(chromedp.Evaluate[chromedp.Void](`document.getElementById("message").textContent = ""`))

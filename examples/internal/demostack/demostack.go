@@ -28,6 +28,7 @@ import (
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/examples/backend/app"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // Options tune the stack.
@@ -226,7 +227,7 @@ func (st *Stack) loadCaddy(t *testing.T, etcdAddr string) error {
 // registered.
 func (st *Stack) waitReady(t *testing.T) {
 	t.Helper()
-	Eventually(t, 60*time.Second, "the demo stack to come up", func() error {
+	poll.Until(t, 60*time.Second, "the demo stack to come up", func() error {
 		// All four registered, and the edges (which share one registry
 		// watch) place clients in their own regions: the watch has caught up.
 		n, err := st.Registered()
@@ -283,7 +284,7 @@ func (st *Stack) RegisteredIDs() ([]string, error) {
 // WaitRegistered polls until server id is (or is not) in the registry.
 func (st *Stack) WaitRegistered(t *testing.T, id string, want bool) {
 	t.Helper()
-	Eventually(t, 30*time.Second, fmt.Sprintf("%s registered=%v", id, want), func() error {
+	poll.Until(t, 30*time.Second, fmt.Sprintf("%s registered=%v", id, want), func() error {
 		ids, err := st.RegisteredIDs()
 		if err != nil {
 			return err
@@ -299,7 +300,7 @@ func (st *Stack) WaitRegistered(t *testing.T, id string, want bool) {
 // WaitLoad polls until the registry holds load for server id.
 func (st *Stack) WaitLoad(t *testing.T, id string, load float64) {
 	t.Helper()
-	Eventually(t, 30*time.Second, fmt.Sprintf("%s to report load %v", id, load), func() error {
+	poll.Until(t, 30*time.Second, fmt.Sprintf("%s to report load %v", id, load), func() error {
 		servers, err := st.Servers()
 		if err != nil {
 			return err
@@ -311,22 +312,6 @@ func (st *Stack) WaitLoad(t *testing.T, id string, load float64) {
 		}
 		return fmt.Errorf("registry: %+v", servers)
 	})
-}
-
-// Eventually polls cond until it returns nil or the deadline passes.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func closestInRegion(edge, region string) error {
