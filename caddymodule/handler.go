@@ -103,6 +103,8 @@ type Handler struct {
 	// Header is the request header carrying the pin; it wins over the
 	// cookie. With "Authorization" the pin is the Bearer token. New pins
 	// are returned in this header (X-Session-Pin when it is Authorization).
+	// The pin header is the edge's own and is not passed on to the app;
+	// Authorization is the app's and is passed on as it came.
 	// Default: "X-Session-Pin".
 	Header string `json:"header,omitempty"`
 
@@ -360,6 +362,12 @@ func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *dis
 // With issue set, a response below 500 carries a new pin for t.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, reason string, moved, issue bool) error {
 	caddyhttp.SetVar(r.Context(), targetVar, t)
+	if !h.bearer {
+		// The pin is addressed to the edge: the app neither needs nor
+		// should log it, and carrying it upstream cost about 2% of the
+		// edge's CPU per request (issue 5).
+		delete(r.Header, h.Header)
+	}
 	pw := &pinWriter{
 		ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
 		h:                     h,

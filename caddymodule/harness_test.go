@@ -196,10 +196,11 @@ func (e *edge) try(req request) (response, error) {
 // backend is a real HTTP server that knows nothing of pins: it answers with
 // its id and echoes the request body, or the status asked for in ?status=.
 type backend struct {
-	id       string
-	srv      *httptest.Server
-	hits     atomic.Int64
-	lastBody atomic.Value // string
+	id         string
+	srv        *httptest.Server
+	hits       atomic.Int64
+	lastBody   atomic.Value // string
+	lastHeader atomic.Value // http.Header
 }
 
 func newBackend(t *testing.T, id string) *backend {
@@ -209,6 +210,7 @@ func newBackend(t *testing.T, id string) *backend {
 		b.hits.Add(1)
 		body, _ := io.ReadAll(r.Body)
 		b.lastBody.Store(string(body))
+		b.lastHeader.Store(r.Header.Clone())
 		w.Header().Set("X-Backend", id)
 		status := http.StatusOK
 		if s := r.URL.Query().Get("status"); s != "" {
@@ -224,6 +226,12 @@ func newBackend(t *testing.T, id string) *backend {
 func (b *backend) body() string {
 	s, _ := b.lastBody.Load().(string)
 	return s
+}
+
+// header is the header of the last request the backend received.
+func (b *backend) header() http.Header {
+	h, _ := b.lastHeader.Load().(http.Header)
+	return h
 }
 
 // registry writes server records straight into etcd, as any etcd client

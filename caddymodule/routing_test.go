@@ -62,9 +62,12 @@ func TestRouting(t *testing.T) {
 			return nil
 		})
 		for range 3 {
-			r := f.do(request{pin: placed})
+			r := f.do(request{pin: placed, headers: map[string]string{"X-App": "kept"}})
 			if r.server() != "eu-2" || r.status != http.StatusOK {
 				t.Fatalf("pinned request went to %q (%d), want eu-2", r.server(), r.status)
+			}
+			if got := eu2.header(); got.Get("X-Session-Pin") != "" || got.Get("X-App") != "kept" {
+				t.Fatalf("the app got X-Session-Pin %q and X-App %q; want the pin kept from it, other headers passed", got.Get("X-Session-Pin"), got.Get("X-App"))
 			}
 			if r.pinOut() != "" || r.header.Get("Set-Cookie") != "" {
 				t.Fatalf("pinned request got a new pin: %v", r.header)

@@ -160,7 +160,8 @@ func TestAuthorizationBearer(t *testing.T) {
 	const idpSecret = "identity-provider-secret-0123456789abcdef"
 	f := newFixture(t, "header Authorization\n\t\tverify_key hs256 "+idpSecret+"\n\t\tissuer https://idp.example\n\t\tclaim backend")
 	f.reg.put("eu-2", "eu-west", newBackend(t, "eu-2").srv.URL, 0.2, false)
-	f.reg.put("us-1", "us-east", newBackend(t, "us-1").srv.URL, 0.1, false)
+	us1 := newBackend(t, "us-1")
+	f.reg.put("us-1", "us-east", us1.srv.URL, 0.1, false)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
 		"iss": "https://idp.example", "sub": "alice", "backend": "us-1", "exp": time.Now().Add(time.Hour).Unix(),
 	}).SignedString([]byte(idpSecret))
@@ -177,6 +178,9 @@ func TestAuthorizationBearer(t *testing.T) {
 		}
 		return nil
 	})
+	if got := us1.header().Get("Authorization"); got != "Bearer "+tok {
+		t.Errorf("the app got Authorization %q, want the bearer token passed on as it came", got)
+	}
 	// Without the bearer token, placement pins through X-Session-Pin.
 	r := f.do(request{headers: map[string]string{"Authorization": "Basic Zm9vOmJhcg=="}})
 	if r.server() != "eu-2" || r.pinOut() == "" {
