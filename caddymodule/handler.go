@@ -361,7 +361,6 @@ func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *dis
 // proxy hands t to the upstream source and runs the rest of the route.
 // With issue set, a response below 500 carries a new pin for t.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, reason string, moved, issue bool) error {
-	caddyhttp.SetVar(r.Context(), targetVar, t)
 	if !h.bearer {
 		// The pin is addressed to the edge: the app neither needs nor
 		// should log it, and carrying it upstream cost about 2% of the
@@ -377,6 +376,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		moved:                 moved,
 		secure:                r.TLS != nil,
 	}
+	caddyhttp.SetVar(r.Context(), targetVar, pw)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		// One provider instead of five Set calls: each Set takes the
 		// replacer's lock and grows its map, a third of the pinned path.

@@ -23,6 +23,9 @@ type pinWriter struct {
 	wroteHeader bool
 	// server backs the X-Session-Server value, saving an allocation.
 	server [1]string
+	// upstreams is what the session_pin upstream source hands
+	// reverse_proxy for this request.
+	upstreams upstreamList
 }
 
 // placeholder resolves {http.session_pin.*} for the rest of the route.

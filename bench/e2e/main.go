@@ -71,7 +71,7 @@ func main() {
 	flag.IntVar(&o.backendProcs, "backend-procs", max(cpus/2, 1), "GOMAXPROCS of the backend process")
 	flag.StringVar(&o.caddyBin, "caddy", "", "Caddy binary to test (default: build ./cmd/caddy into a temporary directory)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose end-to-end section is (re)written; empty to only print")
-	flag.StringVar(&o.only, "only", "", "comma-separated configuration keys to run (plain,plainhdr,cookie,hs256,eddsa,place, and hs256strip: pinned HS256 with header_up -X-Session-Pin); plain always runs; default all but hs256strip")
+	flag.StringVar(&o.only, "only", "", "comma-separated configuration keys to run (plain,plainhdr,cookie,hs256,eddsa,place); plain always runs; default all")
 	flag.DurationVar(&o.slice, "slice", time.Second, "within a round, configurations take turns in slices this long until each has had -duration; 0 runs each for -duration at a stretch")
 	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of each Caddy during the first round (from its admin /debug/pprof); turns -slice off")
 	flag.Parse()
@@ -354,8 +354,8 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 		}
 	}
 	global := fmt.Sprintf("\tsession_pin {\n\t\tetcd %s\n\t\tprefix %s\n\t}\n", etcdEndpoint, registryPrefix)
-	edge := func(key, proxyExtra string) string {
-		return fmt.Sprintf("\tsession_pin {\n\t\tregion %s\n\t\tkey %s\n\t}\n\treverse_proxy {\n\t\tdynamic session_pin\n%s\t}\n", edgeRegion, key, proxyExtra)
+	edge := func(key string) string {
+		return fmt.Sprintf("\tsession_pin {\n\t\tregion %s\n\t\tkey %s\n\t}\n\treverse_proxy {\n\t\tdynamic session_pin\n\t}\n", edgeRegion, key)
 	}
 	type spec struct{ name, global, handler string }
 	specs := []spec{
@@ -363,15 +363,10 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 		{"cookie", "", "\treverse_proxy " + strings.Join(backs, " ") + " {\n\t\tlb_policy cookie\n\t}\n"},
 	}
 	if want["hs256"] || want["place"] {
-		specs = append(specs, spec{"hs256", global, edge("hs256 "+benchSecret, "")})
+		specs = append(specs, spec{"hs256", global, edge("hs256 " + benchSecret)})
 	}
 	if want["eddsa"] {
-		specs = append(specs, spec{"eddsa", global, edge("ed25519 "+keyPath, "")})
-	}
-	if want["hs256strip"] {
-		// Not in the default set: the experiment behind the suggestion
-		// that the edge stop forwarding the pin to backends.
-		specs = append(specs, spec{"hs256strip", global, edge("hs256 "+benchSecret, "\t\theader_up -X-Session-Pin\n")})
+		specs = append(specs, spec{"eddsa", global, edge("ed25519 " + keyPath)})
 	}
 	procs := map[string]*caddyProc{}
 	stopAll := func() {
@@ -420,7 +415,6 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 	add("cookie", "lb_policy cookie, 4 upstreams", "cookie", lbCookie)
 	add("hs256", "session_pin pinned, HS256", "hs256", pinHeader)
 	add("eddsa", "session_pin pinned, EdDSA", "eddsa", pinHeader)
-	add("hs256strip", "session_pin pinned, HS256, pin not forwarded", "hs256strip", pinHeader)
 	add("place", "session_pin placement (no pin), HS256", "hs256", func(*caddyProc) func(int) ([]string, error) { return none })
 	return configs, nil
 }
