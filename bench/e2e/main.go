@@ -14,7 +14,7 @@
 // Caddy CPU per request and the ratios to plain reverse_proxy, and writes
 // them with the machine and the exact commands into BENCHMARKS.md.
 //
-//	go run ./bench/e2e [-rounds 3] [-duration 10s] [-slice 1s] [-conns 32] [-only keys] [-profile dir] [-out BENCHMARKS.md]
+//	go run ./bench/e2e [-rounds 5] [-duration 10s] [-slice 1s] [-conns 32] [-only keys] [-profile dir] [-out BENCHMARKS.md]
 package main
 
 import (
@@ -62,7 +62,7 @@ func main() {
 	}
 	cpus := runtime.NumCPU()
 	var o options
-	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds; every configuration runs once per round")
+	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds; every configuration runs once per round")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured load per configuration per round")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load per configuration before the first round")
 	flag.IntVar(&o.conns, "conns", 32, "concurrent keep-alive connections of the load generator")
