@@ -53,6 +53,8 @@ type Registry struct {
 	// of the cluster, not of any server, and losing it costs one extra write.
 	mu      sync.Mutex
 	granted map[int64]int64
+
+	renewer leaseRenewer
 }
 
 // HeartbeatResult tells what a heartbeat did.
@@ -75,6 +77,7 @@ func NewRegistry(c *clientv3.Client, prefix string) *Registry {
 		prefix:        prefix,
 		serversPrefix: ServersPrefix(prefix),
 		granted:       map[int64]int64{},
+		renewer:       leaseRenewer{client: c},
 	}
 }
 
@@ -139,13 +142,13 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64) (r
 	kv := get.Kvs[0]
 	lease := clientv3.LeaseID(kv.Lease)
 	if lease != clientv3.NoLease {
-		ka, err := r.client.KeepAliveOnce(ctx, lease)
+		ttl, err := r.renewer.renew(ctx, lease)
 		switch {
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			lease = clientv3.NoLease // expired under us; the key goes with it
 		case err != nil:
 			return res, false, fmt.Errorf("renew lease: %w", err)
-		case ka.TTL != r.grantedTTL(secs):
+		case ttl != r.grantedTTL(secs):
 			return r.replaceLease(ctx, key, srv, secs, kv.ModRevision, lease)
 		}
 	}

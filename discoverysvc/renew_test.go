@@ -1,0 +1,168 @@
+package discoverysvc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
+)
+
+// grantLeases grants n leases of ttl seconds.
+func grantLeases(t *testing.T, c *clientv3.Client, n int, ttl int64) []clientv3.LeaseID {
+	t.Helper()
+	ids := make([]clientv3.LeaseID, n)
+	for i := range ids {
+		g, err := c.Grant(testContext(t), ttl)
+		if err != nil {
+			t.Fatalf("grant: %v", err)
+		}
+		ids[i] = g.ID
+	}
+	return ids
+}
+
+// remainingTTL is the lease's remaining TTL as etcd reports it.
+func remainingTTL(t *testing.T, c *clientv3.Client, id clientv3.LeaseID) int64 {
+	t.Helper()
+	resp, err := c.TimeToLive(testContext(t), id)
+	if err != nil {
+		t.Fatalf("time to live: %v", err)
+	}
+	return resp.TTL
+}
+
+// Concurrent renewals of many leases, several per lease, all share one
+// stream and each gets its own lease's answer; a revoked lease among them
+// answers ErrLeaseNotFound without disturbing the others.
+func TestLeaseRenewerConcurrentRenewalsShareOneStream(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	short := grantLeases(t, c, 20, 5)
+	long := grantLeases(t, c, 20, 60)
+	gone := grantLeases(t, c, 1, 60)[0]
+	if _, err := c.Revoke(testContext(t), gone); err != nil {
+		t.Fatal(err)
+	}
+
+	l := &leaseRenewer{client: c}
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for range 3 {
+		for i := range short {
+			wg.Add(3)
+			go func() {
+				defer wg.Done()
+				if ttl, err := l.renew(testContext(t), short[i]); err != nil || ttl != 5 {
+					errs <- errors.Join(errors.New("short lease"), err, errTTL(ttl, 5))
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				if ttl, err := l.renew(testContext(t), long[i]); err != nil || ttl != 60 {
+					errs <- errors.Join(errors.New("long lease"), err, errTTL(ttl, 60))
+				}
+			}()
+			go func() {
+				defer wg.Done()
+				if _, err := l.renew(testContext(t), gone); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+					errs <- errors.Join(errors.New("revoked lease: want ErrLeaseNotFound"), err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	first := l.cur
+	if _, err := l.renew(testContext(t), short[0]); err != nil {
+		t.Fatal(err)
+	}
+	if l.cur != first || !first.alive() {
+		t.Error("the renewer opened a new stream although the first one was healthy")
+	}
+	// The renewal really extends the lease.
+	if got := remainingTTL(t, c, long[0]); got < 55 {
+		t.Errorf("renewed 60 s lease has %d s left", got)
+	}
+}
+
+func errTTL(got, want int64) error {
+	if got == want {
+		return nil
+	}
+	return fmt.Errorf("ttl %d, want %d", got, want)
+}
+
+// A caller that gives up (Canceled) leaves the shared stream to the others.
+func TestLeaseRenewerCancelledCallerKeepsStream(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	id := grantLeases(t, c, 1, 30)[0]
+	l := &leaseRenewer{client: c}
+	if _, err := l.renew(testContext(t), id); err != nil {
+		t.Fatal(err)
+	}
+	s := l.cur
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.renew(ctx, id); !errors.Is(err, context.Canceled) {
+		t.Fatalf("renew with a cancelled context: %v, want context.Canceled", err)
+	}
+	if ttl, err := l.renew(testContext(t), id); err != nil || ttl != 30 {
+		t.Fatalf("renew after a cancelled caller: ttl %d err %v", ttl, err)
+	}
+	if l.cur != s || !s.alive() {
+		t.Error("a cancelled caller closed the shared stream")
+	}
+}
+
+// With etcd down a renewal fails at its deadline; once etcd is back, the
+// renewer opens a new stream and renews again.
+func TestLeaseRenewerSurvivesEtcdRestart(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	id := grantLeases(t, c, 1, 60)[0]
+	l := &leaseRenewer{client: c}
+	if _, err := l.renew(testContext(t), id); err != nil {
+		t.Fatal(err)
+	}
+	broken := l.cur
+
+	m.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	_, err := l.renew(ctx, id)
+	cancel()
+	if err == nil {
+		t.Fatal("renewal succeeded with etcd stopped")
+	}
+	if broken.alive() {
+		t.Error("the stream to a stopped etcd still counts as alive")
+	}
+
+	m.Restart()
+	poll.Until(t, 30*time.Second, "renewal after etcd restart", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		ttl, err := l.renew(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ttl != 60 {
+			return errTTL(ttl, 60)
+		}
+		return nil
+	})
+	if l.cur == broken {
+		t.Error("the renewer kept the broken stream")
+	}
+}
