@@ -14,21 +14,42 @@ import (
 	"google.golang.org/grpc"
 )
 
-// leaseRenewer renews leases, one renewal per call, over a LeaseKeepAlive
-// stream that the whole process shares and keeps open. clientv3's
+// leaseRenewer renews leases, one renewal per call, over LeaseKeepAlive
+// streams that the whole process shares and keeps open. clientv3's
 // KeepAliveOnce opens and closes a gRPC stream per call, which cost 85 µs
 // of CPU per renewal against 20–28 µs on a kept stream (go run
 // ./bench/etcdops). clientv3's KeepAlive keeps a stream too, but it renews
 // on its own schedule until cancelled, which would keep a dead server's
 // lease alive; here a lease is renewed only when its server heartbeats.
 //
-// The renewer holds no lease state, only the stream, so any replica of the
+// The renewer holds no lease state, only the streams, so any replica of the
 // discovery service still renews any server's lease.
+//
+// etcd answers a stream's requests one after another, and a follower
+// forwards each renewal to the leader before reading the next, so one
+// stream would cap renewals at one per peer round trip. Leases are spread
+// over renewStreams streams by id; one lease always uses the same stream,
+// which keeps its answers in request order.
 type leaseRenewer struct {
 	client *clientv3.Client
+	slots  [renewStreams]renewSlot
+}
 
+// renewStreams is how many keep-alive streams a renewer keeps open; it
+// must match renewSlotOf.
+const renewStreams = 8
+
+// renewSlotOf spreads lease ids over the slots. etcd's ids are sequential
+// with gaps (a grant uses two request ids), so the id modulo the slot count
+// would leave slots unused; Fibonacci hashing mixes the low bits in.
+func renewSlotOf(id clientv3.LeaseID) int {
+	return int(uint64(id) * 0x9E3779B97F4A7C15 >> 61) // top 3 bits: 0..7
+}
+
+// renewSlot holds one of the renewer's streams.
+type renewSlot struct {
 	mu  sync.Mutex
-	cur *renewStream // nil until the first renewal; replaced once it fails
+	cur *renewStream // nil until first used; replaced once it fails
 }
 
 // errRenewStreamStuck closes a stream on which a renewal timed out with
@@ -39,8 +60,9 @@ var errRenewStreamStuck = errors.New("lease keep-alive stream answered nothing b
 // rpctypes.ErrLeaseNotFound when the lease is gone. Like KeepAliveOnce, it
 // retries on a new stream until ctx ends when a stream breaks.
 func (l *leaseRenewer) renew(ctx context.Context, id clientv3.LeaseID) (int64, error) {
+	slot := &l.slots[renewSlotOf(id)]
 	for attempt := 0; ; attempt++ {
-		s, err := l.stream(ctx)
+		s, err := slot.stream(ctx, l.client)
 		if err != nil {
 			return 0, err
 		}
@@ -57,28 +79,28 @@ func (l *leaseRenewer) renew(ctx context.Context, id clientv3.LeaseID) (int64, e
 	}
 }
 
-// stream returns the live shared stream, opening one when there is none.
-func (l *leaseRenewer) stream(ctx context.Context) (*renewStream, error) {
-	l.mu.Lock()
-	s := l.cur
-	l.mu.Unlock()
+// stream returns the slot's live stream, opening one when there is none.
+func (sl *renewSlot) stream(ctx context.Context, client *clientv3.Client) (*renewStream, error) {
+	sl.mu.Lock()
+	s := sl.cur
+	sl.mu.Unlock()
 	if s != nil && s.alive() {
 		return s, nil
 	}
 	// Opened without holding mu, so that a caller waiting for etcd gives up
 	// at its own deadline, not at another caller's.
-	s, err := openRenewStream(ctx, l.client)
+	s, err := openRenewStream(ctx, client)
 	if err != nil {
 		return nil, err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cur != nil && l.cur != s && l.cur.alive() {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.cur != nil && sl.cur.alive() {
 		// Another caller opened one meanwhile: use it, close ours.
 		s.fail(errors.New("superseded"))
-		return l.cur, nil
+		return sl.cur, nil
 	}
-	l.cur = s
+	sl.cur = s
 	return s, nil
 }
 

@@ -39,14 +39,24 @@ func remainingTTL(t *testing.T, c *clientv3.Client, id clientv3.LeaseID) int64 {
 	return resp.TTL
 }
 
-// Concurrent renewals of many leases, several per lease, all share one
-// stream and each gets its own lease's answer; a revoked lease among them
+// Concurrent renewals of many leases, several per lease, share the
+// renewer's few streams and each gets its own lease's answer; a revoked lease among them
 // answers ErrLeaseNotFound without disturbing the others.
-func TestLeaseRenewerConcurrentRenewalsShareOneStream(t *testing.T) {
+func TestLeaseRenewerConcurrentRenewalsShareStreams(t *testing.T) {
 	m := etcdtest.Start(t)
 	c := etcdtest.NewClient(t, m)
 	short := grantLeases(t, c, 20, 5)
 	long := grantLeases(t, c, 20, 60)
+	// Enough long leases that every stream of the renewer is used.
+	for covered := 0; covered != 1<<renewStreams-1; {
+		covered = 0
+		for _, id := range append(short, long...) {
+			covered |= 1 << renewSlotOf(id)
+		}
+		if covered != 1<<renewStreams-1 {
+			long = append(long, grantLeases(t, c, 1, 60)...)
+		}
+	}
 	gone := grantLeases(t, c, 1, 60)[0]
 	if _, err := c.Revoke(testContext(t), gone); err != nil {
 		t.Fatal(err)
@@ -83,12 +93,19 @@ func TestLeaseRenewerConcurrentRenewalsShareOneStream(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	first := l.cur
-	if _, err := l.renew(testContext(t), short[0]); err != nil {
-		t.Fatal(err)
+	var first [renewStreams]*renewStream
+	for i := range l.slots {
+		first[i] = l.slots[i].cur
 	}
-	if l.cur != first || !first.alive() {
-		t.Error("the renewer opened a new stream although the first one was healthy")
+	for _, id := range append(short, long...) {
+		if _, err := l.renew(testContext(t), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range l.slots {
+		if s := l.slots[i].cur; s != first[i] || s == nil || !s.alive() {
+			t.Errorf("stream %d was replaced although it was healthy, or never opened", i)
+		}
 	}
 	// The renewal really extends the lease.
 	if got := remainingTTL(t, c, long[0]); got < 55 {
@@ -112,7 +129,8 @@ func TestLeaseRenewerCancelledCallerKeepsStream(t *testing.T) {
 	if _, err := l.renew(testContext(t), id); err != nil {
 		t.Fatal(err)
 	}
-	s := l.cur
+	slot := &l.slots[renewSlotOf(id)]
+	s := slot.cur
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := l.renew(ctx, id); !errors.Is(err, context.Canceled) {
@@ -121,7 +139,7 @@ func TestLeaseRenewerCancelledCallerKeepsStream(t *testing.T) {
 	if ttl, err := l.renew(testContext(t), id); err != nil || ttl != 30 {
 		t.Fatalf("renew after a cancelled caller: ttl %d err %v", ttl, err)
 	}
-	if l.cur != s || !s.alive() {
+	if slot.cur != s || !s.alive() {
 		t.Error("a cancelled caller closed the shared stream")
 	}
 }
@@ -136,7 +154,8 @@ func TestLeaseRenewerSurvivesEtcdRestart(t *testing.T) {
 	if _, err := l.renew(testContext(t), id); err != nil {
 		t.Fatal(err)
 	}
-	broken := l.cur
+	slot := &l.slots[renewSlotOf(id)]
+	broken := slot.cur
 
 	m.Stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -162,7 +181,7 @@ func TestLeaseRenewerSurvivesEtcdRestart(t *testing.T) {
 		}
 		return nil
 	})
-	if l.cur == broken {
+	if slot.cur == broken {
 		t.Error("the renewer kept the broken stream")
 	}
 }

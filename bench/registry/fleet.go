@@ -27,6 +27,12 @@ type fleet struct {
 	// heartbeat reports it with jitter below LoadEpsilon, so it changes
 	// nothing; a deliberate change moves it by much more.
 	load []atomic.Uint64
+	// beat is held across each heartbeat of a server and across a timed
+	// change of it: a heartbeat still carrying the old load must not land
+	// just after the change and write the old load back before the edge
+	// has seen the new one (the edge would then wait for a load that a
+	// jittered heartbeat never reports exactly).
+	beat []sync.Mutex
 
 	heartbeats, failures atomic.Int64
 	lateMax              atomic.Int64 // worst lag behind schedule, ns
@@ -39,7 +45,7 @@ const regions = 10
 
 func newFleet(api string, n, conns int, ttl time.Duration) *fleet {
 	f := &fleet{
-		api: api, n: n, load: make([]atomic.Uint64, n), ttl: strconv.FormatInt(int64(ttl/time.Second), 10),
+		api: api, n: n, load: make([]atomic.Uint64, n), beat: make([]sync.Mutex, n), ttl: strconv.FormatInt(int64(ttl/time.Second), 10),
 		client: &http.Client{
 			Timeout:   30 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns},
@@ -97,7 +103,10 @@ func (f *fleet) heartbeat(ctx context.Context, interval time.Duration, conns int
 		wg.Go(func() {
 			for i := range due {
 				jitter := (rand.Float64()*2 - 1) * 0.009
-				if err := f.put(ctx, i, max(f.baseLoad(i)+jitter, 0)); err != nil {
+				f.beat[i].Lock()
+				err := f.put(ctx, i, max(f.baseLoad(i)+jitter, 0))
+				f.beat[i].Unlock()
+				if err != nil {
 					if ctx.Err() != nil {
 						return
 					}

@@ -346,12 +346,15 @@ func timeChanges(ctx context.Context, f *fleet, edge *edgeProc, n, series int, w
 		if err != nil {
 			return ct, err
 		}
+		f.beat[i].Lock()
 		f.load[i].Store(math.Float64bits(load))
 		t0 := time.Now()
-		if err := write(i, load); err != nil {
+		err = write(i, load)
+		t1 := time.Now()
+		f.beat[i].Unlock()
+		if err != nil {
 			return ct, err
 		}
-		t1 := time.Now()
 		ct.write = append(ct.write, t1.Sub(t0))
 		select {
 		case ns := <-seen:
