@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +13,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // leaseRenewer renews leases, one renewal per call, over LeaseKeepAlive
@@ -33,6 +36,7 @@ import (
 type leaseRenewer struct {
 	client *clientv3.Client
 	slots  [renewStreams]renewSlot
+	opened atomic.Int64 // streams opened, for tests
 }
 
 // renewStreams is how many keep-alive streams a renewer keeps open; it
@@ -46,11 +50,10 @@ func renewSlotOf(id clientv3.LeaseID) int {
 	return int(uint64(id) * 0x9E3779B97F4A7C15 >> 61) // top 3 bits: 0..7
 }
 
-// renewSlot holds one of the renewer's streams.
-type renewSlot struct {
-	mu  sync.Mutex
-	cur *renewStream // nil until first used; replaced once it fails
-}
+// stuckAfter is how long a renewal must have waited, with nothing at all
+// received on its stream meanwhile, before its deadline closes the stream:
+// a caller that arrives with almost no time left says nothing about it.
+const stuckAfter = time.Second
 
 // errRenewStreamStuck closes a stream on which a renewal timed out with
 // nothing at all coming back: a half-dead connection is not reused.
@@ -58,50 +61,94 @@ var errRenewStreamStuck = errors.New("lease keep-alive stream answered nothing b
 
 // renew renews lease id once and returns the TTL etcd granted, or
 // rpctypes.ErrLeaseNotFound when the lease is gone. Like KeepAliveOnce, it
-// retries on a new stream until ctx ends when a stream breaks.
+// retries on a new stream until ctx ends when a stream breaks, and returns
+// any other error at once.
 func (l *leaseRenewer) renew(ctx context.Context, id clientv3.LeaseID) (int64, error) {
 	slot := &l.slots[renewSlotOf(id)]
 	for attempt := 0; ; attempt++ {
-		s, err := slot.stream(ctx, l.client)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		s, err := slot.stream(ctx, l)
 		if err != nil {
 			return 0, err
 		}
 		ttl, err := s.renew(ctx, id)
-		if err == nil || errors.Is(err, rpctypes.ErrLeaseNotFound) || ctx.Err() != nil {
-			return ttl, err
+		if err == nil || ctx.Err() != nil || !retryable(err) {
+			return ttl, rpctypes.Error(err)
 		}
-		// The stream broke (etcd restarted, lost its leader): a short
-		// pause, so that a member refusing every stream is not hammered,
-		// then a new stream.
+		// The stream broke (etcd restarted, lost its leader, expired our
+		// auth token): a short pause, so that a member refusing every
+		// stream is not hammered, then a new stream.
 		if !sleep(ctx, jitter(time.Duration(min(attempt+1, 10))*20*time.Millisecond)) {
 			return 0, fmt.Errorf("%w (last stream error: %w)", ctx.Err(), err)
 		}
 	}
 }
 
+// retryable reports whether a renewal that failed with err may succeed on
+// a new stream. As in clientv3, Unavailable and Internal are transient;
+// Unauthenticated and an old auth revision are too, because a new stream
+// authenticates afresh. Anything else (PermissionDenied, a lease not
+// found, the caller's own deadline) is the answer.
+func retryable(err error) bool {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, rpctypes.ErrLeaseNotFound):
+		return false
+	case errors.Is(err, errRenewStreamStuck), errors.Is(err, io.EOF),
+		errors.Is(rpctypes.Error(err), rpctypes.ErrAuthOldRevision):
+		return true
+	}
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Internal, codes.Unauthenticated:
+		return true
+	}
+	return false
+}
+
+// renewSlot holds one of the renewer's streams.
+type renewSlot struct {
+	mu      sync.Mutex
+	cur     *renewStream  // nil until first used; replaced once it fails
+	opening chan struct{} // closed when the open under way ends; nil if none
+}
+
 // stream returns the slot's live stream, opening one when there is none.
-func (sl *renewSlot) stream(ctx context.Context, client *clientv3.Client) (*renewStream, error) {
-	sl.mu.Lock()
-	s := sl.cur
-	sl.mu.Unlock()
-	if s != nil && s.alive() {
-		return s, nil
+// One caller opens while the others wait, each until its own deadline: a
+// stream that breaks under hundreds of renewals is replaced once, not once
+// per renewal (each open also authenticates when etcd auth is on).
+func (sl *renewSlot) stream(ctx context.Context, l *leaseRenewer) (*renewStream, error) {
+	for {
+		sl.mu.Lock()
+		if s := sl.cur; s != nil && s.alive() {
+			sl.mu.Unlock()
+			return s, nil
+		}
+		if wait := sl.opening; wait != nil {
+			sl.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		sl.opening = done
+		sl.mu.Unlock()
+
+		s, err := openRenewStream(ctx, l.client)
+		sl.mu.Lock()
+		sl.opening = nil
+		if err == nil {
+			sl.cur = s
+			l.opened.Add(1)
+		}
+		sl.mu.Unlock()
+		close(done)
+		return s, err
 	}
-	// Opened without holding mu, so that a caller waiting for etcd gives up
-	// at its own deadline, not at another caller's.
-	s, err := openRenewStream(ctx, client)
-	if err != nil {
-		return nil, err
-	}
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	if sl.cur != nil && sl.cur.alive() {
-		// Another caller opened one meanwhile: use it, close ours.
-		s.fail(errors.New("superseded"))
-		return sl.cur, nil
-	}
-	sl.cur = s
-	return s, nil
 }
 
 // renewStream is one LeaseKeepAlive stream and the renewals waiting on it.
@@ -111,10 +158,11 @@ type renewStream struct {
 	// received counts responses, to tell a slow answer from a dead stream.
 	received atomic.Uint64
 
-	// sendMu orders queueing and sending, so that the responses for one
-	// lease, which etcd sends in request order, meet their waiters in
-	// that order; gRPC also allows only one sender at a time.
-	sendMu sync.Mutex
+	// sending is a one-slot semaphore ordering queueing and sending, so
+	// that the responses for one lease, which etcd sends in request order,
+	// meet their waiters in that order (gRPC also allows one sender at a
+	// time). A channel, so that a caller stops waiting at its deadline.
+	sending chan struct{}
 
 	mu      sync.Mutex
 	waiting map[int64][]chan int64 // by lease: FIFO of TTL channels, closed on failure
@@ -137,7 +185,12 @@ func openRenewStream(ctx context.Context, client *clientv3.Client) (*renewStream
 		cancel()
 		return nil, fmt.Errorf("open lease keep-alive stream: %w", clientv3.ContextError(ctx, err))
 	}
-	s := &renewStream{stream: st, cancel: cancel, waiting: map[int64][]chan int64{}}
+	s := &renewStream{
+		stream:  st,
+		cancel:  cancel,
+		sending: make(chan struct{}, 1),
+		waiting: map[int64][]chan int64{},
+	}
 	go s.receive()
 	return s, nil
 }
@@ -150,22 +203,40 @@ func (s *renewStream) alive() bool {
 
 // renew sends one keep-alive for id and waits for its answer.
 func (s *renewStream) renew(ctx context.Context, id clientv3.LeaseID) (int64, error) {
+	select {
+	case s.sending <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 	ch := make(chan int64, 1)
-	before := s.received.Load()
-	s.sendMu.Lock()
 	s.mu.Lock()
-	if err := s.err; err != nil {
+	err := s.err
+	if err == nil {
+		err = ctx.Err() // gone already: renew nothing, as KeepAliveOnce would not
+	}
+	if err != nil {
 		s.mu.Unlock()
-		s.sendMu.Unlock()
+		<-s.sending
 		return 0, err
 	}
 	s.waiting[int64(id)] = append(s.waiting[int64(id)], ch)
 	s.mu.Unlock()
-	err := s.stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)})
-	s.sendMu.Unlock()
-	if err != nil {
-		s.fail(err)
-		return 0, fmt.Errorf("send lease keep-alive: %w", err)
+	before := s.received.Load()
+	// Send blocks while gRPC's flow-control window is full, and only the
+	// stream's end releases it: at the caller's deadline, end the stream.
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			s.fail(errRenewStreamStuck)
+		}
+	})
+	err = s.stream.Send(&pb.LeaseKeepAliveRequest{ID: int64(id)})
+	stop()
+	sentAt := time.Now()
+	<-s.sending
+	if err != nil && !errors.Is(err, io.EOF) {
+		// io.EOF means the server ended the stream, and receive reports
+		// why; any other error ends it here.
+		s.fail(fmt.Errorf("send lease keep-alive: %w", err))
 	}
 	select {
 	case ttl, ok := <-ch:
@@ -178,8 +249,9 @@ func (s *renewStream) renew(ctx context.Context, id clientv3.LeaseID) (int64, er
 		return ttl, nil
 	case <-ctx.Done():
 		// A caller that went away (Canceled) says nothing about the
-		// stream; a deadline with no answer at all since our request does.
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) && s.received.Load() == before {
+		// stream; a deadline after a long wait with no answer at all on
+		// the stream since our request does.
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) && s.received.Load() == before && time.Since(sentAt) >= stuckAfter {
 			s.fail(errRenewStreamStuck)
 		}
 		return 0, ctx.Err()

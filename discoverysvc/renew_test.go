@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
@@ -183,5 +187,68 @@ func TestLeaseRenewerSurvivesEtcdRestart(t *testing.T) {
 	})
 	if slot.cur == broken {
 		t.Error("the renewer kept the broken stream")
+	}
+}
+
+func TestRetryable(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"stream unavailable (member down, no leader)", status.Error(codes.Unavailable, "etcdserver: no leader"), true},
+		{"wrapped unavailable", fmt.Errorf("lease keep-alive stream: %w", status.Error(codes.Unavailable, "x")), true},
+		{"internal", status.Error(codes.Internal, "x"), true},
+		{"expired auth token", status.Error(codes.Unauthenticated, "etcdserver: invalid auth token"), true},
+		{"old auth revision", rpctypes.ErrGRPCAuthOldRevision, true},
+		{"server ended the stream", io.EOF, true},
+		{"stream stuck", errRenewStreamStuck, true},
+		{"permission denied is an answer", rpctypes.ErrGRPCPermissionDenied, false},
+		{"lease not found is an answer", rpctypes.ErrLeaseNotFound, false},
+		{"caller's deadline", context.DeadlineExceeded, false},
+		{"caller cancelled", fmt.Errorf("x: %w", context.Canceled), false},
+		{"anything else", errors.New("boom"), false},
+	} {
+		if got := retryable(c.err); got != c.want {
+			t.Errorf("%s: retryable(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+	}
+}
+
+// When the streams break under many renewals in flight, each slot opens
+// one new stream, not one per waiting renewal.
+func TestLeaseRenewerReopensOncePerSlot(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	ids := grantLeases(t, c, 40, 60)
+	l := &leaseRenewer{client: c}
+	for _, id := range ids {
+		if _, err := l.renew(testContext(t), id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opened := l.opened.Load()
+	m.Stop()
+	m.Restart()
+	// 200 renewals at once against streams that all broke.
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range 200 {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := l.renew(ctx, ids[i%len(ids)]); err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of 200 renewals failed after etcd came back", n)
+	}
+	// Each slot reopens at least once; a stream that dies again while the
+	// member settles may cost another, but not one per renewal.
+	if n := l.opened.Load() - opened; n < 1 || n > 4*renewStreams {
+		t.Errorf("opened %d streams for 200 renewals over %d slots", n, renewStreams)
 	}
 }

@@ -166,7 +166,10 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	// say what an operator needs.
 	etcdLogger := logger.Named("etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
 
-	spec := &clientv3.ConfigSpec{DialTimeout: 5 * time.Second}
+	// Keep-alive pings find a half-open connection to etcd within 15 s;
+	// the registry's lease renewals share long-lived streams on it. 10 s
+	// stays above etcd's default --grpc-keepalive-min-time (5 s).
+	spec := &clientv3.ConfigSpec{DialTimeout: 5 * time.Second, KeepAliveTime: 10 * time.Second, KeepAliveTimeout: 5 * time.Second}
 	var member *embedetcd.Etcd
 	if c.etcd == "" {
 		if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
