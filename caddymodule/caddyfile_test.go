@@ -16,6 +16,29 @@ const secret32 = "0123456789abcdef0123456789abcdef"
 
 func float(v float64) *float64 { return &v }
 
+// checkUnmarshal parses input into a fresh T and checks it against want,
+// or that the error contains wantErr.
+func checkUnmarshal[T any, PT interface {
+	*T
+	caddyfile.Unmarshaler
+}](t *testing.T, input string, want T, wantErr string) {
+	t.Helper()
+	var got T
+	err := PT(&got).UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("error %v, want it to contain %q", err, wantErr)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+}
+
 func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -89,22 +112,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 		{name: "NaN hysteresis", input: "session_pin {\n region r\n hysteresis NaN\n}", wantErr: `hysteresis: "NaN" is not a number >= 0`},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var got Handler
-			err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.input))
-			if c.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-					t.Fatalf("error %v, want it to contain %q", err, c.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, c.want) {
-				t.Fatalf("got  %+v\nwant %+v", got, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkUnmarshal(t, c.input, c.want, c.wantErr) })
 	}
 }
 
@@ -147,22 +155,7 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 		{name: "argument on option", input: "session_pin x", wantErr: "wrong argument count"},
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			var got App
-			err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(c.input))
-			if c.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
-					t.Fatalf("error %v, want it to contain %q", err, c.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got, c.want) {
-				t.Fatalf("got  %+v\nwant %+v", got, c.want)
-			}
-		})
+		t.Run(c.name, func(t *testing.T) { checkUnmarshal(t, c.input, c.want, c.wantErr) })
 	}
 }
 

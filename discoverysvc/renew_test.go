@@ -117,6 +117,20 @@ func TestLeaseRenewerConcurrentRenewalsShareStreams(t *testing.T) {
 	}
 }
 
+// renewedLease starts etcd, grants a lease of ttl seconds and renews it
+// once through a new renewer, whose slot for the lease then holds a stream.
+func renewedLease(t *testing.T, ttl int64) (*etcdtest.Member, *leaseRenewer, clientv3.LeaseID, *renewSlot) {
+	t.Helper()
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	id := grantLeases(t, c, 1, ttl)[0]
+	l := &leaseRenewer{client: c}
+	if _, err := l.renew(testContext(t), id); err != nil {
+		t.Fatal(err)
+	}
+	return m, l, id, &l.slots[renewSlotOf(id)]
+}
+
 func errTTL(got, want int64) error {
 	if got == want {
 		return nil
@@ -126,14 +140,7 @@ func errTTL(got, want int64) error {
 
 // A caller that gives up (Canceled) leaves the shared stream to the others.
 func TestLeaseRenewerCancelledCallerKeepsStream(t *testing.T) {
-	m := etcdtest.Start(t)
-	c := etcdtest.NewClient(t, m)
-	id := grantLeases(t, c, 1, 30)[0]
-	l := &leaseRenewer{client: c}
-	if _, err := l.renew(testContext(t), id); err != nil {
-		t.Fatal(err)
-	}
-	slot := &l.slots[renewSlotOf(id)]
+	_, l, id, slot := renewedLease(t, 30)
 	s := slot.cur
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -151,14 +158,7 @@ func TestLeaseRenewerCancelledCallerKeepsStream(t *testing.T) {
 // With etcd down a renewal fails at its deadline; once etcd is back, the
 // renewer opens a new stream and renews again.
 func TestLeaseRenewerSurvivesEtcdRestart(t *testing.T) {
-	m := etcdtest.Start(t)
-	c := etcdtest.NewClient(t, m)
-	id := grantLeases(t, c, 1, 60)[0]
-	l := &leaseRenewer{client: c}
-	if _, err := l.renew(testContext(t), id); err != nil {
-		t.Fatal(err)
-	}
-	slot := &l.slots[renewSlotOf(id)]
+	m, l, id, slot := renewedLease(t, 60)
 	broken := slot.cur
 
 	m.Stop()

@@ -25,27 +25,20 @@ func fleet10k(b *testing.B) *discoverysvc.Snapshot {
 	return discoverysvc.BuildSnapshot(1, servers, nil)
 }
 
-func BenchmarkPlace10k(b *testing.B) {
-	snap := fleet10k(b)
-	b.ReportAllocs()
-	var rnd uint64
-	for b.Loop() {
-		rnd += 0x9e3779b97f4a7c15
-		if Place(snap, "region-07", 0.1, rnd) == nil {
-			b.Fatal("no server")
-		}
-	}
-}
+func BenchmarkPlace10k(b *testing.B) { benchPlace(b, "region-07") }
 
 // BenchmarkPlaceAnywhere10k is the fallback: the edge's region is empty, so
 // the choice is made over the whole fleet.
-func BenchmarkPlaceAnywhere10k(b *testing.B) {
+func BenchmarkPlaceAnywhere10k(b *testing.B) { benchPlace(b, "elsewhere") }
+
+// benchPlace places clients of an edge in region over a 10,000-server fleet.
+func benchPlace(b *testing.B, region string) {
 	snap := fleet10k(b)
 	b.ReportAllocs()
 	var rnd uint64
 	for b.Loop() {
 		rnd += 0x9e3779b97f4a7c15
-		if Place(snap, "elsewhere", 0.1, rnd) == nil {
+		if Place(snap, region, 0.1, rnd) == nil {
 			b.Fatal("no server")
 		}
 	}

@@ -45,21 +45,9 @@ func TestParseRefreshBody(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in, fc, fk, err := ParseRefreshBody([]byte(tt.body))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("error %v, want one containing %q", err, tt.err)
-				}
-				if in != (RefreshInput{}) || fc || fk {
-					t.Fatalf("on error got %+v %v %v, want nothing", in, fc, fk)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if in != tt.want || fc != tt.foundClosest || fk != tt.foundCritical {
-				t.Fatalf("got %+v closest=%v critical=%v, want %+v closest=%v critical=%v",
-					in, fc, fk, tt.want, tt.foundClosest, tt.foundCritical)
+			if checkParsed(t, in, fc, fk, err, tt.want, tt.foundClosest, tt.foundCritical, tt.err) &&
+				(in != (RefreshInput{}) || fc || fk) {
+				t.Fatalf("on error got %+v %v %v, want nothing", in, fc, fk)
 			}
 		})
 	}
@@ -88,19 +76,7 @@ func TestParseRefreshHeaders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in, fc, fk, err := ParseRefreshHeaders(http.Header(tt.headers))
-			if tt.err != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("error %v, want one containing %q", err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if in != tt.want || fc != tt.foundClosest || fk != tt.foundCritical {
-				t.Fatalf("got %+v closest=%v critical=%v, want %+v closest=%v critical=%v",
-					in, fc, fk, tt.want, tt.foundClosest, tt.foundCritical)
-			}
+			checkParsed(t, in, fc, fk, err, tt.want, tt.foundClosest, tt.foundCritical, tt.err)
 		})
 	}
 }
@@ -183,4 +159,25 @@ func FuzzParseRefreshBody(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkParsed checks one result of a refresh parser against the expected
+// input and found flags, or that its error contains wantErr; it reports
+// whether an error was expected (and found).
+func checkParsed(t *testing.T, in RefreshInput, fc, fk bool, err error, want RefreshInput, wantClosest, wantCritical bool, wantErr string) bool {
+	t.Helper()
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("error %v, want one containing %q", err, wantErr)
+		}
+		return true
+	}
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	if in != want || fc != wantClosest || fk != wantCritical {
+		t.Fatalf("got %+v closest=%v critical=%v, want %+v closest=%v critical=%v",
+			in, fc, fk, want, wantClosest, wantCritical)
+	}
+	return false
 }
