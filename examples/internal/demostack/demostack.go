@@ -80,7 +80,7 @@ func Start(t *testing.T, opts Options) *Stack {
 	member := etcdtest.Start(t)
 	client := etcdtest.NewClient(t, member)
 
-	disc := httptest.NewServer(discoverysvc.NewAPI(discoverysvc.NewRegistry(client, ""), "", zap.NewNop()))
+	disc := httptest.NewServer(discoverysvc.NewAPI(discoverysvc.NewRegistry(client, ""), discoverysvc.APIConfig{AllowLoopback: true, Logger: zap.NewNop()}))
 	t.Cleanup(disc.Close)
 
 	st := &Stack{Discovery: disc.URL, Backends: map[string]*Backend{}, Admins: map[string]string{}}
