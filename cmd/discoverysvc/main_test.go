@@ -110,7 +110,7 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 	base := "http://" + listen
 	t.Setenv(envToken, "from-env")
 	stopServe, serveLog := command(t, "serve", "--listen", listen, "--etcd-listen", etcdListen,
-		"--etcd-peer-listen", peer, "--data-dir", t.TempDir()+"/etcd")
+		"--etcd-peer-listen", peer, "--data-dir", t.TempDir()+"/etcd", "--allow-loopback")
 	poll.True(t, 60*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
 
 	// The token comes from the environment.
@@ -128,13 +128,14 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 		t.Fatalf("etcd holds %v (%v)", kvs, err)
 	}
 
-	// The agent subcommand registers a healthy app and deregisters on stop.
+	// The agent subcommand registers a healthy app and deregisters on stop,
+	// with the agent token of its own id.
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"status":"ok","load":0.5}`))
 	}))
 	defer app.Close()
 	stopAgent, agentLog := command(t, "agent", "--id", "us-1", "--region", "us-east", "--url", app.URL,
-		"--health-url", app.URL+"/healthz", "--discovery", base, "--token", "from-env", "--interval", "200ms", "--ttl", "5")
+		"--health-url", app.URL+"/healthz", "--discovery", base, "--token", discoverysvc.AgentToken("from-env", "us-1"), "--interval", "200ms", "--ttl", "5")
 	poll.True(t, 20*time.Second, "the agent's registration", func() bool {
 		return strings.Contains(getPrefix(t, c, "/sessionpin/servers/")["/sessionpin/servers/us-1"], `"load":0.5`)
 	})
