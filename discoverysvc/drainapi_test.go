@@ -273,4 +273,3 @@ func TestAgentDeregistersOnceDrained(t *testing.T) {
 		t.Fatalf("still registered: %+v", s)
 	}
 }
-
