@@ -2,20 +2,13 @@ package caddymodule_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +22,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
+	"github.com/sessionpin/sessionpin/internal/testcert"
 )
 
 // transportEdge is a fixture's edge reloaded with three sites, one per
@@ -49,8 +43,14 @@ func newTransportEdge(t *testing.T) *transportEdge {
 	t.Helper()
 	f := newFixture(t, "")
 	te := &transportEdge{fixture: f, tlsURL: "https://" + etcdtest.FreePort(t), grpcAddr: etcdtest.FreePort(t)}
-	certFile, keyFile, roots := selfSignedCert(t)
-	te.roots = roots
+	ca := testcert.NewCA(t, "edge-ca")
+	leaf := ca.Issue("edge", "127.0.0.1")
+	caPEM, err := os.ReadFile(ca.CertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	te.roots = x509.NewCertPool()
+	te.roots.AppendCertsFromPEM(caPEM)
 	handler := fmt.Sprintf("session_pin {\n\t\tregion eu-west\n\t\tkey hs256 %s\n\t\thysteresis 0\n\t}", testSecret)
 	cf := fmt.Sprintf(`{
 	admin %s
@@ -89,55 +89,11 @@ http://%s {
 		}
 	}
 }
-`, f.admin, f.etcd, f.prefix, f.httpAdr, handler, te.tlsURL, certFile, keyFile, handler, te.grpcAddr, handler)
+`, f.admin, f.etcd, f.prefix, f.httpAdr, handler, te.tlsURL, leaf.CertFile, leaf.KeyFile, handler, te.grpcAddr, handler)
 	if err := loadCaddyfile(cf); err != nil {
 		t.Fatalf("load caddy config: %v", err)
 	}
 	return te
-}
-
-// selfSignedCert writes a certificate for 127.0.0.1 and its key, and
-// returns their files and a pool that trusts the certificate.
-func selfSignedCert(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "sessionpin test edge"},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots = x509.NewCertPool()
-	roots.AddCert(cert)
-	return certFile, keyFile, roots
 }
 
 // get sends a GET with the pin through hc and returns the protocol, the
