@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
 	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
@@ -69,6 +70,11 @@ type Handler struct {
 	// Required.
 	Region string `json:"region,omitempty"`
 
+	// FallbackRegions lists, nearest first, the regions whose servers take
+	// new clients (and answer closest_path) when Region has no active
+	// server, before the least-loaded server anywhere. Default: none.
+	FallbackRegions []string `json:"fallback_regions,omitempty"`
+
 	// Key signs new pins (and verifies them): hs256 with a secret of at
 	// least 32 bytes, or ed25519/es256 with a PEM private key file.
 	// Without it the edge only verifies (verify_keys) and issues no pins.
@@ -123,7 +129,7 @@ type Handler struct {
 	app          *App
 	keyring      *pin.Keyring
 	logger       *zap.Logger
-	hysteresis   float64
+	edge         placement.Edge
 	issues       bool   // a signing key is configured
 	bearer       bool   // the pin comes from Authorization: Bearer
 	pinHeaderOut string // response header carrying a new pin
@@ -187,13 +193,14 @@ func (h *Handler) setup() error {
 	if h.RetryAfter == 0 {
 		h.RetryAfter = caddy.Duration(DefaultRetryAfter)
 	}
-	h.hysteresis = DefaultHysteresis
+	hysteresis := DefaultHysteresis
 	if h.Hysteresis != nil {
-		h.hysteresis = *h.Hysteresis
+		hysteresis = *h.Hysteresis
 	}
 	if err := h.Validate(); err != nil {
 		return err
 	}
+	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis}
 
 	var sign pin.KeyConfig
 	if h.Key != nil {
@@ -223,6 +230,19 @@ func (h *Handler) Validate() error {
 	}
 	if !discoverysvc.ValidName(h.Region) {
 		return fmt.Errorf("region: %q must be 1-64 characters of [A-Za-z0-9._-]", h.Region)
+	}
+	seen := map[string]bool{h.Region: true}
+	for _, r := range h.FallbackRegions {
+		if !discoverysvc.ValidName(r) {
+			return fmt.Errorf("fallback_regions: %q must be 1-64 characters of [A-Za-z0-9._-]", r)
+		}
+		if r == h.Region {
+			return fmt.Errorf("fallback_regions: %q is the edge's own region", r)
+		}
+		if seen[r] {
+			return fmt.Errorf("fallback_regions: %q is listed more than once", r)
+		}
+		seen[r] = true
 	}
 	if h.Key == nil && len(h.VerifyKeys) == 0 {
 		return errors.New("key is required (or verify_key for a verify-only edge)")

@@ -35,7 +35,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.proxy(w, r, next, t, reasonPinned, false, false)
 	}
-	t := targetOf(placement.Place(snap, h.Region, h.hysteresis, rand.Uint64()))
+	t := targetOf(h.edge.Place(snap, rand.Uint64()))
 	if t == nil {
 		return h.noServer(w)
 	}
@@ -60,7 +60,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
 		req.Current = p.Server
 	}
-	out := placement.Rebalance(snap, req, h.Region, h.hysteresis, rand.Uint64())
+	out := h.edge.Rebalance(snap, req, rand.Uint64())
 	t := targetOf(out.Server)
 	if t == nil {
 		return h.noServer(w)
@@ -75,7 +75,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 
 // serveClosest answers closest_path with the server placement would choose.
 func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *discoverysvc.Snapshot) error {
-	t := targetOf(placement.Place(snap, h.Region, h.hysteresis, rand.Uint64()))
+	t := targetOf(h.edge.Place(snap, rand.Uint64()))
 	if t == nil {
 		return h.noServer(w)
 	}
