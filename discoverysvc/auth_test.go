@@ -34,6 +34,10 @@ func TestAPIAgentTokenWritesOnlyItsOwnServer(t *testing.T) {
 		{"PUT another server", "PUT", "/v1/servers/eu-2", eu1, http.StatusForbidden},
 		{"PUT a new server", "PUT", "/v1/servers/intruder", eu1, http.StatusForbidden},
 		{"DELETE another server", "DELETE", "/v1/servers/eu-2", eu1, http.StatusForbidden},
+		{"drain its own server", "PUT", "/v1/servers/eu-1/drain", eu1, http.StatusForbidden},
+		{"undrain its own server", "DELETE", "/v1/servers/eu-1/drain", eu1, http.StatusForbidden},
+		{"drain another server", "PUT", "/v1/servers/eu-2/drain", eu1, http.StatusForbidden},
+		{"read another server's drain", "GET", "/v1/servers/eu-2/drain", eu1, http.StatusForbidden},
 		{"a token of another admin token", "PUT", "/v1/servers/eu-1", discoverysvc.AgentToken("another-admin-token", "eu-1"), http.StatusUnauthorized},
 		{"eu-2's MAC under eu-1's name", "PUT", "/v1/servers/eu-1", "eu-1." + eu2mac, http.StatusUnauthorized},
 		{"eu-1's MAC under eu-2's name", "PUT", "/v1/servers/eu-2", "eu-2." + mac, http.StatusUnauthorized},
@@ -47,7 +51,7 @@ func TestAPIAgentTokenWritesOnlyItsOwnServer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before := f.revision(t)
 			var b string
-			if tt.method == "PUT" {
+			if tt.method == "PUT" && !strings.HasSuffix(tt.path, "/drain") {
 				b = body
 			}
 			r := f.do(t, tt.method, tt.path, tt.token, b)
@@ -61,6 +65,10 @@ func TestAPIAgentTokenWritesOnlyItsOwnServer(t *testing.T) {
 				t.Errorf("etcd revision moved from %d to %d", before, after)
 			}
 		})
+	}
+	// Its own drain status is what the agent waits on before it leaves.
+	if r := f.do(t, "GET", "/v1/servers/eu-1/drain", eu1, ""); r.status != http.StatusNotFound {
+		t.Fatalf("eu-1's agent reads its own drain status: %d %s, want 404 (not draining)", r.status, r.body)
 	}
 	if r := f.do(t, "DELETE", "/v1/servers/eu-1", eu1, ""); r.status != http.StatusNoContent {
 		t.Fatalf("eu-1's agent DELETE eu-1: %d %s", r.status, r.body)

@@ -4,6 +4,8 @@
 //	discoverysvc serve [flags]   the registry's HTTP API, over etcd (embedded by default)
 //	discoverysvc agent [flags]   a sidecar that heartbeats an unchanged app while it is healthy
 //	discoverysvc token <id>      print the agent token of one server, for its agent's --token
+//	discoverysvc drain <id>      drain a server; with --wait, until its pinned clients are gone
+//	discoverysvc undrain <id>    end an operator drain
 //
 // Run "discoverysvc <command> -h" for a command's flags. Logs are JSON on
 // stderr. SIGINT or SIGTERM shut down gracefully; a second one exits at once.
@@ -39,6 +41,9 @@ commands:
   agent   heartbeat an app to the discovery API while its health URL answers 2xx
   token   print the agent token of one server id: it may write that
           server's record and nothing else
+  drain   drain a server: no new clients; with --wait, wait until its pinned
+          clients are gone (exit 0) or --timeout passes (exit 1)
+  undrain end an operator drain: the server takes new clients again
 
 Run "discoverysvc <command> -h" for the command's flags.
 `
@@ -63,6 +68,10 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runAgent(ctx, args[1:], stderr)
 	case "token":
 		err = runToken(ctx, args[1:], stdout, stderr)
+	case "drain":
+		err = runDrain(ctx, args[1:], stdout, stderr)
+	case "undrain":
+		err = runUndrain(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, usage)
 		return 0
