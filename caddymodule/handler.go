@@ -130,6 +130,15 @@ type Handler struct {
 	// RetryAfter is the Retry-After of the 503 responses. Default: 30s.
 	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
 
+	// UnreachableFor is how long a server this edge failed to connect to
+	// (connection refused, no route, connect timeout; never an HTTP
+	// status) counts as not alive at this edge: it is not placed, its
+	// pinned clients get 503 pinned_server_unavailable, and a refresh
+	// moves them even during a critical task. Further failures renew it;
+	// after it, one request at a time tries the server again.
+	// Default: 10s.
+	UnreachableFor caddy.Duration `json:"unreachable_for,omitempty"`
+
 	// Hysteresis: servers whose load is within this of the least loaded
 	// are treated as equal (chosen among at random at placement, not left
 	// at refresh). Default: 0.1.
@@ -198,6 +207,9 @@ func (h *Handler) setup() error {
 	if h.RetryAfter == 0 {
 		h.RetryAfter = caddy.Duration(DefaultRetryAfter)
 	}
+	if h.UnreachableFor == 0 {
+		h.UnreachableFor = caddy.Duration(DefaultUnreachableFor)
+	}
 	hysteresis := DefaultHysteresis
 	if h.Hysteresis != nil {
 		hysteresis = *h.Hysteresis
@@ -205,7 +217,7 @@ func (h *Handler) setup() error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
-	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis}
+	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis, Reachable: reachableAtEdge}
 
 	var sign pin.KeyConfig
 	if h.Key != nil {
@@ -259,6 +271,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.RetryAfter < 0 {
 		return errors.New("retry_after: must not be negative")
+	}
+	if h.UnreachableFor < 0 {
+		return errors.New("unreachable_for: must not be negative")
 	}
 	if h.Hysteresis != nil {
 		if v := *h.Hysteresis; math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
@@ -321,14 +336,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if t == nil {
 			return h.pinnedUnavailable(w, p.Server)
 		}
-		return h.proxy(w, r, next, t, reasonPinned, false, false)
+		trial, ok := t.reach.admit(time.Duration(h.UnreachableFor))
+		if !ok {
+			return h.pinnedUnavailable(w, p.Server)
+		}
+		return h.proxy(w, r, next, t, trial, reasonPinned, false, false)
 	}
-	t := targetOf(h.edge.Place(snap, rand.Uint64()))
-	if t == nil {
-		return h.noServer(w)
+	for range maxAdmits {
+		t := targetOf(h.edge.Place(snap, rand.Uint64()))
+		if t == nil {
+			break
+		}
+		if trial, ok := t.reach.admit(time.Duration(h.UnreachableFor)); ok {
+			return h.proxy(w, r, next, t, trial, placement.ReasonPlacement, false, true)
+		}
 	}
-	return h.proxy(w, r, next, t, placement.ReasonPlacement, false, true)
+	return h.noServer(w)
 }
+
+// maxAdmits bounds the decisions made for one request. A decision is made
+// again only when its server's unreachable mark ran out and another request
+// claimed the one trial first; that server is then skipped, so a second
+// decision nearly always stands.
+const maxAdmits = 3
 
 // serveRefresh rebalances a refresh request (SPEC §6 a–d) and proxies it.
 func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *discoverysvc.Snapshot) error {
@@ -347,17 +377,24 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
 		req.Current = p.Server
 	}
-	out := h.edge.Rebalance(snap, req, rand.Uint64())
-	t := targetOf(out.Server)
-	if t == nil {
-		return h.noServer(w)
+	for range maxAdmits {
+		out := h.edge.Rebalance(snap, req, rand.Uint64())
+		t := targetOf(out.Server)
+		if t == nil {
+			break
+		}
+		trial, ok := t.reach.admit(time.Duration(h.UnreachableFor))
+		if !ok {
+			continue
+		}
+		if c := h.logger.Check(zapcore.DebugLevel, "refresh rebalanced"); c != nil {
+			c.Write(zap.String("current", req.Current), zap.String("closest", req.Closest),
+				zap.Bool("critical", req.Critical), zap.String("server", t.id),
+				zap.String("reason", out.Reason), zap.Bool("moved", out.Moved))
+		}
+		return h.proxy(w, r, next, t, trial, out.Reason, out.Moved, true)
 	}
-	if c := h.logger.Check(zapcore.DebugLevel, "refresh rebalanced"); c != nil {
-		c.Write(zap.String("current", req.Current), zap.String("closest", req.Closest),
-			zap.Bool("critical", req.Critical), zap.String("server", t.id),
-			zap.String("reason", out.Reason), zap.Bool("moved", out.Moved))
-	}
-	return h.proxy(w, r, next, t, out.Reason, out.Moved, true)
+	return h.noServer(w)
 }
 
 // serveClosest answers closest_path with the server placement would choose.
@@ -378,8 +415,10 @@ func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *dis
 }
 
 // proxy hands t to the upstream source and runs the rest of the route.
-// With issue set, a response below 500 carries a new pin for t.
-func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, reason string, moved, issue bool) error {
+// With issue set, a response below 500 carries a new pin for t. trial is
+// non-zero when this request tries t again after an unreachable mark ran
+// out (see reachability.admit).
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, trial int64, reason string, moved, issue bool) error {
 	if !h.bearer {
 		// The pin is addressed to the edge: the app neither needs nor
 		// should log it, and carrying it upstream cost about 2% of the
@@ -407,6 +446,17 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	w.Header()["X-Session-Server"] = pw.server[:]
 
 	err := next.ServeHTTP(pw, r)
+	if err != nil && isConnectFailure(err) {
+		h.markUnreachable(t, err)
+		if reason == reasonPinned && !pw.wroteHeader {
+			// The request never reached the server, and for this edge
+			// the server is now not alive: answer like for any pinned
+			// server that is not, so the client refreshes.
+			return h.pinnedUnavailable(pw, t.id)
+		}
+	} else if trial != 0 {
+		t.reach.answered(trial)
+	}
 	if err != nil && !pw.wroteHeader {
 		// reverse_proxy could not reach the server: answer in JSON like
 		// every other edge error rather than with an empty page.
@@ -500,7 +550,20 @@ func cookieValue(lines []string, name string) string {
 	return ""
 }
 
-// pinnedUnavailable answers a valid pin whose server left the registry.
+// markUnreachable marks t unreachable at this edge after a failed
+// connection, and logs and counts it when t was reachable until now.
+func (h *Handler) markUnreachable(t *target, err error) {
+	if !t.reach.failed(time.Duration(h.UnreachableFor)) {
+		return
+	}
+	unreachableTotal.WithLabelValues(t.id).Inc()
+	h.logger.Warn("server unreachable from this edge",
+		zap.String("server", t.id), zap.String("dial", t.dial),
+		zap.Duration("for", time.Duration(h.UnreachableFor)), zap.Error(err))
+}
+
+// pinnedUnavailable answers a valid pin whose server left the registry, or
+// that this edge cannot reach.
 // The client is never moved silently: its workflow's state may exist only
 // on that server, so it must retry or refresh.
 func (h *Handler) pinnedUnavailable(w http.ResponseWriter, id string) error {
