@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
+	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
 func init() {
@@ -124,6 +125,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //
 //	session_pin {
 //		region <region>
+//		fallback_regions <region>...
 //		key hs256 <secret> | key ed25519|es256 <private-key.pem>
 //		verify_key hs256 <secret> | verify_key ed25519|es256 <key.pem>
 //		issuer <iss>
@@ -155,6 +157,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch opt {
 		case "region":
 			err = oneArg(d, &h.Region)
+		case "fallback_regions":
+			h.FallbackRegions = d.RemainingArgs()
+			if len(h.FallbackRegions) == 0 {
+				return d.Errf("fallback_regions: missing value")
+			}
+			for _, r := range h.FallbackRegions {
+				if !discoverysvc.ValidName(r) {
+					return d.Errf("fallback_regions: %q must be 1-64 characters of [A-Za-z0-9._-]", r)
+				}
+			}
 		case "key":
 			var k pin.KeyConfig
 			k, err = keyArgs(d, "key")

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
+	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
 const secret32 = "0123456789abcdef0123456789abcdef"
@@ -55,6 +56,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 			name: "every option",
 			input: `session_pin {
 				region us-east
+				fallback_regions us-west eu-west
 				key ES256 /keys/sign.pem
 				verify_key hs256 ` + secret32 + `
 				verify_key ed25519 /keys/old.pem
@@ -70,8 +72,9 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 				hysteresis 0.25
 			}`,
 			want: Handler{
-				Region: "us-east",
-				Key:    &pin.KeyConfig{Algorithm: "es256", File: "/keys/sign.pem"},
+				Region:          "us-east",
+				FallbackRegions: []string{"us-west", "eu-west"},
+				Key:             &pin.KeyConfig{Algorithm: "es256", File: "/keys/sign.pem"},
 				VerifyKeys: []pin.KeyConfig{
 					{Algorithm: "hs256", Secret: secret32},
 					{Algorithm: "ed25519", File: "/keys/old.pem"},
@@ -98,6 +101,9 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 		{name: "duplicate key", input: "session_pin {\n region a\n key hs256 " + secret32 + "\n key hs256 " + secret32 + "\n}", wantErr: "key: specified more than once"},
 		{name: "region missing value", input: "session_pin {\n region\n}", wantErr: "region: missing value"},
 		{name: "region two values", input: "session_pin {\n region a b\n}", wantErr: "region: too many arguments"},
+		{name: "fallback_regions missing value", input: "session_pin {\n region r\n fallback_regions\n}", wantErr: "fallback_regions: missing value"},
+		{name: "fallback_regions bad name", input: "session_pin {\n region r\n fallback_regions us-east eu/west\n}", wantErr: `fallback_regions: "eu/west" must be 1-64 characters`},
+		{name: "fallback_regions twice", input: "session_pin {\n region r\n fallback_regions a\n fallback_regions b\n}", wantErr: "fallback_regions: specified more than once"},
 		{name: "empty secret", input: "session_pin {\n region r\n key hs256\n}", wantErr: "key hs256: secret is empty (is SESSIONPIN_SECRET set?)"},
 		{name: "short secret", input: "session_pin {\n region r\n key hs256 short\n}", wantErr: "key hs256: secret must be at least 32 bytes, got 5"},
 		{name: "key without algorithm", input: "session_pin {\n region r\n key\n}", wantErr: "key: want <algorithm> <secret|file>"},
@@ -184,6 +190,10 @@ func TestHandlerValidate(t *testing.T) {
 		{"valid", func(*Handler) {}, ""},
 		{"no region", func(h *Handler) { h.Region = "" }, "region is required"},
 		{"bad region", func(h *Handler) { h.Region = "eu west" }, "region:"},
+		{"fallback regions", func(h *Handler) { h.FallbackRegions = []string{"us", "ap"} }, ""},
+		{"bad fallback region", func(h *Handler) { h.FallbackRegions = []string{"us", ""} }, `fallback_regions: "" must be 1-64 characters`},
+		{"own region as fallback", func(h *Handler) { h.FallbackRegions = []string{"us", "eu"} }, `fallback_regions: "eu" is the edge's own region`},
+		{"repeated fallback region", func(h *Handler) { h.FallbackRegions = []string{"us", "ap", "us"} }, `fallback_regions: "us" is listed more than once`},
 		{"no key", func(h *Handler) { h.Key = nil }, "key is required"},
 		{"negative hysteresis", func(h *Handler) { h.Hysteresis = float(-0.1) }, "hysteresis:"},
 		{"short ttl", func(h *Handler) { h.PinTTL = caddy.Duration(time.Millisecond) }, "pin_ttl:"},
@@ -210,6 +220,7 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"session_pin {\n etcd a:1 b:2\n tls {\n ca x\n }\n}",
 		"session_pin {\n region r\n key\n}",
 		"session_pin {\n hysteresis 1e400\n}",
+		"session_pin {\n region eu\n fallback_regions us ap {\n}\n}",
 		"session_pin {\n {\n}",
 		"session_pin \"",
 	} {
@@ -217,8 +228,14 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, input string) {
 		var h Handler
-		if err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input)); err == nil && h.Region == "" {
+		err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
+		if err == nil && h.Region == "" {
 			t.Fatalf("accepted %q without a region", input)
+		}
+		for _, r := range h.FallbackRegions {
+			if err == nil && !discoverysvc.ValidName(r) {
+				t.Fatalf("accepted %q with fallback region %q", input, r)
+			}
 		}
 		var a App
 		_ = a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))

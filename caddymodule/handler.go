@@ -79,6 +79,11 @@ type Handler struct {
 	// Required.
 	Region string `json:"region,omitempty"`
 
+	// FallbackRegions lists, nearest first, the regions whose servers take
+	// new clients (and answer closest_path) when Region has no active
+	// server, before the least-loaded server anywhere. Default: none.
+	FallbackRegions []string `json:"fallback_regions,omitempty"`
+
 	// Key signs new pins (and verifies them): hs256 with a secret of at
 	// least 32 bytes, or ed25519/es256 with a PEM private key file.
 	// Without it the edge only verifies (verify_keys) and issues no pins.
@@ -133,7 +138,7 @@ type Handler struct {
 	app          *App
 	keyring      *pin.Keyring
 	logger       *zap.Logger
-	hysteresis   float64
+	edge         placement.Edge
 	bearer       bool   // the pin comes from Authorization: Bearer
 	pinHeaderOut string // response header carrying a new pin
 	cookieAttrs  string // "; Path=/; Max-Age=…; HttpOnly; SameSite=Lax"
@@ -193,13 +198,14 @@ func (h *Handler) setup() error {
 	if h.RetryAfter == 0 {
 		h.RetryAfter = caddy.Duration(DefaultRetryAfter)
 	}
-	h.hysteresis = DefaultHysteresis
+	hysteresis := DefaultHysteresis
 	if h.Hysteresis != nil {
-		h.hysteresis = *h.Hysteresis
+		hysteresis = *h.Hysteresis
 	}
 	if err := h.Validate(); err != nil {
 		return err
 	}
+	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis}
 
 	var sign pin.KeyConfig
 	if h.Key != nil {
@@ -228,6 +234,19 @@ func (h *Handler) Validate() error {
 	}
 	if !discoverysvc.ValidName(h.Region) {
 		return fmt.Errorf("region: %q must be 1-64 characters of [A-Za-z0-9._-]", h.Region)
+	}
+	seen := map[string]bool{h.Region: true}
+	for _, r := range h.FallbackRegions {
+		if !discoverysvc.ValidName(r) {
+			return fmt.Errorf("fallback_regions: %q must be 1-64 characters of [A-Za-z0-9._-]", r)
+		}
+		if r == h.Region {
+			return fmt.Errorf("fallback_regions: %q is the edge's own region", r)
+		}
+		if seen[r] {
+			return fmt.Errorf("fallback_regions: %q is listed more than once", r)
+		}
+		seen[r] = true
 	}
 	if h.Key == nil && len(h.VerifyKeys) == 0 {
 		return errors.New("key is required (or verify_key for a verify-only edge)")
@@ -304,7 +323,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return h.proxy(w, r, next, t, reasonPinned, false, false)
 	}
-	t := targetOf(placement.Place(snap, h.Region, h.hysteresis, rand.Uint64()))
+	t := targetOf(h.edge.Place(snap, rand.Uint64()))
 	if t == nil {
 		return h.noServer(w)
 	}
@@ -328,7 +347,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
 		req.Current = p.Server
 	}
-	out := placement.Rebalance(snap, req, h.Region, h.hysteresis, rand.Uint64())
+	out := h.edge.Rebalance(snap, req, rand.Uint64())
 	t := targetOf(out.Server)
 	if t == nil {
 		return h.noServer(w)
@@ -343,7 +362,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 
 // serveClosest answers closest_path with the server placement would choose.
 func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *discoverysvc.Snapshot) error {
-	t := targetOf(placement.Place(snap, h.Region, h.hysteresis, rand.Uint64()))
+	t := targetOf(h.edge.Place(snap, rand.Uint64()))
 	if t == nil {
 		return h.noServer(w)
 	}

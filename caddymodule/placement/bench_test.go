@@ -34,11 +34,12 @@ func BenchmarkPlaceAnywhere10k(b *testing.B) { benchPlace(b, "elsewhere") }
 // benchPlace places clients of an edge in region over a 10,000-server fleet.
 func benchPlace(b *testing.B, region string) {
 	snap := fleet10k(b)
+	e := &Edge{Region: region, Hysteresis: 0.1}
 	b.ReportAllocs()
 	var rnd uint64
 	for b.Loop() {
 		rnd += 0x9e3779b97f4a7c15
-		if Place(snap, region, 0.1, rnd) == nil {
+		if e.Place(snap, rnd) == nil {
 			b.Fatal("no server")
 		}
 	}
@@ -54,12 +55,13 @@ func BenchmarkRebalance10k(b *testing.B) {
 		{Current: "srv-00010"},                                       // draining current
 		{},                                                           // placement
 	}
+	e := &Edge{Region: "region-07", Hysteresis: 0.1}
 	b.ReportAllocs()
 	var rnd uint64
 	i := 0
 	for b.Loop() {
 		rnd += 0x9e3779b97f4a7c15
-		Rebalance(snap, reqs[i], "region-07", 0.1, rnd)
+		e.Rebalance(snap, reqs[i], rnd)
 		i++
 		if i == len(reqs) {
 			i = 0

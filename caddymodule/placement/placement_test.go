@@ -51,7 +51,7 @@ func TestPlace(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for rnd := uint64(0); rnd < 8; rnd++ {
-				if got := id(Place(tt.snap, tt.region, 0.05, rnd)); got != tt.want {
+				if got := id((&Edge{Region: tt.region, Hysteresis: 0.05}).Place(tt.snap, rnd)); got != tt.want {
 					t.Fatalf("Place(%q, rnd=%d) = %s, want %s", tt.region, rnd, got, tt.want)
 				}
 			}
@@ -81,7 +81,7 @@ func TestPlaceSpreadsWithinHysteresis(t *testing.T) {
 		t.Run(fmt.Sprint(tt.hysteresis), func(t *testing.T) {
 			seen := map[string]bool{}
 			for rnd := uint64(0); rnd < 64; rnd++ {
-				seen[id(Place(snap, "eu", tt.hysteresis, rnd))] = true
+				seen[id((&Edge{Region: "eu", Hysteresis: tt.hysteresis}).Place(snap, rnd))] = true
 			}
 			if len(seen) != len(tt.want) {
 				t.Fatalf("chosen %v, want exactly %v", seen, tt.want)
@@ -98,7 +98,7 @@ func TestPlaceSpreadsWithinHysteresis(t *testing.T) {
 func TestPlaceHugeRandomNumbers(t *testing.T) {
 	snap := snapshot(srv("a", "eu", 0, false), srv("b", "eu", 0, false), srv("c", "eu", 0, false))
 	for _, rnd := range []uint64{^uint64(0), 1 << 63, 1<<63 + 1} {
-		if Place(snap, "eu", 0.1, rnd) == nil {
+		if (&Edge{Region: "eu", Hysteresis: 0.1}).Place(snap, rnd) == nil {
 			t.Fatalf("Place(rnd=%d) = nil", rnd)
 		}
 	}
@@ -122,15 +122,16 @@ func TestClosest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := id(Closest(snap, tt.closest, tt.edge, 0.05, 0)); got != tt.want {
+			if got := id((&Edge{Region: tt.edge, Hysteresis: 0.05}).Closest(snap, tt.closest, 0)); got != tt.want {
 				t.Fatalf("Closest(%q, %q) = %s, want %s", tt.closest, tt.edge, got, tt.want)
 			}
 		})
 	}
-	if got := Closest(snapshot(), "", "eu", 0.1, 0); got != nil {
+	eu := &Edge{Region: "eu", Hysteresis: 0.1}
+	if got := eu.Closest(snapshot(), "", 0); got != nil {
 		t.Fatalf("Closest on empty snapshot = %s, want nil", got.ID)
 	}
-	if got := Closest(nil, "x", "eu", 0.1, 0); got != nil {
+	if got := eu.Closest(nil, "x", 0); got != nil {
 		t.Fatalf("Closest on nil snapshot = %s, want nil", got.ID)
 	}
 }
@@ -140,12 +141,127 @@ func TestClosest(t *testing.T) {
 func TestDecisionsDoNotAllocate(t *testing.T) {
 	snap := snapshot(srv("a", "eu", 0.1, false), srv("b", "eu", 0.15, false), srv("c", "us", 0, true))
 	req := RefreshRequest{Current: "c", Closest: "a"}
-	n := testing.AllocsPerRun(100, func() {
-		Place(snap, "eu", 0.1, 7)
-		Closest(snap, "a", "eu", 0.1, 7)
-		Rebalance(snap, req, "eu", 0.1, 7)
-	})
-	if n != 0 {
-		t.Fatalf("decisions allocate %.1f times", n)
+	down := snap.Server("a")
+	for _, e := range []*Edge{
+		{Region: "eu", Hysteresis: 0.1},
+		{Region: "eu", Fallback: []string{"ap", "us"}, Hysteresis: 0.1,
+			Reachable: func(s *discoverysvc.Entry) bool { return s != down }},
+	} {
+		n := testing.AllocsPerRun(100, func() {
+			e.Place(snap, 7)
+			e.Closest(snap, "a", 7)
+			e.Rebalance(snap, req, 7)
+		})
+		if n != 0 {
+			t.Fatalf("decisions allocate %.1f times", n)
+		}
+	}
+}
+
+// unreachable is an Edge.Reachable for the tables: every server but ids.
+func unreachable(ids ...string) func(*discoverysvc.Entry) bool {
+	down := map[string]bool{}
+	for _, id := range ids {
+		down[id] = true
+	}
+	return func(s *discoverysvc.Entry) bool { return !down[s.ID] }
+}
+
+func TestPlaceFallbackRegions(t *testing.T) {
+	fleet := snapshot(
+		srv("eu-d", "eu", 0.0, true), // the edge's region only drains
+		srv("us-1", "us", 0.7, false),
+		srv("us-2", "us", 0.8, false),
+		srv("ap-1", "ap", 0.5, false),
+		srv("ap-d", "ap", 0.0, true),
+		srv("sa-1", "sa", 0.0, false), // least loaded anywhere
+		srv("af-d", "af", 0.0, true),
+	)
+	tests := []struct {
+		name     string
+		snap     *discoverysvc.Snapshot
+		region   string
+		fallback []string
+		down     []string
+		want     string
+	}{
+		{"the edge's region wins over every fallback", fleet, "us", []string{"ap", "sa"}, nil, "us-1"},
+		{"empty region: the first fallback, not the least loaded anywhere", fleet, "eu", []string{"us", "ap"}, nil, "us-1"},
+		{"order is respected", fleet, "eu", []string{"ap", "us"}, nil, "ap-1"},
+		{"a fallback that only drains is skipped", fleet, "eu", []string{"af", "us"}, nil, "us-1"},
+		{"an unknown fallback is skipped", fleet, "eu", []string{"nowhere", "ap"}, nil, "ap-1"},
+		{"every fallback empty: anywhere", fleet, "eu", []string{"af", "nowhere"}, nil, "sa-1"},
+		{"no fallback: anywhere", fleet, "eu", nil, nil, "sa-1"},
+		{"unreachable servers of a fallback are skipped", fleet, "eu", []string{"ap", "us"}, []string{"ap-1"}, "us-1"},
+		{"within a fallback, an unreachable least loaded gives way", fleet, "eu", []string{"us"}, []string{"us-1"}, "us-2"},
+		{"the edge's region unreachable: first fallback", fleet, "us", []string{"ap"}, []string{"us-1", "us-2"}, "ap-1"},
+		{"fallbacks unreachable: anywhere reachable", fleet, "eu", []string{"ap", "us"}, []string{"ap-1", "us-1", "us-2"}, "sa-1"},
+		{"nothing reachable", fleet, "eu", []string{"ap", "us"}, []string{"ap-1", "us-1", "us-2", "sa-1"}, "<nil>"},
+		{"no servers", snapshot(), "eu", []string{"us"}, nil, "<nil>"},
+		{"nil snapshot", nil, "eu", []string{"us"}, nil, "<nil>"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &Edge{Region: tt.region, Fallback: tt.fallback, Hysteresis: 0.05, Reachable: unreachable(tt.down...)}
+			for rnd := uint64(0); rnd < 8; rnd++ {
+				if got := id(e.Place(tt.snap, rnd)); got != tt.want {
+					t.Fatalf("Place(rnd=%d) = %s, want %s", rnd, got, tt.want)
+				}
+				// /closestToMe answers what placement chooses.
+				if got := id(e.Closest(tt.snap, "", rnd)); got != tt.want {
+					t.Fatalf("Closest(rnd=%d) = %s, want %s", rnd, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestPlaceSkipsUnreachable(t *testing.T) {
+	snap := snapshot(
+		srv("a", "eu", 0.10, false),
+		srv("b", "eu", 0.15, false),
+		srv("c", "eu", 0.20, false),
+		srv("d", "eu", 0.26, false),
+		srv("e", "eu", 0.40, false),
+		srv("f", "us", 0.00, false),
+	)
+	tests := []struct {
+		name string
+		down []string
+		want []string // chosen over many rnd, exactly
+	}{
+		{"all reachable", nil, []string{"a", "b", "c"}},
+		{"an unreachable candidate is never chosen", []string{"b"}, []string{"a", "c"}},
+		{"the least loaded unreachable: the limit follows the least reachable", []string{"a"}, []string{"b", "c"}},
+		{"the whole first band unreachable", []string{"a", "b", "c"}, []string{"d"}},
+		{"the region unreachable: anywhere", []string{"a", "b", "c", "d", "e"}, []string{"f"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &Edge{Region: "eu", Hysteresis: 0.1, Reachable: unreachable(tt.down...)}
+			seen := map[string]bool{}
+			for rnd := uint64(0); rnd < 64; rnd++ {
+				seen[id(e.Place(snap, rnd))] = true
+			}
+			if len(seen) != len(tt.want) {
+				t.Fatalf("chosen %v, want exactly %v", seen, tt.want)
+			}
+			for _, w := range tt.want {
+				if !seen[w] {
+					t.Fatalf("chosen %v, want exactly %v", seen, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestClosestSkipsUnreachable(t *testing.T) {
+	snap := snapshot(srv("eu-1", "eu", 0.5, false), srv("eu-2", "eu", 0.2, false), srv("us-1", "us", 0.1, false))
+	e := &Edge{Region: "eu", Hysteresis: 0.05, Reachable: unreachable("us-1", "eu-2")}
+	if got := id(e.Closest(snap, "us-1", 0)); got != "eu-1" {
+		t.Fatalf("Closest(unreachable us-1) = %s, want the edge's placement eu-1", got)
+	}
+	if got := id(e.Closest(snap, "eu-1", 0)); got != "eu-1" {
+		t.Fatalf("Closest(eu-1) = %s, want eu-1", got)
 	}
 }

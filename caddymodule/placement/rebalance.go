@@ -23,9 +23,9 @@ type Outcome struct {
 	Moved bool
 }
 
-// Rebalance decides where a refresh goes (SPEC §6), with current the pinned
-// server and C the closest server (Closest: req.Closest when alive, else the
-// edge's placement):
+// Rebalance decides where a refresh goes, with current the pinned server
+// and C the closest server (Closest: req.Closest when alive, else the edge's
+// placement). A server the edge cannot reach counts as not alive.
 //
 //	a. current alive and critical: keep current, even when it is draining;
 //	b. current not alive: move to C, or to the least-loaded non-draining
@@ -39,28 +39,33 @@ type Outcome struct {
 //
 // Wherever a "least-loaded" server is chosen, servers within hysteresis of
 // the least are chosen among with rnd, as Place does, so that the clients of
-// a failed or draining server spread out instead of stampeding onto one.
-// When a move has no non-draining target at all, a live current is kept:
-// a draining server is still better than a 503.
-func Rebalance(snap *discoverysvc.Snapshot, req RefreshRequest, edgeRegion string, hysteresis float64, rnd uint64) Outcome {
+// a failed or draining server spread out instead of stampeding onto one; a
+// region with no such server gives way to the edge's fallback regions, then
+// to anywhere. When a move has no non-draining target at all, a live
+// current is kept: a draining server is still better than a 503.
+func (e *Edge) Rebalance(snap *discoverysvc.Snapshot, req RefreshRequest, rnd uint64) Outcome {
 	if snap == nil {
 		snap = discoverysvc.EmptySnapshot()
 	}
 	// d. no usable pin.
 	if req.Current == "" {
-		return Outcome{Server: Place(snap, edgeRegion, hysteresis, rnd), Reason: ReasonPlacement}
+		return Outcome{Server: e.Place(snap, rnd), Reason: ReasonPlacement}
 	}
 	cur := snap.Server(req.Current)
+	if cur != nil && !e.reachable(cur) {
+		cur = nil
+	}
 	// a. a critical task in progress on a live server is never interrupted.
 	if cur != nil && req.Critical {
 		return keep(cur)
 	}
-	c := Closest(snap, req.Closest, edgeRegion, hysteresis, rnd)
-	// b. the pinned server is gone: fail over to C.
+	c := e.Closest(snap, req.Closest, rnd)
+	// b. the pinned server is gone, or this edge cannot reach it: fail over
+	// to C.
 	if cur == nil {
 		target := c
 		if c != nil && c.Draining {
-			target = Place(snap, c.Region, hysteresis, rnd)
+			target = e.placeIn(snap, c.Region, rnd)
 		}
 		return Outcome{Server: target, Reason: ReasonFailover, Moved: target != nil}
 	}
@@ -70,14 +75,14 @@ func Rebalance(snap *discoverysvc.Snapshot, req RefreshRequest, edgeRegion strin
 	// c. not critical, current alive.
 	var target *discoverysvc.Entry
 	if c.Region == cur.Region {
-		if !cur.Draining && !overloaded(snap, cur, hysteresis) {
+		if !cur.Draining && !e.overloaded(snap, cur) {
 			return keep(cur)
 		}
-		target = Place(snap, cur.Region, hysteresis, rnd)
+		target = e.placeIn(snap, cur.Region, rnd)
 	} else {
 		target = c
 		if c.Draining {
-			target = Place(snap, c.Region, hysteresis, rnd)
+			target = e.placeIn(snap, c.Region, rnd)
 		}
 	}
 	if target == nil || target == cur || target.ID == cur.ID {
@@ -90,13 +95,18 @@ func keep(cur *discoverysvc.Entry) Outcome {
 	return Outcome{Server: cur, Reason: ReasonRefreshKeep}
 }
 
-// overloaded reports whether cur's load exceeds the least-loaded
+// overloaded reports whether cur's load exceeds the least-loaded reachable
 // non-draining server of its region by more than hysteresis. Hysteresis
 // keeps clients from flapping between servers whose loads are close.
-func overloaded(snap *discoverysvc.Snapshot, cur *discoverysvc.Entry, hysteresis float64) bool {
+func (e *Edge) overloaded(snap *discoverysvc.Snapshot, cur *discoverysvc.Entry) bool {
 	r := snap.Region(cur.Region)
-	if r == nil || len(r.Active) == 0 {
+	if r == nil {
 		return false
 	}
-	return cur.Load > r.Active[0].Load+clampHysteresis(hysteresis)
+	for _, s := range r.Active {
+		if e.reachable(s) {
+			return cur.Load > s.Load+clampHysteresis(e.Hysteresis)
+		}
+	}
+	return false
 }

@@ -76,7 +76,7 @@ func TestRebalance(t *testing.T) {
 			// Every rnd must give the same answer: the cases avoid ties
 			// within hysteresis for any choice of a least-loaded server.
 			for rnd := uint64(0); rnd < 4; rnd++ {
-				got := Rebalance(tt.snap, tt.req, edge, 0.1, rnd)
+				got := (&Edge{Region: edge, Hysteresis: 0.1}).Rebalance(tt.snap, tt.req, rnd)
 				if id(got.Server) != tt.want || got.Reason != tt.reason || got.Moved != tt.moved {
 					t.Fatalf("Rebalance(%+v, rnd=%d) = {%s %s moved=%v}, want {%s %s moved=%v}",
 						tt.req, rnd, id(got.Server), got.Reason, got.Moved, tt.want, tt.reason, tt.moved)
@@ -97,7 +97,7 @@ func TestRebalanceSpreadsFailover(t *testing.T) {
 	)
 	seen := map[string]bool{}
 	for rnd := uint64(0); rnd < 16; rnd++ {
-		out := Rebalance(snap, RefreshRequest{Current: "eu-4"}, "eu", 0.1, rnd)
+		out := (&Edge{Region: "eu", Hysteresis: 0.1}).Rebalance(snap, RefreshRequest{Current: "eu-4"}, rnd)
 		if out.Reason != ReasonRefreshMove {
 			t.Fatalf("reason %s, want %s", out.Reason, ReasonRefreshMove)
 		}
@@ -105,5 +105,50 @@ func TestRebalanceSpreadsFailover(t *testing.T) {
 	}
 	if !seen["eu-1"] || !seen["eu-2"] || len(seen) != 2 {
 		t.Fatalf("moved to %v, want eu-1 and eu-2", seen)
+	}
+}
+
+// A server the edge cannot reach is, for that edge, not alive: rule b moves
+// its clients even when they are in a critical task, and nothing moves or
+// stays there.
+func TestRebalanceUnreachable(t *testing.T) {
+	fleet := snapshot(
+		srv("eu-1", "eu", 0.30, false),
+		srv("eu-2", "eu", 0.60, false),
+		srv("eu-d", "eu", 0.00, true),
+		srv("us-1", "us", 0.10, false),
+		srv("us-2", "us", 0.50, false),
+		srv("ap-1", "ap", 0.20, false),
+	)
+	tests := []struct {
+		name     string
+		down     []string
+		fallback []string
+		req      RefreshRequest
+		want     string
+		reason   string
+		moved    bool
+	}{
+		{"b: critical on an unreachable current moves", []string{"eu-2"}, nil, RefreshRequest{Current: "eu-2", Critical: true}, "eu-1", ReasonFailover, true},
+		{"b: critical on an unreachable draining current moves", []string{"eu-d"}, nil, RefreshRequest{Current: "eu-d", Critical: true}, "eu-1", ReasonFailover, true},
+		{"b: unreachable current, unreachable closest: the edge's placement", []string{"eu-2", "us-1"}, nil, RefreshRequest{Current: "eu-2", Closest: "us-1"}, "eu-1", ReasonFailover, true},
+		{"b: unreachable current, reachable closest", []string{"eu-2"}, nil, RefreshRequest{Current: "eu-2", Closest: "us-2"}, "us-2", ReasonFailover, true},
+		{"b: the edge's region unreachable: first fallback", []string{"eu-1", "eu-2"}, []string{"ap", "us"}, RefreshRequest{Current: "eu-2", Critical: true}, "ap-1", ReasonFailover, true},
+		{"b: nothing reachable", []string{"eu-1", "eu-2", "us-1", "us-2", "ap-1"}, nil, RefreshRequest{Current: "eu-2", Critical: true}, "<nil>", ReasonFailover, false},
+		{"a: critical on a reachable current keeps it", []string{"eu-1"}, nil, RefreshRequest{Current: "eu-2", Critical: true}, "eu-2", ReasonRefreshKeep, false},
+		{"c: the region's unreachable least loaded does not make current overloaded", []string{"eu-1"}, nil, RefreshRequest{Current: "eu-2"}, "eu-2", ReasonRefreshKeep, false},
+		{"c: draining current moves to a reachable server of its region", []string{"eu-1"}, nil, RefreshRequest{Current: "eu-d", Closest: "eu-d"}, "eu-2", ReasonRefreshMove, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &Edge{Region: "eu", Fallback: tt.fallback, Hysteresis: 0.1, Reachable: unreachable(tt.down...)}
+			for rnd := uint64(0); rnd < 4; rnd++ {
+				got := e.Rebalance(fleet, tt.req, rnd)
+				if id(got.Server) != tt.want || got.Reason != tt.reason || got.Moved != tt.moved {
+					t.Fatalf("Rebalance(%+v, rnd=%d) = {%s %s moved=%v}, want {%s %s moved=%v}",
+						tt.req, rnd, id(got.Server), got.Reason, got.Moved, tt.want, tt.reason, tt.moved)
+				}
+			}
+		})
 	}
 }
