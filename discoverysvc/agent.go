@@ -55,10 +55,16 @@ type Agent struct {
 	// TTL is the lease of the registration, in whole seconds; it must be
 	// longer than Interval. Default: 0, the discovery service's default (10s).
 	TTL time.Duration
-	// DrainTimeout is how long, after Run's context ends, the server stays
-	// registered as draining (pinned clients keep reaching it, new ones go
-	// elsewhere) before it is deregistered. Default: 0, deregister at once.
+	// DrainTimeout bounds how long, after Run's context ends, the server
+	// stays registered as draining (pinned clients keep reaching it, new
+	// ones go elsewhere) before it is deregistered. The agent deregisters
+	// sooner once discovery reports the server drained: no edge has seen a
+	// pinned request to it for DrainQuiet since the drain began. Default: 0,
+	// deregister at once.
 	DrainTimeout time.Duration
+	// DrainQuiet is the quiet period that makes a draining server drained.
+	// Default: 60s.
+	DrainQuiet time.Duration
 	// Logger receives the agent's logs. Default: no logging.
 	Logger *zap.Logger
 	// Client makes the probes and the API calls; every request carries its
@@ -104,6 +110,9 @@ func (a *Agent) Validate() error {
 	}
 	if a.DrainTimeout < 0 {
 		return &FieldError{"drain-timeout", "must not be negative"}
+	}
+	if a.DrainQuiet < 0 || a.DrainQuiet > maxQuiet {
+		return &FieldError{"drain-quiet", fmt.Sprintf("must be between 0 and %s", maxQuiet)}
 	}
 	return nil
 }
@@ -277,12 +286,19 @@ func (r *agentRun) stop() error {
 	return fmt.Errorf("deregister %s: %w", r.agent.ID, err)
 }
 
-// drain keeps the server registered as draining for d, so pinned clients
-// finish their work while new ones are placed elsewhere. It ends early when
-// the app stops answering, because then nobody should be sent there.
+// drain keeps the server registered as draining for up to d, so pinned
+// clients finish their work while new ones are placed elsewhere. It ends
+// early when discovery reports the server drained, or when the app stops
+// answering, because then nobody should be sent there.
 func (r *agentRun) drain(d time.Duration) {
-	r.log.Info("draining", zap.Duration("drain_timeout", d))
-	deadline := time.Now().Add(d)
+	quiet := r.agent.DrainQuiet
+	if quiet == 0 {
+		quiet = DefaultQuiet
+	}
+	r.log.Info("draining", zap.Duration("drain_timeout", d), zap.Duration("quiet", quiet))
+	start := time.Now()
+	deadline := start.Add(d)
+	statusURL := r.endpoint + "/drain?quiet=" + url.QueryEscape(quiet.String())
 	for {
 		load, err := r.probe(context.Background())
 		if err != nil {
@@ -293,6 +309,12 @@ func (r *agentRun) drain(d time.Duration) {
 			r.discoveryFailed(err)
 		} else {
 			r.discoveryOK()
+			// The record's own drain has no start time in the registry,
+			// so the agent times the quiet period from its own start.
+			if time.Since(start) >= quiet && r.drained(statusURL) {
+				r.log.Info("drained: no pinned requests lately", zap.Duration("after", time.Since(start).Round(time.Millisecond)))
+				return
+			}
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
@@ -303,6 +325,30 @@ func (r *agentRun) drain(d time.Duration) {
 			return
 		}
 	}
+}
+
+// drained asks discovery whether the server is drained. Any failure counts
+// as not drained: the drain then lasts until its timeout, as before.
+func (r *agentRun) drained(statusURL string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), max(r.interval, 2*time.Second))
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statusURL, nil)
+	if err != nil {
+		return false
+	}
+	if r.agent.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.agent.Token)
+	}
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var st DrainStatus
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st) != nil {
+		return false
+	}
+	return st.Drained
 }
 
 // slowProbe reports whether a probe failed by running out of time rather

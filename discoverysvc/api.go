@@ -42,6 +42,9 @@ type api struct {
 //	PUT    /v1/servers/{id}   register or heartbeat (body: HeartbeatRequest); 200 with the stored record
 //	DELETE /v1/servers/{id}   deregister; 204, or 404 when unknown
 //	GET    /v1/servers        {"revision":N,"servers":[...]} by id, optionally ?region=R
+//	PUT    /v1/servers/{id}/drain   start an operator drain (body {"reason"} optional); 200 with the drain status
+//	DELETE /v1/servers/{id}/drain   end it; 204, or 404 when there is none
+//	GET    /v1/servers/{id}/drain   the drain status, ?quiet=60s; 404 when not draining
 //	GET    /healthz           200 when etcd answers, else 503
 //
 // Every response is JSON; errors are {"error":"..."} naming the bad field,
@@ -63,6 +66,7 @@ func NewAPI(reg *Registry, token string, logger *zap.Logger) http.Handler {
 	// names the id instead of a bare 404.
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/servers/{id...}", a.serveServer)
+	mux.HandleFunc("/v1/servers/{id}/drain", a.serveDrain)
 	mux.HandleFunc("/v1/servers", a.serveList)
 	mux.HandleFunc("/healthz", a.serveHealth)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -301,19 +305,22 @@ var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "
 // or repeated. encoding/json alone would match "REGION" to region and let
 // the last of two "region" keys win, so the record stored could differ from
 // what a reader of the request sees. body must be one valid JSON object.
-func checkKeys(body []byte) error {
+func checkKeys(body []byte) error { return checkKeysOf(body, heartbeatFields) }
+
+// checkKeysOf is checkKeys for any request body with the given fields.
+func checkKeysOf(body []byte, fields map[string]bool) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if _, err := dec.Token(); err != nil { // the opening brace
 		return decodeError(err)
 	}
-	seen := make(map[string]bool, len(heartbeatFields))
+	seen := make(map[string]bool, len(fields))
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return decodeError(err)
 		}
 		key, _ := tok.(string)
-		if !heartbeatFields[key] {
+		if !fields[key] {
 			return &FieldError{"body", fmt.Sprintf("unknown field %q", key)}
 		}
 		if seen[key] {

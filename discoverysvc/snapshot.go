@@ -12,7 +12,14 @@ import (
 // is derived from it once, at update time, so the per-request path does no
 // parsing.
 type Entry struct {
+	// Server is the record, except that Draining is true also when an
+	// operator drain names the server.
 	Server
+	// OperatorDrain is true when an operator drain names the server.
+	OperatorDrain bool
+	// ownDraining is the record's own draining flag, kept so that ending the
+	// operator drain restores it.
+	ownDraining bool
 	// Dial is host:port of the server's URL.
 	Dial string
 	// Attachment is whatever the snapshot's owner derives per server (the
@@ -32,10 +39,13 @@ type Region struct {
 }
 
 // Change is one registry event: Server is the new record, or nil when the
-// server is gone (deleted or its lease expired).
+// server is gone (deleted or its lease expired). When Drain is set, the event
+// is instead about the operator drain of ID: *Drain tells whether one names
+// it now, and Server is unused.
 type Change struct {
 	ID     string
 	Server *Server
+	Drain  *bool
 }
 
 // Snapshot is an immutable view of the registry at one etcd revision. It is
@@ -52,6 +62,9 @@ type Snapshot struct {
 	regions map[string]*Region
 	// active is every non-draining server, least loaded first.
 	active []*Entry
+	// drains holds the ids an operator drain names, registered or not, so
+	// that a server registering later starts out draining.
+	drains map[string]bool
 	attach func(Server) any
 }
 
@@ -94,14 +107,20 @@ func EmptySnapshot() *Snapshot { return emptySnapshot }
 // fail validation are skipped; the caller is expected to have logged them.
 // attach, when not nil, derives each entry's Attachment.
 func BuildSnapshot(rev int64, servers []Server, attach func(Server) any) *Snapshot {
+	return buildSnapshot(rev, servers, nil, attach)
+}
+
+// buildSnapshot is BuildSnapshot with the ids that operator drains name.
+func buildSnapshot(rev int64, servers []Server, drains map[string]bool, attach func(Server) any) *Snapshot {
 	s := &Snapshot{
 		Revision: rev,
 		Updated:  time.Now(),
 		regions:  make(map[string]*Region),
+		drains:   drains,
 		attach:   attach,
 	}
 	for _, srv := range servers {
-		if e := newEntry(srv, attach); e != nil {
+		if e := newEntry(srv, drains[srv.ID], attach); e != nil {
 			i := shardOf(srv.ID)
 			if s.byID[i] == nil {
 				s.byID[i] = make(map[string]*Entry, len(servers)/idShards+1)
@@ -134,7 +153,7 @@ func BuildSnapshot(rev int64, servers []Server, attach func(Server) any) *Snapsh
 	return s
 }
 
-func newEntry(srv Server, attach func(Server) any) *Entry {
+func newEntry(srv Server, operatorDrain bool, attach func(Server) any) *Entry {
 	if srv.Validate() != nil {
 		return nil
 	}
@@ -142,11 +161,19 @@ func newEntry(srv Server, attach func(Server) any) *Entry {
 	if err != nil {
 		return nil
 	}
-	e := &Entry{Server: srv, Dial: dial}
+	e := &Entry{Server: srv, Dial: dial, OperatorDrain: operatorDrain, ownDraining: srv.Draining}
+	e.Draining = srv.Draining || operatorDrain
 	if attach != nil {
-		e.Attachment = attach(srv)
+		e.Attachment = attach(e.Server)
 	}
 	return e
+}
+
+// record is the server's record as stored, without the operator drain.
+func (e *Entry) record() Server {
+	srv := e.Server
+	srv.Draining = e.ownDraining
+	return srv
 }
 
 func compareLoad(a, b *Entry) int {
@@ -170,8 +197,10 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		size:     s.size,
 		regions:  maps.Clone(s.regions),
 		active:   s.active,
+		drains:   s.drains,
 		attach:   s.attach,
 	}
+	drainsCopied := false
 	var shardCopied [idShards]bool
 	shard := func(id string) map[string]*Entry {
 		i := shardOf(id)
@@ -205,6 +234,30 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		return nr
 	}
 	for _, c := range changes {
+		rec := c.Server
+		if c.Drain != nil {
+			if n.drains[c.ID] == *c.Drain {
+				continue
+			}
+			if !drainsCopied {
+				n.drains = maps.Clone(n.drains)
+				if n.drains == nil {
+					n.drains = map[string]bool{}
+				}
+				drainsCopied = true
+			}
+			if *c.Drain {
+				n.drains[c.ID] = true
+			} else {
+				delete(n.drains, c.ID)
+			}
+			old := n.byID.get(c.ID)
+			if old == nil {
+				continue
+			}
+			r := old.record()
+			rec = &r // re-enter the server with its new draining state
+		}
 		if old := n.byID.get(c.ID); old != nil {
 			r := region(old.Region)
 			if old.Draining {
@@ -220,10 +273,10 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 			delete(shard(c.ID), c.ID)
 			n.size--
 		}
-		if c.Server == nil || c.Server.ID != c.ID {
+		if rec == nil || rec.ID != c.ID {
 			continue
 		}
-		e := newEntry(*c.Server, s.attach)
+		e := newEntry(*rec, n.drains[c.ID], s.attach)
 		if e == nil {
 			continue
 		}
@@ -280,6 +333,10 @@ func (s *Snapshot) RegionNames() []string {
 	sort.Strings(names)
 	return names
 }
+
+// OperatorDrained reports whether an operator drain names server id,
+// whether or not it is registered.
+func (s *Snapshot) OperatorDrained(id string) bool { return s.drains[id] }
 
 // Active returns every non-draining server, least loaded first.
 func (s *Snapshot) Active() []*Entry { return s.active }

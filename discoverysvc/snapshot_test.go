@@ -45,9 +45,18 @@ func viewOf(s *Snapshot) snapshotView {
 	return v
 }
 
-// modelApply is the obvious meaning of Apply on a map of records.
-func modelApply(fleet map[string]Server, changes []Change) {
+// modelApply is the obvious meaning of Apply on a map of records and the
+// set of operator drains.
+func modelApply(fleet map[string]Server, drains map[string]bool, changes []Change) {
 	for _, c := range changes {
+		if c.Drain != nil {
+			if *c.Drain {
+				drains[c.ID] = true
+			} else {
+				delete(drains, c.ID)
+			}
+			continue
+		}
 		delete(fleet, c.ID)
 		if c.Server != nil && c.Server.ID == c.ID && c.Server.Validate() == nil {
 			fleet[c.ID] = *c.Server
@@ -55,8 +64,8 @@ func modelApply(fleet map[string]Server, changes []Change) {
 	}
 }
 
-func rebuild(rev int64, fleet map[string]Server, attach func(Server) any) *Snapshot {
-	return BuildSnapshot(rev, slices.Collect(maps.Values(fleet)), attach)
+func rebuild(rev int64, fleet map[string]Server, drains map[string]bool, attach func(Server) any) *Snapshot {
+	return buildSnapshot(rev, slices.Collect(maps.Values(fleet)), maps.Clone(drains), attach)
 }
 
 // randomChange draws a change over a small id space so that adds, updates
@@ -71,6 +80,9 @@ func randomChange(r *rand.Rand, ids, regions int, drainP float64) Change {
 		return Change{ID: id, Server: &Server{ID: id, Region: "eu", URL: "ftp://x"}}
 	case n == 3: // a value naming another id
 		return Change{ID: id, Server: &Server{ID: id + "x", Region: "eu", URL: "http://h"}}
+	case n == 4: // an operator drain starts or ends, registered or not
+		drained := r.IntN(2) == 0
+		return Change{ID: id, Drain: &drained}
 	default:
 		srv := Server{
 			ID:       id,
@@ -105,7 +117,7 @@ func TestSnapshotApplyMatchesRebuild(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(tc.seed, 0))
-			fleet := map[string]Server{}
+			fleet, drains := map[string]Server{}, map[string]bool{}
 			snap := BuildSnapshot(1, nil, attach)
 			for round := range tc.rounds {
 				changes := make([]Change, 1+r.IntN(tc.batch))
@@ -118,8 +130,8 @@ func TestSnapshotApplyMatchesRebuild(t *testing.T) {
 				if !reflect.DeepEqual(viewOf(snap), before) {
 					t.Fatalf("round %d: Apply modified its receiver", round)
 				}
-				modelApply(fleet, changes)
-				if got, want := viewOf(next), viewOf(rebuild(rev, fleet, attach)); !reflect.DeepEqual(got, want) {
+				modelApply(fleet, drains, changes)
+				if got, want := viewOf(next), viewOf(rebuild(rev, fleet, drains, attach)); !reflect.DeepEqual(got, want) {
 					t.Fatalf("round %d: after %+v\n got %+v\nwant %+v", round, changes, got, want)
 				}
 				snap = next
@@ -129,6 +141,7 @@ func TestSnapshotApplyMatchesRebuild(t *testing.T) {
 }
 
 func TestSnapshotApplyCases(t *testing.T) {
+	yes, no := true, false
 	srv := func(id, region string, load float64, draining bool) *Server {
 		return &Server{ID: id, Region: region, URL: "http://" + id + ".example:8080", Load: load, Draining: draining}
 	}
@@ -151,16 +164,23 @@ func TestSnapshotApplyCases(t *testing.T) {
 		{"malformed update drops the server", []Change{{ID: "b", Server: &Server{ID: "b", Region: "eu", URL: "http://x/?q"}}}},
 		{"id mismatch drops the server", []Change{{ID: "b", Server: srv("c", "eu", 0.9, false)}}},
 		{"delete everything", []Change{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}},
+		{"operator drain", []Change{{ID: "a", Drain: &yes}}},
+		{"operator drain of a draining record", []Change{{ID: "d", Drain: &yes}}},
+		{"operator drain, then a heartbeat saying not draining", []Change{{ID: "a", Drain: &yes}, {ID: "a", Server: srv("a", "eu", 0.4, false)}}},
+		{"operator drain before the server registers", []Change{{ID: "e", Drain: &yes}, {ID: "e", Server: srv("e", "eu", 0, false)}}},
+		{"operator drain ended", []Change{{ID: "a", Drain: &yes}, {ID: "a", Drain: &no}}},
+		{"operator drain ended keeps the record's own drain", []Change{{ID: "d", Drain: &yes}, {ID: "d", Drain: &no}}},
+		{"drained server deleted and back", []Change{{ID: "b", Drain: &yes}, {ID: "b"}, {ID: "b", Server: srv("b", "us", 0.3, false)}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			fleet := map[string]Server{}
+			fleet, drains := map[string]Server{}, map[string]bool{}
 			for _, s := range base {
 				fleet[s.ID] = s
 			}
 			got := BuildSnapshot(1, base, nil).Apply(2, tc.changes)
-			modelApply(fleet, tc.changes)
-			if g, w := viewOf(got), viewOf(rebuild(2, fleet, nil)); !reflect.DeepEqual(g, w) {
+			modelApply(fleet, drains, tc.changes)
+			if g, w := viewOf(got), viewOf(rebuild(2, fleet, drains, nil)); !reflect.DeepEqual(g, w) {
 				t.Fatalf("\n got %+v\nwant %+v", g, w)
 			}
 		})
@@ -241,5 +261,27 @@ func BenchmarkBuildSnapshot10k(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		BuildSnapshot(1, servers, nil)
+	}
+}
+
+func TestSnapshotOperatorDrainKeepsTheServerOutOfPlacement(t *testing.T) {
+	yes, no := true, false
+	snap := BuildSnapshot(1, []Server{{ID: "eu-1", Region: "eu", URL: "http://h1", Load: 0}, {ID: "eu-2", Region: "eu", URL: "http://h2", Load: 0.9}}, nil)
+	snap = snap.Apply(2, []Change{{ID: "eu-1", Drain: &yes}})
+	e := snap.Server("eu-1")
+	if e == nil || !e.Draining || !e.OperatorDrain || !snap.OperatorDrained("eu-1") {
+		t.Fatalf("drained entry %+v", e)
+	}
+	if a := snap.Active(); len(a) != 1 || a[0].ID != "eu-2" {
+		t.Fatalf("active %v, want only eu-2", viewOf(snap).Active)
+	}
+	// A heartbeat rewrites the record with draining:false; the drain holds.
+	snap = snap.Apply(3, []Change{{ID: "eu-1", Server: &Server{ID: "eu-1", Region: "eu", URL: "http://h1", Load: 0.1}}})
+	if e := snap.Server("eu-1"); !e.Draining || e.Load != 0.1 {
+		t.Fatalf("after a heartbeat %+v", e)
+	}
+	snap = snap.Apply(4, []Change{{ID: "eu-1", Drain: &no}})
+	if e := snap.Server("eu-1"); e.Draining || e.OperatorDrain || snap.OperatorDrained("eu-1") {
+		t.Fatalf("after undrain %+v", e)
 	}
 }

@@ -44,14 +44,17 @@ type WatcherConfig struct {
 }
 
 // Watcher keeps an immutable Snapshot of the registry up to date: it lists
-// the servers, then watches from the next revision, applying each watch
-// response as one update. Compaction or a lost watch leads to a fresh list;
+// the servers and the operator drains, then watches the whole prefix from
+// the next revision, applying each watch response as one update. One watch
+// serves both kinds of key, so a drain costs the edge no second stream; the
+// edges' activity keys ride the same watch and are skipped by key. Compaction or a lost watch leads to a fresh list;
 // while etcd is unreachable the last snapshot stays in place and listing is
 // retried with backoff. Readers call Snapshot, which never blocks.
 type Watcher struct {
 	cfg           WatcherConfig
 	log           *zap.Logger
 	serversPrefix string
+	drainPrefix   string
 
 	snap       atomic.Pointer[Snapshot]
 	lastUpdate atomic.Int64 // unix nanoseconds; 0 before the first list
@@ -93,6 +96,7 @@ func NewWatcher(cfg WatcherConfig) *Watcher {
 		cfg:           cfg,
 		log:           cfg.Logger,
 		serversPrefix: ServersPrefix(cfg.Prefix),
+		drainPrefix:   DrainPrefix(cfg.Prefix),
 		synced:        make(chan struct{}),
 		malformed:     map[string]int64{},
 	}
@@ -178,17 +182,40 @@ func (w *Watcher) outage(err error) {
 		zap.Int("servers", w.Snapshot().Len()), zap.Error(err))
 }
 
-// list reads every server and swaps in a snapshot built from them.
+// list reads every server and operator drain at one revision and swaps in
+// a snapshot built from them. The edges' activity, the bulk of the prefix,
+// is not read.
 func (w *Watcher) list(ctx context.Context) (int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, w.cfg.ListTimeout)
 	defer cancel()
-	resp, err := w.cfg.Client.Get(lctx, w.serversPrefix, clientv3.WithPrefix())
+	resp, err := w.cfg.Client.Txn(lctx).Then(
+		clientv3.OpGet(w.serversPrefix, clientv3.WithPrefix()),
+		clientv3.OpGet(w.drainPrefix, clientv3.WithPrefix()),
+	).Commit()
 	if err != nil {
 		return 0, err
 	}
-	servers := make([]Server, 0, len(resp.Kvs))
+	serverKVs := resp.Responses[0].GetResponseRange().Kvs
+	servers := make([]Server, 0, len(serverKVs))
 	stillMalformed := make(map[string]int64)
-	for _, kv := range resp.Kvs {
+	var drains map[string]bool
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		key := string(kv.Key)
+		if idFromKey(w.drainPrefix, key) == "" {
+			continue
+		}
+		d, err := DecodeDrain(w.drainPrefix, kv.Key, kv.Value)
+		if err != nil {
+			w.logMalformed(key, kv.ModRevision, err)
+			stillMalformed[key] = kv.ModRevision
+			continue
+		}
+		if drains == nil {
+			drains = map[string]bool{}
+		}
+		drains[d.ID] = true
+	}
+	for _, kv := range serverKVs {
 		key := string(kv.Key)
 		if idFromKey(w.serversPrefix, key) == "" {
 			continue // a nested key is not a server
@@ -202,7 +229,7 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 		servers = append(servers, srv)
 	}
 	w.malformed = stillMalformed
-	w.publish(BuildSnapshot(resp.Header.Revision, servers, w.cfg.Attach))
+	w.publish(buildSnapshot(resp.Header.Revision, servers, drains, w.cfg.Attach))
 	w.lists.Add(1)
 	w.syncOnce.Do(func() { close(w.synced) })
 	return resp.Header.Revision, nil
@@ -220,7 +247,7 @@ func (w *Watcher) watch(ctx context.Context, rev int64) (progressed bool, err er
 	// request for a watch that starts in the future, so an idle registry
 	// could never be confirmed. The events of rev are already in the
 	// snapshot and apply skips them.
-	wch := w.cfg.Client.Watch(wctx, w.serversPrefix,
+	wch := w.cfg.Client.Watch(wctx, w.cfg.Prefix,
 		clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
 	tick := time.NewTicker(w.cfg.ProgressInterval)
 	defer tick.Stop()
@@ -269,9 +296,13 @@ func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 		}
 		rev = max(rev, ev.Kv.ModRevision)
 		key := string(ev.Kv.Key)
+		if id := idFromKey(w.drainPrefix, key); id != "" {
+			changes = append(changes, w.drainChange(id, ev))
+			continue
+		}
 		id := idFromKey(w.serversPrefix, key)
 		if id == "" {
-			continue
+			continue // an edge's activity or a key of no concern
 		}
 		if ev.Type == clientv3.EventTypeDelete {
 			delete(w.malformed, key)
@@ -294,6 +325,23 @@ func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 		return
 	}
 	w.publish(cur.Apply(max(rev, cur.Revision), changes))
+}
+
+// drainChange turns an event on a drain key into a change. A malformed
+// drain is ignored like any malformed value: the server is not drained by
+// it.
+func (w *Watcher) drainChange(id string, ev *clientv3.Event) Change {
+	key := string(ev.Kv.Key)
+	drained := false
+	if ev.Type == clientv3.EventTypeDelete {
+		delete(w.malformed, key)
+	} else if _, err := DecodeDrain(w.drainPrefix, ev.Kv.Key, ev.Kv.Value); err != nil {
+		w.logMalformed(key, ev.Kv.ModRevision, err)
+	} else {
+		delete(w.malformed, key)
+		drained = true
+	}
+	return Change{ID: id, Drain: &drained}
 }
 
 func (w *Watcher) publish(s *Snapshot) {

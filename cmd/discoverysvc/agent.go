@@ -24,7 +24,8 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&a.Token, "token", "", "discovery bearer `token` (default $"+envToken+")")
 	fs.Var(&load, "load", "fixed `load` to report (default: the health body's top-level \"load\" number, else 0)")
 	fs.Var(seconds{&a.TTL}, "ttl", "lease `duration` (10s or 10), longer than --interval (default: the service's, 10s)")
-	fs.DurationVar(&a.DrainTimeout, "drain-timeout", 0, "on SIGTERM, stay registered as draining this `duration` before deregistering")
+	fs.DurationVar(&a.DrainTimeout, "drain-timeout", 0, "on SIGTERM, stay registered as draining until no edge has seen a pinned request for --drain-quiet, or at most this `duration`, then deregister")
+	fs.DurationVar(&a.DrainQuiet, "drain-quiet", discoverysvc.DefaultQuiet, "with --drain-timeout, the quiet `duration` after which the server counts as drained")
 	fs.StringVar(&logLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err

@@ -3,6 +3,8 @@
 //
 //	discoverysvc serve [flags]   the registry's HTTP API, over etcd (embedded by default)
 //	discoverysvc agent [flags]   a sidecar that heartbeats an unchanged app while it is healthy
+//	discoverysvc drain <id>      drain a server; with --wait, until its pinned clients are gone
+//	discoverysvc undrain <id>    end an operator drain
 //
 // Run "discoverysvc <command> -h" for a command's flags. Logs are JSON on
 // stderr. SIGINT or SIGTERM shut down gracefully; a second one exits at once.
@@ -27,7 +29,7 @@ func main() {
 		// stuck shutdown at once.
 		stop()
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stderr))
+	os.Exit(runWith(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 const usage = `usage: discoverysvc <command> [flags]
@@ -36,6 +38,9 @@ commands:
   serve   run the discovery HTTP API over etcd (an embedded single-node etcd
           unless --etcd is given)
   agent   heartbeat an app to the discovery API while its health URL answers 2xx
+  drain   drain a server: no new clients; with --wait, wait until its pinned
+          clients are gone (exit 0) or --timeout passes (exit 1)
+  undrain end an operator drain: the server takes new clients again
 
 Run "discoverysvc <command> -h" for the command's flags.
 `
@@ -43,6 +48,11 @@ Run "discoverysvc <command> -h" for the command's flags.
 // run executes one command and returns the process exit code: 0 on success
 // or -h, 2 for a usage error, 1 when the command failed.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
+	return runWith(ctx, args, stderr, stderr)
+}
+
+// runWith is run with the output of the drain commands on stdout.
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -53,6 +63,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		err = runServe(ctx, args[1:], stderr)
 	case "agent":
 		err = runAgent(ctx, args[1:], stderr)
+	case "drain":
+		err = runDrain(ctx, args[1:], stdout, stderr)
+	case "undrain":
+		err = runUndrain(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stderr, usage)
 		return 0
