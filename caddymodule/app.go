@@ -131,12 +131,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	key, err := a.key()
+	admin := adminAddresses(ctx)
+	key, err := a.key(admin)
 	if err != nil {
 		return err
 	}
 	val, _, err := registries.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return openRegistry(cfg, a.Prefix), nil
+		return openRegistry(cfg, a.Prefix, admin), nil
 	})
 	if err != nil {
 		return err
@@ -168,8 +169,9 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// key identifies the connection in the usage pool.
-func (a *App) key() (string, error) {
+// key identifies the connection in the usage pool. The admin addresses
+// are part of it because the registry's dial guard is built from them.
+func (a *App) key(admin []string) (string, error) {
 	b, err := json.Marshal(struct {
 		Etcd        []string
 		Prefix      string
@@ -177,7 +179,8 @@ func (a *App) key() (string, error) {
 		Username    string
 		Password    string
 		TLS         *EtcdTLS
-	}{a.Etcd, a.Prefix, a.DialTimeout, a.Username, a.Password, a.TLS})
+		Admin       []string
+	}{a.Etcd, a.Prefix, a.DialTimeout, a.Username, a.Password, a.TLS, admin})
 	return string(b), err
 }
 
@@ -269,7 +272,7 @@ type registryConn struct {
 // openRegistry starts connecting in the background. With credentials,
 // clientv3.New authenticates and so blocks; without, it returns at once.
 // Either way Caddy's start is never held up by etcd.
-func openRegistry(cfg clientv3.Config, prefix string) *registryConn {
+func openRegistry(cfg clientv3.Config, prefix string, admin []string) *registryConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	rc := &registryConn{
 		started: time.Now(),
@@ -279,12 +282,15 @@ func openRegistry(cfg clientv3.Config, prefix string) *registryConn {
 		// through Caddy's default logger rather than a config's.
 		logger: caddy.Log().Named("session_pin.registry"),
 	}
-	go rc.run(ctx, cfg, prefix)
+	go rc.run(ctx, cfg, prefix, admin)
 	return rc
 }
 
-func (rc *registryConn) run(ctx context.Context, cfg clientv3.Config, prefix string) {
+func (rc *registryConn) run(ctx context.Context, cfg clientv3.Config, prefix string, admin []string) {
 	defer close(rc.done)
+	// Built here, not in Provision: it may resolve the names of the admin
+	// and etcd addresses, and Caddy's start waits for no lookup.
+	guard := newDialGuard(admin, cfg.Endpoints)
 	cfg.Context = ctx
 	backoff := 100 * time.Millisecond
 	var client *clientv3.Client
@@ -309,6 +315,7 @@ func (rc *registryConn) run(ctx context.Context, cfg clientv3.Config, prefix str
 		Prefix:   prefix,
 		Logger:   rc.logger,
 		Attach:   attachTarget,
+		Refuse:   guard.check,
 		OnUpdate: updateRegistryMetrics,
 	})
 	rc.watcher.Store(w)

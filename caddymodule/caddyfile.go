@@ -126,6 +126,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		key hs256 <secret> | key ed25519|es256 <private-key.pem>
 //		verify_key hs256 <secret> | verify_key ed25519|es256 <key.pem>
 //		issuer <iss>
+//		audience <aud>
 //		pin_ttl <duration>
 //		refresh_grace <duration>
 //		header <name>
@@ -176,6 +177,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.VerifyKeys = append(h.VerifyKeys, k)
 		case "issuer":
 			err = oneArg(d, &h.Issuer)
+		case "audience":
+			err = oneArg(d, &h.Audience)
 		case "pin_ttl":
 			err = durationArg(d, &h.PinTTL)
 		case "refresh_grace":

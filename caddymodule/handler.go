@@ -90,6 +90,13 @@ type Handler struct {
 	// Default: "sessionpin".
 	Issuer string `json:"issuer,omitempty"`
 
+	// Audience, when set, must be in a token's `aud` (a string or a list)
+	// for the token to be valid, and is the `aud` of the pins this edge
+	// issues. Set it when routing on an identity provider's tokens
+	// (`header Authorization`), so that a token it issued for another
+	// service does not route here. Default: none, `aud` is not checked.
+	Audience string `json:"audience,omitempty"`
+
 	// PinTTL is the lifetime of a new pin (its exp and the cookie's
 	// Max-Age). Default: 24h.
 	PinTTL caddy.Duration `json:"pin_ttl,omitempty"`
@@ -233,7 +240,7 @@ func (h *Handler) setup() error {
 		cacheEntries = *h.TokenCache
 	}
 	kr, err := pin.NewKeyring(sign, h.VerifyKeys, h.Issuer, h.Claim,
-		pin.WithCache(cacheEntries), pin.WithGrace(time.Duration(h.RefreshGrace)))
+		pin.WithCache(cacheEntries), pin.WithGrace(time.Duration(h.RefreshGrace)), pin.WithAudience(h.Audience))
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,8 @@ type pinWriter struct {
 	server [1]string
 }
 
-// WriteHeader adds the session headers before the status goes out.
+// WriteHeader replaces whatever session headers the upstream sent with the
+// edge's own before the status goes out.
 func (pw *pinWriter) WriteHeader(status int) {
 	if pw.wroteHeader {
 		pw.ResponseWriter.WriteHeader(status)
@@ -34,6 +35,7 @@ func (pw *pinWriter) WriteHeader(status int) {
 	}
 	pw.wroteHeader = true
 	hdr := pw.Header()
+	pw.h.stripUpstreamSession(hdr)
 	hdr["X-Session-Server"] = pw.server[:]
 	if pw.d.issue && status < 500 {
 		pw.h.issuePin(hdr, pw.d, pw.secure)

@@ -125,10 +125,17 @@ type proxied struct {
 // carries a new pin for t. trial is non-zero when this request tries t
 // again after an unreachable mark ran out (see reachability.admit).
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, trial int64, reason string, moved, issue bool) error {
+	// The pin is addressed to the edge: the app neither needs nor should
+	// log it. In bearer mode the Authorization header is the app's own.
 	if !h.bearer {
-		// The pin is addressed to the edge: the app neither needs nor
-		// should log it.
 		delete(r.Header, h.Header)
+	}
+	if lines, ok := stripPinCookie(r.Header["Cookie"], h.Cookie); ok {
+		if len(lines) == 0 {
+			delete(r.Header, "Cookie")
+		} else {
+			r.Header["Cookie"] = lines
+		}
 	}
 	px := &proxied{
 		// A verify-only edge proxies placed clients without a pin.

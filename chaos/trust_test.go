@@ -310,3 +310,152 @@ func testEmbeddedEtcdRefusesOpenListen(t *testing.T) {
 		}
 	}
 }
+
+// testEdgeNeverDialsItsAdmin: an entry written straight into etcd naming
+// the edge's admin endpoint, the most attractive server of the region, is
+// never dialled: 30 placements, no connection on the admin listener.
+func (s *securityStack) testEdgeNeverDialsItsAdmin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	port := s.edge.admin[strings.LastIndexByte(s.edge.admin, ':')+1:]
+	entries := map[string]string{
+		"admin":           "http://" + s.edge.admin,
+		"admin-localhost": "http://localhost:" + port,
+		"admin-v6":        "http://[::1]:" + port,
+	}
+	for id, url := range entries {
+		if _, err := s.etcd.Put(ctx, discoverysvc.ServerKey("", id), fmt.Sprintf(`{"id":%q,"region":"eu","url":%q,"load":0}`, id, url)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := newEchoBackend(t, "eu-2")
+	reg := discoverysvc.NewRegistry(s.etcd, "")
+	register(t, reg, good, "eu", 0.5)
+	s.edge.waitServers(t, 3) // eu-1, us-1, eu-2: the admin entries are not servers
+	before := adminConns(t, port)
+	for i := range 30 {
+		a := s.send(t, request{})
+		if a.status != http.StatusOK || (a.servedBy != "eu-1" && a.servedBy != "eu-2") {
+			t.Fatalf("placement %d: %d from %q: %s", i, a.status, a.servedBy, a.body)
+		}
+	}
+	for id := range entries {
+		a := s.send(t, request{header: map[string]string{"X-Session-Pin": sign(t, jwt.SigningMethodHS256, []byte(pinSecret), claims(id, "eu"))}})
+		if a.status != http.StatusServiceUnavailable || strings.Contains(a.body, "admin") {
+			t.Errorf("pin to %s: %d: %s", id, a.status, a.body)
+		}
+	}
+	if after := adminConns(t, port); after != before {
+		t.Errorf("connections on the edge's admin port went from %d to %d", before, after)
+	}
+	for id := range entries {
+		s.etcd.Delete(ctx, discoverysvc.ServerKey("", id))
+	}
+	if _, err := reg.Deregister(ctx, "eu-2"); err != nil {
+		t.Fatal(err)
+	}
+	s.edge.waitServers(t, 2)
+}
+
+// adminConns counts this host's TCP sockets with port on either side, the
+// listening one aside (TIME_WAIT keeps closed ones visible for a while).
+func adminConns(t *testing.T, port string) int {
+	t.Helper()
+	p, _ := strconv.ParseUint(port, 10, 16)
+	hexPort := fmt.Sprintf(":%04X", p)
+	n := 0
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Skipf("no %s: %v", file, err)
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 4 || f[3] == "0A" {
+				continue
+			}
+			if strings.HasSuffix(f[1], hexPort) || strings.HasSuffix(f[2], hexPort) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// testEdgeOwnsItsHeaders: an app that answers with the edge's session
+// headers cannot hand the client a pin, a URL or a move, and never sees
+// the pin cookie; its own cookies reach it as they came.
+func testEdgeOwnsItsHeaders(t *testing.T) {
+	m := etcdtest.Start(t)
+	cli := etcdtest.NewClient(t, m)
+	var gotCookie atomic.Value
+	gotCookie.Store("")
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotCookie.Store(strings.Join(r.Header["Cookie"], "\n"))
+		w.Header().Set("X-Served-By", "eu-1")
+		w.Header().Set("X-Session-Pin", "forged")
+		w.Header().Set("X-Session-Server-URL", "http://evil.example")
+		w.Header().Set("X-Session-Server-Changed", "1")
+		w.Header().Add("Set-Cookie", "sessionpin=forged; Path=/")
+		w.Header().Add("Set-Cookie", "app=1; Path=/")
+	}))
+	defer app.Close()
+	reg := discoverysvc.NewRegistry(cli, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := reg.Heartbeat(ctx, discoverysvc.Server{ID: "eu-1", Region: "eu", URL: app.URL}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	e := startEdge(t, "edge-headers", edgeConfig{Region: "eu", Etcd: []string{m.Client}})
+	e.waitServers(t, 1)
+
+	resp, err := http.Get(e.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	pinOut := resp.Header.Get("X-Session-Pin")
+	if pinOut == "" || pinOut == "forged" || len(resp.Header.Values("X-Session-Pin")) != 1 ||
+		resp.Header.Get("X-Session-Server-Url") != app.URL || resp.Header.Get("X-Session-Server-Changed") != "" {
+		t.Fatalf("placement headers: %v", resp.Header)
+	}
+	var pinCookies []string
+	for _, c := range resp.Header.Values("Set-Cookie") {
+		if strings.HasPrefix(c, "sessionpin=") {
+			pinCookies = append(pinCookies, c)
+		}
+	}
+	if len(pinCookies) != 1 || !strings.HasPrefix(pinCookies[0], "sessionpin="+pinOut+";") {
+		t.Fatalf("pin cookies %q, want only the edge's", pinCookies)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, e.URL+"/", nil)
+	req.Header.Set("Cookie", `lang=en; sessionpin=`+pinOut+`; cart="a b"`)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := gotCookie.Load().(string); got != `lang=en; cart="a b"` || resp.Header.Get("X-Session-Pin") != "" {
+		t.Errorf("pinned by cookie: app got Cookie %q, response pin %q", got, resp.Header.Get("X-Session-Pin"))
+	}
+}
+
+// testRefreshRepeatedField: a refresh body that names closestServerId or
+// criticalTaskInProgress twice is ambiguous, so refused before any app.
+func (s *securityStack) testRefreshRepeatedField(t *testing.T) {
+	for _, body := range []string{
+		`{"closestServerId":"eu-1","closestServerId":"us-1"}`,
+		`{"criticalTaskInProgress":true,"criticalTaskInProgress":false}`,
+	} {
+		before := s.eu.count() + s.us.count()
+		a := s.send(t, request{method: http.MethodPost, path: "/auth/refresh", body: []byte(body)})
+		field := "closestServerId"
+		if strings.Contains(body, "critical") {
+			field = "criticalTaskInProgress"
+		}
+		if a.status != http.StatusBadRequest || !strings.Contains(a.body, field) || s.eu.count()+s.us.count() != before {
+			t.Errorf("%s: %d from %q: %s, want 400 naming %s from the edge", body, a.status, a.servedBy, a.body, field)
+		}
+	}
+}

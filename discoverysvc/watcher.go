@@ -2,6 +2,7 @@ package discoverysvc
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"math/rand/v2"
 	"sync"
@@ -23,6 +24,11 @@ type WatcherConfig struct {
 	// Attach derives each snapshot entry's Attachment (see BuildSnapshot).
 	// Optional.
 	Attach func(Server) any
+	// Refuse, when it returns an error for a valid record, keeps that
+	// server out of the snapshot as if its value were malformed (and logs
+	// it once): the edge's own rules of where it never sends traffic.
+	// Optional.
+	Refuse func(Server) error
 	// OnUpdate is called on the watcher goroutine after each snapshot swap,
 	// e.g. to update metrics. It must not block. Optional.
 	OnUpdate func(*Snapshot)
@@ -220,7 +226,7 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 		if idFromKey(w.serversPrefix, key) == "" {
 			continue // a nested key is not a server
 		}
-		srv, err := DecodeServer(w.serversPrefix, kv.Key, kv.Value)
+		srv, err := w.decodeServer(kv.Key, kv.Value)
 		if err != nil {
 			w.logMalformed(key, kv.ModRevision, err)
 			stillMalformed[key] = kv.ModRevision
@@ -309,7 +315,7 @@ func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 			changes = append(changes, Change{ID: id})
 			continue
 		}
-		srv, err := DecodeServer(w.serversPrefix, ev.Kv.Key, ev.Kv.Value)
+		srv, err := w.decodeServer(ev.Kv.Key, ev.Kv.Value)
 		if err != nil {
 			// Drop the server rather than keep routing to a record its
 			// owner has since overwritten with something we cannot read.
@@ -350,6 +356,17 @@ func (w *Watcher) publish(s *Snapshot) {
 	if w.cfg.OnUpdate != nil {
 		w.cfg.OnUpdate(s)
 	}
+}
+
+// decodeServer is DecodeServer followed by the Refuse rule.
+func (w *Watcher) decodeServer(key, value []byte) (Server, error) {
+	srv, err := DecodeServer(w.serversPrefix, key, value)
+	if err == nil && w.cfg.Refuse != nil {
+		if rerr := w.cfg.Refuse(srv); rerr != nil {
+			return Server{}, fmt.Errorf("server %q: %w", srv.ID, rerr)
+		}
+	}
+	return srv, err
 }
 
 func (w *Watcher) logMalformed(key string, modRev int64, err error) {

@@ -21,8 +21,13 @@ type claims struct {
 	ExpiresAt *jwt.NumericDate
 	IssuedAt  *jwt.NumericDate
 	NotBefore *jwt.NumericDate
+	Audience  jwt.ClaimStrings
 	Server    string
 	Region    string
+
+	// audErr is a malformed aud: it fails the token only where aud is
+	// checked (golang-jwt asks for it only then).
+	audErr error
 
 	serverClaim string    // the name of the claim carrying the server id
 	now         time.Time // when the token is checked, for nbf
@@ -52,6 +57,9 @@ func (c *claims) UnmarshalJSON(b []byte) error {
 	}
 	if c.NotBefore, err = timeClaim(raw, "nbf"); err != nil {
 		return err
+	}
+	if v, ok := raw["aud"]; ok && c.Audience.UnmarshalJSON(v) != nil {
+		c.Audience, c.audErr = nil, errors.New(`claim "aud" is not a string or a list of strings`)
 	}
 	return nil
 }
@@ -127,8 +135,9 @@ func (c *claims) GetIssuer() (string, error) { return c.Issuer, nil }
 // GetSubject implements jwt.Claims; the edge does not read sub.
 func (c *claims) GetSubject() (string, error) { return "", nil }
 
-// GetAudience implements jwt.Claims; the edge does not read aud.
-func (c *claims) GetAudience() (jwt.ClaimStrings, error) { return nil, nil }
+// GetAudience implements jwt.Claims; golang-jwt reads it when an audience
+// is configured.
+func (c *claims) GetAudience() (jwt.ClaimStrings, error) { return c.Audience, c.audErr }
 
 // Interface guards
 var (

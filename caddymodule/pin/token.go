@@ -55,8 +55,9 @@ func (p Pin) Usable(now time.Time, grace time.Duration) bool {
 // Keyring signs and verifies pins. It is immutable after NewKeyring and safe
 // for concurrent use.
 type Keyring struct {
-	issuer string
-	claim  string
+	issuer   string
+	audience string // "" when aud is not checked
+	claim    string
 	signer *key // nil on a verify-only edge
 	// keysets is, per JWT alg, the verification keys of that algorithm as a
 	// ready jwt.VerificationKeySet, so that a token is only ever tried
@@ -74,6 +75,7 @@ type Option func(*options)
 type options struct {
 	cacheEntries int
 	grace        time.Duration
+	audience     string
 }
 
 // DefaultCacheEntries is the default size of the verified-token cache: the
@@ -93,9 +95,16 @@ func WithGrace(grace time.Duration) Option {
 	return func(o *options) { o.grace = max(grace, 0) }
 }
 
+// WithAudience makes aud required: a token is valid only when its aud (a
+// string or a list of strings) contains audience, and Issue writes it.
+// Default "": aud is not checked.
+func WithAudience(audience string) Option {
+	return func(o *options) { o.audience = audience }
+}
+
 // reservedClaims are the claims Issue writes itself; the server claim must
 // not collide with them.
-var reservedClaims = []string{"iss", "iat", "exp", "nbf", RegionClaim}
+var reservedClaims = []string{"iss", "iat", "exp", "nbf", "aud", RegionClaim}
 
 // NewKeyring loads the signing key sign and the verification-only keys
 // verify. sign may be the zero KeyConfig when verify keys are given (a
@@ -122,7 +131,10 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 		// ever match the configured issuer again.
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
-	k := &Keyring{issuer: issuer, claim: claim, now: time.Now}
+	if err := checkText(o.audience); err != nil {
+		return nil, fmt.Errorf("audience: %w", err)
+	}
+	k := &Keyring{issuer: issuer, audience: o.audience, claim: claim, now: time.Now}
 	byAlg := map[string][]jwt.VerificationKey{}
 	var algs []string
 	add := func(kk key) {
@@ -154,7 +166,7 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 	for alg, keys := range byAlg {
 		k.keysets[alg] = jwt.VerificationKeySet{Keys: keys}
 	}
-	k.parser = jwt.NewParser(
+	popts := []jwt.ParserOption{
 		jwt.WithValidMethods(algs),
 		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
@@ -164,7 +176,11 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 		jwt.WithTimeFunc(func() time.Time { return k.now() }),
 		// One token, one encoding: no padding, no stray bits.
 		jwt.WithStrictDecoding(),
-	)
+	}
+	if o.audience != "" {
+		popts = append(popts, jwt.WithAudience(o.audience))
+	}
+	k.parser = jwt.NewParser(popts...)
 	if o.cacheEntries > 0 {
 		k.cache = newCache(o.cacheEntries)
 	}
@@ -222,6 +238,9 @@ func (k *Keyring) Issue(serverID, region string, now time.Time, ttl time.Duratio
 	claims := jwt.MapClaims{"iss": k.issuer, k.claim: serverID, "iat": iat, "exp": exp}
 	if region != "" {
 		claims[RegionClaim] = region
+	}
+	if k.audience != "" {
+		claims["aud"] = k.audience
 	}
 	tok, err := jwt.NewWithClaims(k.signer.method, claims).SignedString(k.signer.sign)
 	if err != nil {

@@ -41,9 +41,11 @@ const (
 // the client may send the headers instead. A JSON object whose field has the
 // wrong type or names an invalid server id is an error naming the field.
 // A field set to null counts as absent. Field names match exactly (after
-// JSON unescaping); when a name repeats, the last one wins, as in
-// JavaScript's JSON.parse. foundClosest and foundCritical report which
-// fields were present, so that headers can fill the rest.
+// JSON unescaping). A field given twice is an error naming it: parsers
+// disagree on which one wins (JavaScript's JSON.parse takes the last, others
+// the first), so the app behind the edge could read another value than the
+// edge decided on. foundClosest and foundCritical report which fields were
+// present, so that headers can fill the rest.
 func ParseRefreshBody(body []byte) (in RefreshInput, foundClosest, foundCritical bool, err error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
@@ -53,6 +55,9 @@ func ParseRefreshBody(body []byte) (in RefreshInput, foundClosest, foundCritical
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		// Unreachable after json.Valid for an object; treat as "not ours".
 		return RefreshInput{}, false, false, nil
+	}
+	if name, ok := repeatedField(trimmed); ok {
+		return RefreshInput{}, false, false, fmt.Errorf("refresh body: %s given more than once", name)
 	}
 	if raw, ok := fields[FieldClosest]; ok && !isNull(raw) {
 		var s string
@@ -75,6 +80,40 @@ func ParseRefreshBody(body []byte) (in RefreshInput, foundClosest, foundCritical
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+
+// repeatedField returns the first refresh field that appears more than once
+// at the top level of a valid JSON object; other keys may repeat, they are
+// the app's business.
+func repeatedField(obj []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return "", false
+	}
+	var seenClosest, seenCritical bool
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		switch key, _ := tok.(string); key {
+		case FieldClosest:
+			if seenClosest {
+				return key, true
+			}
+			seenClosest = true
+		case FieldCritical:
+			if seenCritical {
+				return key, true
+			}
+			seenCritical = true
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
+}
 
 // ParseRefreshHeaders reads X-Closest-Server (a valid server id; an empty
 // value means unknown, like "" in the body) and X-Critical-Task (true, 1,

@@ -24,7 +24,7 @@ func TestParseRefreshBody(t *testing.T) {
 		{"empty closest means unknown", `{"closestServerId":""}`, RefreshInput{}, true, false, ""},
 		{"null counts as absent", `{"closestServerId":null,"criticalTaskInProgress":null}`, RefreshInput{}, false, false, ""},
 		{"escaped names and values", `{"closest\u0053erverId":"eu\u002d2"}`, RefreshInput{Closest: "eu-2"}, true, false, ""},
-		{"last duplicate wins", `{"closestServerId":"a","closestServerId":"b"}`, RefreshInput{Closest: "b"}, true, false, ""},
+		{"other keys may repeat", `{"user":1,"user":2,"closestServerId":"a"}`, RefreshInput{Closest: "a"}, true, false, ""},
 		{"names match exactly", `{"ClosestServerId":"a","criticaltaskinprogress":true}`, RefreshInput{}, false, false, ""},
 		{"nested fields are not top level", `{"data":{"criticalTaskInProgress":true}}`, RefreshInput{}, false, false, ""},
 		{"empty object", `{}`, RefreshInput{}, false, false, ""},
@@ -41,6 +41,11 @@ func TestParseRefreshBody(t *testing.T) {
 		{"closest too long", `{"closestServerId":"` + strings.Repeat("a", 65) + `"}`, RefreshInput{}, false, false, "not a valid server id"},
 		{"critical a string", `{"criticalTaskInProgress":"true"}`, RefreshInput{}, false, false, "criticalTaskInProgress must be a boolean"},
 		{"critical a number", `{"closestServerId":"eu-1","criticalTaskInProgress":1}`, RefreshInput{}, false, false, "criticalTaskInProgress must be a boolean"},
+		{"closest repeated", `{"closestServerId":"a","closestServerId":"b"}`, RefreshInput{}, false, false, "closestServerId given more than once"},
+		{"closest repeated, same value", `{"closestServerId":"a","closestServerId":"a"}`, RefreshInput{}, false, false, "closestServerId given more than once"},
+		{"closest repeated, escaped", `{"closest\u0053erverId":"a","closestServerId":"b"}`, RefreshInput{}, false, false, "closestServerId given more than once"},
+		{"closest repeated, once null", `{"closestServerId":null,"closestServerId":"b"}`, RefreshInput{}, false, false, "closestServerId given more than once"},
+		{"critical repeated", `{"criticalTaskInProgress":true,"x":0,"criticalTaskInProgress":false}`, RefreshInput{}, false, false, "criticalTaskInProgress given more than once"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
