@@ -161,6 +161,8 @@ func TestSecurity(t *testing.T) {
 		wrongIss["iss"] = "attacker"
 		noExp := claims("us-1", "us")
 		delete(noExp, "exp")
+		notYet := claims("us-1", "us")
+		notYet["nbf"] = time.Now().Add(time.Hour).Unix()
 		pad := claims("us-1", "us")
 		pad["pad"] = strings.Repeat("x", 8<<10)
 		genuine := sign(t, jwt.SigningMethodHS256, []byte(pinSecret), claims("us-1", "us"))
@@ -178,6 +180,8 @@ func TestSecurity(t *testing.T) {
 			{"wrong issuer", sign(t, jwt.SigningMethodHS256, []byte(pinSecret), wrongIss)},
 			{"expired", sign(t, jwt.SigningMethodHS256, []byte(pinSecret), expired)},
 			{"no expiry", sign(t, jwt.SigningMethodHS256, []byte(pinSecret), noExp)},
+			{"crit header", critToken(t, claims("us-1", "us"))},
+			{"nbf in the future", sign(t, jwt.SigningMethodHS256, []byte(pinSecret), notYet)},
 			{"claims swapped under a genuine signature", parts[0] + "." + b64([]byte(`{"srv":"evil","iss":"sessionpin","exp":9999999999}`)) + "." + parts[2]},
 			{"oversized, genuinely signed", sign(t, jwt.SigningMethodHS256, []byte(pinSecret), pad)},
 			{"malformed: garbage", "garbage"},
@@ -361,6 +365,9 @@ func TestSecurity(t *testing.T) {
 	t.Run("a nonsense health load keeps the last valid one", s.testAgentKeepsLastValidLoad)
 	t.Run("the embedded etcd takes only clients with a certificate", testEmbeddedEtcdMutualTLS)
 	t.Run("the embedded etcd refuses an open listen without TLS", testEmbeddedEtcdRefusesOpenListen)
+	t.Run("the edge never dials its own admin endpoint", s.testEdgeNeverDialsItsAdmin)
+	t.Run("the edge owns its headers", testEdgeOwnsItsHeaders)
+	t.Run("a refresh field given twice is refused", s.testRefreshRepeatedField)
 }
 
 // TestEtcdAuthEndToEnd runs the registry on an etcd with authentication

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -345,7 +347,8 @@ func (s *securityStack) testEdgeNeverDialsItsAdmin(t *testing.T) {
 			t.Errorf("pin to %s: %d: %s", id, a.status, a.body)
 		}
 	}
-	if after := adminConns(t, port); after != before {
+	// The test's own reads of the admin /metrics may age out, never in.
+	if after := adminConns(t, port); after > before {
 		t.Errorf("connections on the edge's admin port went from %d to %d", before, after)
 	}
 	for id := range entries {
@@ -458,4 +461,17 @@ func (s *securityStack) testRefreshRepeatedField(t *testing.T) {
 			t.Errorf("%s: %d from %q: %s, want 400 naming %s from the edge", body, a.status, a.servedBy, a.body, field)
 		}
 	}
+}
+
+// critToken is a genuinely signed pin whose header names a critical
+// extension the edge does not implement.
+func critToken(t *testing.T, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	tok.Header["crit"] = []string{"exp"}
+	s, err := tok.SignedString([]byte(pinSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
