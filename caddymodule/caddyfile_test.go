@@ -63,6 +63,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 				verify_key hs256 ` + secret32 + `
 				verify_key ed25519 /keys/old.pem
 				issuer edge.example
+				audience orders-api
 				pin_ttl 1h
 				refresh_grace 2d
 				header X-Pin
@@ -84,6 +85,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 					{Algorithm: "ed25519", File: "/keys/old.pem"},
 				},
 				Issuer:         "edge.example",
+				Audience:       "orders-api",
 				PinTTL:         caddy.Duration(time.Hour),
 				RefreshGrace:   caddy.Duration(48 * time.Hour),
 				Header:         "X-Pin",
@@ -107,6 +109,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 		{name: "duplicate key", input: "session_pin {\n region a\n key hs256 " + secret32 + "\n key hs256 " + secret32 + "\n}", wantErr: "key: specified more than once"},
 		{name: "region missing value", input: "session_pin {\n region\n}", wantErr: "region: missing value"},
 		{name: "region two values", input: "session_pin {\n region a b\n}", wantErr: "region: too many arguments"},
+		{name: "audience missing value", input: "session_pin {\n region r\n audience\n}", wantErr: "audience: missing value"},
 		{name: "fallback_regions missing value", input: "session_pin {\n region r\n fallback_regions\n}", wantErr: "fallback_regions: missing value"},
 		{name: "fallback_regions bad name", input: "session_pin {\n region r\n fallback_regions us-east eu/west\n}", wantErr: `fallback_regions: "eu/west" must be 1-64 characters`},
 		{name: "fallback_regions twice", input: "session_pin {\n region r\n fallback_regions a\n fallback_regions b\n}", wantErr: "fallback_regions: specified more than once"},

@@ -343,7 +343,7 @@ func (s *securityStack) testEdgeNeverDialsItsAdmin(t *testing.T) {
 	}
 	for id := range entries {
 		a := s.send(t, request{header: map[string]string{"X-Session-Pin": sign(t, jwt.SigningMethodHS256, []byte(pinSecret), claims(id, "eu"))}})
-		if a.status != http.StatusServiceUnavailable || strings.Contains(a.body, "admin") {
+		if a.status != http.StatusServiceUnavailable || !strings.Contains(a.body, "pinned_server_unavailable") {
 			t.Errorf("pin to %s: %d: %s", id, a.status, a.body)
 		}
 	}
@@ -357,7 +357,10 @@ func (s *securityStack) testEdgeNeverDialsItsAdmin(t *testing.T) {
 	if _, err := reg.Deregister(ctx, "eu-2"); err != nil {
 		t.Fatal(err)
 	}
-	s.edge.waitServers(t, 2)
+	poll.True(t, 30*time.Second, "eu-2 gone from the edge", func() bool {
+		a := s.send(t, request{header: map[string]string{"X-Session-Pin": sign(t, jwt.SigningMethodHS256, []byte(pinSecret), claims("eu-2", "eu"))}})
+		return a.status == http.StatusServiceUnavailable
+	})
 }
 
 // adminConns counts this host's TCP sockets with port on either side, the
