@@ -51,6 +51,7 @@ type options struct {
 	ttl      time.Duration
 	startup  time.Duration
 	out      string
+	copy     bool
 	profile  string
 }
 
@@ -72,6 +73,7 @@ func main() {
 	flag.DurationVar(&o.ttl, "ttl", 10*time.Second, "lease TTL each heartbeat asks for (the agent's default is 10s)")
 	flag.DurationVar(&o.startup, "startup-timeout", 2*time.Minute, "how long the fleet may take until the edge has every server; past it the run goes on and reports how many it had")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the discovery process (API, etcd, fleet) during the steady phase to this file")
+	flag.BoolVar(&o.copy, "copy", true, "run the discovery registry's watch-fed copy (false: every heartbeat reads etcd, as before the copy)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose registry section is (re)written; empty to only print")
 	flag.Parse()
 	if edgeMode {
@@ -107,6 +109,11 @@ func run(ctx context.Context, o options) error {
 	}
 	defer etcd.Close()
 	reg := discoverysvc.NewRegistry(etcd.Client, prefix)
+	if o.copy {
+		cctx, stopCopy := context.WithCancel(ctx)
+		defer stopCopy()
+		go reg.Run(cctx, nil)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
