@@ -145,7 +145,7 @@ func run(ctx context.Context, o options) error {
 	}
 	r.edgeRSSEmpty, _, _ = benchenv.RSS(edge.pid())
 
-	f := newFleet("http://"+l.Addr().String(), o.servers, o.conns, o.ttl)
+	f := newFleet(l.Addr().String(), o.servers, o.conns, o.ttl)
 	logf("starting %d servers heartbeating every %s through the discovery API ...", o.servers, o.interval)
 	rev0, err := etcd.Revision(ctx)
 	if err != nil {
