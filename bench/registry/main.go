@@ -30,7 +30,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -101,7 +100,7 @@ func logf(format string, args ...any) {
 
 func run(ctx context.Context, o options) error {
 	r := &report{opts: o, machine: benchenv.DescribeMachine(), started: time.Now().UTC(), loadBefore: benchenv.LoadAverage(),
-		command: "go run ./bench/registry " + strings.Join(os.Args[1:], " ")}
+		command: benchenv.CommandLine("go run ./bench/registry", os.Args[1:])}
 
 	etcd, err := benchenv.StartEtcd()
 	if err != nil {
