@@ -2,6 +2,7 @@ package discoverysvc
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,6 +22,11 @@ import (
 // the key's mod revision. So every replica serves every heartbeat
 // correctly, whatever its copy holds.
 type heads struct {
+	// fed is claimed by the one watch that keeps the copy: two watches
+	// listing at different revisions would leave it claiming a revision
+	// it does not reflect.
+	fed atomic.Bool
+
 	mu      sync.RWMutex
 	byID    map[string]head
 	through int64 // 0 until the first list
@@ -37,6 +43,9 @@ type head struct {
 }
 
 func newHeads() *heads { return &heads{} }
+
+// claim reports whether the caller's watch may keep the copy: true once.
+func (h *heads) claim() bool { return h.fed.CompareAndSwap(false, true) }
 
 // get returns server id's head and the revision the copy is exact at; ok is
 // false when the copy has not been listed yet. A server the copy lacks is

@@ -211,3 +211,38 @@ func TestRegistryCopyLeaseChanges(t *testing.T) {
 	}
 	assertLeaseRenewed(t, raw, "eu-1", 5)
 }
+
+// In the discovery service one watch serves the fleet page and the
+// registry's copy: with a Fleet running, unchanged heartbeats read nothing.
+func TestRegistryCopyKeptByTheFleetWatch(t *testing.T) {
+	c := etcdtest.NewClient(t, etcdtest.Start(t))
+	ctx := testContext(t)
+	reg := NewRegistry(c, "")
+	f := NewFleet(FleetConfig{Client: c, Registry: reg})
+	fctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.Run(fctx)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+
+	srv := testServer("eu-1", "eu", 0.3)
+	if _, err := reg.Heartbeat(ctx, srv, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	copyAt(t, reg, "eu-1", modRevision(t, c, "eu-1"))
+	reads := reg.reads.Load()
+	for range 3 {
+		if res, err := reg.Heartbeat(ctx, srv, 5*time.Second); err != nil || res.Written {
+			t.Fatalf("unchanged heartbeat: %+v %v", res, err)
+		}
+	}
+	if n := reg.reads.Load() - reads; n != 0 {
+		t.Errorf("%d unchanged heartbeats read etcd with the fleet's watch keeping the copy", n)
+	}
+	// Run does not start a second watch on a copy the fleet keeps.
+	rctx, rcancel := context.WithCancel(context.Background())
+	rcancel()
+	reg.Run(rctx, nil)
+}

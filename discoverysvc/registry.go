@@ -63,6 +63,9 @@ type Registry struct {
 	heads *heads
 	// reads counts heartbeats that read etcd, for tests.
 	reads atomic.Int64
+	// observe, when set, is told the outcome of every heartbeat that
+	// succeeded (for metrics). Set before the registry is used.
+	observe func(HeartbeatResult)
 }
 
 // HeartbeatResult tells what a heartbeat did.
@@ -94,12 +97,21 @@ func NewRegistry(c *clientv3.Client, prefix string) *Registry {
 // so that a heartbeat which changes nothing costs a lease renewal and no
 // etcd read. It is optional and changes no answer: a heartbeat the copy
 // cannot vouch for (not listed yet, behind the renewal's revision) reads
-// etcd as before. A nil logger logs nothing.
+// etcd as before. A Fleet given this registry keeps the copy with its own
+// watch; Run then only waits for ctx. A nil logger logs nothing.
 func (r *Registry) Run(ctx context.Context, logger *zap.Logger) {
+	if !r.heads.claim() {
+		<-ctx.Done()
+		return
+	}
 	w := NewWatcher(WatcherConfig{Client: r.client, Prefix: r.prefix, Logger: logger})
 	w.heads, w.headsOnly = r.heads, true
 	w.Run(ctx)
 }
+
+// observeHeartbeats makes f hear of every successful heartbeat. Call it
+// before the registry is used.
+func (r *Registry) observeHeartbeats(f func(HeartbeatResult)) { r.observe = f }
 
 // Prefix is the registry's normalized etcd key prefix.
 func (r *Registry) Prefix() string { return r.prefix }
@@ -138,6 +150,9 @@ func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration)
 			return HeartbeatResult{}, fmt.Errorf("heartbeat %q: %w", srv.ID, err)
 		}
 		if !raced {
+			if r.observe != nil {
+				r.observe(res)
+			}
 			return res, nil
 		}
 		// A random pause breaks the lockstep in which two writers with

@@ -1,0 +1,186 @@
+package caddymodule
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
+	"github.com/sessionpin/sessionpin/discoverysvc"
+)
+
+// ServeHTTP routes the request. It reads only the current registry
+// snapshot: no lock, no etcd call.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	snap := h.app.Snapshot()
+	path := r.URL.Path
+	if path == h.ClosestPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		return h.serveClosest(w, r, snap)
+	}
+	if path == h.RefreshPath && r.Method == http.MethodPost {
+		return h.serveRefresh(w, r, next, snap)
+	}
+
+	now := time.Now()
+	if p, ok := h.pin(r, now, 0); ok {
+		t := targetOf(snap.Server(p.Server))
+		if t == nil {
+			return h.pinnedUnavailable(w, p.Server)
+		}
+		trial, ok := t.reach.admit(time.Duration(h.UnreachableFor))
+		if !ok {
+			return h.pinnedUnavailable(w, p.Server)
+		}
+		return h.proxy(w, r, next, t, trial, reasonPinned, false, false)
+	}
+	for range maxAdmits {
+		t := targetOf(h.edge.Place(snap, rand.Uint64()))
+		if t == nil {
+			break
+		}
+		if trial, ok := t.reach.admit(time.Duration(h.UnreachableFor)); ok {
+			return h.proxy(w, r, next, t, trial, placement.ReasonPlacement, false, true)
+		}
+	}
+	return h.noServer(w)
+}
+
+// maxAdmits bounds the decisions made for one request. A decision is made
+// again only when its server's unreachable mark ran out and another request
+// claimed the one trial first; that server is then skipped, so a second
+// decision nearly always stands.
+const maxAdmits = 3
+
+// serveRefresh rebalances a refresh request (refresh rules a–d in
+// placement.Rebalance) and proxies it.
+func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *discoverysvc.Snapshot) error {
+	body, err := readRefreshBody(r)
+	if err != nil {
+		if errors.Is(err, errRefreshTooLarge) {
+			return writeJSONError(w, http.StatusRequestEntityTooLarge, err.Error(), nil)
+		}
+		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
+	}
+	in, err := placement.ParseRefresh(body, r.Header)
+	if err != nil {
+		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
+	}
+	req := placement.RefreshRequest{Closest: in.Closest, Critical: in.Critical}
+	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
+		req.Current = p.Server
+	}
+	for range maxAdmits {
+		out := h.edge.Rebalance(snap, req, rand.Uint64())
+		t := targetOf(out.Server)
+		if t == nil {
+			break
+		}
+		trial, ok := t.reach.admit(time.Duration(h.UnreachableFor))
+		if !ok {
+			continue
+		}
+		if c := h.logger.Check(zapcore.DebugLevel, "refresh rebalanced"); c != nil {
+			c.Write(zap.String("current", req.Current), zap.String("closest", req.Closest),
+				zap.Bool("critical", req.Critical), zap.String("server", t.id),
+				zap.String("reason", out.Reason), zap.Bool("moved", out.Moved))
+		}
+		return h.proxy(w, r, next, t, trial, out.Reason, out.Moved, true)
+	}
+	return h.noServer(w)
+}
+
+// serveClosest answers closest_path with the server placement would choose.
+func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *discoverysvc.Snapshot) error {
+	t := targetOf(h.edge.Place(snap, rand.Uint64()))
+	if t == nil {
+		return h.noServer(w)
+	}
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonContentType
+	hdr["Cache-Control"] = noStore
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	_, err := w.Write(t.closestJSON)
+	return err
+}
+
+// proxied is a proxied request's state, allocated once: the decision that
+// the upstream source and the placeholders read, and the writer that adds
+// the session headers to the response.
+type proxied struct {
+	decision decision
+	writer   pinWriter
+}
+
+// proxy hands the decision to send the request to t to the upstream source
+// and runs the rest of the route. With issue set, a response below 500
+// carries a new pin for t. trial is non-zero when this request tries t
+// again after an unreachable mark ran out (see reachability.admit).
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, trial int64, reason string, moved, issue bool) error {
+	if !h.bearer {
+		// The pin is addressed to the edge: the app neither needs nor
+		// should log it.
+		delete(r.Header, h.Header)
+	}
+	px := &proxied{
+		// A verify-only edge proxies placed clients without a pin.
+		decision: decision{target: t, reason: reason, moved: moved, issue: issue && h.issues},
+	}
+	d := &px.decision
+	caddyhttp.SetVar(r.Context(), decisionVar, d)
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		// One provider instead of five Set calls: each Set takes the
+		// replacer's lock and grows its map.
+		repl.Map(d.placeholder)
+	}
+	pw := &px.writer
+	pw.ResponseWriterWrapper = caddyhttp.ResponseWriterWrapper{ResponseWriter: w}
+	pw.h = h
+	pw.d = d
+	pw.secure = r.TLS != nil
+	pw.server[0] = t.id
+	// Set before the upstream runs so that error responses name the server
+	// too; WriteHeader sets it again over anything the upstream sent.
+	w.Header()["X-Session-Server"] = pw.server[:]
+
+	err := next.ServeHTTP(pw, r)
+	if err != nil && isConnectFailure(err) {
+		h.markUnreachable(t, err)
+		if reason == reasonPinned && !pw.wroteHeader {
+			// The request never reached the server, and for this edge
+			// the server is now not alive: answer like for any pinned
+			// server that is not, so the client refreshes.
+			return h.pinnedUnavailable(pw, t.id)
+		}
+	} else if trial != 0 {
+		t.reach.answered(trial)
+	}
+	if err != nil && !pw.wroteHeader {
+		// reverse_proxy could not reach the server: answer in JSON like
+		// every other edge error rather than with an empty page.
+		if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok && he.StatusCode >= 502 && he.StatusCode <= 504 {
+			return h.serverUnreachable(pw, he, t.id)
+		}
+	}
+	return err
+}
+
+// markUnreachable marks t unreachable at this edge after a failed
+// connection, and logs and counts it when t was reachable until now.
+func (h *Handler) markUnreachable(t *target, err error) {
+	if !t.reach.failed(time.Duration(h.UnreachableFor)) {
+		return
+	}
+	unreachableTotal.WithLabelValues(t.id).Inc()
+	h.logger.Warn("server unreachable from this edge",
+		zap.String("server", t.id), zap.String("dial", t.dial),
+		zap.Duration("for", time.Duration(h.UnreachableFor)), zap.Error(err))
+}
