@@ -25,6 +25,8 @@ type edgeConfig struct {
 	Etcd     []string
 	Username string // etcd auth, with Password
 	Password string
+	// TLS to etcd: CA file, client certificate and key files.
+	TLSCA, TLSCert, TLSKey string
 	// Handler holds extra session_pin subdirectives, one per line.
 	Handler string
 	// LogLevel of Caddy. Default: WARN.
@@ -56,6 +58,9 @@ func (c edgeConfig) caddyfile(addr, admin string) string {
 	fmt.Fprintf(&app, "\t\tetcd %s\n\t\tdial_timeout %s\n", strings.Join(c.Etcd, " "), dial)
 	if c.Username != "" {
 		fmt.Fprintf(&app, "\t\tusername %s\n\t\tpassword %s\n", c.Username, c.Password)
+	}
+	if c.TLSCA != "" {
+		fmt.Fprintf(&app, "\t\ttls {\n\t\t\tca %s\n\t\t\tcert %s\n\t\t\tkey %s\n\t\t}\n", c.TLSCA, c.TLSCert, c.TLSKey)
 	}
 	return fmt.Sprintf(`{
 	admin %s
@@ -164,13 +169,20 @@ type agentConfig struct {
 	Interval        time.Duration
 	TTL             time.Duration
 	DrainTimeout    time.Duration
+
+	// HealthURL is what the agent probes. Default: URL + "/healthz".
+	HealthURL string
 }
 
 // startAgent runs `discoverysvc agent` for a backend.
 func startAgent(t testing.TB, c agentConfig) *proc {
 	t.Helper()
+	health := c.HealthURL
+	if health == "" {
+		health = c.URL + "/healthz"
+	}
 	args := []string{"agent", "--id", c.ID, "--region", c.Region, "--url", c.URL,
-		"--health-url", c.URL + "/healthz", "--discovery", c.Discovery,
+		"--health-url", health, "--discovery", c.Discovery,
 		"--interval", c.Interval.String(), "--ttl", c.TTL.String(), "--log-level", "warn"}
 	if c.DrainTimeout > 0 {
 		args = append(args, "--drain-timeout", c.DrainTimeout.String())
