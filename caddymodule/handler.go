@@ -164,6 +164,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("session_pin app: %w", err)
 	}
 	h.app = appIface.(*App)
+	h.app.noteRegion(h.Region)
 	return registerHandlerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -321,6 +322,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if t == nil {
 			return h.pinnedUnavailable(w, p.Server)
 		}
+		t.activity.pinned.Add(1) // tells drains whether the server's clients are gone
 		return h.proxy(w, r, next, t, reasonPinned, false, false)
 	}
 	t := targetOf(h.edge.Place(snap, rand.Uint64()))
