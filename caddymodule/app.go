@@ -141,7 +141,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.ActivityInterval == 0 {
 		a.ActivityInterval = caddy.Duration(DefaultActivityInterval)
 	}
-	if err := a.validate(); err != nil {
+	if err := a.Validate(); err != nil {
 		return err
 	}
 	cfg, err := a.clientConfig()
@@ -165,7 +165,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return registerAppMetrics(ctx.GetMetricsRegistry())
 }
 
-func (a *App) validate() error {
+// Validate checks the configuration; errors name the option. Provision
+// runs it too, before connecting to etcd.
+func (a *App) Validate() error {
 	for i, ep := range a.Etcd {
 		if strings.TrimSpace(ep) == "" {
 			return fmt.Errorf("etcd: endpoint %d is empty", i+1)
@@ -409,6 +411,7 @@ func (rc *registryConn) Destruct() error {
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 	_ caddy.Destructor   = (*registryConn)(nil)
 )

@@ -74,6 +74,8 @@ func benchRequest(tok string) *http.Request {
 type requestBatch struct {
 	b    *testing.B
 	tok  string
+	toks []string // when set, requests take these tokens in turn
+	n    int
 	reqs []*http.Request
 }
 
@@ -82,7 +84,12 @@ func (rb *requestBatch) next() *http.Request {
 		rb.b.StopTimer()
 		rb.reqs = make([]*http.Request, 1024)
 		for i := range rb.reqs {
-			rb.reqs[i] = benchRequest(rb.tok)
+			tok := rb.tok
+			if len(rb.toks) > 0 {
+				tok = rb.toks[rb.n%len(rb.toks)]
+				rb.n++
+			}
+			rb.reqs[i] = benchRequest(tok)
 		}
 		rb.b.StartTimer()
 	}
@@ -111,6 +118,34 @@ func BenchmarkHandlerPinnedHS256(b *testing.B) {
 		b.Fatal(err)
 	}
 	rb := &requestBatch{b: b, tok: tok}
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := h.ServeHTTP(w, rb.next(), ok200); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if got := w.h.Get("X-Session-Server"); got != "srv-7" {
+		b.Fatalf("routed to %q", got)
+	}
+}
+
+// BenchmarkHandlerPinnedMiss is BenchmarkHandlerPinnedHS256 for more
+// distinct clients than the verified-token cache holds: every request
+// verifies its pin's signature.
+func BenchmarkHandlerPinnedMiss(b *testing.B) {
+	h := benchHandler(b)
+	now := time.Now()
+	toks := make([]string, 4*pin.DefaultCacheEntries)
+	for i := range toks {
+		tok, err := h.keyring.Issue("srv-7", "us-east", now.Add(-time.Duration(i)*time.Second), 48*time.Hour)
+		if err != nil {
+			b.Fatal(err)
+		}
+		toks[i] = tok
+	}
+	rb := &requestBatch{b: b, toks: toks}
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()

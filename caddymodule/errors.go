@@ -3,6 +3,15 @@ package caddymodule
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+var (
+	jsonContentType = []string{"application/json"}
+	noStore         = []string{"no-store"}
 )
 
 // writeJSONError answers with {"error": code, ...extra}. Edge errors are
@@ -25,4 +34,32 @@ func writeJSONError(w http.ResponseWriter, status int, code string, extra map[st
 	w.WriteHeader(status)
 	_, err = w.Write(b)
 	return err
+}
+
+// pinnedUnavailable answers a valid pin whose server left the registry.
+// The client is never moved silently: its workflow's state may exist only
+// on that server, so it must retry or refresh.
+func (h *Handler) pinnedUnavailable(w http.ResponseWriter, id string) error {
+	pinnedUnavailableTotal.Inc()
+	if c := h.logger.Check(zapcore.DebugLevel, "pinned server unavailable"); c != nil {
+		c.Write(zap.String("server", id))
+	}
+	w.Header()["Retry-After"] = h.retryAfter
+	return writeJSONError(w, http.StatusServiceUnavailable, "pinned_server_unavailable",
+		map[string]any{"server": id, "retryAfterSeconds": h.retryAfterSeconds()})
+}
+
+// noServer answers when the registry has no server to place on.
+func (h *Handler) noServer(w http.ResponseWriter) error {
+	w.Header()["Retry-After"] = h.retryAfter
+	return writeJSONError(w, http.StatusServiceUnavailable, "no_server_available", nil)
+}
+
+// serverUnreachable answers when reverse_proxy could not reach the chosen
+// server (its 502, 503 or 504 before anything was written).
+func (h *Handler) serverUnreachable(w http.ResponseWriter, he caddyhttp.HandlerError, id string) error {
+	if c := h.logger.Check(zapcore.DebugLevel, "server unreachable"); c != nil {
+		c.Write(zap.String("server", id), zap.Error(he.Err))
+	}
+	return writeJSONError(w, he.StatusCode, "server_unreachable", map[string]any{"server": id})
 }

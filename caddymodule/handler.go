@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
@@ -37,13 +35,6 @@ const (
 	DefaultRetryAfter   = 30 * time.Second
 	DefaultHysteresis   = 0.1
 )
-
-// maxTokenLen bounds what is handed to signature verification.
-const maxTokenLen = pin.MaxTokenLen
-
-// reasonPinned is the {http.session_pin.reason} of a request routed on its
-// own pin (no new pin is issued).
-const reasonPinned = "pinned"
 
 // Handler is the `session_pin` HTTP handler. It decides which backend server
 // serves each request and hands the decision to
@@ -139,6 +130,7 @@ type Handler struct {
 	keyring      *pin.Keyring
 	logger       *zap.Logger
 	edge         placement.Edge
+	issues       bool   // a signing key is configured
 	bearer       bool   // the pin comes from Authorization: Bearer
 	pinHeaderOut string // response header carrying a new pin
 	cookieAttrs  string // "; Path=/; Max-Age=…; HttpOnly; SameSite=Lax"
@@ -165,6 +157,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.app = appIface.(*App)
 	h.app.noteRegion(h.Region)
+	if !h.issues {
+		h.logger.Info("verify-only edge: no signing key, so placed clients are proxied without a pin")
+	}
 	return registerHandlerMetrics(ctx.GetMetricsRegistry())
 }
 
@@ -217,6 +212,7 @@ func (h *Handler) setup() error {
 		return err
 	}
 	h.keyring = kr
+	h.issues = kr.CanIssue()
 
 	h.bearer = h.Header == "Authorization"
 	h.pinHeaderOut = h.Header
@@ -303,276 +299,6 @@ func validHeaderName(s string) bool {
 func (h *Handler) retryAfterSeconds() int64 {
 	return int64(math.Ceil(time.Duration(h.RetryAfter).Seconds()))
 }
-
-// ServeHTTP routes the request. It reads only the current registry
-// snapshot: no lock, no etcd call.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	snap := h.app.Snapshot()
-	path := r.URL.Path
-	if path == h.ClosestPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		return h.serveClosest(w, r, snap)
-	}
-	if path == h.RefreshPath && r.Method == http.MethodPost {
-		return h.serveRefresh(w, r, next, snap)
-	}
-
-	now := time.Now()
-	if p, ok := h.pin(r, now, 0); ok {
-		t := targetOf(snap.Server(p.Server))
-		if t == nil {
-			return h.pinnedUnavailable(w, p.Server)
-		}
-		t.activity.pinned.Add(1) // tells drains whether the server's clients are gone
-		return h.proxy(w, r, next, t, reasonPinned, false, false)
-	}
-	t := targetOf(h.edge.Place(snap, rand.Uint64()))
-	if t == nil {
-		return h.noServer(w)
-	}
-	return h.proxy(w, r, next, t, placement.ReasonPlacement, false, true)
-}
-
-// serveRefresh rebalances a refresh request (SPEC §6 a–d) and proxies it.
-func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *discoverysvc.Snapshot) error {
-	body, err := readRefreshBody(r)
-	if err != nil {
-		if errors.Is(err, errRefreshTooLarge) {
-			return writeJSONError(w, http.StatusRequestEntityTooLarge, err.Error(), nil)
-		}
-		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
-	}
-	in, err := placement.ParseRefresh(body, r.Header)
-	if err != nil {
-		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
-	}
-	req := placement.RefreshRequest{Closest: in.Closest, Critical: in.Critical}
-	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
-		req.Current = p.Server
-	}
-	out := h.edge.Rebalance(snap, req, rand.Uint64())
-	t := targetOf(out.Server)
-	if t == nil {
-		return h.noServer(w)
-	}
-	if c := h.logger.Check(zapcore.DebugLevel, "refresh rebalanced"); c != nil {
-		c.Write(zap.String("current", req.Current), zap.String("closest", req.Closest),
-			zap.Bool("critical", req.Critical), zap.String("server", t.id),
-			zap.String("reason", out.Reason), zap.Bool("moved", out.Moved))
-	}
-	return h.proxy(w, r, next, t, out.Reason, out.Moved, true)
-}
-
-// serveClosest answers closest_path with the server placement would choose.
-func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *discoverysvc.Snapshot) error {
-	t := targetOf(h.edge.Place(snap, rand.Uint64()))
-	if t == nil {
-		return h.noServer(w)
-	}
-	hdr := w.Header()
-	hdr["Content-Type"] = jsonContentType
-	hdr["Cache-Control"] = noStore
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return nil
-	}
-	_, err := w.Write(t.closestJSON)
-	return err
-}
-
-// proxy hands t to the upstream source and runs the rest of the route.
-// With issue set, a response below 500 carries a new pin for t.
-func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, reason string, moved, issue bool) error {
-	if !h.bearer {
-		// The pin is addressed to the edge: the app neither needs nor
-		// should log it, and carrying it upstream cost about 2% of the
-		// edge's CPU per request (issue 5).
-		delete(r.Header, h.Header)
-	}
-	pw := &pinWriter{
-		ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: w},
-		h:                     h,
-		t:                     t,
-		issue:                 issue,
-		reason:                reason,
-		moved:                 moved,
-		secure:                r.TLS != nil,
-	}
-	caddyhttp.SetVar(r.Context(), targetVar, pw)
-	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		// One provider instead of five Set calls: each Set takes the
-		// replacer's lock and grows its map, a third of the pinned path.
-		repl.Map(pw.placeholder)
-	}
-	pw.server[0] = t.id
-	// Set before the upstream runs so that error responses name the server
-	// too; WriteHeader sets it again over anything the upstream sent.
-	w.Header()["X-Session-Server"] = pw.server[:]
-
-	err := next.ServeHTTP(pw, r)
-	if err != nil && !pw.wroteHeader {
-		// reverse_proxy could not reach the server: answer in JSON like
-		// every other edge error rather than with an empty page.
-		if he, ok := errors.AsType[caddyhttp.HandlerError](err); ok && he.StatusCode >= 502 && he.StatusCode <= 504 {
-			if c := h.logger.Check(zapcore.DebugLevel, "server unreachable"); c != nil {
-				c.Write(zap.String("server", t.id), zap.Error(he.Err))
-			}
-			return writeJSONError(pw, he.StatusCode, "server_unreachable", map[string]any{"server": t.id})
-		}
-	}
-	return err
-}
-
-// pin returns the request's pin when it verifies and is usable at now
-// within grace past its expiry.
-func (h *Handler) pin(r *http.Request, now time.Time, grace time.Duration) (pin.Pin, bool) {
-	tok := h.token(r)
-	if tok == "" {
-		return pin.Pin{}, false
-	}
-	if len(tok) > maxTokenLen {
-		h.debugRejected(tok, errTokenTooLong)
-		return pin.Pin{}, false
-	}
-	p, err := h.keyring.VerifyAt(tok, now)
-	if err != nil {
-		h.debugRejected(tok, err)
-		return pin.Pin{}, false
-	}
-	if !p.Usable(now, grace) {
-		h.debugRejected(tok, errPinExpired)
-		return pin.Pin{}, false
-	}
-	return p, true
-}
-
-var (
-	errTokenTooLong = errors.New("token too long")
-	errPinExpired   = errors.New("pin expired")
-)
-
-// debugRejected logs why a pin was not used, naming the token by its
-// fingerprint only: a whole token is a credential.
-func (h *Handler) debugRejected(tok string, err error) {
-	if c := h.logger.Check(zapcore.DebugLevel, "pin not used"); c != nil {
-		c.Write(zap.String("token", pin.Fingerprint(tok)), zap.Error(err))
-	}
-}
-
-// token returns the raw pin from the configured header (which wins) or
-// the cookie, without allocating.
-func (h *Handler) token(r *http.Request) string {
-	if v := r.Header[h.Header]; len(v) > 0 && v[0] != "" {
-		if !h.bearer {
-			return strings.TrimSpace(v[0])
-		}
-		if tok, ok := bearerToken(v[0]); ok {
-			return tok
-		}
-	}
-	return cookieValue(r.Header["Cookie"], h.Cookie)
-}
-
-// bearerToken extracts the token of an "Authorization: Bearer <token>".
-func bearerToken(v string) (string, bool) {
-	const prefix = "bearer "
-	if len(v) <= len(prefix) || !strings.EqualFold(v[:len(prefix)], prefix) {
-		return "", false
-	}
-	return strings.TrimSpace(v[len(prefix):]), true
-}
-
-// cookieValue finds cookie name in Cookie header lines; http.Request.Cookie
-// would parse and allocate every cookie of the request.
-func cookieValue(lines []string, name string) string {
-	for _, line := range lines {
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if !ok || k != name {
-				continue
-			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			return v
-		}
-	}
-	return ""
-}
-
-// pinnedUnavailable answers a valid pin whose server left the registry.
-// The client is never moved silently: its workflow's state may exist only
-// on that server, so it must retry or refresh.
-func (h *Handler) pinnedUnavailable(w http.ResponseWriter, id string) error {
-	pinnedUnavailableTotal.Inc()
-	if c := h.logger.Check(zapcore.DebugLevel, "pinned server unavailable"); c != nil {
-		c.Write(zap.String("server", id))
-	}
-	w.Header()["Retry-After"] = h.retryAfter
-	return writeJSONError(w, http.StatusServiceUnavailable, "pinned_server_unavailable",
-		map[string]any{"server": id, "retryAfterSeconds": h.retryAfterSeconds()})
-}
-
-// noServer answers when the registry has no server to place on.
-func (h *Handler) noServer(w http.ResponseWriter) error {
-	w.Header()["Retry-After"] = h.retryAfter
-	return writeJSONError(w, http.StatusServiceUnavailable, "no_server_available", nil)
-}
-
-// issuePin adds a new pin for t to the response headers.
-func (h *Handler) issuePin(hdr http.Header, t *target, reason string, moved, secure bool) {
-	tok, err := h.keyring.Issue(t.id, t.region, time.Now(), time.Duration(h.PinTTL))
-	if err != nil {
-		if c := h.logger.Check(zapcore.DebugLevel, "no pin issued"); c != nil {
-			c.Write(zap.String("server", t.id), zap.Error(err))
-		}
-		return
-	}
-	hdr[h.pinHeaderOut] = []string{tok}
-	hdr["X-Session-Server-Url"] = []string{t.url}
-	cookie := h.Cookie + "=" + tok + h.cookieAttrs
-	if secure {
-		cookie += "; Secure"
-	}
-	hdr["Set-Cookie"] = append(hdr["Set-Cookie"], cookie)
-	if moved {
-		hdr["X-Session-Server-Changed"] = one
-	}
-	countPinIssued(reason)
-}
-
-var (
-	jsonContentType = []string{"application/json"}
-	noStore         = []string{"no-store"}
-	one             = []string{"1"}
-)
-
-// reasonValue boxes the reason once per process instead of per request.
-func reasonValue(reason string) any {
-	switch reason {
-	case reasonPinned:
-		return boxedPinned
-	case placement.ReasonPlacement:
-		return boxedPlacement
-	case placement.ReasonRefreshKeep:
-		return boxedRefreshKeep
-	case placement.ReasonRefreshMove:
-		return boxedRefreshMove
-	case placement.ReasonFailover:
-		return boxedFailover
-	}
-	return reason
-}
-
-var (
-	boxedPinned      any = reasonPinned
-	boxedPlacement   any = placement.ReasonPlacement
-	boxedRefreshKeep any = placement.ReasonRefreshKeep
-	boxedRefreshMove any = placement.ReasonRefreshMove
-	boxedFailover    any = placement.ReasonFailover
-)
 
 // Interface guards
 var (

@@ -3,50 +3,22 @@ package caddymodule
 import (
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // pinWriter adds the session headers to a proxied response when its status
-// is known: X-Session-Server always, and a new pin when one is due and the
-// upstream answered below 500 (a failed upstream must not re-pin a client
-// whose old pin may still be the better one).
+// is known: X-Session-Server always, and a new pin when the decision calls
+// for one and the upstream answered below 500 (a failed upstream must not
+// re-pin a client whose old pin may still be the better one).
 type pinWriter struct {
 	caddyhttp.ResponseWriterWrapper
 	h           *Handler
-	t           *target
-	reason      string
-	issue       bool
-	moved       bool
-	secure      bool
+	d           *decision
+	secure      bool // the request came over TLS: the cookie is Secure
 	wroteHeader bool
 	// server backs the X-Session-Server value, saving an allocation.
 	server [1]string
-	// upstreams is what the session_pin upstream source hands
-	// reverse_proxy for this request.
-	upstreams upstreamList
-}
-
-// placeholder resolves {http.session_pin.*} for the rest of the route.
-func (pw *pinWriter) placeholder(key string) (any, bool) {
-	name, ok := strings.CutPrefix(key, "http.session_pin.")
-	if !ok {
-		return nil, false
-	}
-	switch name {
-	case "server":
-		return pw.t.idValue, true
-	case "region":
-		return pw.t.regionValue, true
-	case "url":
-		return pw.t.urlValue, true
-	case "reason":
-		return reasonValue(pw.reason), true
-	case "moved":
-		return pw.moved, true
-	}
-	return nil, false
 }
 
 // WriteHeader adds the session headers before the status goes out.
@@ -63,8 +35,8 @@ func (pw *pinWriter) WriteHeader(status int) {
 	pw.wroteHeader = true
 	hdr := pw.Header()
 	hdr["X-Session-Server"] = pw.server[:]
-	if pw.issue && status < 500 {
-		pw.h.issuePin(hdr, pw.t, pw.reason, pw.moved, pw.secure)
+	if pw.d.issue && status < 500 {
+		pw.h.issuePin(hdr, pw.d, pw.secure)
 	}
 	pw.ResponseWriter.WriteHeader(status)
 }

@@ -17,12 +17,6 @@ func init() {
 	caddy.RegisterModule(Upstreams{})
 }
 
-// targetVar is the request variable through which the handler hands its
-// decision to the upstream source. Its value is the request's *pinWriter, a
-// type no other module can construct, so nothing but the handler can steer
-// the proxy.
-const targetVar = "session_pin.target"
-
 // target is what the request path needs of a server, computed once per
 // registry change by the watcher's Attach hook rather than per request.
 type target struct {
@@ -99,31 +93,16 @@ func (Upstreams) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// upstreamList is the returned slice and its one upstream. It lives in the
-// request's pinWriter rather than in the shared target: reverse_proxy
-// provisions (mutates) every upstream a source returns, so concurrent
-// requests must not share one, and a request's retries run one after
-// another. Keeping it in the pinWriter saves an allocation per request.
-type upstreamList struct {
-	list [1]*reverseproxy.Upstream
-	up   reverseproxy.Upstream
-}
-
 // GetUpstreams returns the server chosen by the session_pin handler.
 func (Upstreams) GetUpstreams(r *http.Request) ([]*reverseproxy.Upstream, error) {
-	pw, ok := caddyhttp.GetVar(r.Context(), targetVar).(*pinWriter)
-	if !ok || pw == nil || pw.t == nil {
+	d, ok := caddyhttp.GetVar(r.Context(), decisionVar).(*decision)
+	if !ok || d == nil || d.target == nil {
 		// An empty list, not an error: an error would make reverse_proxy
 		// fall back to static upstreams, which a pinned client must never
 		// reach by accident.
 		return nil, nil
 	}
-	u := &pw.upstreams
-	// Reset on every call, so that a retry starts from a clean upstream
-	// as it would from a fresh one.
-	u.up = reverseproxy.Upstream{Dial: pw.t.dial}
-	u.list[0] = &u.up
-	return u.list[:], nil
+	return d.upstream(), nil
 }
 
 // UnmarshalCaddyfile sets up the source from Caddyfile tokens; it takes no
