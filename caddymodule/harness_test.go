@@ -42,6 +42,8 @@ type edge struct {
 	etcd    string
 	prefix  string
 	client  *http.Client
+	// app holds extra options of the session_pin app, one per line.
+	app string
 }
 
 // edgeConfig is the Caddyfile of a test edge; opts go inside the
@@ -53,6 +55,7 @@ func (e *edge) caddyfile(opts string) string {
 	session_pin {
 		etcd %s
 		prefix %s
+%s
 	}
 }
 
@@ -72,7 +75,7 @@ http://%s {
 		dynamic session_pin
 	}
 }
-`, e.admin, e.etcd, e.prefix, e.httpAdr, testSecret, opts)
+`, e.admin, e.etcd, e.prefix, e.app, e.httpAdr, testSecret, opts)
 }
 
 // startEdge runs Caddy against the etcd at endpoint with the registry under
