@@ -31,6 +31,8 @@ type edgeConfig struct {
 	LogLevel string
 	// DialTimeout of the etcd client. Default: 2s.
 	DialTimeout string
+	// App holds extra session_pin app options, one per line.
+	App string
 }
 
 // edge is a bin/caddy child process serving one sessionpin edge.
@@ -56,6 +58,11 @@ func (c edgeConfig) caddyfile(addr, admin string) string {
 	fmt.Fprintf(&app, "\t\tetcd %s\n\t\tdial_timeout %s\n", strings.Join(c.Etcd, " "), dial)
 	if c.Username != "" {
 		fmt.Fprintf(&app, "\t\tusername %s\n\t\tpassword %s\n", c.Username, c.Password)
+	}
+	for _, line := range strings.Split(c.App, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			fmt.Fprintf(&app, "\t\t%s\n", line)
+		}
 	}
 	return fmt.Sprintf(`{
 	admin %s
