@@ -55,6 +55,10 @@ type Registry struct {
 	granted map[int64]int64
 
 	renewer leaseRenewer
+
+	// observe, when set, is told the outcome of every heartbeat that
+	// succeeded (for metrics). Set before the registry is used.
+	observe func(HeartbeatResult)
 }
 
 // HeartbeatResult tells what a heartbeat did.
@@ -80,6 +84,10 @@ func NewRegistry(c *clientv3.Client, prefix string) *Registry {
 		renewer:       leaseRenewer{client: c},
 	}
 }
+
+// observeHeartbeats makes f hear of every successful heartbeat. Call it
+// before the registry is used.
+func (r *Registry) observeHeartbeats(f func(HeartbeatResult)) { r.observe = f }
 
 // Prefix is the registry's normalized etcd key prefix.
 func (r *Registry) Prefix() string { return r.prefix }
@@ -117,6 +125,9 @@ func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration)
 			return HeartbeatResult{}, fmt.Errorf("heartbeat %q: %w", srv.ID, err)
 		}
 		if !raced {
+			if r.observe != nil {
+				r.observe(res)
+			}
 			return res, nil
 		}
 		// A random pause breaks the lockstep in which two writers with

@@ -201,6 +201,8 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		return &usageError{err: fmt.Errorf("--etcd-ca/--etcd-cert/--etcd-key: %w", err)}
 	}
 	cfg.Logger = etcdLogger
+	metrics := discoverysvc.NewMetrics()
+	cfg.DialOptions = append(cfg.DialOptions, metrics.EtcdDialOptions()...)
 	client, err := clientv3.New(*cfg)
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
@@ -218,21 +220,40 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		logger.Warn("no token: anyone who can reach the API can register servers; set --token or $" + envToken)
 	}
 
+	// One watch feeds /metrics, /v1/events and the fleet page. It stops
+	// before the etcd client closes, and its end closes the events streams
+	// so that the HTTP shutdown does not wait for them.
+	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{
+		Client: client, Prefix: c.prefix, Registry: reg, Metrics: metrics, Logger: logger.Named("fleet"),
+	})
+	fleetCtx, stopFleet := context.WithCancel(ctx)
+	fleetDone := make(chan struct{})
+	go func() {
+		defer close(fleetDone)
+		fleet.Run(fleetCtx)
+	}()
+	defer func() {
+		stopFleet()
+		<-fleetDone
+	}()
+
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           discoverysvc.NewAPI(reg, c.token, logger),
+		Handler:           fleet.Handler(discoverysvc.NewAPI(reg, c.token, logger)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          zap.NewStdLog(logger.Named("http")),
 	}
+	srv.RegisterOnShutdown(stopFleet)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("discovery serving", zap.String("listen", ln.Addr().String()),
+		zap.String("fleet_page", "http://"+ln.Addr().String()+"/"),
 		zap.Strings("etcd", spec.Endpoints), zap.String("prefix", discoverysvc.NormalizePrefix(c.prefix)),
 		zap.Bool("embedded_etcd", member != nil), zap.Bool("token", c.token != ""))
 

@@ -1,5 +1,5 @@
 // Package demostack runs the whole sessionpin demo inside a test: a real
-// embedded etcd, the discovery HTTP API over it, four demo backends in two
+// embedded etcd, the discovery HTTP API over it with the fleet page, four demo backends in two
 // regions with a heartbeat agent each, and a real in-process Caddy with two
 // edges (eu-west, us-east) that also serves examples/web under /demo/.
 // Every port is a free one, the Caddy admin endpoint included.
@@ -80,8 +80,20 @@ func Start(t *testing.T, opts Options) *Stack {
 	member := etcdtest.Start(t)
 	client := etcdtest.NewClient(t, member)
 
-	disc := httptest.NewServer(discoverysvc.NewAPI(discoverysvc.NewRegistry(client, ""), "", zap.NewNop()))
+	// Discovery as `discoverysvc serve` runs it: the API behind the fleet's
+	// metrics, events stream and page.
+	reg := discoverysvc.NewRegistry(client, "")
+	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: client, Registry: reg})
+	disc := httptest.NewServer(fleet.Handler(discoverysvc.NewAPI(reg, "", zap.NewNop())))
 	t.Cleanup(disc.Close)
+	fleetCtx, stopFleet := context.WithCancel(context.Background())
+	fleetDone := make(chan struct{})
+	go func() {
+		defer close(fleetDone)
+		fleet.Run(fleetCtx)
+	}()
+	// Before disc.Close: the end of the fleet's watch ends its streams.
+	t.Cleanup(func() { stopFleet(); <-fleetDone })
 
 	st := &Stack{Discovery: disc.URL, Backends: map[string]*Backend{}, Admins: map[string]string{}}
 	st.startBackends(t, opts)

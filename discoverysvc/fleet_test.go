@@ -1,0 +1,588 @@
+package discoverysvc_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
+)
+
+// fleetWait bounds waits that depend only on the machine being reasonably
+// responsive.
+const fleetWait = 20 * time.Second
+
+// fleetFixture is a discovery service with its fleet endpoints in front of
+// the API, over a real etcd member, served like `discoverysvc serve` does.
+type fleetFixture struct {
+	member *etcdtest.Member
+	client *clientv3.Client
+	reg    *discoverysvc.Registry
+	fleet  *discoverysvc.Fleet
+	srv    *httptest.Server
+}
+
+type fleetOptions struct {
+	token  string
+	config discoverysvc.FleetConfig
+	// listener wraps the test server's listener (e.g. to shrink socket
+	// buffers).
+	listener func(net.Listener) net.Listener
+}
+
+func startFleet(t *testing.T, o fleetOptions) *fleetFixture {
+	t.Helper()
+	m := etcdtest.Start(t)
+	metrics := discoverysvc.NewMetrics()
+	c, err := clientv3.New(clientv3.Config{
+		Endpoints:   []string{m.Client},
+		DialTimeout: 5 * time.Second,
+		Logger:      zap.NewNop(),
+		DialOptions: metrics.EtcdDialOptions(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	reg := discoverysvc.NewRegistry(c, "")
+	cfg := o.config
+	cfg.Client, cfg.Registry, cfg.Metrics = c, reg, metrics
+	fleet := discoverysvc.NewFleet(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fleet.Run(ctx)
+	}()
+	srv := httptest.NewUnstartedServer(fleet.Handler(discoverysvc.NewAPI(reg, o.token, nil)))
+	if o.listener != nil {
+		srv.Listener = o.listener(srv.Listener)
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		cancel() // ends the streams first, so Close does not wait for them
+		<-done
+		srv.Close()
+	})
+	select {
+	case <-fleet.Hub().Ready():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the fleet never listed the registry")
+	}
+	return &fleetFixture{member: m, client: c, reg: reg, fleet: fleet, srv: srv}
+}
+
+// heartbeat PUTs a heartbeat through the API and returns the status.
+func (f *fleetFixture) heartbeat(t *testing.T, token, id, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/servers/"+id, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func hbBody(region string, port int, load float64, draining bool) string {
+	return fmt.Sprintf(`{"region":%q,"url":"http://127.0.0.1:%d","load":%g,"draining":%t}`, region, port, load, draining)
+}
+
+// scrape returns the /metrics text.
+func (f *fleetFixture) scrape(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(f.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", resp.StatusCode, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") {
+		t.Fatalf("/metrics Content-Type %q, want the Prometheus text format", ct)
+	}
+	return string(b)
+}
+
+// metricValue finds the sample named series (name{labels} exactly as
+// Prometheus writes it, labels sorted) in a scrape; ok is false when absent.
+func metricValue(text, series string) (float64, bool) {
+	for line := range strings.Lines(text) {
+		rest, found := strings.CutPrefix(line, series+" ")
+		if !found {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		return v, err == nil
+	}
+	return 0, false
+}
+
+// waitMetric polls /metrics until series has the value want.
+func (f *fleetFixture) waitMetric(t *testing.T, series string, want float64) {
+	t.Helper()
+	poll.Until(t, fleetWait, series+" = "+strconv.FormatFloat(want, 'g', -1, 64), func() error {
+		got, ok := metricValue(f.scrape(t), series)
+		if !ok && want == 0 {
+			return nil
+		}
+		if !ok {
+			return fmt.Errorf("%s absent", series)
+		}
+		if got != want {
+			return fmt.Errorf("%s = %g", series, got)
+		}
+		return nil
+	})
+}
+
+// sseEvent is one event read from GET /v1/events.
+type sseEvent struct {
+	name string
+	data string
+	id   string // the id field of this event, "" when it has none
+	at   time.Time
+}
+
+func (e sseEvent) server(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(e.data), &m); err != nil {
+		t.Fatalf("event %s: data %q: %v", e.name, e.data, err)
+	}
+	return m
+}
+
+// eventStream is a client of GET /v1/events.
+type eventStream struct {
+	resp   *http.Response
+	events chan sseEvent
+	done   chan struct{}
+}
+
+func openEvents(t *testing.T, url, lastID string) *eventStream {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/v1/events", nil)
+	if lastID != "" {
+		req.Header.Set("Last-Event-ID", lastID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("GET /v1/events: %d %s", resp.StatusCode, b)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	s := &eventStream{resp: resp, events: make(chan sseEvent, 10000), done: make(chan struct{})}
+	go s.read()
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *eventStream) close() { s.resp.Body.Close() }
+
+// read parses the stream as an EventSource does: fields until a blank line
+// dispatch an event; a comment line starts with a colon.
+func (s *eventStream) read() {
+	defer close(s.done)
+	defer close(s.events)
+	sc := bufio.NewScanner(s.resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	var ev sseEvent
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if ev.name != "" {
+				ev.at = time.Now()
+				s.events <- ev
+			}
+			ev = sseEvent{}
+		case strings.HasPrefix(line, ":"), strings.HasPrefix(line, "retry:"):
+		case strings.HasPrefix(line, "event: "):
+			ev.name = strings.TrimPrefix(line, "event: ")
+		case strings.HasPrefix(line, "data: "):
+			ev.data = strings.TrimPrefix(line, "data: ")
+		case strings.HasPrefix(line, "id: "):
+			ev.id = strings.TrimPrefix(line, "id: ")
+		}
+	}
+}
+
+// next returns the next event, failing the test when none comes within d.
+func (s *eventStream) next(t *testing.T, d time.Duration) sseEvent {
+	t.Helper()
+	select {
+	case ev, ok := <-s.events:
+		if !ok {
+			t.Fatal("the events stream ended")
+		}
+		return ev
+	case <-time.After(d):
+		t.Fatalf("no event within %v", d)
+	}
+	return sseEvent{}
+}
+
+// initial reads a full state: reset, the servers, synced. It returns the
+// server ids in order and synced's id.
+func (s *eventStream) initial(t *testing.T) (ids []string, lastID string) {
+	t.Helper()
+	if ev := s.next(t, fleetWait); ev.name != discoverysvc.EventReset {
+		t.Fatalf("first event %q %s, want reset", ev.name, ev.data)
+	}
+	for {
+		ev := s.next(t, fleetWait)
+		switch ev.name {
+		case discoverysvc.EventServerAdded:
+			ids = append(ids, ev.server(t)["id"].(string))
+		case discoverysvc.EventSynced:
+			if ev.id == "" {
+				t.Fatal("synced carries no id to resume from")
+			}
+			return ids, ev.id
+		default:
+			t.Fatalf("in the full state: %q %s", ev.name, ev.data)
+		}
+	}
+}
+
+func putServer(t *testing.T, c *clientv3.Client, srv discoverysvc.Server) time.Time {
+	t.Helper()
+	b, _ := json.Marshal(srv)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, discoverysvc.ServerKey("", srv.ID), string(b)); err != nil {
+		t.Fatal(err)
+	}
+	return time.Now()
+}
+
+func deleteServer(t *testing.T, c *clientv3.Client, id string) time.Time {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Delete(ctx, discoverysvc.ServerKey("", id)); err != nil {
+		t.Fatal(err)
+	}
+	return time.Now()
+}
+
+func TestMetricsFollowRegistrationsAndHeartbeats(t *testing.T) {
+	f := startFleet(t, fleetOptions{token: testToken})
+
+	if code := f.heartbeat(t, testToken, "eu-1", hbBody("eu-west", 9001, 0.2, false)); code != 200 {
+		t.Fatalf("register eu-1: %d", code)
+	}
+	if code := f.heartbeat(t, testToken, "eu-2", hbBody("eu-west", 9002, 0.3, false)); code != 200 {
+		t.Fatalf("register eu-2: %d", code)
+	}
+	if code := f.heartbeat(t, testToken, "us-1", hbBody("us-east", 9003, 0.1, false)); code != 200 {
+		t.Fatalf("register us-1: %d", code)
+	}
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="active"}`, 2)
+	f.waitMetric(t, `sessionpin_discovery_servers{region="us-east",state="active"}`, 1)
+
+	// A heartbeat that changes nothing renews only; a load move writes; a
+	// bad body and a missing token are rejected.
+	f.heartbeat(t, testToken, "eu-1", hbBody("eu-west", 9001, 0.2, false))
+	f.heartbeat(t, testToken, "eu-1", hbBody("eu-west", 9001, 0.21, false))
+	f.heartbeat(t, testToken, "eu-1", hbBody("eu-west", 9001, 0.5, false))
+	if code := f.heartbeat(t, testToken, "eu-1", `{"region":"eu-west","url":"ftp://x","load":1}`); code != 400 {
+		t.Fatalf("bad url: %d", code)
+	}
+	if code := f.heartbeat(t, "", "eu-1", hbBody("eu-west", 9001, 0.2, false)); code != 401 {
+		t.Fatalf("no token: %d", code)
+	}
+	text := f.scrape(t)
+	for series, want := range map[string]float64{
+		`sessionpin_discovery_heartbeats_total{result="written"}`:          4, // three registrations, one move
+		`sessionpin_discovery_heartbeats_total{result="renewed"}`:          2,
+		`sessionpin_discovery_heartbeats_total{result="rejected"}`:         2,
+		`sessionpin_discovery_heartbeats_total{result="failed"}`:           0,
+		`sessionpin_discovery_api_requests_total{code="200",method="PUT"}`: 6,
+		`sessionpin_discovery_api_requests_total{code="400",method="PUT"}`: 1,
+		`sessionpin_discovery_api_requests_total{code="401",method="PUT"}`: 1,
+	} {
+		if got, ok := metricValue(text, series); !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", series, got, ok, want)
+		}
+	}
+	for _, call := range []string{"Range", "Txn", "LeaseGrant"} {
+		series := `sessionpin_discovery_etcd_request_duration_seconds_count{call="` + call + `"}`
+		if got, ok := metricValue(text, series); !ok || got < 1 {
+			t.Errorf("%s = %v (present %v), want at least one call timed", series, got, ok)
+		}
+	}
+
+	// A server that says it is draining moves to the draining state; one
+	// that leaves is no longer counted.
+	f.heartbeat(t, testToken, "eu-2", hbBody("eu-west", 9002, 0.3, true))
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="active"}`, 1)
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="draining"}`, 1)
+	deleteServer(t, f.client, "us-1")
+	f.waitMetric(t, `sessionpin_discovery_servers{region="us-east",state="active"}`, 0)
+
+	// etcd gone: a heartbeat fails.
+	f.member.Stop()
+	if code := f.heartbeat(t, testToken, "eu-1", hbBody("eu-west", 9001, 0.9, false)); code != 503 {
+		t.Fatalf("heartbeat with etcd stopped: %d, want 503", code)
+	}
+	if got, _ := metricValue(f.scrape(t), `sessionpin_discovery_heartbeats_total{result="failed"}`); got != 1 {
+		t.Errorf("failed heartbeats = %v, want 1", got)
+	}
+}
+
+func TestMetricsMethodLabelIsBounded(t *testing.T) {
+	f := startFleet(t, fleetOptions{})
+	req, _ := http.NewRequest("BREW", f.srv.URL+"/v1/servers", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	text := f.scrape(t)
+	if strings.Contains(text, `method="BREW"`) {
+		t.Fatal("a client's method became a label value")
+	}
+	if got, _ := metricValue(text, `sessionpin_discovery_api_requests_total{code="405",method="other"}`); got != 1 {
+		t.Fatalf("other-method requests = %v, want 1", got)
+	}
+}
+
+// TestEventsInitialStateThenChanges follows the stream from its full state
+// through an add, a change and a removal, each within a second of the etcd
+// write, with a lease-only heartbeat in between that must say nothing.
+func TestEventsInitialStateThenChanges(t *testing.T) {
+	f := startFleet(t, fleetOptions{})
+	f.heartbeat(t, "", "eu-1", hbBody("eu-west", 9001, 0.2, false))
+	f.heartbeat(t, "", "us-1", hbBody("us-east", 9003, 0.1, false))
+	poll.True(t, fleetWait, "the hub to see both servers", func() bool { return f.fleet.Hub().State().Len() == 2 })
+
+	s := openEvents(t, f.srv.URL, "")
+	ids, _ := s.initial(t)
+	if strings.Join(ids, ",") != "eu-1,us-1" {
+		t.Fatalf("full state has %v, want eu-1,us-1", ids)
+	}
+
+	// Within one second of the write, as the fleet page needs.
+	const within = time.Second
+	wrote := putServer(t, f.client, discoverysvc.Server{ID: "eu-2", Region: "eu-west", URL: "http://127.0.0.1:9002", Load: 0.4})
+	ev := s.next(t, within)
+	if ev.name != discoverysvc.EventServerAdded || ev.server(t)["id"] != "eu-2" || ev.server(t)["region"] != "eu-west" {
+		t.Fatalf("after adding eu-2: %q %s", ev.name, ev.data)
+	}
+	if ev.id == "" {
+		t.Fatal("a change carries no id to resume from")
+	}
+	t.Logf("add: event %v after the write", ev.at.Sub(wrote))
+
+	// A heartbeat that changes nothing renews the lease only: no event. The
+	// next event must be the change that follows it.
+	if code := f.heartbeat(t, "", "eu-1", hbBody("eu-west", 9001, 0.2, false)); code != 200 {
+		t.Fatal(code)
+	}
+	wrote = putServer(t, f.client, discoverysvc.Server{ID: "eu-2", Region: "eu-west", URL: "http://127.0.0.1:9002", Load: 0.7})
+	ev = s.next(t, within)
+	if ev.name != discoverysvc.EventServerChanged || ev.server(t)["id"] != "eu-2" || ev.server(t)["load"] != 0.7 {
+		t.Fatalf("after changing eu-2: %q %s", ev.name, ev.data)
+	}
+	t.Logf("change: event %v after the write", ev.at.Sub(wrote))
+
+	// Rewriting the same value is a watch event but no change.
+	putServer(t, f.client, discoverysvc.Server{ID: "eu-2", Region: "eu-west", URL: "http://127.0.0.1:9002", Load: 0.7})
+	wrote = deleteServer(t, f.client, "eu-2")
+	ev = s.next(t, within)
+	if ev.name != discoverysvc.EventServerRemoved || ev.server(t)["id"] != "eu-2" || ev.server(t)["region"] != "eu-west" {
+		t.Fatalf("after removing eu-2: %q %s", ev.name, ev.data)
+	}
+	t.Logf("remove: event %v after the write", ev.at.Sub(wrote))
+}
+
+func TestEventsResumeFromLastEventID(t *testing.T) {
+	// A history of one revision: older ids fall out of it at once.
+	f := startFleet(t, fleetOptions{config: discoverysvc.FleetConfig{EventHistory: 1}})
+	putServer(t, f.client, discoverysvc.Server{ID: "eu-1", Region: "eu-west", URL: "http://127.0.0.1:9001", Load: 0.2})
+	poll.True(t, fleetWait, "the hub to see eu-1", func() bool { return f.fleet.Hub().State().Len() == 1 })
+
+	s := openEvents(t, f.srv.URL, "")
+	_, last := s.initial(t)
+	s.close()
+
+	// Missed while away: one add. Resuming gets just that, no full state.
+	putServer(t, f.client, discoverysvc.Server{ID: "eu-2", Region: "eu-west", URL: "http://127.0.0.1:9002", Load: 0.3})
+	poll.True(t, fleetWait, "the hub to see eu-2", func() bool { return f.fleet.Hub().State().Len() == 2 })
+	r := openEvents(t, f.srv.URL, last)
+	ev := r.next(t, fleetWait)
+	if ev.name != discoverysvc.EventServerAdded || ev.server(t)["id"] != "eu-2" {
+		t.Fatalf("resumed with %q %s, want eu-2 added", ev.name, ev.data)
+	}
+
+	// An id from before anything the hub remembers, or from the future (a
+	// replica ahead of this one): the full state.
+	for _, id := range []string{"1", "999999999"} {
+		r := openEvents(t, f.srv.URL, id)
+		if ids, _ := r.initial(t); strings.Join(ids, ",") != "eu-1,eu-2" {
+			t.Fatalf("Last-Event-ID %s: full state %v", id, ids)
+		}
+	}
+
+	// Not an id this service wrote: refused, with a message that says so.
+	// (Spaces around a header value are not the value: HTTP trims them.)
+	client := &http.Client{Timeout: fleetWait}
+	for _, id := range []string{"abc", "-5", "+5", "05", "5x", "99999999999999999999"} {
+		req, _ := http.NewRequest(http.MethodGet, f.srv.URL+"/v1/events", nil)
+		req.Header.Set("Last-Event-ID", id)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), "Last-Event-ID") {
+			t.Errorf("Last-Event-ID %q: %d %s, want 400 naming the header", id, resp.StatusCode, b)
+		}
+	}
+}
+
+// etcdWatchers reads etcd's own count of open watchers from the embedded
+// server's metrics (process-wide: the test's member is the only one).
+func etcdWatchers(t *testing.T) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_debugging_mvcc_watcher_total" {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatal("etcd reports no etcd_debugging_mvcc_watcher_total")
+	return 0
+}
+
+func TestEventsSubscribersShareOneWatch(t *testing.T) {
+	f := startFleet(t, fleetOptions{})
+	putServer(t, f.client, discoverysvc.Server{ID: "eu-1", Region: "eu-west", URL: "http://127.0.0.1:9001", Load: 0.2})
+	poll.True(t, fleetWait, "the hub to see eu-1", func() bool { return f.fleet.Hub().State().Len() == 1 })
+	before := etcdWatchers(t)
+
+	const n = 100
+	streams := make([]*eventStream, n)
+	var wg sync.WaitGroup
+	for i := range streams {
+		wg.Go(func() {
+			streams[i] = openEvents(t, f.srv.URL, "")
+		})
+	}
+	wg.Wait()
+	for _, s := range streams {
+		s.initial(t)
+	}
+	if got := f.fleet.Hub().Subscribers(); got != n {
+		t.Fatalf("hub has %d subscribers, want %d", got, n)
+	}
+	if after := etcdWatchers(t); after != before {
+		t.Fatalf("etcd watchers went from %v to %v with %d subscribers; they must share the fleet's one watch", before, after, n)
+	}
+	putServer(t, f.client, discoverysvc.Server{ID: "eu-2", Region: "eu-west", URL: "http://127.0.0.1:9002", Load: 0.3})
+	for i, s := range streams {
+		if ev := s.next(t, fleetWait); ev.name != discoverysvc.EventServerAdded {
+			t.Fatalf("subscriber %d got %q %s", i, ev.name, ev.data)
+		}
+	}
+	if got, _ := metricValue(f.scrape(t), "sessionpin_discovery_events_subscribers"); got != n {
+		t.Fatalf("sessionpin_discovery_events_subscribers = %v, want %d", got, n)
+	}
+}
+
+// smallBuffers shrinks the kernel send buffer of every accepted connection,
+// so a client that stops reading backs up into the server within a few
+// kilobytes instead of megabytes.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+func TestEventsSlowSubscriberIsDropped(t *testing.T) {
+	f := startFleet(t, fleetOptions{
+		config:   discoverysvc.FleetConfig{SubscriberBuffer: 4},
+		listener: func(l net.Listener) net.Listener { return smallBuffers{l} },
+	})
+	// The stuck client sends its request and never reads again.
+	stuck, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	_ = stuck.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(stuck, "GET /v1/events HTTP/1.1\r\nHost: fleet\r\n\r\n")
+	good := openEvents(t, f.srv.URL, "")
+	good.initial(t)
+	poll.True(t, fleetWait, "both subscribers to be registered", func() bool { return f.fleet.Hub().Subscribers() == 2 })
+
+	// Big records fill the stuck client's buffers fast; the good one keeps
+	// reading every change.
+	pad := strings.Repeat("x", 1500)
+	i := 0
+	poll.Until(t, fleetWait, "the stuck subscriber to be dropped", func() error {
+		for range 20 {
+			i++
+			putServer(t, f.client, discoverysvc.Server{ID: "s-" + strconv.Itoa(i), Region: "r", URL: "http://127.0.0.1:9000/" + pad, Load: 0})
+			if ev := good.next(t, fleetWait); ev.name != discoverysvc.EventServerAdded {
+				t.Fatalf("good subscriber got %q", ev.name)
+			}
+		}
+		if n := f.fleet.Hub().Subscribers(); n != 1 {
+			return fmt.Errorf("%d subscribers", n)
+		}
+		return nil
+	})
+	if got, _ := metricValue(f.scrape(t), "sessionpin_discovery_events_dropped_total"); got != 1 {
+		t.Fatalf("dropped = %v, want 1", got)
+	}
+	// The good subscriber still hears of changes after the drop.
+	putServer(t, f.client, discoverysvc.Server{ID: "after", Region: "r", URL: "http://127.0.0.1:9000", Load: 0})
+	if ev := good.next(t, fleetWait); ev.name != discoverysvc.EventServerAdded || ev.server(t)["id"] != "after" {
+		t.Fatalf("after the drop: %q %s", ev.name, ev.data)
+	}
+	// The stuck client's connection is closed by the server: draining what
+	// the kernel buffered ends in EOF rather than blocking forever.
+	_ = stuck.SetReadDeadline(time.Now().Add(fleetWait))
+	if _, err := io.Copy(io.Discard, stuck); err != nil {
+		t.Fatalf("the dropped client's connection was not closed: %v", err)
+	}
+}

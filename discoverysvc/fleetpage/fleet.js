@@ -1,0 +1,264 @@
+// The fleet page: follows GET /v1/events and keeps one card per server,
+// grouped by region. No framework and no build step: the discovery service
+// serves this file as it is.
+"use strict";
+
+(() => {
+  const servers = new Map();  // id -> server record
+  const drains = new Map();   // id -> {since, reason}
+  const activity = new Map(); // id -> {pinned_last_minute, last_pinned, edges_reporting, drained}
+  const cards = new Map();    // id -> <li>
+  const sections = new Map(); // region -> <section>
+  let token = "";             // the admin token: this variable is its only home
+  let revision = 0;
+  let synced = false;
+
+  const $ = (id) => document.getElementById(id);
+  const regionsEl = $("regions");
+  const regionTemplate = $("region-template");
+  const serverTemplate = $("server-template");
+
+  function stateOf(id) {
+    const s = servers.get(id);
+    const a = activity.get(id);
+    if (!drains.has(id) && !(s && s.draining)) return "active";
+    return a && a.drained ? "drained" : "draining";
+  }
+
+  function announce(text) {
+    if (synced) $("announce").textContent = text;
+  }
+
+  function section(region) {
+    let sec = sections.get(region);
+    if (sec) return sec;
+    sec = regionTemplate.content.firstElementChild.cloneNode(true);
+    sec.dataset.region = region;
+    const headingID = "region-" + region;
+    sec.querySelector("h2").id = headingID;
+    sec.setAttribute("aria-labelledby", headingID);
+    sec.querySelector(".region-name").textContent = region;
+    const after = [...sections.keys()].sort().find((r) => r > region);
+    regionsEl.insertBefore(sec, after ? sections.get(after) : null);
+    sections.set(region, sec);
+    return sec;
+  }
+
+  function card(id) {
+    let li = cards.get(id);
+    if (li) return li;
+    li = serverTemplate.content.firstElementChild.cloneNode(true);
+    li.dataset.serverId = id;
+    const headingID = "server-" + id;
+    li.querySelector(".server-id").id = headingID;
+    li.querySelector(".server-id").textContent = id;
+    li.setAttribute("aria-labelledby", headingID);
+    li.querySelector(".bar").setAttribute("aria-label", "load of " + id);
+    li.querySelector(".drain-button").addEventListener("click", () => toggleDrain(id));
+    cards.set(id, li);
+    return li;
+  }
+
+  function place(li, region) {
+    const list = section(region).querySelector(".servers");
+    if (li.parentElement === list) return;
+    const old = li.closest("section");
+    const id = li.dataset.serverId;
+    const next = [...list.children].find((c) => c.dataset.serverId > id);
+    list.insertBefore(li, next || null);
+    if (old) tidy(old);
+  }
+
+  function tidy(sec) {
+    if (sec.querySelector(".servers").children.length === 0) {
+      sections.delete(sec.dataset.region);
+      sec.remove();
+    } else {
+      counts(sec);
+    }
+  }
+
+  function counts(sec) {
+    const ids = [...sec.querySelectorAll(".server")].map((li) => li.dataset.serverId);
+    const by = { active: 0, draining: 0, drained: 0 };
+    ids.forEach((id) => by[stateOf(id)]++);
+    const parts = [`${ids.length} server${ids.length === 1 ? "" : "s"}`];
+    if (by.draining) parts.push(`${by.draining} draining`);
+    if (by.drained) parts.push(`${by.drained} drained`);
+    sec.querySelector(".region-counts").textContent = "(" + parts.join(", ") + ")";
+  }
+
+  function ago(iso) {
+    if (!iso) return "never";
+    const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    if (s < 60) return `${s} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    return `${Math.floor(s / 3600)} h ago`;
+  }
+
+  function render(id) {
+    const s = servers.get(id);
+    if (!s) return;
+    const li = card(id);
+    place(li, s.region);
+    const state = stateOf(id);
+    li.dataset.state = state;
+    li.querySelector(".state").textContent = state;
+    li.querySelector(".url").textContent = s.url;
+    const pct = Math.round(Math.min(1, s.load) * 100);
+    const fill = li.querySelector(".fill");
+    fill.style.width = pct + "%";
+    fill.classList.toggle("hot", s.load >= 0.8);
+    const bar = li.querySelector(".bar");
+    bar.setAttribute("aria-valuenow", String(pct));
+    bar.setAttribute("aria-valuetext", `load ${s.load.toFixed(2)}`);
+    li.querySelector(".load-value").textContent = s.load.toFixed(2);
+
+    const a = activity.get(id);
+    li.querySelector(".activity").textContent = a
+      ? `pinned: ${a.pinned_last_minute} requests in the last minute, last ${ago(a.last_pinned)}` +
+        (a.edges_reporting ? ` (${a.edges_reporting} edge${a.edges_reporting === 1 ? "" : "s"} reporting)` : "")
+      : "";
+    const d = drains.get(id);
+    let drainText = "";
+    if (d) {
+      drainText = `drain since ${new Date(d.since).toLocaleTimeString()}` + (d.reason ? ` (${d.reason})` : "");
+      drainText += state === "drained" ? ": no pinned clients left" : ": waiting for pinned clients to move";
+    } else if (s.draining) {
+      drainText = "draining: its agent is stopping";
+    }
+    li.querySelector(".drain").textContent = drainText;
+
+    const controls = li.querySelector(".controls");
+    controls.hidden = token === "";
+    const button = li.querySelector(".drain-button");
+    button.textContent = d ? "Undrain" : "Drain";
+    button.setAttribute("aria-label", (d ? "Undrain " : "Drain ") + id);
+    counts(li.closest("section"));
+  }
+
+  function remove(id) {
+    const li = cards.get(id);
+    cards.delete(id);
+    if (!li) return;
+    const sec = li.closest("section");
+    li.remove();
+    if (sec) tidy(sec);
+  }
+
+  function summary() {
+    $("empty").hidden = servers.size > 0;
+    const regions = new Set([...servers.values()].map((s) => s.region));
+    let draining = 0;
+    servers.forEach((_, id) => { if (stateOf(id) !== "active") draining++; });
+    $("summary").textContent =
+      `${servers.size} server${servers.size === 1 ? "" : "s"} in ${regions.size} region${regions.size === 1 ? "" : "s"}` +
+      (draining ? `, ${draining} draining or drained` : "") + ` · revision ${revision}`;
+  }
+
+  function connection(state, text) {
+    const el = $("connection");
+    el.dataset.state = state;
+    el.textContent = text;
+  }
+
+  function on(source, name, handle) {
+    source.addEventListener(name, (ev) => {
+      const data = JSON.parse(ev.data);
+      if (data.revision) revision = Math.max(revision, data.revision);
+      handle(data);
+      summary();
+    });
+  }
+
+  function connect() {
+    const source = new EventSource("/v1/events");
+    source.onopen = () => connection("live", "live");
+    source.onerror = () => connection("reconnecting", "reconnecting…");
+    on(source, "reset", () => {
+      synced = false;
+      [...cards.keys()].forEach(remove);
+      servers.clear();
+      drains.clear();
+      activity.clear();
+    });
+    on(source, "synced", () => { synced = true; });
+    on(source, "server_added", (s) => {
+      servers.set(s.id, s);
+      render(s.id);
+      announce(`${s.id} joined ${s.region}`);
+    });
+    on(source, "server_changed", (s) => {
+      const old = servers.get(s.id);
+      servers.set(s.id, s);
+      render(s.id);
+      if (old && old.draining !== s.draining) announce(`${s.id} is ${stateOf(s.id)}`);
+    });
+    on(source, "server_removed", (s) => {
+      servers.delete(s.id);
+      activity.delete(s.id);
+      remove(s.id);
+      announce(`${s.id} left ${s.region}`);
+    });
+    on(source, "drain_started", (d) => {
+      drains.set(d.id, d);
+      render(d.id);
+      announce(`${d.id} is draining`);
+    });
+    on(source, "drain_ended", (d) => {
+      drains.delete(d.id);
+      render(d.id);
+      announce(`${d.id} is active again`);
+    });
+    on(source, "activity", (a) => {
+      const before = stateOf(a.id);
+      activity.set(a.id, a);
+      render(a.id);
+      if (before !== stateOf(a.id)) announce(`${a.id} is ${stateOf(a.id)}`);
+    });
+  }
+
+  async function toggleDrain(id) {
+    const draining = drains.has(id);
+    const result = $("operator-result");
+    result.textContent = `${draining ? "Undraining" : "Draining"} ${id}…`;
+    try {
+      const resp = await fetch(`/v1/servers/${encodeURIComponent(id)}/drain`, {
+        method: draining ? "DELETE" : "PUT",
+        headers: { "Authorization": "Bearer " + token, "Content-Type": "application/json" },
+        body: draining ? undefined : JSON.stringify({ reason: "fleet page" }),
+        cache: "no-store",
+      });
+      if (!resp.ok) {
+        let msg = resp.statusText;
+        try { msg = (await resp.json()).error || msg; } catch (_) { /* not JSON */ }
+        result.textContent = `${draining ? "Undrain" : "Drain"} ${id} failed: ${resp.status} ${msg}`;
+        return;
+      }
+      result.textContent = `${draining ? "Undrained" : "Draining"} ${id}.`;
+    } catch (err) {
+      result.textContent = `${draining ? "Undrain" : "Drain"} ${id} failed: ${err.message}`;
+    }
+  }
+
+  $("token-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    token = $("token").value.trim();
+    $("token").value = "";
+    $("forget-token").hidden = token === "";
+    $("operator-result").textContent = token ? "Token set for this page: drain controls are shown." : "";
+    servers.forEach((_, id) => render(id));
+  });
+  $("forget-token").addEventListener("click", () => {
+    token = "";
+    $("forget-token").hidden = true;
+    $("operator-result").textContent = "Token forgotten.";
+    servers.forEach((_, id) => render(id));
+  });
+
+  // "last pinned 5 s ago" ages without events.
+  setInterval(() => activity.forEach((_, id) => render(id)), 5000);
+
+  summary();
+  connect();
+})();

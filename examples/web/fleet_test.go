@@ -1,0 +1,155 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"image/png"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sessionpin/sessionpin/examples/internal/demostack"
+)
+
+// screenshot makes TestFleetPage write the README's picture of the fleet
+// page, docs/fleet.png: go test ./examples/web -run TestFleetPage -screenshot
+// Without it the picture goes to a temporary directory, so that `make test`
+// leaves the working tree as it was.
+var screenshot = flag.Bool("screenshot", false, "write the fleet page screenshot to docs/fleet.png")
+
+// TestFleetPage drives discovery's fleet page in headless Chromium against
+// the whole demo stack: every server shows in its region, a new server and a
+// drain show up live, without a reload.
+func TestFleetPage(t *testing.T) {
+	ctx := newBrowser(t)
+	st := demostack.Start(t, demostack.Options{})
+	p := &page{t: t, ctx: ctx}
+	// Loads that differ, so the bars say something.
+	loads := map[string]float64{"eu-1": 0.62, "eu-2": 0.35, "us-1": 0.18, "us-2": 0.81}
+	for id, load := range loads {
+		st.Backends[id].App.SetLoad(load)
+		st.WaitLoad(t, id, load)
+	}
+
+	p.do(chromedp.EmulateViewport(1280, 760))
+	p.do(chromedp.Navigate(st.Discovery + "/"))
+	p.waitJS(`document.getElementById("connection").dataset.state === "live"`, "the page to connect")
+	for id, b := range st.Backends {
+		p.waitJS(fmt.Sprintf(`!!document.querySelector('section[data-region=%q] li[data-server-id=%q]')`, b.Region, id),
+			fmt.Sprintf("%s under %s", id, b.Region))
+		p.waitJS(fmt.Sprintf(`document.querySelector('li[data-server-id=%q] .load-value').textContent === %q`,
+			id, fmt.Sprintf("%.2f", loads[id])), id+"'s load")
+	}
+	if got := p.eval(`document.querySelector('section[data-region="eu-west"] h2').textContent`); !strings.Contains(got, "eu-west") {
+		t.Fatalf("the eu-west group is headed %q", got)
+	}
+
+	// Every control can be named by a screen reader.
+	if unnamed := p.eval(`[...document.querySelectorAll("button, input, [role=meter]")]
+		.filter(e => !(e.getAttribute("aria-label") || e.textContent.trim() || (e.id && document.querySelector("label[for=" + e.id + "]"))))
+		.map(e => e.outerHTML).join("\n")`); unnamed != "" {
+		t.Fatalf("controls without an accessible name:\n%s", unnamed)
+	}
+
+	// A server that joins appears live: the page is not reloaded (the
+	// marker set on this document survives).
+	p.do(chromedp.Evaluate[chromedp.Void](`window.stillTheSamePage = true`))
+	putServer(t, st.Discovery, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120}`)
+	p.waitJS(`!!document.querySelector('section[data-region="ap-south"] li[data-server-id="ap-1"]')`, "ap-1 to appear under ap-south")
+
+	// It starts draining: its state changes in place.
+	putServer(t, st.Discovery, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120,"draining":true}`)
+	p.waitJS(`document.querySelector('li[data-server-id="ap-1"]').dataset.state === "draining"`, "ap-1 to show as draining")
+	if got := p.eval(`document.querySelector('li[data-server-id="ap-1"] .state').textContent`); got != "draining" {
+		t.Fatalf("ap-1's state reads %q", got)
+	}
+	if p.eval(`String(window.stillTheSamePage)`) != "true" {
+		t.Fatal("the page reloaded")
+	}
+
+	shot := filepath.Join(t.TempDir(), "fleet.png")
+	if *screenshot {
+		shot = filepath.Join("..", "..", "docs", "fleet.png")
+	}
+	buf, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if _, err := png.Decode(bytes.NewReader(buf)); err != nil {
+		t.Fatalf("the screenshot is not a PNG: %v", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(shot), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(shot, buf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", shot)
+}
+
+// newBrowser starts headless Chromium for one test.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium is required in CI: %v", err)
+		}
+		t.Skipf("no chromium at %s (apt-get install chromium)", chromiumPath)
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	// Every wait polls the page; this bounds the whole test.
+	timer := time.AfterFunc(3*time.Minute, cancel)
+	t.Cleanup(func() {
+		timer.Stop()
+		cancel()
+		cancelAlloc()
+	})
+	return ctx
+}
+
+// waitJS waits until the expression is true in the page.
+func (p *page) waitJS(expr, what string) {
+	p.t.Helper()
+	// Poll, not eval in the page: the page's CSP forbids eval.
+	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(30*time.Second)))
+	if err != nil {
+		html, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		p.t.Fatalf("waiting for %s: %v\npage text:\n%s", what, err, html)
+	}
+}
+
+func putServer(t *testing.T, discovery, id, body string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, discovery+"/v1/servers/"+id, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("PUT %s: %d %s", id, resp.StatusCode, b)
+	}
+}
