@@ -21,9 +21,11 @@ vet:
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## test: every test, under the race detector, with real etcd and real Caddy
+## test: every test, under the race detector, with real etcd and real Caddy;
+## then the allocation tests, which the race detector's own allocations skip
 test: vet
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -run 'Alloc' ./caddymodule/...
 
 ## run: the local multi-region demo (Ctrl-C stops everything)
 run: build

@@ -29,7 +29,7 @@ func TestEdgePublishesPinnedActivity(t *testing.T) {
 	f := newFixture(t, "")
 	b := newBackend(t, "eu-1")
 	f.reg.put("eu-1", "eu-west", b.srv.URL, 0.1, false)
-	f.edge.app = "\t\tedge_id edge-test\n\t\tactivity_interval 200ms"
+	f.edge.appOpts = "\t\tedge_id edge-test\n\t\tactivity_interval 200ms"
 	if err := f.load(""); err != nil {
 		t.Fatal(err)
 	}
@@ -69,13 +69,13 @@ func TestEdgePublishesPinnedActivity(t *testing.T) {
 
 	// Bad options fail the config and name the option.
 	for opt, bad := range map[string]string{"edge_id": "edge_id a/b", "activity_interval": "activity_interval 10ms"} {
-		f.edge.app = "\t\t" + bad
+		f.edge.appOpts = "\t\t" + bad
 		if err := f.load(""); err == nil || !strings.Contains(err.Error(), opt) {
 			t.Errorf("%s: error %v", bad, err)
 		}
 	}
 	// The edge's report leaves with it: Caddy's shutdown revokes the lease.
-	f.edge.app = ""
+	f.edge.appOpts = ""
 	if err := f.load(""); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package caddymodule_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
+	"github.com/sessionpin/sessionpin/internal/testcert"
 )
 
 // testSecret is the HS256 secret of every test edge.
@@ -42,25 +44,41 @@ type edge struct {
 	etcd    string
 	prefix  string
 	client  *http.Client
-	// app holds extra options of the session_pin app, one per line.
-	app string
+	opts    string // the handler options of the loaded config
+	appOpts string // more settings of the session_pin app (etcd TLS)
+
+	// With serveTLS, the edge also serves the site over HTTPS.
+	tlsURL    string // https://127.0.0.1:port
+	tlsAdr    string
+	tlsPair   testcert.Pair
+	tlsClient *http.Client
 }
 
 // edgeConfig is the Caddyfile of a test edge; opts go inside the
 // session_pin handler block.
 func (e *edge) caddyfile(opts string) string {
-	return fmt.Sprintf(`{
+	cf := fmt.Sprintf(`{
 	admin %s
 	persist_config off
+	auto_https disable_redirects
 	session_pin {
 		etcd %s
 		prefix %s
 %s
 	}
 }
+`, e.admin, e.etcd, e.prefix, e.appOpts)
+	cf += "\nhttp://" + e.httpAdr + " {\n" + siteBody(opts) + "}\n"
+	if e.tlsAdr != "" {
+		cf += "\nhttps://" + e.tlsAdr + " {\n\ttls " + e.tlsPair.CertFile + " " + e.tlsPair.KeyFile + "\n" + siteBody(opts) + "}\n"
+	}
+	return cf
+}
 
-http://%s {
-	header {
+// siteBody is the edge's site: the session_pin handler with opts, and
+// reverse_proxy to its choice.
+func siteBody(opts string) string {
+	return fmt.Sprintf(`	header {
 		defer
 		X-Pin-Reason {http.session_pin.reason}
 		X-Pin-Moved {http.session_pin.moved}
@@ -74,16 +92,23 @@ http://%s {
 	reverse_proxy {
 		dynamic session_pin
 	}
-}
-`, e.admin, e.etcd, e.prefix, e.app, e.httpAdr, testSecret, opts)
+`, testSecret, opts)
 }
 
 // startEdge runs Caddy against the etcd at endpoint with the registry under
 // prefix. It stops when the test ends.
 func startEdge(t *testing.T, endpoint, prefix, opts string) *edge {
 	t.Helper()
+	return startEdgeApp(t, endpoint, prefix, "", opts)
+}
+
+// startEdgeApp is startEdge with appOpts added to the session_pin global
+// option, the app's connection to etcd.
+func startEdgeApp(t *testing.T, endpoint, prefix, appOpts, opts string) *edge {
+	t.Helper()
 	caddyMu.Lock()
 	e := &edge{
+		appOpts: appOpts,
 		t:       t,
 		admin:   etcdtest.FreePort(t),
 		httpAdr: etcdtest.FreePort(t),
@@ -109,7 +134,28 @@ func startEdge(t *testing.T, endpoint, prefix, opts string) *edge {
 
 // load (re)loads the edge's config with the given handler options.
 func (e *edge) load(opts string) error {
+	e.opts = opts
 	return loadCaddyfile(e.caddyfile(opts))
+}
+
+// serveTLS reloads the edge to serve its site over HTTPS too, on another
+// port, with a certificate of a CA that only e.tlsClient trusts. Requests
+// with tls set go there.
+func (e *edge) serveTLS() {
+	e.t.Helper()
+	ca := testcert.NewCA(e.t, "edge")
+	e.tlsPair = ca.Issue("edge", "127.0.0.1")
+	e.tlsAdr = etcdtest.FreePort(e.t)
+	e.tlsURL = "https://" + e.tlsAdr
+	e.tlsClient = &http.Client{
+		Timeout:       e.client.Timeout,
+		CheckRedirect: e.client.CheckRedirect,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: etcdtest.Roots(e.t, ca)}},
+	}
+	e.t.Cleanup(e.tlsClient.CloseIdleConnections)
+	if err := e.load(e.opts); err != nil {
+		e.t.Fatalf("load caddy config with TLS: %v", err)
+	}
 }
 
 func loadCaddyfile(cf string) error {
@@ -129,6 +175,7 @@ type request struct {
 	pin     string // X-Session-Pin
 	cookie  string // sessionpin cookie
 	headers map[string]string
+	tls     bool // over HTTPS, after serveTLS
 }
 
 type response struct {
@@ -171,7 +218,11 @@ func (e *edge) try(req request) (response, error) {
 	if req.body != "" {
 		body = strings.NewReader(req.body)
 	}
-	hr, err := http.NewRequest(req.method, e.URL+req.path, body)
+	base, client := e.URL, e.client
+	if req.tls {
+		base, client = e.tlsURL, e.tlsClient
+	}
+	hr, err := http.NewRequest(req.method, base+req.path, body)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -184,7 +235,7 @@ func (e *edge) try(req request) (response, error) {
 	for k, v := range req.headers {
 		hr.Header.Set(k, v)
 	}
-	resp, err := e.client.Do(hr)
+	resp, err := client.Do(hr)
 	if err != nil {
 		return response{}, err
 	}
@@ -287,12 +338,18 @@ func newFixture(t *testing.T, opts string) *fixture {
 		opts += "\n\t\thysteresis 0" // deterministic placement unless a test wants spread
 	}
 	f.edge = startEdge(t, m.Client, prefix, opts)
+	f.keys = testKeyring(t)
+	return f
+}
+
+// testKeyring issues pins as the test edges do.
+func testKeyring(t *testing.T) *pin.Keyring {
+	t.Helper()
 	kr, err := pin.NewKeyring(pin.KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil, "sessionpin", "srv")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.keys = kr
-	return f
+	return kr
 }
 
 // pinFor issues a valid pin for id, as an edge would have.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -13,7 +14,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/sessionpin/sessionpin/caddymodule"
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -93,36 +96,47 @@ http://%s {
 }
 
 // TestMetrics: the SPEC §9 metrics are in Caddy's registry, served by the
-// admin endpoint.
+// admin endpoint, and each says what just happened. The counters are
+// process-wide, shared with earlier tests, so they are read as deltas.
 func TestMetrics(t *testing.T) {
 	f := newFixture(t, "")
 	f.reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.1, false)
+	lastPut := time.Now()
 	f.reg.put("eu-d", "eu-west", newBackend(t, "eu-d").srv.URL, 0.1, true)
 	f.waitRouted("eu-1", "eu-west")
 	f.waitRouted("eu-d", "eu-west")
+	before := scrape(t, f.admin)
 	f.do(request{})                                 // placement pin
 	f.do(request{pin: f.pinFor("gone", "eu-west")}) // pinned unavailable
 
 	body := scrape(t, f.admin)
 	for _, want := range []struct {
 		series string
-		min    float64
+		delta  bool // a counter: the change since before
+		value  float64
 	}{
-		{`sessionpin_pins_issued_total{reason="placement"}`, 1},
-		{`sessionpin_pinned_unavailable_total`, 1},
-		{`sessionpin_registry_servers{region="eu-west",state="active"}`, 1},
-		{`sessionpin_registry_servers{region="eu-west",state="draining"}`, 1},
-		{`sessionpin_registry_last_update_seconds`, 0},
+		{`sessionpin_pins_issued_total{reason="placement"}`, true, 1},
+		{`sessionpin_pinned_unavailable_total`, true, 1},
+		{`sessionpin_registry_servers{region="eu-west",state="active"}`, false, 1},
+		{`sessionpin_registry_servers{region="eu-west",state="draining"}`, false, 1},
 	} {
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want.series) + ` (\S+)$`).FindStringSubmatch(body)
-		if m == nil {
+		v, ok := metricValue(body, want.series)
+		if !ok {
 			t.Errorf("metric %s missing from /metrics", want.series)
 			continue
 		}
-		v, err := strconv.ParseFloat(m[1], 64)
-		if err != nil || v < want.min {
-			t.Errorf("%s = %s, want >= %v", want.series, m[1], want.min)
+		if want.delta {
+			was, _ := metricValue(before, want.series) // absent means never counted
+			v -= was
 		}
+		if v != want.value {
+			t.Errorf("%s = %v (delta: %v), want %v", want.series, v, want.delta, want.value)
+		}
+	}
+	// The snapshot changed no earlier than the last put, and not in the
+	// future.
+	if v, ok := metricValue(body, `sessionpin_registry_last_update_seconds`); !ok || v < 0 || v > time.Since(lastPut).Seconds() {
+		t.Errorf("sessionpin_registry_last_update_seconds = %v (present %v), want 0..%.1f: the time since the last put", v, ok, time.Since(lastPut).Seconds())
 	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
@@ -139,6 +153,17 @@ func TestMetrics(t *testing.T) {
 	if strings.Contains(scrape(t, f.admin), `region="ap-south"`) {
 		t.Fatal("an empty region is still reported")
 	}
+}
+
+// metricValue is the value of series (name and labels exactly as exposed)
+// in a /metrics body.
+func metricValue(body, series string) (float64, bool) {
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(body)
+	if m == nil {
+		return 0, false
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	return v, err == nil
 }
 
 func scrape(t *testing.T, admin string) string {
@@ -170,7 +195,8 @@ func TestJSONConfig(t *testing.T) {
 			 "key": {"algorithm": "hs256", "secret": %q},
 			 "issuer": "sessionpin", "pin_ttl": "2h", "refresh_grace": 3600000000000,
 			 "header": "X-Session-Pin", "cookie": "sp", "claim": "srv",
-			 "refresh_path": "/r", "closest_path": "/c", "retry_after": "9s", "hysteresis": 0},
+			 "refresh_path": "/r", "closest_path": "/c", "retry_after": "9s", "hysteresis": 0,
+			 "fallback_regions": ["us-east"], "unreachable_for": "5s"},
 			{"handler": "reverse_proxy", "dynamic_upstreams": {"source": "session_pin"}}
 		]}]}}}
 	}
@@ -197,10 +223,27 @@ func TestJSONConfig(t *testing.T) {
 }
 
 // TestHandlerWithoutGlobalOption: the handler works without the
-// session_pin global option (the app then uses its defaults).
+// session_pin global option, and the app then uses its defaults: the etcd
+// at 127.0.0.1:2379, which this test runs, and the prefix /sessionpin/.
 func TestHandlerWithoutGlobalOption(t *testing.T) {
+	// The default address is fixed, so something else may hold it (a
+	// local demo); then there is nothing this test can assert.
+	if l, err := net.Listen("tcp", caddymodule.DefaultEtcdEndpoint); err != nil {
+		t.Skipf("the default etcd address is taken, and this test runs its own etcd there: %v", err)
+	} else {
+		l.Close()
+	}
+	etcd, err := embedetcd.Start(embedetcd.Config{Dir: t.TempDir(), ClientAddr: caddymodule.DefaultEtcdEndpoint, PeerAddr: etcdtest.FreePort(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(etcd.Close)
+	reg := &registry{t: t, cli: etcdtest.NewClient(t, &etcdtest.Member{Client: etcd.Endpoint}), prefix: discoverysvc.DefaultPrefix}
+	b := newBackend(t, "eu-1")
+	reg.put("eu-1", "eu-west", b.srv.URL, 0.1, false)
+
 	e := startEdge(t, "127.0.0.1:1", "/unused/", "")
-	err := loadCaddyfile(fmt.Sprintf(`{
+	err = loadCaddyfile(fmt.Sprintf(`{
 	admin %s
 	persist_config off
 }
@@ -216,11 +259,14 @@ http://%s {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Whether or not an etcd runs on the default address, the edge itself
-	// answers closest_path in JSON.
-	r := e.do(request{path: "/closestToMe"})
-	if (r.status != http.StatusOK && r.status != http.StatusServiceUnavailable) || r.header.Get("Content-Type") != "application/json" {
-		t.Fatalf("got %d %q", r.status, r.body)
+	poll.Until(t, eventuallyTimeout, "closest_path from the default etcd and prefix", func() error {
+		if r := e.do(request{path: "/closestToMe"}); r.status != http.StatusOK || !strings.Contains(r.body, `"closestServerId":"eu-1"`) {
+			return fmt.Errorf("%d %q", r.status, r.body)
+		}
+		return nil
+	})
+	if r := e.do(request{}); r.status != http.StatusOK || r.server() != "eu-1" || r.pinOut() == "" || b.hits.Load() != 1 {
+		t.Fatalf("placement: %d from %q, pin %q, backend hits %d", r.status, r.server(), r.pinOut(), b.hits.Load())
 	}
 }
 

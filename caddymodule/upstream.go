@@ -28,6 +28,9 @@ type target struct {
 	// activity counts the pinned requests proxied to the server; it is
 	// the same counter for every target of one server id.
 	activity *serverActivity
+	// reach is whether this edge can connect to the server; it outlives
+	// the target, which is rebuilt on every change of the record.
+	reach *reachability
 }
 
 // attachTarget is the watcher's Attach hook.
@@ -50,6 +53,7 @@ func attachTarget(srv discoverysvc.Server) any {
 		// A counter of its own until the registry's tracker hands out the
 		// server's shared one.
 		activity: new(serverActivity),
+		reach:       reachabilities.get(srv.ID, dial),
 	}
 }
 

@@ -32,6 +32,7 @@ type fakeApp struct {
 	status int
 	body   string
 	delay  time.Duration // how long /healthz takes to answer
+	probes int           // health requests answered, counted as each reads status and body
 	srv    *httptest.Server
 }
 
@@ -45,6 +46,7 @@ func startApp(t *testing.T, status int, body string) *fakeApp {
 		}
 		a.mu.Lock()
 		status, body, delay := a.status, a.body, a.delay
+		a.probes++
 		a.mu.Unlock()
 		select {
 		case <-time.After(delay):
@@ -63,6 +65,22 @@ func (a *fakeApp) set(status int, body string) {
 	a.mu.Lock()
 	a.status, a.body = status, body
 	a.mu.Unlock()
+}
+
+// setAndWaitHeartbeat sets the app's health and waits until the agent has
+// finished a whole round on it: a probe that read it, and the heartbeat
+// that followed, which ended before the agent's next probe began.
+func (a *fakeApp) setAndWaitHeartbeat(t *testing.T, status int, body string) {
+	t.Helper()
+	a.mu.Lock()
+	a.status, a.body = status, body
+	n := a.probes
+	a.mu.Unlock()
+	poll.True(t, 20*time.Second, "a round of the agent on the new health", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.probes >= n+2
+	})
 }
 
 // runAgent runs ag until the returned stop function is called; stop waits
@@ -175,7 +193,7 @@ func TestAgentReportsFixedLoadAndTTL(t *testing.T) {
 		Interval: agentInterval, Load: &load, TTL: 5 * time.Second,
 	})
 	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "us-1") != nil })
-	app.set(200, `{"load":0.9}`) // ignored: --load wins
+	app.setAndWaitHeartbeat(t, 200, `{"load":0.9}`) // ignored: --load wins
 	if s := stored(t, f.client, "us-1"); s.Load != 0.3 {
 		t.Fatalf("load %v, want the fixed 0.3", s.Load)
 	}

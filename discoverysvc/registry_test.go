@@ -3,6 +3,7 @@ package discoverysvc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -196,24 +197,60 @@ func TestRegistryLeaseOnlyHeartbeatDoesNotRaiseRevision(t *testing.T) {
 	}
 }
 
+// A server that keeps heartbeating stays registered for many lifetimes of
+// its lease, on that same lease: heartbeats renew it. A registry that let
+// the lease lapse and re-created the key would also list the server after
+// each heartbeat, so the test checks the key was never re-created (its
+// create revision) and never moved to another lease.
 func TestRegistryHeartbeatRenewsTheLease(t *testing.T) {
 	c := etcdtest.NewClient(t, etcdtest.Start(t))
 	ctx := testContext(t)
 	reg := NewRegistry(c, "")
 	srv := testServer("eu-1", "eu", 0)
-	if _, err := reg.Heartbeat(ctx, srv, 2*time.Second); err != nil {
+	const ttl = 2 * time.Second
+	if _, err := reg.Heartbeat(ctx, srv, ttl); err != nil {
 		t.Fatal(err)
 	}
-	// Heartbeat for three lease lifetimes; the server must stay.
-	end := time.Now().Add(6 * time.Second)
-	for time.Now().Before(end) {
-		if _, err := reg.Heartbeat(ctx, srv, 2*time.Second); err != nil {
+	key := ServerKey("", srv.ID)
+	first, err := c.Get(ctx, key)
+	if err != nil || len(first.Kvs) != 1 {
+		t.Fatalf("get after the first heartbeat: %v %v", first, err)
+	}
+	lease, created := first.Kvs[0].Lease, first.Kvs[0].CreateRevision
+	still := func(when string) {
+		t.Helper()
+		get, err := c.Get(ctx, key)
+		switch {
+		case err != nil:
+			t.Fatalf("%s: %v", when, err)
+		case len(get.Kvs) == 0:
+			t.Fatalf("%s: the heartbeating server is gone", when)
+		case get.Kvs[0].CreateRevision != created:
+			t.Fatalf("%s: key re-created at revision %d (first created at %d): the lease lapsed", when, get.Kvs[0].CreateRevision, created)
+		case get.Kvs[0].Lease != lease:
+			t.Fatalf("%s: key moved from lease %x to %x", when, lease, get.Kvs[0].Lease)
+		}
+	}
+	// A heartbeat every quarter lease, as agents do, for four lifetimes.
+	tick := time.NewTicker(ttl / 4)
+	defer tick.Stop()
+	start := time.Now()
+	for time.Since(start) < 4*ttl {
+		<-tick.C
+		res, err := reg.Heartbeat(ctx, srv, ttl)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if _, servers, err := reg.List(ctx, ""); err != nil || len(servers) != 1 {
-			t.Fatalf("heartbeating server vanished: %v %v", servers, err)
+		after := fmt.Sprintf("heartbeat %v after the first", time.Since(start).Round(time.Millisecond))
+		if res.Created || res.Written {
+			t.Fatalf("%s wrote the key (created %v): an unchanged server only renews", after, res.Created)
 		}
-		time.Sleep(500 * time.Millisecond)
+		still(after)
+	}
+	// Past a whole lifetime since the first heartbeat, the lease is alive
+	// only because heartbeats renewed it.
+	if left := remainingTTL(t, c, clientv3.LeaseID(lease)); left <= 0 {
+		t.Fatalf("lease has %d s left after %v of heartbeats", left, 4*ttl)
 	}
 }
 
