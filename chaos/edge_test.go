@@ -25,6 +25,8 @@ type edgeConfig struct {
 	Etcd     []string
 	Username string // etcd auth, with Password
 	Password string
+	// TLS to etcd: CA file, client certificate and key files.
+	TLSCA, TLSCert, TLSKey string
 	// Handler holds extra session_pin subdirectives, one per line.
 	Handler string
 	// LogLevel of Caddy. Default: WARN.
@@ -58,6 +60,9 @@ func (c edgeConfig) caddyfile(addr, admin string) string {
 	fmt.Fprintf(&app, "\t\tetcd %s\n\t\tdial_timeout %s\n", strings.Join(c.Etcd, " "), dial)
 	if c.Username != "" {
 		fmt.Fprintf(&app, "\t\tusername %s\n\t\tpassword %s\n", c.Username, c.Password)
+	}
+	if c.TLSCA != "" {
+		fmt.Fprintf(&app, "\t\ttls {\n\t\t\tca %s\n\t\t\tcert %s\n\t\t\tkey %s\n\t\t}\n", c.TLSCA, c.TLSCert, c.TLSKey)
 	}
 	for _, line := range strings.Split(c.App, "\n") {
 		if line = strings.TrimSpace(line); line != "" {

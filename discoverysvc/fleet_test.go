@@ -70,7 +70,7 @@ func startFleet(t *testing.T, o fleetOptions) *fleetFixture {
 		defer close(done)
 		fleet.Run(ctx)
 	}()
-	srv := httptest.NewUnstartedServer(fleet.Handler(discoverysvc.NewAPI(reg, o.token, nil)))
+	srv := httptest.NewUnstartedServer(fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{Token: o.token, AllowLoopback: true})))
 	if o.listener != nil {
 		srv.Listener = o.listener(srv.Listener)
 	}

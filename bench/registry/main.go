@@ -111,7 +111,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	api := &http.Server{Handler: discoverysvc.NewAPI(reg, "", nil), ReadHeaderTimeout: 10 * time.Second}
+	api := &http.Server{Handler: discoverysvc.NewAPI(reg, discoverysvc.APIConfig{AllowLoopback: true}), ReadHeaderTimeout: 10 * time.Second}
 	go api.Serve(l)
 	defer api.Close()
 

@@ -84,7 +84,7 @@ func Start(t *testing.T, opts Options) *Stack {
 	// metrics, events stream and page.
 	reg := discoverysvc.NewRegistry(client, "")
 	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: client, Registry: reg})
-	disc := httptest.NewServer(fleet.Handler(discoverysvc.NewAPI(reg, "", zap.NewNop())))
+	disc := httptest.NewServer(fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{AllowLoopback: true, Logger: zap.NewNop()})))
 	t.Cleanup(disc.Close)
 	fleetCtx, stopFleet := context.WithCancel(context.Background())
 	fleetDone := make(chan struct{})
