@@ -58,7 +58,7 @@ type Keyring struct {
 	issuer   string
 	audience string // "" when aud is not checked
 	claim    string
-	signer *key // nil on a verify-only edge
+	signer   *key // nil on a verify-only edge
 	// keysets is, per JWT alg, the verification keys of that algorithm as a
 	// ready jwt.VerificationKeySet, so that a token is only ever tried
 	// against keys of the algorithm it claims.
