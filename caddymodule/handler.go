@@ -49,8 +49,9 @@ const (
 //     carries a new pin;
 //   - GET closest_path is answered by the edge with the server placement
 //     would choose;
-//   - POST refresh_path is rebalanced (SPEC §6 refresh a–d), proxied, and
-//     re-pinned when the upstream answers below 500.
+//   - POST refresh_path is rebalanced (refresh rules a–d, see
+//     placement.Edge.Rebalance), proxied, and re-pinned when the upstream
+//     answers below 500.
 //
 // Every proxied response carries X-Session-Server. When reverse_proxy cannot
 // reach the chosen server (502/503/504 and nothing written yet), the

@@ -57,8 +57,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // decision nearly always stands.
 const maxAdmits = 3
 
-// serveRefresh rebalances a refresh request (refresh rules a–d in
-// placement.Rebalance) and proxies it.
+// serveRefresh rebalances a refresh request (refresh rules a–d, see
+// placement.Edge.Rebalance) and proxies it.
 func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *discoverysvc.Snapshot) error {
 	body, err := readRefreshBody(r)
 	if err != nil {

@@ -61,7 +61,7 @@ func ValidName(s string) bool {
 	return !onlyDots
 }
 
-// Validate checks the record against the registry contract (SPEC §3). The
+// Validate checks the record against the registry's rules. The
 // error is a *FieldError naming the first bad field.
 func (s Server) Validate() error {
 	if !ValidName(s.ID) {

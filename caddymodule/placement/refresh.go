@@ -25,7 +25,7 @@ type RefreshInput struct {
 // could not read.
 const MaxRefreshBody = 64 << 10
 
-// JSON field names and header names of the refresh inputs (SPEC §6).
+// JSON field names and header names of the refresh inputs.
 const (
 	FieldClosest   = "closestServerId"
 	FieldCritical  = "criticalTaskInProgress"
