@@ -88,10 +88,10 @@ func (a *Agent) Validate() error {
 		}
 	}
 	if !ValidName(a.ID) {
-		return &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return invalidName("id")
 	}
 	if !ValidName(a.Region) {
-		return &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return invalidName("region")
 	}
 	if err := ValidateURL(a.URL); err != nil {
 		return &FieldError{"url", err.Error()}

@@ -186,7 +186,7 @@ func (a *api) serveList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	region := q.Get("region")
 	if q.Has("region") && (len(q["region"]) > 1 || !ValidName(region)) {
-		writeError(w, http.StatusBadRequest, (&FieldError{"region", "must be one value of 1-64 characters of [A-Za-z0-9._-]"}).Error())
+		writeError(w, http.StatusBadRequest, (&FieldError{"region", "must be one value of " + strings.TrimPrefix(NameRule, "must be ")}).Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
@@ -239,7 +239,7 @@ type HeartbeatRequest struct {
 var (
 	errBodyTooLarge = &FieldError{"body", fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}
 	errNotObject    = &FieldError{"body", "must be one JSON object"}
-	errInvalidID    = &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+	errInvalidID    = invalidName("id")
 )
 
 // DecodeHeartbeat parses and validates the body of PUT /v1/servers/{id}. It

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"strings"
 )
 
 // Server is one backend server as stored in the registry. Its JSON form is
@@ -38,6 +39,12 @@ func (e *FieldError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Fie
 // maxNameLen bounds ids and regions; they appear in keys, headers, metrics
 // labels and tokens, so they must be short and plain.
 const maxNameLen = 64
+
+// NameRule is the rule a server id or region breaks, for error messages.
+const NameRule = "must be 1-64 characters of [A-Za-z0-9._-]"
+
+// invalidName is the error for a field that breaks NameRule.
+func invalidName(field string) *FieldError { return &FieldError{field, NameRule} }
 
 // ValidName reports whether s is a valid server id or region:
 // 1–64 characters of [A-Za-z0-9._-], not only dots. "." and ".." are
@@ -65,10 +72,10 @@ func ValidName(s string) bool {
 // error is a *FieldError naming the first bad field.
 func (s Server) Validate() error {
 	if !ValidName(s.ID) {
-		return &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return invalidName("id")
 	}
 	if !ValidName(s.Region) {
-		return &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return invalidName("region")
 	}
 	if err := ValidateURL(s.URL); err != nil {
 		return &FieldError{"url", err.Error()}
@@ -138,17 +145,8 @@ func DialAddress(raw string) (string, error) {
 	if host == "" {
 		return "", errors.New("no host")
 	}
-	if containsColon(host) {
+	if strings.Contains(host, ":") {
 		return "[" + host + "]:" + port, nil
 	}
 	return host + ":" + port, nil
-}
-
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
-	}
-	return false
 }
