@@ -447,14 +447,10 @@ func LoadFromHealth(body []byte) (load float64, ok bool) {
 
 // heartbeat PUTs the server's record to discovery.
 func (r *agentRun) heartbeat(ctx context.Context, load float64, draining bool) error {
-	body := map[string]any{
-		"region":   r.agent.Region,
-		"url":      r.agent.URL,
-		"load":     load,
-		"draining": draining,
-	}
+	body := HeartbeatRequest{Region: &r.agent.Region, URL: &r.agent.URL, Load: &load, Draining: &draining}
 	if r.agent.TTL > 0 {
-		body["ttl"] = int64(r.agent.TTL / time.Second)
+		ttl := float64(r.agent.TTL / time.Second)
+		body.TTL = &ttl
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
