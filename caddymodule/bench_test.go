@@ -176,3 +176,14 @@ func BenchmarkUpstreamsGet(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseRefreshBody reads the refresh inputs from a typical body.
+func BenchmarkParseRefreshBody(b *testing.B) {
+	body := []byte(`{"userId":"u-123","cart":[1,2,3],"closestServerId":"eu-2","criticalTaskInProgress":true}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, _, err := parseRefreshBody(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -67,11 +67,10 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
 	}
-	in, err := placement.ParseRefresh(body, r.Header)
+	req, err := parseRefresh(body, r.Header)
 	if err != nil {
 		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
 	}
-	req := placement.RefreshRequest{Closest: in.Closest, Critical: in.Critical}
 	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
 		req.Current = p.Server
 	}
