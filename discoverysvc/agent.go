@@ -87,14 +87,9 @@ func (a *Agent) Validate() error {
 			return &FieldError{req.field, "is required"}
 		}
 	}
-	if !ValidName(a.ID) {
-		return invalidName("id")
-	}
-	if !ValidName(a.Region) {
-		return invalidName("region")
-	}
-	if err := ValidateURL(a.URL); err != nil {
-		return &FieldError{"url", err.Error()}
+	// The agent's record must pass the registry's own checks.
+	if err := (Server{ID: a.ID, Region: a.Region, URL: a.URL}).Validate(); err != nil {
+		return err
 	}
 	if err := validateHTTPURL(a.HealthURL, true); err != nil {
 		return &FieldError{"health-url", err.Error()}
