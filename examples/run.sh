@@ -211,6 +211,7 @@ sessionpin demo is up.
   edge eu-west   http://127.0.0.1:8080    (Caddy admin localhost:2019)
   edge us-east   http://127.0.0.1:8081    (Caddy admin localhost:2020)
   discovery      $DISCOVERY    (embedded etcd 127.0.0.1:2379; admin token in $DEMO_DIR/discovery-token)
+  fleet page     $DISCOVERY/   (live: regions, load, drains; paste the admin token to drain from it)
   backends       eu-1 :9001  eu-2 :9002 (eu-west)   us-1 :9003  us-2 :9004 (us-east)
                  admin :9101..:9104, replication delay $REPLICATION_DELAY
   logs           $LOG_DIR/
@@ -225,7 +226,10 @@ Try:
   curl -si localhost:8081/whoami -H "X-Session-Pin: \$PIN"   # the us-east edge honours it
   curl -s -X POST localhost:9101/admin/down   # take eu-1 down (…/admin/up brings it back)
 
+  open $DISCOVERY/                 # the fleet page, live from /v1/events
   open http://127.0.0.1:8080/demo/            # the browser client (examples/web)
+  curl -N localhost:7070/v1/events            # the fleet's changes as Server-Sent Events
+  curl -s localhost:7070/metrics              # discovery's metrics (sessionpin_discovery_*)
   make demo-client                            # the whole walkthrough, in another terminal
 
 Ctrl-C stops everything.
