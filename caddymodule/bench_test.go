@@ -31,10 +31,16 @@ func benchHandler(b *testing.B) *Handler {
 	if err := h.setup(); err != nil {
 		b.Fatal(err)
 	}
-	rc := &registryConn{}
-	rc.snap.Store(discoverysvc.BuildSnapshot(1, servers, attachTarget))
-	h.app = &App{registry: rc}
+	h.app = appWith(discoverysvc.BuildSnapshot(1, servers, attachTarget))
 	return h
+}
+
+// appWith is an app whose registry connection holds snap, as if its
+// watcher had just listed it.
+func appWith(snap *discoverysvc.Snapshot) *App {
+	rc := &registryConn{}
+	rc.snap.Store(snap)
+	return &App{registry: rc}
 }
 
 // benchRequest is a request as Caddy's server hands it to handlers: with a
