@@ -34,9 +34,9 @@ type chaosPlan struct {
 // test machine time to answer health probes (the agent drops a server after
 // one probe slower than 3/4 of it). The drain outlasts any one workflow.
 const (
-	leaseTTL       = discoverysvc.DefaultTTL
-	agentInterval  = discoverysvc.DefaultAgentInterval
-	drainTimeout   = 5 * time.Second
+	leaseTTL      = discoverysvc.DefaultTTL
+	agentInterval = discoverysvc.DefaultAgentInterval
+	drainTimeout  = 5 * time.Second
 	// A planned restart first drains the server as an operator does:
 	// drain --wait until no edge has seen a pinned request to it for
 	// drainQuiet (the edges report every activityInterval), at most
@@ -44,8 +44,8 @@ const (
 	drainQuiet       = 2 * time.Second
 	drainWait        = 30 * time.Second
 	activityInterval = 500 * time.Millisecond
-	clientRetry    = 200 * time.Millisecond // mean pause between a client's re-pin attempts
-	replicationLag = time.Second
+	clientRetry      = 200 * time.Millisecond // mean pause between a client's re-pin attempts
+	replicationLag   = time.Second
 	// repinSlack is what a client's retry adds to the lease TTL between a
 	// server's death and the client's new pin: etcd revokes expired leases
 	// on a 500ms scan, the revocation reaches the edges through raft and the
