@@ -647,7 +647,7 @@ func TestEventsDrainsAndActivity(t *testing.T) {
 
 	// The operator drains eu-1: in one revision, its record turns draining,
 	// the drain starts, and its activity says it is not drained yet.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // the whole test
 	defer cancel()
 	if _, err := f.reg.Drain(ctx, "eu-1", "kernel upgrade"); err != nil {
 		t.Fatal(err)
