@@ -33,6 +33,8 @@ func init() {
 //			cert <file>
 //			key <file>
 //		}
+//		edge_id <id>
+//		activity_interval <duration>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -76,6 +78,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "password":
 			if err := oneArg(d, &a.Password); err != nil {
+				return err
+			}
+		case "edge_id":
+			if err := oneArg(d, &a.EdgeID); err != nil {
+				return err
+			}
+		case "activity_interval":
+			if err := durationArg(d, &a.ActivityInterval); err != nil {
 				return err
 			}
 		case "tls":

@@ -154,14 +154,18 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 					cert /etc/etcd/client.pem
 					key /etc/etcd/client-key.pem
 				}
+				edge_id edge-eu-1
+				activity_interval 2s
 			}`,
 			want: App{
-				Etcd:        []string{"10.0.0.1:2379", "https://10.0.0.2:2379"},
-				Prefix:      "/fleet/",
-				DialTimeout: caddy.Duration(2 * time.Second),
-				Username:    "edge",
-				Password:    "hunter2",
-				TLS:         &EtcdTLS{CA: "/etc/etcd/ca.pem", Cert: "/etc/etcd/client.pem", Key: "/etc/etcd/client-key.pem"},
+				EdgeID:           "edge-eu-1",
+				ActivityInterval: caddy.Duration(2 * time.Second),
+				Etcd:             []string{"10.0.0.1:2379", "https://10.0.0.2:2379"},
+				Prefix:           "/fleet/",
+				DialTimeout:      caddy.Duration(2 * time.Second),
+				Username:         "edge",
+				Password:         "hunter2",
+				TLS:              &EtcdTLS{CA: "/etc/etcd/ca.pem", Cert: "/etc/etcd/client.pem", Key: "/etc/etcd/client-key.pem"},
 			},
 		},
 		{name: "etcd without endpoints", input: "session_pin {\n etcd\n}", wantErr: "etcd:"},
@@ -170,6 +174,9 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad dial_timeout", input: "session_pin {\n dial_timeout x\n}", wantErr: `dial_timeout: bad duration "x"`},
 		{name: "unknown tls option", input: "session_pin {\n tls {\n crt x\n }\n}", wantErr: "tls: unrecognized subdirective 'crt'"},
 		{name: "argument on option", input: "session_pin x", wantErr: "wrong argument count"},
+		{name: "bad activity_interval", input: "session_pin {\n activity_interval often\n}", wantErr: `activity_interval: bad duration "often"`},
+		{name: "edge_id twice", input: "session_pin {\n edge_id a\n edge_id b\n}", wantErr: "edge_id: specified more than once"},
+		{name: "edge_id two values", input: "session_pin {\n edge_id a b\n}", wantErr: "edge_id: too many arguments"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { checkUnmarshal(t, c.input, c.want, c.wantErr) })

@@ -175,6 +175,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("session_pin app: %w", err)
 	}
 	h.app = appIface.(*App)
+	h.app.noteRegion(h.Region)
 	if !h.issues {
 		h.logger.Info("verify-only edge: no signing key, so placed clients are proxied without a pin")
 	}

@@ -33,6 +33,8 @@ type edgeConfig struct {
 	LogLevel string
 	// DialTimeout of the etcd client. Default: 2s.
 	DialTimeout string
+	// App holds extra session_pin app options, one per line.
+	App string
 }
 
 // edge is a bin/caddy child process serving one sessionpin edge.
@@ -61,6 +63,11 @@ func (c edgeConfig) caddyfile(addr, admin string) string {
 	}
 	if c.TLSCA != "" {
 		fmt.Fprintf(&app, "\t\ttls {\n\t\t\tca %s\n\t\t\tcert %s\n\t\t\tkey %s\n\t\t}\n", c.TLSCA, c.TLSCert, c.TLSKey)
+	}
+	for _, line := range strings.Split(c.App, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			fmt.Fprintf(&app, "\t\t%s\n", line)
+		}
 	}
 	return fmt.Sprintf(`{
 	admin %s

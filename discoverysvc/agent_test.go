@@ -524,3 +524,34 @@ func TestAgentLogsARefusalOnceAndKeepsTrying(t *testing.T) {
 		t.Fatalf("registered with a wrong token: %+v", s)
 	}
 }
+
+// The agent's heartbeats share one kept-alive connection to discovery.
+func TestAgentKeepsItsConnectionToDiscovery(t *testing.T) {
+	c := etcdtest.NewClient(t, etcdtest.Start(t))
+	var conns, beats atomic.Int64
+	api := discoverysvc.NewAPI(discoverysvc.NewRegistry(c, ""), discoverysvc.APIConfig{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r)
+		if r.Method == http.MethodPut {
+			beats.Add(1)
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	app := startApp(t, 204, ``)
+	load := 0.3
+	runAgent(t, &discoverysvc.Agent{
+		ID: "us-1", Region: "us", URL: "https://us1.example.com",
+		HealthURL: app.srv.URL + "/healthz", Discovery: srv.URL,
+		Interval: agentInterval, Load: &load,
+	})
+	poll.True(t, 30*time.Second, "six heartbeats", func() bool { return beats.Load() >= 6 })
+	if n := conns.Load(); n > 2 {
+		t.Fatalf("%d connections for %d heartbeats, want them kept alive", n, beats.Load())
+	}
+}

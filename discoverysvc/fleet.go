@@ -56,6 +56,11 @@ func NewFleet(cfg FleetConfig) *Fleet {
 	})
 	if cfg.Registry != nil {
 		cfg.Metrics.ObserveRegistry(cfg.Registry)
+		// The same watch keeps the registry's copy, which spares its
+		// unchanged heartbeats an etcd read: one watch per process.
+		if cfg.Registry.prefix == NormalizePrefix(cfg.Prefix) && cfg.Registry.heads.claim() {
+			f.watcher.heads = cfg.Registry.heads
+		}
 	}
 	cfg.Metrics.reg.MustRegister(&fleetCollector{hub: f.hub})
 	return f

@@ -89,6 +89,13 @@ type Watcher struct {
 	// next successful list, so an outage is logged once. Run goroutine only.
 	unreachable bool
 
+	// heads, when set, is kept as a copy of the server keys with their
+	// revisions and leases (the discovery service's, for its heartbeats).
+	// With headsOnly no snapshot is built: the discovery service routes
+	// nothing.
+	heads     *heads
+	headsOnly bool
+
 	// malformed remembers the mod revision of each malformed value already
 	// logged, so a bad key is logged once, not on every re-list. Only the
 	// Run goroutine touches it.
@@ -222,6 +229,14 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	serverKVs := resp.Responses[0].GetResponseRange().Kvs
+	if w.heads != nil {
+		w.heads.reset(w.serversPrefix, resp.Header.Revision, serverKVs)
+		if w.headsOnly {
+			w.lists.Add(1)
+			w.syncOnce.Do(func() { close(w.synced) })
+			return resp.Header.Revision, nil
+		}
+	}
 	servers := make([]Server, 0, len(serverKVs))
 	stillMalformed := make(map[string]int64)
 	var drains map[string]bool
@@ -303,8 +318,16 @@ func (w *Watcher) watch(ctx context.Context, rev int64) (progressed bool, err er
 			heard = time.Now()
 			if resp.IsProgressNotify() {
 				w.lastUpdate.Store(heard.UnixNano())
+				if w.heads != nil {
+					w.heads.advance(resp.Header.Revision)
+				}
 			} else if len(resp.Events) > 0 {
-				w.apply(rev, resp.Events)
+				if w.heads != nil {
+					w.heads.apply(w.serversPrefix, rev, resp.Events)
+				}
+				if !w.headsOnly {
+					w.apply(rev, resp.Events)
+				}
 			}
 		case <-tick.C:
 			if time.Since(heard) >= 3*w.cfg.ProgressInterval {

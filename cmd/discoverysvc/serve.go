@@ -299,7 +299,9 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		logger.Warn("no token: anyone who can reach the API can register servers; set --token or $" + envToken)
 	}
 
-	// One watch feeds /metrics, /v1/events and the fleet page. It stops
+	// One watch feeds /metrics, /v1/events, the fleet page and the
+	// registry's copy of the servers (which spares a heartbeat that changes
+	// nothing its etcd read). It stops
 	// before the etcd client closes, and its end closes the events streams
 	// so that the HTTP shutdown does not wait for them.
 	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{
