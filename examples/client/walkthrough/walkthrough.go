@@ -40,7 +40,9 @@ type Config struct {
 	// (a discovery service without a token).
 	Token string
 	// DrainQuiet is the quiet period after which the drained server counts
-	// as drained (the ?quiet= of the drain status). Default: 3s.
+	// as drained (the ?quiet= of the drain status). Default: 6s, longer
+	// than the edges' default 5s activity interval, so that "drained"
+	// comes after a report that includes the last pinned request.
 	DrainQuiet time.Duration
 	// DrainTimeout bounds the wait for the drained server to be reported
 	// drained. Default: 60s.
@@ -85,7 +87,7 @@ func (c *Config) defaults() {
 	}
 	c.Discovery = strings.TrimRight(c.Discovery, "/")
 	if c.DrainQuiet <= 0 {
-		c.DrainQuiet = 3 * time.Second
+		c.DrainQuiet = 6 * time.Second
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 60 * time.Second
