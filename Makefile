@@ -32,8 +32,9 @@ run: build
 	./examples/run.sh
 
 ## demo-client: walk the client flows against a running `make run`
+## (ARGS=--fast shortens the Retry-After waits)
 demo-client:
-	$(GO) run ./examples/client
+	$(GO) run ./examples/client $(ARGS)
 
 ## bench: Go micro-benchmarks, then the end-to-end comparison (writes BENCHMARKS.md)
 bench: bench-go
