@@ -1,5 +1,5 @@
 //go:build !race
 
-package caddymodule
+package caddymodule_test
 
 const raceEnabled = false

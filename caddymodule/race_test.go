@@ -1,6 +1,6 @@
 //go:build race
 
-package caddymodule
+package caddymodule_test
 
 // raceEnabled: the race detector is on. The gRPC transport test runs only
 // without it (make test's second step), because Caddy's HTTP/2 upstream
