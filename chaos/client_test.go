@@ -37,10 +37,12 @@ type stats struct {
 	otherDesc  []string         // a few examples of other failures
 	repinWorst time.Duration    // longest death → re-pinned
 	repinSum   time.Duration
+
+	margins *margins // timing bounds and how close the run came to them
 }
 
 func newStats() *stats {
-	return &stats{byReason: map[string]int64{}, other: map[string]int64{}, start: time.Now()}
+	return &stats{byReason: map[string]int64{}, other: map[string]int64{}, start: time.Now(), margins: newMargins()}
 }
 
 func (s *stats) reason(status int, code string) {
@@ -66,6 +68,7 @@ func (s *stats) example(kind, desc string) {
 }
 
 func (s *stats) repinned(d time.Duration) {
+	s.margins.observe("death -> re-pinned (lease TTL + client retry)", d, leaseTTL+repinSlack)
 	s.repinCount.Add(1)
 	s.mu.Lock()
 	s.repinSum += d
@@ -214,6 +217,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, auth boo
 	if auth && c.access != "" {
 		req.Header.Set("Authorization", "Bearer "+c.access)
 	}
+	sent := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return response{}, err
@@ -223,6 +227,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, auth boo
 	if err != nil {
 		return response{}, err
 	}
+	c.st.margins.observe("request -> whole answer (client timeout)", time.Since(sent), c.http.Timeout)
 	r := response{
 		status: resp.StatusCode, servedBy: resp.Header.Get("X-Served-By"),
 		edgeSrv: resp.Header.Get("X-Session-Server"), body: b,
