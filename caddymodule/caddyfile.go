@@ -137,6 +137,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		refresh_path <path>
 //		closest_path <path>
 //		retry_after <duration>
+//		unreachable_for <duration>
 //		hysteresis <number>
 //	}
 //
@@ -193,6 +194,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &h.ClosestPath)
 		case "retry_after":
 			err = durationArg(d, &h.RetryAfter)
+		case "unreachable_for":
+			err = durationArg(d, &h.UnreachableFor)
 		case "hysteresis":
 			var s string
 			if err = oneArg(d, &s); err != nil {

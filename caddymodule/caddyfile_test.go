@@ -69,6 +69,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 				refresh_path /token/refresh
 				closest_path /nearest
 				retry_after 5s
+				unreachable_for 20s
 				hysteresis 0.25
 			}`,
 			want: Handler{
@@ -79,16 +80,17 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 					{Algorithm: "hs256", Secret: secret32},
 					{Algorithm: "ed25519", File: "/keys/old.pem"},
 				},
-				Issuer:       "edge.example",
-				PinTTL:       caddy.Duration(time.Hour),
-				RefreshGrace: caddy.Duration(48 * time.Hour),
-				Header:       "X-Pin",
-				Cookie:       "pin",
-				Claim:        "server_id",
-				RefreshPath:  "/token/refresh",
-				ClosestPath:  "/nearest",
-				RetryAfter:   caddy.Duration(5 * time.Second),
-				Hysteresis:   float(0.25),
+				Issuer:         "edge.example",
+				PinTTL:         caddy.Duration(time.Hour),
+				RefreshGrace:   caddy.Duration(48 * time.Hour),
+				Header:         "X-Pin",
+				Cookie:         "pin",
+				Claim:          "server_id",
+				RefreshPath:    "/token/refresh",
+				ClosestPath:    "/nearest",
+				RetryAfter:     caddy.Duration(5 * time.Second),
+				UnreachableFor: caddy.Duration(20 * time.Second),
+				Hysteresis:     float(0.25),
 			},
 		},
 		{name: "hysteresis zero is kept", input: "session_pin {\n region r\n key hs256 " + secret32 + "\n hysteresis 0\n}",
@@ -112,6 +114,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 		{name: "verify_key short secret", input: "session_pin {\n region r\n verify_key hs256 abc\n}", wantErr: "verify_key hs256: secret must be at least 32 bytes"},
 		{name: "key extra argument", input: "session_pin {\n region r\n key hs256 " + secret32 + " extra\n}", wantErr: "key: too many arguments"},
 		{name: "bad duration", input: "session_pin {\n region r\n pin_ttl soon\n}", wantErr: `pin_ttl: bad duration "soon"`},
+		{name: "bad unreachable_for", input: "session_pin {\n region r\n unreachable_for 0s\n}", wantErr: `unreachable_for: bad duration "0s": must be positive`},
 		{name: "negative duration", input: "session_pin {\n region r\n retry_after -5s\n}", wantErr: `retry_after: bad duration "-5s": must be positive`},
 		{name: "bad hysteresis", input: "session_pin {\n region r\n hysteresis lots\n}", wantErr: `hysteresis: "lots" is not a number >= 0`},
 		{name: "negative hysteresis", input: "session_pin {\n region r\n hysteresis -1\n}", wantErr: `hysteresis: "-1" is not a number >= 0`},
@@ -197,6 +200,7 @@ func TestHandlerValidate(t *testing.T) {
 		{"no key", func(h *Handler) { h.Key = nil }, "key is required"},
 		{"negative hysteresis", func(h *Handler) { h.Hysteresis = float(-0.1) }, "hysteresis:"},
 		{"short ttl", func(h *Handler) { h.PinTTL = caddy.Duration(time.Millisecond) }, "pin_ttl:"},
+		{"negative unreachable_for", func(h *Handler) { h.UnreachableFor = caddy.Duration(-time.Second) }, "unreachable_for: must not be negative"},
 		{"bad header", func(h *Handler) { h.Header = "X Pin" }, "header:"},
 		{"bad cookie", func(h *Handler) { h.Cookie = "a;b" }, "cookie:"},
 		{"relative path", func(h *Handler) { h.ClosestPath = "closest" }, "closest_path:"},

@@ -36,7 +36,8 @@ func writeJSONError(w http.ResponseWriter, status int, code string, extra map[st
 	return err
 }
 
-// pinnedUnavailable answers a valid pin whose server left the registry.
+// pinnedUnavailable answers a valid pin whose server left the registry, or
+// that this edge cannot reach.
 // The client is never moved silently: its workflow's state may exist only
 // on that server, so it must retry or refresh.
 func (h *Handler) pinnedUnavailable(w http.ResponseWriter, id string) error {

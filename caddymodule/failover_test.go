@@ -2,7 +2,10 @@ package caddymodule_test
 
 import (
 	"fmt"
+	"net"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -43,4 +46,170 @@ func TestFallbackRegions(t *testing.T) {
 
 	f.reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.95, false)
 	placed("eu-1") // the edge's own region
+}
+
+// unreachableCount is sessionpin_unreachable_total for server, 0 when the
+// series is absent.
+func unreachableCount(t *testing.T, admin, server string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^sessionpin_unreachable_total\{server="` + regexp.QuoteMeta(server) + `"\} (\S+)$`).FindStringSubmatch(scrape(t, admin))
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// waitListed waits until the edge's snapshot has id, without sending it a
+// request: /closestToMe names it while it is the least loaded.
+func (f *fixture) waitListed(id string) {
+	f.t.Helper()
+	poll.Until(f.t, eventuallyTimeout, id+" listed", func() error {
+		if r := f.do(request{path: "/closestToMe"}); !strings.Contains(r.body, `"closestServerId":"`+id+`"`) {
+			return errString(r.body)
+		}
+		return nil
+	})
+}
+
+// TestUnreachableAtEdge: a registered server whose port refuses connections
+// is, after the first failure, not alive for this edge: placement and
+// /closestToMe never choose it, its pinned clients get 503
+// pinned_server_unavailable with Retry-After, and a refresh moves them even
+// during a critical task.
+func TestUnreachableAtEdge(t *testing.T) {
+	f := newFixture(t, "\t\tunreachable_for 10m")
+	eu2 := newBackend(t, "eu-2")
+	f.reg.put("eu-2", "eu-west", eu2.srv.URL, 0.5, false)
+	f.waitRouted("eu-2", "eu-west")
+	f.reg.put("eu-1", "eu-west", "http://"+freeClosedAddr(t), 0.0, false) // the least loaded
+	f.waitListed("eu-1")
+	tok := f.pinFor("eu-1", "eu-west")
+	// The counter is process-wide, and other tests name servers eu-1 too.
+	marked := unreachableCount(t, f.admin, "eu-1")
+
+	assertPinnedUnavailable := func(r response) {
+		t.Helper()
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") != "30" || r.pinOut() != "" {
+			t.Fatalf("pinned to eu-1: %d Retry-After %q pin %v, want 503 with Retry-After 30 and no pin",
+				r.status, r.header.Get("Retry-After"), r.pinOut() != "")
+		}
+		assertJSON(t, r.body, map[string]any{"error": "pinned_server_unavailable", "server": "eu-1", "retryAfterSeconds": 30.0})
+	}
+	// The first failure already answers like any pinned server that is
+	// not alive: the request never reached it.
+	assertPinnedUnavailable(f.do(request{pin: tok}))
+	if n := unreachableCount(t, f.admin, "eu-1") - marked; n != 1 {
+		t.Fatalf("sessionpin_unreachable_total{server=eu-1} grew by %v, want 1", n)
+	}
+
+	t.Run("placement and closestToMe skip it", func(t *testing.T) {
+		for range 20 {
+			if r := f.do(request{}); r.status != http.StatusOK || r.server() != "eu-2" || r.pinOut() == "" {
+				t.Fatalf("placed on %q (%d), want eu-2 with a pin", r.server(), r.status)
+			}
+		}
+		r := f.do(request{path: "/closestToMe"})
+		assertJSON(t, r.body, map[string]any{"closestServerId": "eu-2", "region": "eu-west", "url": eu2.srv.URL, "load": 0.5})
+	})
+	t.Run("pinned clients get 503 with Retry-After", func(t *testing.T) {
+		for range 5 {
+			assertPinnedUnavailable(f.do(request{pin: tok}))
+		}
+		// No new connection was tried: the marking is counted once.
+		if n := unreachableCount(t, f.admin, "eu-1") - marked; n != 1 {
+			t.Fatalf("sessionpin_unreachable_total{server=eu-1} grew by %v, want 1", n)
+		}
+	})
+	t.Run("a critical refresh moves off it", func(t *testing.T) {
+		for _, c := range []struct{ closest, want string }{{"", "eu-2"}, {"eu-1", "eu-2"}} {
+			body := `{"criticalTaskInProgress":true,"closestServerId":"` + c.closest + `"}`
+			r := f.do(request{method: http.MethodPost, path: "/auth/refresh", pin: tok, body: body})
+			if r.status != http.StatusOK || r.server() != c.want || r.pinOut() == "" ||
+				r.header.Get("X-Session-Server-Changed") != "1" || r.header.Get("X-Pin-Reason") != "failover" {
+				t.Fatalf("closest %q: refresh %d to %q (changed %q, reason %q, pin %v), want a failover to %s",
+					c.closest, r.status, r.server(), r.header.Get("X-Session-Server-Changed"), r.header.Get("X-Pin-Reason"), r.pinOut() != "", c.want)
+			}
+			if eu2.body() != body {
+				t.Fatalf("the app got %q, want the refresh body", eu2.body())
+			}
+		}
+	})
+}
+
+// TestUnreachableRecovers: after unreachable_for, with the server back, one
+// request tries it and it is used again, by its pinned clients and by
+// placement.
+func TestUnreachableRecovers(t *testing.T) {
+	f := newFixture(t, "\t\tunreachable_for 1s")
+	f.reg.put("eu-2", "eu-west", newBackend(t, "eu-2").srv.URL, 0.5, false)
+	f.waitRouted("eu-2", "eu-west")
+	addr := freeClosedAddr(t)
+	f.reg.put("eu-1", "eu-west", "http://"+addr, 0.0, false)
+	f.waitListed("eu-1")
+	tok := f.pinFor("eu-1", "eu-west")
+	if r := f.do(request{pin: tok}); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("pinned to a refusing eu-1: %d, want 503", r.status)
+	}
+	if r := f.do(request{}); r.server() != "eu-2" {
+		t.Fatalf("placed on %q (%d), want eu-2", r.server(), r.status)
+	}
+
+	// eu-1 comes back on its address.
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen on eu-1's address: %v", err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "eu-1 is back")
+	})}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	poll.Until(t, eventuallyTimeout, "eu-1 used again by its pinned client", func() error {
+		if r := f.do(request{pin: tok}); r.status != http.StatusOK || r.server() != "eu-1" || r.body != "eu-1 is back" {
+			return fmt.Errorf("%d from %q: %s", r.status, r.server(), r.body)
+		}
+		return nil
+	})
+	for range 5 {
+		if r := f.do(request{}); r.status != http.StatusOK || r.server() != "eu-1" {
+			t.Fatalf("placed on %q (%d), want eu-1 again", r.server(), r.status)
+		}
+	}
+	if r := f.do(request{path: "/closestToMe"}); !strings.Contains(r.body, `"closestServerId":"eu-1"`) {
+		t.Fatalf("closestToMe: %s, want eu-1", r.body)
+	}
+}
+
+// TestAppErrorsDoNotMark: a server that answers, even with 500 or 503, is
+// reachable; only a failed connection marks it.
+func TestAppErrorsDoNotMark(t *testing.T) {
+	f := newFixture(t, "\t\tunreachable_for 10m")
+	f.reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.0, false)
+	f.reg.put("eu-2", "eu-west", newBackend(t, "eu-2").srv.URL, 0.5, false)
+	f.waitRouted("eu-1", "eu-west")
+	f.waitRouted("eu-2", "eu-west")
+	tok := f.pinFor("eu-1", "eu-west")
+	marked := unreachableCount(t, f.admin, "eu-1") // process-wide
+	for _, status := range []string{"500", "502", "503", "504"} {
+		r := f.do(request{path: "/?status=" + status, pin: tok})
+		if strconv.Itoa(r.status) != status || r.header.Get("X-Backend") != "eu-1" {
+			t.Fatalf("pinned ?status=%s: %d from %q, want the app's own answer", status, r.status, r.header.Get("X-Backend"))
+		}
+	}
+	if r := f.do(request{pin: tok}); r.status != http.StatusOK || r.server() != "eu-1" {
+		t.Fatalf("pinned after app errors: %d from %q, want 200 from eu-1", r.status, r.server())
+	}
+	for range 5 {
+		if r := f.do(request{}); r.server() != "eu-1" {
+			t.Fatalf("placed on %q, want eu-1: app errors must not mark it", r.server())
+		}
+	}
+	if n := unreachableCount(t, f.admin, "eu-1") - marked; n != 0 {
+		t.Fatalf("sessionpin_unreachable_total{server=eu-1} grew by %v, want 0", n)
+	}
 }

@@ -42,11 +42,12 @@ const (
 //
 //   - a request with a valid pin goes to the pinned server while it is in
 //     the registry, whatever its region or draining state, and gets no new
-//     pin; when the server is gone it gets 503 pinned_server_unavailable and
-//     is never sent elsewhere;
+//     pin; when the server is gone, or this edge cannot connect to it, it
+//     gets 503 pinned_server_unavailable and is never sent elsewhere;
 //   - a request without a usable pin is placed on the least-loaded server of
-//     the edge's region (else anywhere) and, when the upstream answers below
-//     500, the response carries a new pin;
+//     the edge's region (else of the first fallback region that has one,
+//     else anywhere) and, when the upstream answers below 500, the response
+//     carries a new pin;
 //   - GET closest_path is answered by the edge with the server placement
 //     would choose;
 //   - POST refresh_path is rebalanced (SPEC §6 refresh a–d), proxied, and
@@ -55,6 +56,8 @@ const (
 // Every proxied response carries X-Session-Server. When reverse_proxy cannot
 // reach the chosen server (502/503/504 and nothing written yet), the
 // handler answers {"error":"server_unreachable","server":"<id>"} itself.
+// When it could not even connect, the server is, for unreachable_for, not
+// alive at this edge (see reachability).
 // Edge errors are JSON with Cache-Control: no-store. Request headers are
 // left alone; client-sent X-Session-* headers are never trusted.
 //
@@ -120,6 +123,15 @@ type Handler struct {
 
 	// RetryAfter is the Retry-After of the 503 responses. Default: 30s.
 	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
+
+	// UnreachableFor is how long a server this edge failed to connect to
+	// (connection refused, no route, connect timeout; never an HTTP
+	// status) counts as not alive at this edge: it is not placed, its
+	// pinned clients get 503 pinned_server_unavailable, and a refresh
+	// moves them even during a critical task. Further failures renew it;
+	// after it, one request at a time tries the server again.
+	// Default: 10s.
+	UnreachableFor caddy.Duration `json:"unreachable_for,omitempty"`
 
 	// Hysteresis: servers whose load is within this of the least loaded
 	// are treated as equal (chosen among at random at placement, not left
@@ -193,6 +205,9 @@ func (h *Handler) setup() error {
 	if h.RetryAfter == 0 {
 		h.RetryAfter = caddy.Duration(DefaultRetryAfter)
 	}
+	if h.UnreachableFor == 0 {
+		h.UnreachableFor = caddy.Duration(DefaultUnreachableFor)
+	}
 	hysteresis := DefaultHysteresis
 	if h.Hysteresis != nil {
 		hysteresis = *h.Hysteresis
@@ -200,7 +215,7 @@ func (h *Handler) setup() error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
-	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis}
+	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis, Reachable: reachableAtEdge}
 
 	var sign pin.KeyConfig
 	if h.Key != nil {
@@ -255,6 +270,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.RetryAfter < 0 {
 		return errors.New("retry_after: must not be negative")
+	}
+	if h.UnreachableFor < 0 {
+		return errors.New("unreachable_for: must not be negative")
 	}
 	if h.Hysteresis != nil {
 		if v := *h.Hysteresis; math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {

@@ -195,7 +195,8 @@ func TestJSONConfig(t *testing.T) {
 			 "key": {"algorithm": "hs256", "secret": %q},
 			 "issuer": "sessionpin", "pin_ttl": "2h", "refresh_grace": 3600000000000,
 			 "header": "X-Session-Pin", "cookie": "sp", "claim": "srv",
-			 "refresh_path": "/r", "closest_path": "/c", "retry_after": "9s", "hysteresis": 0},
+			 "refresh_path": "/r", "closest_path": "/c", "retry_after": "9s", "hysteresis": 0,
+			 "fallback_regions": ["us-east"], "unreachable_for": "5s"},
 			{"handler": "reverse_proxy", "dynamic_upstreams": {"source": "session_pin"}}
 		]}]}}}
 	}

@@ -20,8 +20,13 @@ var (
 
 	pinnedUnavailableTotal = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sessionpin_pinned_unavailable_total",
-		Help: "Requests answered 503 because their pinned server is not in the registry.",
+		Help: "Requests answered 503 because their pinned server is not in the registry or this edge cannot reach it.",
 	})
+
+	unreachableTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessionpin_unreachable_total",
+		Help: "Times this edge failed to connect to a server it had been reaching and marked it unreachable, by server.",
+	}, []string{"server"})
 
 	registryServers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sessionpin_registry_servers",
@@ -61,7 +66,7 @@ func registerAppMetrics(reg *prometheus.Registry) error {
 }
 
 func registerHandlerMetrics(reg *prometheus.Registry) error {
-	return register(reg, pinsIssuedTotal, pinnedUnavailableTotal)
+	return register(reg, pinsIssuedTotal, pinnedUnavailableTotal, unreachableTotal)
 }
 
 // register adds collectors to a config's registry; several handlers in one

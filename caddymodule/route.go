@@ -33,14 +33,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if t == nil {
 			return h.pinnedUnavailable(w, p.Server)
 		}
-		return h.proxy(w, r, next, t, reasonPinned, false, false)
+		trial, ok := t.reach.admit(time.Duration(h.UnreachableFor))
+		if !ok {
+			return h.pinnedUnavailable(w, p.Server)
+		}
+		return h.proxy(w, r, next, t, trial, reasonPinned, false, false)
 	}
-	t := targetOf(h.edge.Place(snap, rand.Uint64()))
-	if t == nil {
-		return h.noServer(w)
+	for range maxAdmits {
+		t := targetOf(h.edge.Place(snap, rand.Uint64()))
+		if t == nil {
+			break
+		}
+		if trial, ok := t.reach.admit(time.Duration(h.UnreachableFor)); ok {
+			return h.proxy(w, r, next, t, trial, placement.ReasonPlacement, false, true)
+		}
 	}
-	return h.proxy(w, r, next, t, placement.ReasonPlacement, false, true)
+	return h.noServer(w)
 }
+
+// maxAdmits bounds the decisions made for one request. A decision is made
+// again only when its server's unreachable mark ran out and another request
+// claimed the one trial first; that server is then skipped, so a second
+// decision nearly always stands.
+const maxAdmits = 3
 
 // serveRefresh rebalances a refresh request (refresh rules a–d in
 // placement.Rebalance) and proxies it.
@@ -60,17 +75,24 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
 		req.Current = p.Server
 	}
-	out := h.edge.Rebalance(snap, req, rand.Uint64())
-	t := targetOf(out.Server)
-	if t == nil {
-		return h.noServer(w)
+	for range maxAdmits {
+		out := h.edge.Rebalance(snap, req, rand.Uint64())
+		t := targetOf(out.Server)
+		if t == nil {
+			break
+		}
+		trial, ok := t.reach.admit(time.Duration(h.UnreachableFor))
+		if !ok {
+			continue
+		}
+		if c := h.logger.Check(zapcore.DebugLevel, "refresh rebalanced"); c != nil {
+			c.Write(zap.String("current", req.Current), zap.String("closest", req.Closest),
+				zap.Bool("critical", req.Critical), zap.String("server", t.id),
+				zap.String("reason", out.Reason), zap.Bool("moved", out.Moved))
+		}
+		return h.proxy(w, r, next, t, trial, out.Reason, out.Moved, true)
 	}
-	if c := h.logger.Check(zapcore.DebugLevel, "refresh rebalanced"); c != nil {
-		c.Write(zap.String("current", req.Current), zap.String("closest", req.Closest),
-			zap.Bool("critical", req.Critical), zap.String("server", t.id),
-			zap.String("reason", out.Reason), zap.Bool("moved", out.Moved))
-	}
-	return h.proxy(w, r, next, t, out.Reason, out.Moved, true)
+	return h.noServer(w)
 }
 
 // serveClosest answers closest_path with the server placement would choose.
@@ -100,8 +122,9 @@ type proxied struct {
 
 // proxy hands the decision to send the request to t to the upstream source
 // and runs the rest of the route. With issue set, a response below 500
-// carries a new pin for t.
-func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, reason string, moved, issue bool) error {
+// carries a new pin for t. trial is non-zero when this request tries t
+// again after an unreachable mark ran out (see reachability.admit).
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, trial int64, reason string, moved, issue bool) error {
 	if !h.bearer {
 		// The pin is addressed to the edge: the app neither needs nor
 		// should log it.
@@ -129,6 +152,17 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	w.Header()["X-Session-Server"] = pw.server[:]
 
 	err := next.ServeHTTP(pw, r)
+	if err != nil && isConnectFailure(err) {
+		h.markUnreachable(t, err)
+		if reason == reasonPinned && !pw.wroteHeader {
+			// The request never reached the server, and for this edge
+			// the server is now not alive: answer like for any pinned
+			// server that is not, so the client refreshes.
+			return h.pinnedUnavailable(pw, t.id)
+		}
+	} else if trial != 0 {
+		t.reach.answered(trial)
+	}
 	if err != nil && !pw.wroteHeader {
 		// reverse_proxy could not reach the server: answer in JSON like
 		// every other edge error rather than with an empty page.
@@ -137,4 +171,16 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 		}
 	}
 	return err
+}
+
+// markUnreachable marks t unreachable at this edge after a failed
+// connection, and logs and counts it when t was reachable until now.
+func (h *Handler) markUnreachable(t *target, err error) {
+	if !t.reach.failed(time.Duration(h.UnreachableFor)) {
+		return
+	}
+	unreachableTotal.WithLabelValues(t.id).Inc()
+	h.logger.Warn("server unreachable from this edge",
+		zap.String("server", t.id), zap.String("dial", t.dial),
+		zap.Duration("for", time.Duration(h.UnreachableFor)), zap.Error(err))
 }

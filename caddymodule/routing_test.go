@@ -213,28 +213,31 @@ func TestClosestToMe(t *testing.T) {
 	}
 }
 
-// TestUnreachableServer: a pinned server that is in the registry but does
-// not answer gives 502 with a JSON body, and no new pin.
+// TestUnreachableServer: a server that is in the registry but refuses
+// connections gives a JSON error and never a new pin: 503
+// pinned_server_unavailable to its pinned clients, 502 server_unreachable
+// to the placed request that found out.
 func TestUnreachableServer(t *testing.T) {
 	f := newFixture(t, "")
 	f.reg.put("dead-1", "eu-west", "http://"+freeClosedAddr(t), 0.1, false)
 	tok := f.pinFor("dead-1", "eu-west")
 	poll.Until(t, eventuallyTimeout, "dead-1 in the snapshot", func() error {
-		r := f.do(request{pin: tok})
-		if r.status != http.StatusBadGateway {
+		r := f.do(request{path: "/closestToMe"})
+		if r.status != http.StatusOK {
 			return errString(r.body)
 		}
 		return nil
 	})
-	r := f.do(request{pin: tok})
+	// A placed request to an unreachable server gets no pin.
+	r := f.do(request{})
 	assertJSON(t, r.body, map[string]any{"error": "server_unreachable", "server": "dead-1"})
-	if r.server() != "dead-1" || r.pinOut() != "" {
-		t.Errorf("got server %q pin %q", r.server(), r.pinOut())
+	if r.status != http.StatusBadGateway || r.server() != "dead-1" || r.pinOut() != "" {
+		t.Errorf("placement on a dead server: %d server %q pin %q", r.status, r.server(), r.pinOut())
 	}
-	// A placed request to an unreachable server gets no pin either.
-	r = f.do(request{})
-	if r.status != http.StatusBadGateway || r.pinOut() != "" {
-		t.Errorf("placement on a dead server: %d pin %q", r.status, r.pinOut())
+	r = f.do(request{pin: tok})
+	assertJSON(t, r.body, map[string]any{"error": "pinned_server_unavailable", "server": "dead-1", "retryAfterSeconds": 30.0})
+	if r.status != http.StatusServiceUnavailable || r.pinOut() != "" {
+		t.Errorf("pinned to a dead server: %d pin %q", r.status, r.pinOut())
 	}
 }
 

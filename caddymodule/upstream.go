@@ -25,6 +25,9 @@ type target struct {
 	idValue, regionValue, urlValue any
 	// closestJSON is this server's /closestToMe answer.
 	closestJSON []byte
+	// reach is whether this edge can connect to the server; it outlives
+	// the target, which is rebuilt on every change of the record.
+	reach *reachability
 }
 
 // attachTarget is the watcher's Attach hook.
@@ -44,6 +47,7 @@ func attachTarget(srv discoverysvc.Server) any {
 		id: srv.ID, region: srv.Region, url: srv.URL, dial: dial,
 		idValue: srv.ID, regionValue: srv.Region, urlValue: srv.URL,
 		closestJSON: closest,
+		reach:       reachabilities.get(srv.ID, dial),
 	}
 }
 

@@ -25,6 +25,18 @@ type backend struct {
 	Delay      time.Duration // replication delay of its workflow state
 
 	proc *proc
+	// cut, when set, stands between the edges and the backend: the
+	// registry has its address, so the test can cut the edges off while
+	// the agent (which probes the backend directly) keeps heartbeating.
+	cut *etcdtest.CutProxy
+}
+
+// public is the URL the backend registers: its cut proxy's when it has one.
+func (b *backend) public() string {
+	if b.cut != nil {
+		return "http://" + b.cut.Addr()
+	}
+	return b.URL
 }
 
 // start runs a new process of the backend and waits until it answers.

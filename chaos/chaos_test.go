@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/sessionpin/sessionpin/caddymodule"
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
@@ -54,6 +57,16 @@ const (
 	// settleTimeout bounds the wait for goroutines to return to their
 	// baseline after the clients stop.
 	settleTimeout = 20 * time.Second
+	// unreachableFor is the edges' unreachable_for (their default): how
+	// long a server they failed to connect to stays out of their routing.
+	// A client of a server cut off from the edges learns it at its next
+	// request, which fails to connect or finds the server marked; it is
+	// re-pinned by its next refresh, within unreachableFor + cutRepinSlack.
+	unreachableFor = caddymodule.DefaultUnreachableFor
+	cutRepinSlack  = 3*clientRetry/2 + time.Second
+	// cutFor is how long a cut lasts: every client pinned there makes a
+	// request and re-pins well within it.
+	cutFor = 3 * time.Second
 )
 
 // chaosLayout is three regions of two servers each.
@@ -64,8 +77,9 @@ var chaosLayout = [][2]string{
 }
 
 // TestChaos runs simulated clients through two edges while servers crash and
-// restart (planned, with drain, and unplanned), an etcd member stops and an
-// edge reloads its config, and checks that no workflow step ever lands on a
+// restart (planned, with drain, and unplanned), a server is cut off from the
+// edges while it keeps heartbeating, an etcd member stops and an edge
+// reloads its config, and checks that no workflow step ever lands on a
 // server other than the one holding its workflow. SESSIONPIN_CHAOS=long (make
 // chaos) runs more clients for more rounds.
 func TestChaos(t *testing.T) {
@@ -80,12 +94,20 @@ func TestChaos(t *testing.T) {
 	disc, _ := startDiscovery(t, "discovery", endpoints, "--token", token)
 
 	backends := newBackends(t, chaosLayout, replicationLag)
+	// The servers that get cut off (one per round) are reached through a
+	// proxy the test can cut; their agents probe them directly.
+	cutVictim := func(round int) *backend { return backends[(2*round+1)%len(backends)] }
+	for round := range min(plan.rounds, len(backends)/2) {
+		b := cutVictim(round)
+		b.cut = etcdtest.StartCutProxy(t, b.Addr)
+	}
 	byID := map[string]*backend{}
 	agents := map[string]*proc{}
 	startServer := func(b *backend) {
 		b.start(t)
 		agents[b.ID] = startAgent(t, agentConfig{
-			ID: b.ID, Region: b.Region, URL: b.URL, Discovery: disc, Token: token,
+			ID: b.ID, Region: b.Region, URL: b.public(), HealthURL: b.URL + "/healthz",
+			Discovery: disc, Token: token,
 			Interval: agentInterval, TTL: leaseTTL, DrainTimeout: drainTimeout,
 		})
 	}
@@ -176,6 +198,36 @@ func TestChaos(t *testing.T) {
 		fl.set(b.ID, stateUp)
 		t.Logf("%6.1fs %s back", time.Since(start).Seconds(), b.ID)
 	}
+	cutOff := func(b *backend) {
+		t.Logf("%6.1fs cut %s off from the edges (its agent keeps heartbeating)", time.Since(start).Seconds(), b.ID)
+		fl.set(b.ID, stateCut)
+		b.cut.Refuse()
+		pause(cutFor)
+		b.cut.Heal()
+		// Its clients have moved. Each edge tries it again once its mark
+		// has run out; until both route to it, a 503 for it is expected.
+		tok := sign(t, jwt.SigningMethodHS256, []byte(pinSecret), claims(b.ID, b.Region))
+		for _, e := range edges {
+			mg.timed("heal -> routed again by each edge", unreachableFor+10*time.Second, func() {
+				poll.Until(t, unreachableFor+10*time.Second, b.ID+" routed again by "+e.URL, func() error {
+					req, _ := http.NewRequest(http.MethodGet, e.URL+"/healthz", nil)
+					req.Header.Set("X-Session-Pin", tok)
+					req.Close = true // no idle connection left to count as an edge goroutine
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						return err
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						return fmt.Errorf("%s", resp.Status)
+					}
+					return nil
+				})
+			})
+		}
+		fl.set(b.ID, stateUp)
+		t.Logf("%6.1fs %s reachable again", time.Since(start).Seconds(), b.ID)
+	}
 	stopMember := func(round int) {
 		// The short run stops a follower; the long run alternates with the
 		// leader, whose loss forces an election under load.
@@ -213,6 +265,8 @@ func TestChaos(t *testing.T) {
 		pause(time.Second)
 		plannedRestart(planned)
 		pause(time.Second)
+		cutOff(cutVictim(round))
+		pause(time.Second)
 		stopMember(round)
 		reload(round)
 		pause(2 * time.Second)
@@ -236,10 +290,13 @@ func TestChaos(t *testing.T) {
 	t.Logf("workflow steps attempted %d, succeeded %d; workflows completed %d", st.steps.Load(), st.stepsOK.Load(), st.workflows.Load())
 	t.Logf("steps landed on another server than their workflow's: %d", st.wrongSrv.Load())
 	t.Logf("refreshes %d (critical ones kept on their server: %d; moves: %d)", st.refreshes.Load(), st.critKept.Load(), st.moves.Load())
-	t.Logf("workflows lost to crashes %d; to planned restarts %d; requests failed during planned restarts %d", st.lostCrash.Load(), st.lostPlan.Load(), st.failPlan.Load())
+	t.Logf("workflows lost to crashes %d; to cuts %d; to planned restarts %d; requests failed during planned restarts %d",
+		st.lostCrash.Load(), st.lostCut.Load(), st.lostPlan.Load(), st.failPlan.Load())
 	t.Logf("5xx by reason: %s", reasons)
 	t.Logf("death -> re-pinned: %d clients, worst %s, mean %s (bound: lease TTL %s + client retry %s)",
 		st.repinCount.Load(), st.repinWorst.Round(time.Millisecond), meanDuration(st.repinSum, st.repinCount.Load()), leaseTTL, repinSlack)
+	t.Logf("cut off -> re-pinned: %d clients, worst %s, mean %s (bound: unreachable_for %s + client retry %s)",
+		st.cutRepinCount, st.cutRepinWorst.Round(time.Millisecond), meanDuration(st.cutRepinSum, st.cutRepinCount), unreachableFor, cutRepinSlack)
 	t.Logf("other errors: %d (%s)", st.otherTotal(), formatCounts(st.other))
 	for _, d := range st.otherDesc {
 		t.Logf("  e.g. %s", d)
@@ -254,10 +311,10 @@ func TestChaos(t *testing.T) {
 		t.Logf("  %s", line)
 		fmt.Printf("CHAOS MARGIN: %s\n", line)
 	}
-	fmt.Printf("CHAOS SUMMARY: clients=%d load=%s rounds=%d steps=%d landed_elsewhere=%d workflows=%d lost_crash=%d lost_planned=%d failed_planned=%d 5xx={%s} repin_worst=%s repin_bound=%s other_errors=%d goroutines_leaked=%d\n",
+	fmt.Printf("CHAOS SUMMARY: clients=%d load=%s rounds=%d steps=%d landed_elsewhere=%d workflows=%d lost_crash=%d lost_cut=%d lost_planned=%d failed_planned=%d 5xx={%s} repin_worst=%s repin_bound=%s cut_repin_worst=%s cut_repin_bound=%s other_errors=%d goroutines_leaked=%d\n",
 		plan.clients, elapsed.Round(100*time.Millisecond), plan.rounds, st.steps.Load(), st.wrongSrv.Load(), st.workflows.Load(),
-		st.lostCrash.Load(), st.lostPlan.Load(), st.failPlan.Load(), reasons, st.repinWorst.Round(time.Millisecond), leaseTTL+repinSlack,
-		st.otherTotal(), leaked)
+		st.lostCrash.Load(), st.lostCut.Load(), st.lostPlan.Load(), st.failPlan.Load(), reasons, st.repinWorst.Round(time.Millisecond), leaseTTL+repinSlack,
+		st.cutRepinWorst.Round(time.Millisecond), unreachableFor+cutRepinSlack, st.otherTotal(), leaked)
 
 	if n := st.wrongSrv.Load(); n != 0 {
 		t.Errorf("%d workflow steps landed on a server other than their workflow's", n)
@@ -273,6 +330,12 @@ func TestChaos(t *testing.T) {
 	}
 	if st.repinCount.Load() == 0 {
 		t.Errorf("no client was re-pinned after a crash: the crash did not hit anyone")
+	}
+	if w := st.cutRepinWorst; w > unreachableFor+cutRepinSlack {
+		t.Errorf("worst cut off -> re-pinned %s exceeds unreachable_for %s + client retry %s", w, unreachableFor, cutRepinSlack)
+	}
+	if st.cutRepinCount == 0 {
+		t.Errorf("no client was re-pinned after a cut: the cut did not hit anyone")
 	}
 	if st.workflows.Load() < int64(plan.clients) {
 		t.Errorf("only %d workflows completed for %d clients", st.workflows.Load(), plan.clients)

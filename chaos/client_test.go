@@ -27,6 +27,7 @@ type stats struct {
 	moves      atomic.Int64 // non-critical refreshes that moved the client
 	lostCrash  atomic.Int64 // workflows cut short because their server crashed
 	lostPlan   atomic.Int64 // workflows cut short by a planned restart: must be 0
+	lostCut    atomic.Int64 // workflows cut short because their server was cut off from the edges
 	failPlan   atomic.Int64 // requests failed on a server in a planned restart: must be 0
 	repinCount atomic.Int64
 
@@ -37,6 +38,11 @@ type stats struct {
 	otherDesc  []string         // a few examples of other failures
 	repinWorst time.Duration    // longest death → re-pinned
 	repinSum   time.Duration
+	// The same for clients of a server cut off from the edges while it
+	// kept heartbeating: cut → re-pinned.
+	cutRepinCount int64
+	cutRepinWorst time.Duration
+	cutRepinSum   time.Duration
 
 	margins *margins // timing bounds and how close the run came to them
 }
@@ -67,13 +73,25 @@ func (s *stats) example(kind, desc string) {
 	}
 }
 
-func (s *stats) repinned(d time.Duration) {
-	s.margins.observe("death -> re-pinned (lease TTL + client retry)", d, leaseTTL+repinSlack)
-	s.repinCount.Add(1)
+// repinned records how long a client of a server that crashed or was cut
+// off took to get a pin for another server.
+func (s *stats) repinned(kind serverState, d time.Duration) {
+	if kind == stateCut {
+		s.margins.observe("cut -> re-pinned (unreachable_for + client retry)", d, unreachableFor+cutRepinSlack)
+	} else {
+		s.margins.observe("death -> re-pinned (lease TTL + client retry)", d, leaseTTL+repinSlack)
+	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if kind == stateCut {
+		s.cutRepinCount++
+		s.cutRepinSum += d
+		s.cutRepinWorst = max(s.cutRepinWorst, d)
+		return
+	}
+	s.repinCount.Add(1)
 	s.repinSum += d
 	s.repinWorst = max(s.repinWorst, d)
-	s.mu.Unlock()
 }
 
 func (s *stats) otherTotal() int64 {
@@ -110,6 +128,7 @@ const (
 	stateUp      serverState = iota
 	stateCrashed             // killed without warning, with its agent
 	statePlanned             // draining and restarting on purpose
+	stateCut                 // running and heartbeating, but refusing the edges' connections
 )
 
 // fleet is the controller's view of the servers, read by the clients.
@@ -117,7 +136,7 @@ type fleet struct {
 	mu     sync.Mutex
 	state  map[string]serverState
 	last   map[string]serverState // the kind of the server's last restart
-	deaths map[string]time.Time   // when a crashed server died
+	deaths map[string]time.Time   // when a crashed server died, or a cut one was cut off
 	gen    map[string]int         // bumped when a server goes down: its memory is lost
 }
 
@@ -134,7 +153,7 @@ func (f *fleet) set(id string, st serverState) {
 		f.last[id] = st
 		f.gen[id]++
 	}
-	if st == stateCrashed {
+	if st == stateCrashed || st == stateCut {
 		f.deaths[id] = time.Now()
 	}
 }
@@ -452,8 +471,8 @@ func (c *client) unexpected(ctx context.Context, step string, r response, home s
 		srv = c.server
 	}
 	st, died := c.fleet.get(srv)
-	if st != stateCrashed {
-		died = time.Time{} // a death that counts is the current crash's
+	if st != stateCrashed && st != stateCut {
+		died = time.Time{} // a death that counts is the current crash's or cut's
 	}
 	switch {
 	case r.errCode == "no_server_available":
@@ -467,7 +486,7 @@ func (c *client) unexpected(ctx context.Context, step string, r response, home s
 	if home != "" {
 		c.lost(home, false)
 	}
-	c.repin(ctx, srv, died)
+	c.repin(ctx, srv, st, died)
 }
 
 // lost counts a workflow cut short by its server's fault; restarted means
@@ -483,14 +502,16 @@ func (c *client) lost(srv string, restarted bool) {
 		c.st.example("workflow lost to a planned restart", srv)
 	case stateCrashed:
 		c.st.lostCrash.Add(1)
+	case stateCut:
+		c.st.lostCut.Add(1)
 	default:
 		c.st.fail("workflow lost on a healthy server", srv)
 	}
 }
 
 // repin refreshes (non-critical) until the edge moves the client off dead,
-// then records the time since its death.
-func (c *client) repin(ctx context.Context, dead string, died time.Time) {
+// then records the time since its death (or its cut, by kind).
+func (c *client) repin(ctx context.Context, dead string, kind serverState, died time.Time) {
 	for ctx.Err() == nil {
 		c.pause(ctx, c.retry)
 		before := c.server
@@ -515,7 +536,7 @@ func (c *client) repin(ctx context.Context, dead string, died time.Time) {
 			c.st.moves.Add(1)
 		}
 		if c.server != dead && !died.IsZero() {
-			c.st.repinned(time.Since(died))
+			c.st.repinned(kind, time.Since(died))
 		}
 		return
 	}

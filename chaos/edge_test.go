@@ -164,13 +164,20 @@ type agentConfig struct {
 	Interval        time.Duration
 	TTL             time.Duration
 	DrainTimeout    time.Duration
+
+	// HealthURL is what the agent probes. Default: URL + "/healthz".
+	HealthURL string
 }
 
 // startAgent runs `discoverysvc agent` for a backend.
 func startAgent(t testing.TB, c agentConfig) *proc {
 	t.Helper()
+	health := c.HealthURL
+	if health == "" {
+		health = c.URL + "/healthz"
+	}
 	args := []string{"agent", "--id", c.ID, "--region", c.Region, "--url", c.URL,
-		"--health-url", c.URL + "/healthz", "--discovery", c.Discovery,
+		"--health-url", health, "--discovery", c.Discovery,
 		"--interval", c.Interval.String(), "--ttl", c.TTL.String(), "--log-level", "warn"}
 	if c.DrainTimeout > 0 {
 		args = append(args, "--drain-timeout", c.DrainTimeout.String())

@@ -8,14 +8,21 @@ import (
 )
 
 // CutProxy forwards TCP to target until Cut, which drops every connection
-// and refuses new ones until Heal: etcd unreachable for whoever dials it.
+// and closes new ones as soon as they are accepted, or Refuse, which also
+// stops listening so that dialling it is refused; Heal lets connections
+// through again. It makes a server unreachable for whoever dials the proxy
+// while the server itself runs on.
 type CutProxy struct {
-	l      net.Listener
+	t      testing.TB
+	addr   string
 	target string
+	wg     sync.WaitGroup
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
+	mu     sync.Mutex
+	l      net.Listener // nil while refusing
+	cut    bool
+	closed bool
+	conns  map[net.Conn]struct{}
 }
 
 // StartCutProxy listens on a free loopback port and forwards to target
@@ -26,27 +33,36 @@ func StartCutProxy(t testing.TB, target string) *CutProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &CutProxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() { p.serve(c) })
-		}
-	})
+	p := &CutProxy{t: t, addr: l.Addr().String(), target: target, conns: map[net.Conn]struct{}{}}
+	p.accept(l)
 	t.Cleanup(func() {
-		l.Close()
-		p.Cut()
-		wg.Wait()
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		p.Refuse()
+		p.wg.Wait()
 	})
 	return p
 }
 
 // Addr is the address to dial instead of target.
-func (p *CutProxy) Addr() string { return p.l.Addr().String() }
+func (p *CutProxy) Addr() string { return p.addr }
+
+// accept serves l until it is closed. Callers hold no lock.
+func (p *CutProxy) accept(l net.Listener) {
+	p.mu.Lock()
+	p.l = l
+	p.mu.Unlock()
+	p.wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			p.wg.Go(func() { p.serve(c) })
+		}
+	})
+}
 
 func (p *CutProxy) serve(in net.Conn) {
 	if !p.track(in) {
@@ -81,7 +97,8 @@ func (p *CutProxy) track(c net.Conn) bool {
 	return true
 }
 
-// Cut drops every connection and refuses new ones.
+// Cut drops every connection and closes new ones as soon as they are
+// accepted.
 func (p *CutProxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -92,9 +109,33 @@ func (p *CutProxy) Cut() {
 	clear(p.conns)
 }
 
-// Heal lets connections through again.
+// Refuse drops every connection and stops listening: dialling the proxy
+// fails with connection refused, as it does for a host that stopped
+// listening or a firewall that rejects.
+func (p *CutProxy) Refuse() {
+	p.Cut()
+	p.mu.Lock()
+	l := p.l
+	p.l = nil
+	p.mu.Unlock()
+	if l != nil {
+		l.Close()
+	}
+}
+
+// Heal lets connections through again, listening again on the same
+// address after Refuse.
 func (p *CutProxy) Heal() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.cut = false
+	relisten := p.l == nil && !p.closed
+	p.mu.Unlock()
+	if !relisten {
+		return
+	}
+	l, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("cut proxy: listen again on %s: %v", p.addr, err)
+	}
+	p.accept(l)
 }

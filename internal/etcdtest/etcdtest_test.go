@@ -3,6 +3,10 @@ package etcdtest
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,5 +57,60 @@ func TestStartTLS(t *testing.T) {
 	defer cancel()
 	if _, err := anon.Get(ctx, "k"); err == nil {
 		t.Fatal("a client without a certificate read from an etcd that requires one")
+	}
+}
+
+// The cut proxy forwards, closes accepted connections while cut, refuses
+// dials while refusing, and forwards again after each heal.
+func TestCutProxy(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); c.Close() }()
+		}
+	}()
+	p := StartCutProxy(t, l.Addr().String())
+	echo := func() error {
+		c, err := net.DialTimeout("tcp", p.Addr(), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write([]byte("ping")); err != nil {
+			return err
+		}
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(c, b); err != nil {
+			return err
+		}
+		return nil
+	}
+	if err := echo(); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	p.Cut()
+	if err := echo(); err == nil {
+		t.Fatal("an echo got through a cut proxy")
+	}
+	p.Heal()
+	if err := echo(); err != nil {
+		t.Fatalf("after heal: %v", err)
+	}
+	p.Refuse()
+	if err := echo(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dialling a refusing proxy: %v, want connection refused", err)
+	}
+	p.Heal()
+	if err := echo(); err != nil {
+		t.Fatalf("after heal from refuse: %v", err)
 	}
 }
