@@ -49,14 +49,14 @@ func (m *margins) timed(name string, bound time.Duration, wait func()) {
 }
 
 // lines describes each bound in the order first observed, e.g.
-// "re-pin: worst 8.2 s of 12.3 s (margin 4.1 s, 37 times)".
+// "re-pin: worst 8.2 s of 12.3 s (margin 4.1 s, 37 samples)".
 func (m *margins) lines() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]string, 0, len(m.order))
 	for _, name := range m.order {
 		g := m.by[name]
-		line := fmt.Sprintf("%s: worst %.1f s of %.1f s (margin %.1f s, %d times)",
+		line := fmt.Sprintf("%s: worst %.1f s of %.1f s (margin %.1f s, %d samples)",
 			name, g.worst.Seconds(), g.bound.Seconds(), (g.bound - g.worst).Seconds(), g.n)
 		if float64(g.worst) > nearMiss*float64(g.bound) {
 			line += fmt.Sprintf(" NEAR MISS: over %.0f%% of the bound", nearMiss*100)
