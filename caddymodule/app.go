@@ -73,6 +73,17 @@ type App struct {
 	// TLS configures client TLS to etcd. Default: plain TCP.
 	TLS *EtcdTLS `json:"tls,omitempty"`
 
+	// EdgeID names this edge in the pinned activity it publishes to
+	// <prefix>edges/<edge_id>, which drains read to tell when a server's
+	// clients are gone. 1-64 characters of [A-Za-z0-9._-]. Default: the
+	// host name and a random suffix, drawn once per process.
+	EdgeID string `json:"edge_id,omitempty"`
+
+	// ActivityInterval is how often the edge publishes its pinned activity
+	// (only when it changed; otherwise it only renews the key's lease of
+	// three intervals). Default: 5s.
+	ActivityInterval caddy.Duration `json:"activity_interval,omitempty"`
+
 	registry *registryConn
 	// source is where handlers read the snapshot: the registry connection,
 	// or a fixed snapshot in benchmarks.
@@ -124,6 +135,12 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.DialTimeout == 0 {
 		a.DialTimeout = caddy.Duration(DefaultDialTimeout)
 	}
+	if a.EdgeID == "" {
+		a.EdgeID = processEdgeID()
+	}
+	if a.ActivityInterval == 0 {
+		a.ActivityInterval = caddy.Duration(DefaultActivityInterval)
+	}
 	if err := a.Validate(); err != nil {
 		return err
 	}
@@ -136,7 +153,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	val, _, err := registries.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return openRegistry(cfg, a.Prefix), nil
+		return openRegistry(cfg, a.Prefix, a.EdgeID, time.Duration(a.ActivityInterval)), nil
 	})
 	if err != nil {
 		return err
@@ -165,6 +182,12 @@ func (a *App) Validate() error {
 	if a.TLS != nil && (a.TLS.Cert == "") != (a.TLS.Key == "") {
 		return errors.New("tls: cert and key: set both or neither")
 	}
+	if a.EdgeID != "" && !discoverysvc.ValidName(a.EdgeID) {
+		return fmt.Errorf("edge_id: %q must be 1-64 characters of [A-Za-z0-9._-]", a.EdgeID)
+	}
+	if a.ActivityInterval != 0 && time.Duration(a.ActivityInterval) < MinActivityInterval {
+		return fmt.Errorf("activity_interval: must be at least %s", MinActivityInterval)
+	}
 	return nil
 }
 
@@ -177,7 +200,9 @@ func (a *App) key() (string, error) {
 		Username    string
 		Password    string
 		TLS         *EtcdTLS
-	}{a.Etcd, a.Prefix, a.DialTimeout, a.Username, a.Password, a.TLS})
+		EdgeID      string
+		Interval    caddy.Duration
+	}{a.Etcd, a.Prefix, a.DialTimeout, a.Username, a.Password, a.TLS, a.EdgeID, a.ActivityInterval})
 	return string(b), err
 }
 
@@ -243,6 +268,14 @@ func (a *App) Cleanup() error {
 	return err
 }
 
+// noteRegion tells the app a handler's region, which the edge reports
+// with its activity.
+func (a *App) noteRegion(region string) {
+	if a.registry != nil {
+		a.registry.region.Store(&region)
+	}
+}
+
 // Snapshot is the registry as last seen; never nil.
 func (a *App) Snapshot() *discoverysvc.Snapshot {
 	if a.source == nil {
@@ -264,17 +297,25 @@ type registryConn struct {
 	done    chan struct{}
 	client  atomic.Pointer[clientv3.Client]
 	logger  *zap.Logger
+
+	edgeID   string
+	interval time.Duration
+	region   atomic.Pointer[string] // the handlers' region, for the activity value
+	tracker  *activityTracker
 }
 
 // openRegistry starts connecting in the background. With credentials,
 // clientv3.New authenticates and so blocks; without, it returns at once.
 // Either way Caddy's start is never held up by etcd.
-func openRegistry(cfg clientv3.Config, prefix string) *registryConn {
+func openRegistry(cfg clientv3.Config, prefix, edgeID string, interval time.Duration) *registryConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	rc := &registryConn{
-		started: time.Now(),
-		cancel:  cancel,
-		done:    make(chan struct{}),
+		started:  time.Now(),
+		cancel:   cancel,
+		done:     make(chan struct{}),
+		edgeID:   edgeID,
+		interval: interval,
+		tracker:  newActivityTracker(),
 		// The connection outlives the config that opened it, so it logs
 		// through Caddy's default logger rather than a config's.
 		logger: caddy.Log().Named("session_pin.registry"),
@@ -308,11 +349,34 @@ func (rc *registryConn) run(ctx context.Context, cfg clientv3.Config, prefix str
 		Client:   client,
 		Prefix:   prefix,
 		Logger:   rc.logger,
-		Attach:   attachTarget,
+		Attach:   rc.tracker.attach,
 		OnUpdate: updateRegistryMetrics,
 	})
 	rc.watcher.Store(w)
+	pub := &activityPublisher{
+		client:   client,
+		key:      discoverysvc.EdgeKey(prefix, rc.edgeID),
+		edge:     rc.edgeID,
+		region:   rc.regionName,
+		interval: rc.interval,
+		tracker:  rc.tracker,
+		alive:    func(id string) bool { return w.Snapshot().Server(id) != nil },
+		log:      rc.logger,
+	}
+	published := make(chan struct{})
+	go func() {
+		defer close(published)
+		pub.run(ctx)
+	}()
 	w.Run(ctx)
+	<-published // its last act revokes the lease; the client must still be open
+}
+
+func (rc *registryConn) regionName() string {
+	if r := rc.region.Load(); r != nil {
+		return *r
+	}
+	return ""
 }
 
 // Snapshot is the current registry snapshot; empty until the first list.

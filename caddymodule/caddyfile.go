@@ -20,9 +20,6 @@ func init() {
 	httpcaddyfile.RegisterDirectiveOrder("session_pin", httpcaddyfile.Before, "reverse_proxy")
 }
 
-// minSecretLen is the shortest HS256 secret accepted (SPEC §5).
-const minSecretLen = pin.MinSecretLen
-
 // parseGlobalOption sets up the session_pin app from the global option:
 //
 //	session_pin {
@@ -36,6 +33,8 @@ const minSecretLen = pin.MinSecretLen
 //			cert <file>
 //			key <file>
 //		}
+//		edge_id <id>
+//		activity_interval <duration>
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
@@ -79,6 +78,14 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "password":
 			if err := oneArg(d, &a.Password); err != nil {
+				return err
+			}
+		case "edge_id":
+			if err := oneArg(d, &a.EdgeID); err != nil {
+				return err
+			}
+		case "activity_interval":
+			if err := durationArg(d, &a.ActivityInterval); err != nil {
 				return err
 			}
 		case "tls":
@@ -139,6 +146,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		retry_after <duration>
 //		unreachable_for <duration>
 //		hysteresis <number>
+//		token_cache <entries>
 //	}
 //
 // verify_key may be repeated; every other option may appear once.
@@ -206,6 +214,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("hysteresis: %q is not a number >= 0", s)
 			}
 			h.Hysteresis = &v
+		case "token_cache":
+			var s string
+			if err = oneArg(d, &s); err != nil {
+				break
+			}
+			n, perr := strconv.Atoi(s)
+			if perr != nil || n < 0 {
+				return d.Errf("token_cache: %q is not a number of entries >= 0", s)
+			}
+			h.TokenCache = &n
 		default:
 			return d.Errf("unrecognized subdirective '%s'", opt)
 		}
@@ -240,8 +258,8 @@ func keyArgs(d *caddyfile.Dispenser, opt string) (pin.KeyConfig, error) {
 		if val == "" {
 			return k, d.Errf("%s hs256: secret is empty (is SESSIONPIN_SECRET set?)", opt)
 		}
-		if len(val) < minSecretLen {
-			return k, d.Errf("%s hs256: secret must be at least %d bytes, got %d (check SESSIONPIN_SECRET)", opt, minSecretLen, len(val))
+		if err := pin.CheckSecret(val); err != nil {
+			return k, d.Errf("%s hs256: %v (check SESSIONPIN_SECRET)", opt, err)
 		}
 		k.Secret = val
 	case "ed25519", "es256":

@@ -17,6 +17,8 @@ const secret32 = "0123456789abcdef0123456789abcdef"
 
 func float(v float64) *float64 { return &v }
 
+func intp(v int) *int { return &v }
+
 // checkUnmarshal parses input into a fresh T and checks it against want,
 // or that the error contains wantErr.
 func checkUnmarshal[T any, PT interface {
@@ -71,6 +73,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 				retry_after 5s
 				unreachable_for 20s
 				hysteresis 0.25
+				token_cache 1000
 			}`,
 			want: Handler{
 				Region:          "us-east",
@@ -91,6 +94,7 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 				RetryAfter:     caddy.Duration(5 * time.Second),
 				UnreachableFor: caddy.Duration(20 * time.Second),
 				Hysteresis:     float(0.25),
+				TokenCache:     intp(1000),
 			},
 		},
 		{name: "hysteresis zero is kept", input: "session_pin {\n region r\n key hs256 " + secret32 + "\n hysteresis 0\n}",
@@ -118,6 +122,10 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 		{name: "negative duration", input: "session_pin {\n region r\n retry_after -5s\n}", wantErr: `retry_after: bad duration "-5s": must be positive`},
 		{name: "bad hysteresis", input: "session_pin {\n region r\n hysteresis lots\n}", wantErr: `hysteresis: "lots" is not a number >= 0`},
 		{name: "negative hysteresis", input: "session_pin {\n region r\n hysteresis -1\n}", wantErr: `hysteresis: "-1" is not a number >= 0`},
+		{name: "token_cache zero is kept", input: "session_pin {\n region r\n key hs256 " + secret32 + "\n token_cache 0\n}",
+			want: Handler{Region: "r", Key: &pin.KeyConfig{Algorithm: "hs256", Secret: secret32}, TokenCache: intp(0)}},
+		{name: "bad token_cache", input: "session_pin {\n region r\n token_cache many\n}", wantErr: `token_cache: "many" is not a number of entries >= 0`},
+		{name: "negative token_cache", input: "session_pin {\n region r\n token_cache -1\n}", wantErr: `token_cache: "-1" is not a number of entries >= 0`},
 		{name: "NaN hysteresis", input: "session_pin {\n region r\n hysteresis NaN\n}", wantErr: `hysteresis: "NaN" is not a number >= 0`},
 	}
 	for _, c := range cases {
@@ -146,14 +154,18 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 					cert /etc/etcd/client.pem
 					key /etc/etcd/client-key.pem
 				}
+				edge_id edge-eu-1
+				activity_interval 2s
 			}`,
 			want: App{
-				Etcd:        []string{"10.0.0.1:2379", "https://10.0.0.2:2379"},
-				Prefix:      "/fleet/",
-				DialTimeout: caddy.Duration(2 * time.Second),
-				Username:    "edge",
-				Password:    "hunter2",
-				TLS:         &EtcdTLS{CA: "/etc/etcd/ca.pem", Cert: "/etc/etcd/client.pem", Key: "/etc/etcd/client-key.pem"},
+				EdgeID:           "edge-eu-1",
+				ActivityInterval: caddy.Duration(2 * time.Second),
+				Etcd:             []string{"10.0.0.1:2379", "https://10.0.0.2:2379"},
+				Prefix:           "/fleet/",
+				DialTimeout:      caddy.Duration(2 * time.Second),
+				Username:         "edge",
+				Password:         "hunter2",
+				TLS:              &EtcdTLS{CA: "/etc/etcd/ca.pem", Cert: "/etc/etcd/client.pem", Key: "/etc/etcd/client-key.pem"},
 			},
 		},
 		{name: "etcd without endpoints", input: "session_pin {\n etcd\n}", wantErr: "etcd:"},
@@ -162,6 +174,9 @@ func TestAppUnmarshalCaddyfile(t *testing.T) {
 		{name: "bad dial_timeout", input: "session_pin {\n dial_timeout x\n}", wantErr: `dial_timeout: bad duration "x"`},
 		{name: "unknown tls option", input: "session_pin {\n tls {\n crt x\n }\n}", wantErr: "tls: unrecognized subdirective 'crt'"},
 		{name: "argument on option", input: "session_pin x", wantErr: "wrong argument count"},
+		{name: "bad activity_interval", input: "session_pin {\n activity_interval often\n}", wantErr: `activity_interval: bad duration "often"`},
+		{name: "edge_id twice", input: "session_pin {\n edge_id a\n edge_id b\n}", wantErr: "edge_id: specified more than once"},
+		{name: "edge_id two values", input: "session_pin {\n edge_id a b\n}", wantErr: "edge_id: too many arguments"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { checkUnmarshal(t, c.input, c.want, c.wantErr) })
@@ -204,6 +219,8 @@ func TestHandlerValidate(t *testing.T) {
 		{"bad header", func(h *Handler) { h.Header = "X Pin" }, "header:"},
 		{"bad cookie", func(h *Handler) { h.Cookie = "a;b" }, "cookie:"},
 		{"relative path", func(h *Handler) { h.ClosestPath = "closest" }, "closest_path:"},
+		{"token cache off", func(h *Handler) { h.TokenCache = intp(0) }, ""},
+		{"negative token cache", func(h *Handler) { h.TokenCache = intp(-1) }, "token_cache: must not be negative"},
 	}
 	for _, c := range cases {
 		h := ok()
@@ -224,6 +241,7 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"session_pin {\n etcd a:1 b:2\n tls {\n ca x\n }\n}",
 		"session_pin {\n region r\n key\n}",
 		"session_pin {\n hysteresis 1e400\n}",
+		"session_pin {\n region r\n token_cache 99999999999999999999\n}",
 		"session_pin {\n region eu\n fallback_regions us ap {\n}\n}",
 		"session_pin {\n {\n}",
 		"session_pin \"",

@@ -7,7 +7,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -211,5 +213,90 @@ func TestAppErrorsDoNotMark(t *testing.T) {
 	}
 	if n := unreachableCount(t, f.admin, "eu-1") - marked; n != 0 {
 		t.Fatalf("sessionpin_unreachable_total{server=eu-1} grew by %v, want 0", n)
+	}
+}
+
+// blackHole returns a loopback address whose connections time out: a
+// listener that never accepts, with its queue already full, so that the
+// kernel drops further connection attempts as a firewall that drops would.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for range 16 {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			return addr // the queue is full: connecting now times out
+		}
+		if err != nil {
+			t.Fatalf("filling the black hole's queue: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Skip("the kernel kept accepting connections into a full queue")
+	return ""
+}
+
+// TestUnreachableOnConnectTimeout: a server whose connections time out
+// (dropped, not refused) is marked like one that refuses them.
+func TestUnreachableOnConnectTimeout(t *testing.T) {
+	f := newFixture(t, "")
+	err := loadCaddyfile(fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	session_pin {
+		etcd %s
+		prefix %s
+	}
+}
+
+http://%s {
+	session_pin {
+		region eu-west
+		key hs256 %s
+		hysteresis 0
+		unreachable_for 10m
+	}
+	reverse_proxy {
+		dynamic session_pin
+		transport http {
+			dial_timeout 300ms
+		}
+	}
+}
+`, f.admin, f.etcd, f.prefix, f.httpAdr, testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.reg.put("eu-2", "eu-west", newBackend(t, "eu-2").srv.URL, 0.5, false)
+	f.waitRouted("eu-2", "eu-west")
+	f.reg.put("hole-1", "eu-west", "http://"+blackHole(t), 0.0, false)
+	f.waitListed("hole-1")
+
+	r := f.do(request{pin: f.pinFor("hole-1", "eu-west")})
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "pinned_server_unavailable") {
+		t.Fatalf("pinned to a black hole: %d %s, want 503 pinned_server_unavailable", r.status, r.body)
+	}
+	if n := unreachableCount(t, f.admin, "hole-1"); n != 1 {
+		t.Fatalf("sessionpin_unreachable_total{server=hole-1} = %v, want 1", n)
+	}
+	for range 5 {
+		if r := f.do(request{}); r.server() != "eu-2" {
+			t.Fatalf("placed on %q (%d), want eu-2", r.server(), r.status)
+		}
 	}
 }

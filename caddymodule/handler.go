@@ -22,14 +22,13 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Defaults of the handler's configuration (SPEC §5–§7).
+// Defaults of the handler's configuration; the issuer and the server
+// claim default to pin.DefaultIssuer and pin.DefaultClaim.
 const (
-	DefaultIssuer       = "sessionpin"
 	DefaultPinTTL       = 24 * time.Hour
 	DefaultRefreshGrace = 30 * 24 * time.Hour
 	DefaultHeader       = "X-Session-Pin"
 	DefaultCookie       = "sessionpin"
-	DefaultClaim        = "srv"
 	DefaultRefreshPath  = "/auth/refresh"
 	DefaultClosestPath  = "/closestToMe"
 	DefaultRetryAfter   = 30 * time.Second
@@ -124,6 +123,14 @@ type Handler struct {
 	// RetryAfter is the Retry-After of the 503 responses. Default: 30s.
 	RetryAfter caddy.Duration `json:"retry_after,omitempty"`
 
+	// TokenCache is how many verified pins the edge remembers, so that a
+	// returning client's pin is not checked again on every request. An
+	// entry is about 400 bytes for a pin (the token, its claims and the
+	// index; tokens over 1 KiB are never cached), so the default takes
+	// about 6 MiB. 0 turns the cache off. Default: 16384, the active
+	// clients of one edge.
+	TokenCache *int `json:"token_cache,omitempty"`
+
 	// UnreachableFor is how long a server this edge failed to connect to
 	// (connection refused, no route, connect timeout; never an HTTP
 	// status) counts as not alive at this edge: it is not placed, its
@@ -168,6 +175,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("session_pin app: %w", err)
 	}
 	h.app = appIface.(*App)
+	h.app.noteRegion(h.Region)
 	if !h.issues {
 		h.logger.Info("verify-only edge: no signing key, so placed clients are proxied without a pin")
 	}
@@ -178,7 +186,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // values precomputed for the request path.
 func (h *Handler) setup() error {
 	if h.Issuer == "" {
-		h.Issuer = DefaultIssuer
+		h.Issuer = pin.DefaultIssuer
 	}
 	if h.PinTTL == 0 {
 		h.PinTTL = caddy.Duration(DefaultPinTTL)
@@ -194,7 +202,7 @@ func (h *Handler) setup() error {
 		h.Cookie = DefaultCookie
 	}
 	if h.Claim == "" {
-		h.Claim = DefaultClaim
+		h.Claim = pin.DefaultClaim
 	}
 	if h.RefreshPath == "" {
 		h.RefreshPath = DefaultRefreshPath
@@ -221,7 +229,12 @@ func (h *Handler) setup() error {
 	if h.Key != nil {
 		sign = *h.Key
 	}
-	kr, err := pin.NewKeyring(sign, h.VerifyKeys, h.Issuer, h.Claim)
+	cacheEntries := pin.DefaultCacheEntries
+	if h.TokenCache != nil {
+		cacheEntries = *h.TokenCache
+	}
+	kr, err := pin.NewKeyring(sign, h.VerifyKeys, h.Issuer, h.Claim,
+		pin.WithCache(cacheEntries), pin.WithGrace(time.Duration(h.RefreshGrace)))
 	if err != nil {
 		return err
 	}
@@ -270,6 +283,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.RetryAfter < 0 {
 		return errors.New("retry_after: must not be negative")
+	}
+	if h.TokenCache != nil && *h.TokenCache < 0 {
+		return errors.New("token_cache: must not be negative")
 	}
 	if h.UnreachableFor < 0 {
 		return errors.New("unreachable_for: must not be negative")

@@ -37,6 +37,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if !ok {
 			return h.pinnedUnavailable(w, p.Server)
 		}
+		t.activity.pinned.Add(1) // tells drains whether the server's clients are gone
 		return h.proxy(w, r, next, t, trial, reasonPinned, false, false)
 	}
 	for range maxAdmits {

@@ -25,6 +25,9 @@ type target struct {
 	idValue, regionValue, urlValue any
 	// closestJSON is this server's /closestToMe answer.
 	closestJSON []byte
+	// activity counts the pinned requests proxied to the server; it is
+	// the same counter for every target of one server id.
+	activity *serverActivity
 	// reach is whether this edge can connect to the server; it outlives
 	// the target, which is rebuilt on every change of the record.
 	reach *reachability
@@ -47,6 +50,9 @@ func attachTarget(srv discoverysvc.Server) any {
 		id: srv.ID, region: srv.Region, url: srv.URL, dial: dial,
 		idValue: srv.ID, regionValue: srv.Region, urlValue: srv.URL,
 		closestJSON: closest,
+		// A counter of its own until the registry's tracker hands out the
+		// server's shared one.
+		activity: new(serverActivity),
 		reach:       reachabilities.get(srv.ID, dial),
 	}
 }

@@ -91,7 +91,7 @@ func TestChaos(t *testing.T) {
 
 	members := etcdtest.StartCluster(t, 3)
 	endpoints := etcdtest.Endpoints(members)
-	disc, _ := startDiscovery(t, "discovery", endpoints, "--token", token)
+	disc, _ := startDiscovery(t, "discovery", endpoints, "--token", token, "--allow-loopback")
 
 	backends := newBackends(t, chaosLayout, replicationLag)
 	// The servers that get cut off (one per round) are reached through a

@@ -25,12 +25,16 @@ type edgeConfig struct {
 	Etcd     []string
 	Username string // etcd auth, with Password
 	Password string
+	// TLS to etcd: CA file, client certificate and key files.
+	TLSCA, TLSCert, TLSKey string
 	// Handler holds extra session_pin subdirectives, one per line.
 	Handler string
 	// LogLevel of Caddy. Default: WARN.
 	LogLevel string
 	// DialTimeout of the etcd client. Default: 2s.
 	DialTimeout string
+	// App holds extra session_pin app options, one per line.
+	App string
 }
 
 // edge is a bin/caddy child process serving one sessionpin edge.
@@ -56,6 +60,14 @@ func (c edgeConfig) caddyfile(addr, admin string) string {
 	fmt.Fprintf(&app, "\t\tetcd %s\n\t\tdial_timeout %s\n", strings.Join(c.Etcd, " "), dial)
 	if c.Username != "" {
 		fmt.Fprintf(&app, "\t\tusername %s\n\t\tpassword %s\n", c.Username, c.Password)
+	}
+	if c.TLSCA != "" {
+		fmt.Fprintf(&app, "\t\ttls {\n\t\t\tca %s\n\t\t\tcert %s\n\t\t\tkey %s\n\t\t}\n", c.TLSCA, c.TLSCert, c.TLSKey)
+	}
+	for _, line := range strings.Split(c.App, "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			fmt.Fprintf(&app, "\t\t%s\n", line)
+		}
 	}
 	return fmt.Sprintf(`{
 	admin %s

@@ -222,7 +222,7 @@ func testHeartbeatFlood(t *testing.T) {
 	m := etcdtest.Start(t)
 	cli := etcdtest.NewClient(t, m)
 	const token = "flood-token"
-	disc, _ := startDiscovery(t, "discovery", []string{m.Client}, "--token", token)
+	disc, _ := startDiscovery(t, "discovery", []string{m.Client}, "--token", token, "--allow-loopback")
 	e := startEdge(t, "edge", edgeConfig{Region: "eu", Etcd: []string{m.Client}})
 	const servers, beats = 30, 10
 	backend := newEchoBackend(t, "any")

@@ -353,6 +353,14 @@ func TestSecurity(t *testing.T) {
 			t.Errorf("the attacker's server got %d requests", n)
 		}
 	})
+
+	t.Run("an agent token writes only its own server", s.testAgentTokenScope)
+	t.Run("discovery refuses URLs no edge should dial", s.testDiscoveryRefusesURLs)
+	t.Run("discovery's 503 hides the etcd error", testDiscoveryHidesEtcdErrors)
+	t.Run("the agent keeps its token off plain http", testAgentTokenOverPlainHTTP)
+	t.Run("a nonsense health load keeps the last valid one", s.testAgentKeepsLastValidLoad)
+	t.Run("the embedded etcd takes only clients with a certificate", testEmbeddedEtcdMutualTLS)
+	t.Run("the embedded etcd refuses an open listen without TLS", testEmbeddedEtcdRefusesOpenListen)
 }
 
 // TestEtcdAuthEndToEnd runs the registry on an etcd with authentication
@@ -397,7 +405,7 @@ func TestEtcdAuthEndToEnd(t *testing.T) {
 	}
 
 	const token = "auth-discovery-token"
-	disc, _ := startDiscovery(t, "discovery", []string{m.Client}, "--etcd-user", user, "--etcd-password", password, "--token", token)
+	disc, _ := startDiscovery(t, "discovery", []string{m.Client}, "--etcd-user", user, "--etcd-password", password, "--token", token, "--allow-loopback")
 	app := newEchoBackend(t, "eu-1")
 	req, _ := http.NewRequest(http.MethodPut, disc+"/v1/servers/eu-1", strings.NewReader(fmt.Sprintf(`{"region":"eu","url":%q,"load":0.1}`, app.srv.URL)))
 	req.Header.Set("Authorization", "Bearer "+token)

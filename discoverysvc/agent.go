@@ -45,12 +45,18 @@ type Agent struct {
 	// Discovery is the base URL of the discovery API, e.g.
 	// http://127.0.0.1:7070. Required.
 	Discovery string
-	// Token is the discovery API's bearer token, if it has one.
+	// Token is the discovery API's bearer token, if it has one: the agent
+	// token of ID (see AgentToken) rather than the admin token.
 	Token string
+	// InsecureHTTP lets the agent send Token over plain http to a
+	// discovery address that is not loopback, where anyone on the path
+	// could read it. Default: false, such a configuration is refused.
+	InsecureHTTP bool
 	// Interval between probes and heartbeats. Default: 3s.
 	Interval time.Duration
 	// Load, when set, is reported as the server's load. When nil, the load
-	// is the top-level "load" number of the app's JSON health body, or 0.
+	// is the top-level "load" number of the app's JSON health body, or 0
+	// when it has none (see LoadFromHealth).
 	Load *float64
 	// TTL is the lease of the registration, in whole seconds; it must be
 	// longer than Interval. Default: 0, the discovery service's default (10s).
@@ -95,6 +101,9 @@ func (a *Agent) Validate() error {
 	}
 	if err := validateHTTPURL(a.Discovery, false); err != nil {
 		return &FieldError{"discovery", err.Error()}
+	}
+	if a.Token != "" && !a.InsecureHTTP && !tokenSafeOver(a.Discovery) {
+		return &FieldError{"discovery", "plain http to a host that is not loopback would show the token to anyone on the path; use https (or --insecure-http to accept that)"}
 	}
 	if a.Interval < 0 {
 		return &FieldError{"interval", "must not be negative"}
@@ -153,6 +162,13 @@ func validateHTTPURL(raw string, queryOK bool) error {
 	return nil
 }
 
+// tokenSafeOver reports whether a bearer token may travel to the
+// discovery base URL: over https, or plain http that stays on this host.
+func tokenSafeOver(discovery string) bool {
+	u, err := url.Parse(discovery)
+	return err == nil && (u.Scheme == "https" || IsLoopbackHost(u.Hostname()))
+}
+
 // Run heartbeats until ctx ends, then drains (when DrainTimeout > 0) and
 // deregisters. It returns an error for a bad configuration, or when the
 // final deregistration failed (the lease then expires on its own).
@@ -175,6 +191,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	r.log = r.log.With(zap.String("id", a.ID))
 	r.backoff = r.minBackoff()
+	r.load = 1
 	return r.run(ctx)
 }
 
@@ -200,6 +217,14 @@ type agentRun struct {
 	outage  time.Time // when discovery became unreachable; zero while reachable
 	backoff time.Duration
 	refusal string // last 4xx answer of discovery, logged once
+
+	// load is the last valid load read from the app's health body, kept
+	// while the body reports nonsense. Before any, it is 1, the top of the
+	// conventional range: a server that cannot say how busy it is must not
+	// look idle. badLoad is set while the body's load is invalid, so that
+	// a streak of them is logged once.
+	load    float64
+	badLoad bool
 }
 
 func (r *agentRun) run(ctx context.Context) error {
@@ -383,22 +408,41 @@ func (r *agentRun) probe(ctx context.Context) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("read health body: %w", err)
 	}
-	return LoadFromHealth(body), nil
+	load, ok := LoadFromHealth(body)
+	if !ok {
+		// Load 0 would be the most attractive value in the registry: a
+		// broken or hostile health page must not draw every new client.
+		if !r.badLoad {
+			r.badLoad = true
+			r.log.Warn("health body has an invalid load; keeping the last valid one",
+				zap.Float64("load", r.load), zap.ByteString("body", body[:min(len(body), 256)]))
+		}
+		return r.load, nil
+	}
+	r.badLoad = false
+	r.load = load
+	return load, nil
 }
 
-// LoadFromHealth returns the top-level "load" number of a JSON health body,
-// or 0 when the body is not JSON, has no such number, or it is negative: a
-// health page is the app's business, and an odd one must not keep an
-// otherwise healthy server out of the registry.
-func LoadFromHealth(body []byte) float64 {
-	var doc struct {
-		Load *float64 `json:"load"`
+// LoadFromHealth reads the top-level "load" of a health body. A body that
+// is not a JSON object, or has no "load", reports 0 with ok true: a health
+// page is the app's business, and a plain one must not keep an otherwise
+// healthy server out of the registry. A "load" that is not a finite number
+// >= 0 (negative, out of range, a string, null) gives ok false.
+func LoadFromHealth(body []byte) (load float64, ok bool) {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(body, &doc) != nil {
+		return 0, true
 	}
-	// A number out of float64 range fails the whole Unmarshal, hence 0.
-	if json.Unmarshal(body, &doc) != nil || doc.Load == nil || *doc.Load < 0 {
-		return 0
+	raw, present := doc["load"]
+	if !present {
+		return 0, true
 	}
-	return *doc.Load
+	// A number out of float64 range fails to decode: not finite.
+	if err := json.Unmarshal(raw, &load); err != nil || string(raw) == "null" || math.IsNaN(load) || math.IsInf(load, 0) || load < 0 {
+		return 0, false
+	}
+	return load, true
 }
 
 // heartbeat PUTs the server's record to discovery.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -34,6 +35,7 @@ type fakeApp struct {
 	delay  time.Duration // how long /healthz takes to answer
 	probes int           // health requests answered, counted as each reads status and body
 	srv    *httptest.Server
+	hits   atomic.Int64 // probes received
 }
 
 func startApp(t *testing.T, status int, body string) *fakeApp {
@@ -44,6 +46,7 @@ func startApp(t *testing.T, status int, body string) *fakeApp {
 			http.NotFound(w, r)
 			return
 		}
+		a.hits.Add(1)
 		a.mu.Lock()
 		status, body, delay := a.status, a.body, a.delay
 		a.probes++
@@ -233,7 +236,7 @@ func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
 	count := func(msg string) int { return logs.FilterMessage(msg).Len() }
 	poll.True(t, 20*time.Second, "the outage to be logged", func() bool { return count("discovery unreachable; retrying with backoff") == 1 })
 
-	api := discoverysvc.NewAPI(discoverysvc.NewRegistry(c, ""), "", nil)
+	api := discoverysvc.NewAPI(discoverysvc.NewRegistry(c, ""), discoverysvc.APIConfig{AllowLoopback: true})
 	sw := &switchHandler{}
 	sw.set(api)
 	l, err := net.Listen("tcp", addr)
@@ -371,26 +374,124 @@ func TestAgentValidatesItsConfig(t *testing.T) {
 	}
 }
 
+// TestAgentKeepsItsTokenOffPlainHTTP: a token goes over plain http only to
+// this host, unless the operator says --insecure-http.
+func TestAgentKeepsItsTokenOffPlainHTTP(t *testing.T) {
+	for _, tt := range []struct {
+		discovery, token string
+		insecure, ok     bool
+	}{
+		{"http://10.0.0.5:7070", "t", false, false},
+		{"http://discovery.internal", "t", false, false},
+		{"http://127.0.0.2.nip.io:7070", "t", false, false},
+		{"http://10.0.0.5:7070", "t", true, true},
+		{"http://10.0.0.5:7070", "", false, true},
+		{"https://discovery.internal", "t", false, true},
+		{"http://127.0.0.1:7070", "t", false, true},
+		{"http://[::1]:7070", "t", false, true},
+		{"http://localhost:7070", "t", false, true},
+	} {
+		a := discoverysvc.Agent{ID: "a", Region: "r", URL: "http://a", HealthURL: "http://a/healthz",
+			Discovery: tt.discovery, Token: tt.token, InsecureHTTP: tt.insecure}
+		err := a.Validate()
+		fe, isField := errors.AsType[*discoverysvc.FieldError](err)
+		switch {
+		case tt.ok && err != nil:
+			t.Errorf("%s (token %v, insecure %v): %v", tt.discovery, tt.token != "", tt.insecure, err)
+		case !tt.ok && (!isField || fe.Field != "discovery" || !strings.Contains(fe.Reason, "--insecure-http")):
+			t.Errorf("%s (token %v): error %v, want one for discovery naming --insecure-http", tt.discovery, tt.token != "", err)
+		}
+	}
+}
+
 func TestLoadFromHealth(t *testing.T) {
 	tests := []struct {
 		body string
 		want float64
+		ok   bool
 	}{
-		{`{"load":0.5}`, 0.5},
-		{`{"status":"ok","load":2,"extra":{"load":9}}`, 2},
-		{`{"load":0}`, 0},
-		{`{"load":-1}`, 0},
-		{`{"load":"0.5"}`, 0},
-		{`{"load":1e999}`, 0},
-		{`{"status":"ok"}`, 0},
-		{`OK`, 0},
-		{``, 0},
-		{`[{"load":1}]`, 0},
+		{`{"load":0.5}`, 0.5, true},
+		{`{"status":"ok","load":2,"extra":{"load":9}}`, 2, true},
+		{`{"load":0}`, 0, true},
+		{`{"status":"ok"}`, 0, true},
+		{`OK`, 0, true},
+		{``, 0, true},
+		{`[{"load":1}]`, 0, true},
+		{`{"load":-1}`, 0, false},
+		{`{"load":"0.5"}`, 0, false},
+		{`{"load":1e999}`, 0, false},
+		{`{"load":null}`, 0, false},
+		{`{"load":true}`, 0, false},
 	}
 	for _, tt := range tests {
-		if got := discoverysvc.LoadFromHealth([]byte(tt.body)); got != tt.want {
-			t.Errorf("LoadFromHealth(%s) = %v, want %v", tt.body, got, tt.want)
+		if got, ok := discoverysvc.LoadFromHealth([]byte(tt.body)); got != tt.want || ok != tt.ok {
+			t.Errorf("LoadFromHealth(%s) = %v, %v; want %v, %v", tt.body, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+func FuzzLoadFromHealth(f *testing.F) {
+	for _, seed := range []string{`{"load":0.5}`, `{"load":-1}`, `{"load":1e999}`, `{"load":"x"}`, `OK`, `{"load":null}`, `{"load":0.1,"load":-3}`} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		load, ok := discoverysvc.LoadFromHealth(body)
+		if math.IsNaN(load) || math.IsInf(load, 0) || load < 0 {
+			t.Fatalf("LoadFromHealth(%q) = %v, %v: not a load", body, load, ok)
+		}
+		if !ok && load != 0 {
+			t.Fatalf("LoadFromHealth(%q) = %v with ok false", body, load)
+		}
+	})
+}
+
+// TestAgentKeepsTheLastValidLoad: a health body whose load is negative,
+// non-finite or not a number does not become load 0, the value that draws
+// every new client; the agent keeps reporting the last valid load and says
+// so once.
+func TestAgentKeepsTheLastValidLoad(t *testing.T) {
+	f := startAPI(t, "")
+	app := startApp(t, 200, `{"load":0.7}`)
+	core, logs := observer.New(zap.InfoLevel)
+	runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
+		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agentInterval, Logger: zap.New(core),
+	})
+	poll.True(t, 20*time.Second, "load 0.7 registered", func() bool {
+		s := stored(t, f.client, "eu-1")
+		return s != nil && s.Load == 0.7
+	})
+	for _, bad := range []string{`{"load":-1}`, `{"load":1e999}`, `{"load":"low"}`, `{"load":null}`} {
+		app.set(200, bad)
+		before := app.hits.Load()
+		poll.True(t, 20*time.Second, "two probes of "+bad, func() bool { return app.hits.Load() >= before+2 })
+		if s := stored(t, f.client, "eu-1"); s == nil || s.Load != 0.7 {
+			t.Fatalf("after health body %s: stored %+v, want load 0.7 kept", bad, s)
+		}
+	}
+	if n := logs.FilterMessage("health body has an invalid load; keeping the last valid one").Len(); n != 1 {
+		t.Errorf("invalid load logged %d times over one streak, want 1", n)
+	}
+	app.set(200, `{"load":0.2}`)
+	poll.True(t, 20*time.Second, "load 0.2 registered", func() bool {
+		s := stored(t, f.client, "eu-1")
+		return s != nil && s.Load == 0.2
+	})
+}
+
+// TestAgentWithoutAValidLoadLooksBusy: before any valid load, the agent
+// reports 1, the top of the conventional range, not 0.
+func TestAgentWithoutAValidLoadLooksBusy(t *testing.T) {
+	f := startAPI(t, "")
+	app := startApp(t, 200, `{"load":-5}`)
+	runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
+		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL, Interval: agentInterval,
+	})
+	poll.True(t, 20*time.Second, "registered", func() bool { return stored(t, f.client, "eu-1") != nil })
+	if s := stored(t, f.client, "eu-1"); s.Load != 1 {
+		t.Fatalf("stored %+v, want load 1", s)
 	}
 }
 
@@ -421,5 +522,36 @@ func TestAgentLogsARefusalOnceAndKeepsTrying(t *testing.T) {
 	}
 	if s := stored(t, f.client, "eu-1"); s != nil {
 		t.Fatalf("registered with a wrong token: %+v", s)
+	}
+}
+
+// The agent's heartbeats share one kept-alive connection to discovery.
+func TestAgentKeepsItsConnectionToDiscovery(t *testing.T) {
+	c := etcdtest.NewClient(t, etcdtest.Start(t))
+	var conns, beats atomic.Int64
+	api := discoverysvc.NewAPI(discoverysvc.NewRegistry(c, ""), discoverysvc.APIConfig{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r)
+		if r.Method == http.MethodPut {
+			beats.Add(1)
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	app := startApp(t, 204, ``)
+	load := 0.3
+	runAgent(t, &discoverysvc.Agent{
+		ID: "us-1", Region: "us", URL: "https://us1.example.com",
+		HealthURL: app.srv.URL + "/healthz", Discovery: srv.URL,
+		Interval: agentInterval, Load: &load,
+	})
+	poll.True(t, 30*time.Second, "six heartbeats", func() bool { return beats.Load() >= 6 })
+	if n := conns.Load(); n > 2 {
+		t.Fatalf("%d connections for %d heartbeats, want them kept alive", n, beats.Load())
 	}
 }

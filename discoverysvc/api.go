@@ -3,8 +3,6 @@ package discoverysvc
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,14 +28,29 @@ const apiTimeout = 5 * time.Second
 // check must get an answer well within its own timeout.
 const healthTimeout = 2 * time.Second
 
-// api serves the discovery HTTP API over a Registry.
-type api struct {
-	reg    *Registry
-	token  []byte // sha256 of the bearer token; nil when writes are open
-	logger *zap.Logger
+// APIConfig configures the discovery API.
+type APIConfig struct {
+	// Token is the admin token: every write. Agent tokens derived from it
+	// (AgentToken) write one server's record each. Empty leaves writes
+	// open to anyone who reaches the API.
+	Token string
+	// AllowLoopback lets servers register loopback URLs, for a demo or a
+	// test on one host. Off, a record naming 127.0.0.1 or localhost would
+	// send the edge's traffic to whatever listens on the edge's own host.
+	AllowLoopback bool
+	// Logger receives registrations and etcd errors. Default: no logging.
+	Logger *zap.Logger
 }
 
-// NewAPI returns the HTTP handler of the discovery API (SPEC §4):
+// api serves the discovery HTTP API over a Registry.
+type api struct {
+	reg           *Registry
+	auth          *authorizer
+	allowLoopback bool
+	logger        *zap.Logger
+}
+
+// NewAPI returns the HTTP handler of the discovery API:
 //
 //	PUT    /v1/servers/{id}   register or heartbeat (body: HeartbeatRequest); 200 with the stored record
 //	DELETE /v1/servers/{id}   deregister; 204, or 404 when unknown
@@ -48,17 +61,16 @@ type api struct {
 //	GET    /healthz           200 when etcd answers, else 503
 //
 // Every response is JSON; errors are {"error":"..."} naming the bad field,
-// and a bad request writes nothing. With a non-empty token, PUT and DELETE
-// need "Authorization: Bearer <token>", because a registry anyone can write
-// is a way to hijack traffic. A nil logger logs nothing.
-func NewAPI(reg *Registry, token string, logger *zap.Logger) http.Handler {
-	if logger == nil {
-		logger = zap.NewNop()
-	}
-	a := &api{reg: reg, logger: logger}
-	if token != "" {
-		sum := sha256.Sum256([]byte(token))
-		a.token = sum[:]
+// and a bad request writes nothing. With a token, PUT and DELETE need
+// "Authorization: Bearer <token>" with the admin token or the agent token
+// of that id (401 without a valid token, 403 with another server's),
+// because a registry anyone can write is a way to hijack traffic. When
+// etcd fails the answer is 503 {"error":"registry_unavailable"} and the
+// cause goes to the log only.
+func NewAPI(reg *Registry, cfg APIConfig) http.Handler {
+	a := &api{reg: reg, auth: newAuthorizer(cfg.Token), allowLoopback: cfg.AllowLoopback, logger: cfg.Logger}
+	if a.logger == nil {
+		a.logger = zap.NewNop()
 	}
 	// The patterns carry no method so that a wrong method gets our JSON 405
 	// rather than the mux's plain-text one. {id...} also catches ids with
@@ -82,12 +94,10 @@ func (a *api) serveServer(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, r, http.MethodPut, http.MethodDelete)
 		return
 	}
-	if !a.authorized(r) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="sessionpin-discovery"`)
-		writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+	id := r.PathValue("id")
+	if !a.auth.authorize(w, r, id) {
 		return
 	}
-	id := r.PathValue("id")
 	if r.Method == http.MethodDelete {
 		a.deregister(w, r, id)
 		return
@@ -110,6 +120,10 @@ func (a *api) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if !a.allowLoopback && isLoopbackURL(srv.URL) {
+		writeError(w, http.StatusBadRequest, (&FieldError{"url", "host is a loopback address (serve --allow-loopback permits it)"}).Error())
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
 	res, err := a.reg.Heartbeat(ctx, srv, ttl)
@@ -119,7 +133,7 @@ func (a *api) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
 			return
 		}
 		a.logger.Warn("heartbeat failed", zap.String("id", srv.ID), zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "registry unavailable: "+err.Error())
+		writeUnavailable(w)
 		return
 	}
 	switch {
@@ -147,7 +161,7 @@ func (a *api) deregister(w http.ResponseWriter, r *http.Request, id string) {
 	found, err := a.reg.Deregister(ctx, id)
 	if err != nil {
 		a.logger.Warn("deregister failed", zap.String("id", id), zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "registry unavailable: "+err.Error())
+		writeUnavailable(w)
 		return
 	}
 	if !found {
@@ -180,7 +194,7 @@ func (a *api) serveList(w http.ResponseWriter, r *http.Request) {
 	rev, servers, err := a.reg.List(ctx, region)
 	if err != nil {
 		a.logger.Warn("list failed", zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "registry unavailable: "+err.Error())
+		writeUnavailable(w)
 		return
 	}
 	if servers == nil {
@@ -197,24 +211,11 @@ func (a *api) serveHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), healthTimeout)
 	defer cancel()
 	if err := a.reg.Ping(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+		a.logger.Warn("health check: etcd not answering", zap.Error(err))
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": errRegistryUnavailable})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// authorized reports whether r may write. Both sides are hashed before the
-// constant-time compare so that not even the token's length leaks.
-func (a *api) authorized(r *http.Request) bool {
-	if a.token == nil {
-		return true
-	}
-	scheme, cred, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	sum := sha256.Sum256([]byte(strings.TrimSpace(cred)))
-	return subtle.ConstantTimeCompare(sum[:], a.token) == 1
 }
 
 // HeartbeatRequest is the body of PUT /v1/servers/{id}. Pointers tell a
@@ -371,6 +372,14 @@ func jsonKind(field string) string {
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, allowed ...string) {
 	w.Header().Set("Allow", strings.Join(allowed, ", "))
 	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", r.Method, strings.Join(allowed, " or ")))
+}
+
+// errRegistryUnavailable is the whole error of a 503: etcd's own message
+// would tell any caller the cluster's addresses and state.
+const errRegistryUnavailable = "registry_unavailable"
+
+func writeUnavailable(w http.ResponseWriter) {
+	writeError(w, http.StatusServiceUnavailable, errRegistryUnavailable)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
@@ -27,11 +30,18 @@ type apiFixture struct {
 	srv    *httptest.Server
 }
 
+// startAPI runs the API with the admin token, letting servers register
+// loopback URLs as the test backends have.
 func startAPI(t *testing.T, token string) *apiFixture {
+	t.Helper()
+	return startAPIWith(t, discoverysvc.APIConfig{Token: token, AllowLoopback: true})
+}
+
+func startAPIWith(t *testing.T, cfg discoverysvc.APIConfig) *apiFixture {
 	t.Helper()
 	m := etcdtest.Start(t)
 	c := etcdtest.NewClient(t, m)
-	srv := httptest.NewServer(discoverysvc.NewAPI(discoverysvc.NewRegistry(c, ""), token, nil))
+	srv := httptest.NewServer(discoverysvc.NewAPI(discoverysvc.NewRegistry(c, ""), cfg))
 	t.Cleanup(srv.Close)
 	return &apiFixture{member: m, client: c, srv: srv}
 }
@@ -374,7 +384,8 @@ func TestAPIRegistersListsAndDeregisters(t *testing.T) {
 }
 
 func TestAPIHealthFollowsEtcd(t *testing.T) {
-	f := startAPI(t, "")
+	core, logs := observer.New(zap.WarnLevel)
+	f := startAPIWith(t, discoverysvc.APIConfig{AllowLoopback: true, Logger: zap.New(core)})
 	r := f.do(t, "GET", "/healthz", "", "")
 	if r.status != http.StatusOK || r.header.Get("Content-Type") != "application/json" {
 		t.Fatalf("healthz with etcd up: %d %s", r.status, r.body)
@@ -383,9 +394,70 @@ func TestAPIHealthFollowsEtcd(t *testing.T) {
 	poll.True(t, 30*time.Second, "healthz 503 with etcd down", func() bool {
 		return f.do(t, "GET", "/healthz", "", "").status == http.StatusServiceUnavailable
 	})
-	// A write with etcd down is an outage, not the caller's fault.
-	if r := f.do(t, "PUT", "/v1/servers/eu-1", "", `{"region":"eu","url":"http://a","load":0}`); r.status != http.StatusServiceUnavailable {
-		t.Fatalf("PUT with etcd down: %d %s", r.status, r.body)
+	// With etcd down every call is an outage, not the caller's fault, and
+	// the answer tells the caller nothing about the cluster: the etcd
+	// error goes to the log.
+	for _, c := range []struct{ method, path, body string }{
+		{"PUT", "/v1/servers/eu-1", `{"region":"eu","url":"http://a","load":0}`},
+		{"DELETE", "/v1/servers/eu-1", ""},
+		{"GET", "/v1/servers", ""},
+	} {
+		r := f.do(t, c.method, c.path, "", c.body)
+		if r.status != http.StatusServiceUnavailable || string(r.body) != "{\"error\":\"registry_unavailable\"}\n" {
+			t.Errorf("%s %s with etcd down: %d %s", c.method, c.path, r.status, r.body)
+		}
+	}
+	if r := f.do(t, "GET", "/healthz", "", ""); strings.Contains(string(r.body), f.member.Client) || !strings.Contains(string(r.body), "registry_unavailable") {
+		t.Errorf("healthz with etcd down: %s", r.body)
+	}
+	if logs.Len() == 0 {
+		t.Errorf("no etcd error logged")
+	}
+	for _, e := range logs.All() {
+		if _, ok := e.ContextMap()["error"]; !ok {
+			t.Errorf("log %q carries no etcd error", e.Message)
+		}
+	}
+}
+
+// TestAPIRefusesURLsNoEdgeShouldDial: a server may not point edges at a
+// link-local (metadata service), unspecified, multicast or broadcast
+// address, nor at the edge's own host unless loopback is allowed.
+func TestAPIRefusesURLsNoEdgeShouldDial(t *testing.T) {
+	f := startAPIWith(t, discoverysvc.APIConfig{Token: testToken})
+	refused := []string{
+		"http://169.254.169.254/latest", "http://[fe80::1]:80", "http://0.0.0.0:2019", "http://[::]:2019",
+		"http://224.0.0.1", "http://[ff02::1]", "http://255.255.255.255", "http://[::ffff:169.254.169.254]",
+		"http://127.0.0.1:2019", "http://127.8.8.8", "http://[::1]:2019", "http://[::ffff:127.0.0.1]:2019",
+		"http://localhost:2019", "http://LocalHost.:2019", "http://admin.localhost",
+		"http://127.1:2019", "http://0x7f000001:2019", "http://2130706433:2019",
+	}
+	for _, u := range refused {
+		before := f.revision(t)
+		r := f.do(t, "PUT", "/v1/servers/eu-1", testToken, fmt.Sprintf(`{"region":"eu","url":%q,"load":0}`, u))
+		if r.status != http.StatusBadRequest || !strings.Contains(r.errorText(t), "url") {
+			t.Errorf("%s: %d %s, want 400 naming url", u, r.status, r.body)
+		}
+		if after := f.revision(t); after != before {
+			t.Errorf("%s: etcd revision moved from %d to %d", u, before, after)
+		}
+	}
+	for _, u := range []string{"http://10.0.0.1:9000", "https://eu-1.example.com", "http://[2001:db8::1]:80"} {
+		if r := f.do(t, "PUT", "/v1/servers/eu-1", testToken, fmt.Sprintf(`{"region":"eu","url":%q,"load":0}`, u)); r.status != 200 {
+			t.Errorf("%s: %d %s", u, r.status, r.body)
+		}
+	}
+	// --allow-loopback admits the machine itself, and nothing else.
+	lo := startAPI(t, testToken)
+	for _, u := range []string{"http://127.0.0.1:9001", "http://localhost:9001", "http://[::1]:9001"} {
+		if r := lo.do(t, "PUT", "/v1/servers/eu-1", testToken, fmt.Sprintf(`{"region":"eu","url":%q,"load":0}`, u)); r.status != 200 {
+			t.Errorf("allow-loopback, %s: %d %s", u, r.status, r.body)
+		}
+	}
+	for _, u := range []string{"http://169.254.169.254", "http://0.0.0.0:9001", "http://127.1:9001"} {
+		if r := lo.do(t, "PUT", "/v1/servers/eu-1", testToken, fmt.Sprintf(`{"region":"eu","url":%q,"load":0}`, u)); r.status != http.StatusBadRequest {
+			t.Errorf("allow-loopback, %s: %d %s, want 400", u, r.status, r.body)
+		}
 	}
 }
 

@@ -108,24 +108,20 @@ func (a *api) drainStatus(ctx context.Context, w http.ResponseWriter, id string,
 
 func (a *api) unavailable(w http.ResponseWriter, msg, id string, err error) {
 	a.logger.Warn(msg, zap.String("id", id), zap.Error(err))
-	writeError(w, http.StatusServiceUnavailable, "registry unavailable: "+err.Error())
+	writeUnavailable(w)
 }
 
-// requireAdmin answers 401 and reports false unless r carries the admin
-// token. Every admin-only route goes through here.
+// requireAdmin answers 401 (403 for an agent token) and reports false
+// unless r carries the admin token. Every admin-only route goes through
+// here.
 func (a *api) requireAdmin(w http.ResponseWriter, r *http.Request) bool {
-	if a.authorized(r) {
-		return true
-	}
-	w.Header().Set("WWW-Authenticate", `Bearer realm="sessionpin-discovery"`)
-	writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
-	return false
+	return a.auth.authorize(w, r, "")
 }
 
 // requireServer is requireAdmin for what server id's own credential may
 // also do.
 func (a *api) requireServer(w http.ResponseWriter, r *http.Request, id string) bool {
-	return a.requireAdmin(w, r)
+	return a.auth.authorize(w, r, id)
 }
 
 // ParseQuiet parses the ?quiet= values of a drain status request: none

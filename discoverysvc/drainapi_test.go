@@ -194,7 +194,7 @@ func TestDrainSurvivesHeartbeatsAgentAndDiscoveryRestarts(t *testing.T) {
 	draining("draining after an agent restart")
 
 	// A second discovery instance over the same etcd, as after a restart.
-	restarted := httptest.NewServer(discoverysvc.NewAPI(discoverysvc.NewRegistry(etcdtest.NewClient(t, f.member), ""), "", nil))
+	restarted := httptest.NewServer(discoverysvc.NewAPI(discoverysvc.NewRegistry(etcdtest.NewClient(t, f.member), ""), discoverysvc.APIConfig{AllowLoopback: true}))
 	defer restarted.Close()
 	g := &apiFixture{member: f.member, client: f.client, srv: restarted}
 	if st := drainStatus(t, g.do(t, "GET", "/v1/servers/eu-1/drain", "", "")); !st.Draining || st.Since == nil {

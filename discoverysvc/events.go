@@ -21,6 +21,16 @@ const (
 	// EventServerRemoved is a server that left: deregistered, or its lease
 	// expired. Data: {"revision","id","region"}.
 	EventServerRemoved = "server_removed"
+	// EventDrainStarted is an operator drain naming a server, registered
+	// or not; in a full state, every drain. Data: {"revision","id","since",
+	// "reason"?}.
+	EventDrainStarted = "drain_started"
+	// EventDrainEnded is an operator drain removed. Data: {"revision","id"}.
+	EventDrainEnded = "drain_ended"
+	// EventActivity is a server's pinned traffic as the edges report it,
+	// and whether a draining server is drained. Data: {"revision","id",
+	// "pinned_last_minute","last_pinned","edges","drained"}.
+	EventActivity = "activity"
 	// EventSynced ends a full state; changes follow. Data: {"revision"}.
 	EventSynced = "synced"
 )
@@ -36,6 +46,22 @@ type removedEvent struct {
 	Revision int64  `json:"revision"`
 	ID       string `json:"id"`
 	Region   string `json:"region"`
+}
+
+type drainEvent struct {
+	Revision int64 `json:"revision"`
+	Drain
+}
+
+type drainEndedEvent struct {
+	Revision int64  `json:"revision"`
+	ID       string `json:"id"`
+}
+
+type activityEvent struct {
+	Revision int64  `json:"revision"`
+	ID       string `json:"id"`
+	PinnedActivity
 }
 
 type revisionEvent struct {

@@ -3,6 +3,7 @@ package discoverysvc
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -46,15 +47,20 @@ func NewFleet(cfg FleetConfig) *Fleet {
 		cfg.Metrics = NewMetrics()
 	}
 	f := &Fleet{metrics: cfg.Metrics}
-	f.hub = newHub(cfg.SubscriberBuffer, cfg.EventHistory, cfg.Metrics)
+	f.hub = newHub(cfg.Prefix, cfg.SubscriberBuffer, cfg.EventHistory, cfg.Metrics)
 	f.watcher = NewWatcher(WatcherConfig{
-		Client:   cfg.Client,
-		Prefix:   cfg.Prefix,
-		Logger:   cfg.Logger,
-		OnUpdate: f.hub.publish,
+		Client:  cfg.Client,
+		Prefix:  cfg.Prefix,
+		Logger:  cfg.Logger,
+		OnWatch: f.hub.update,
 	})
 	if cfg.Registry != nil {
 		cfg.Metrics.ObserveRegistry(cfg.Registry)
+		// The same watch keeps the registry's copy, which spares its
+		// unchanged heartbeats an etcd read: one watch per process.
+		if cfg.Registry.prefix == NormalizePrefix(cfg.Prefix) && cfg.Registry.heads.claim() {
+			f.watcher.heads = cfg.Registry.heads
+		}
 	}
 	cfg.Metrics.reg.MustRegister(&fleetCollector{hub: f.hub})
 	return f
@@ -64,9 +70,29 @@ func NewFleet(cfg FleetConfig) *Fleet {
 // stream: a stream never goes idle, so a graceful HTTP shutdown would wait
 // for it in vain.
 func (f *Fleet) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(drainedCheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case now := <-t.C:
+				f.hub.tick(now)
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	f.watcher.Run(ctx)
+	<-done
 	f.hub.close()
 }
+
+// drainedCheckInterval is how often the draining servers are judged again:
+// one becomes drained when its quiet period passes, which no etcd write
+// announces.
+const drainedCheckInterval = time.Second
 
 // Hub is the fan-out of the events stream.
 func (f *Fleet) Hub() *Hub { return f.hub }
@@ -98,23 +124,41 @@ func (f *Fleet) Handler(api http.Handler) http.Handler {
 	return f.metrics.Instrument(mux)
 }
 
-// fleetCollector reports the servers of the hub's current state at scrape
-// time, so a heartbeat costs the metrics nothing.
+// fleetCollector reports the fleet as the hub last saw it, at scrape time,
+// so a heartbeat costs the metrics nothing.
 type fleetCollector struct {
 	hub *Hub
 }
 
-var serversDesc = prometheus.NewDesc("sessionpin_discovery_servers",
-	"Registered servers by region and state (active, draining).",
-	[]string{"region", "state"}, nil)
+var (
+	serversDesc = prometheus.NewDesc("sessionpin_discovery_servers",
+		"Registered servers by region and state (active, draining, drained).",
+		[]string{"region", "state"}, nil)
+	pinnedDesc = prometheus.NewDesc("sessionpin_discovery_pinned_requests_per_minute",
+		"Pinned requests to the server in the last minute, summed over the edges' activity reports.",
+		[]string{"server"}, nil)
+)
 
-func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) { ch <- serversDesc }
+func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- serversDesc
+	ch <- pinnedDesc
+}
 
 func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.hub.State()
-	for _, name := range s.RegionNames() {
-		r := s.Region(name)
+	v := c.hub.view()
+	for _, name := range v.state.RegionNames() {
+		r := v.state.Region(name)
+		drained := 0
+		for _, e := range r.Draining {
+			if v.pinned[e.ID].Drained {
+				drained++
+			}
+		}
 		ch <- prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(len(r.Active)), name, "active")
-		ch <- prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(len(r.Draining)), name, "draining")
+		ch <- prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(len(r.Draining)-drained), name, "draining")
+		ch <- prometheus.MustNewConstMetric(serversDesc, prometheus.GaugeValue, float64(drained), name, "drained")
+	}
+	for id, p := range v.pinned {
+		ch <- prometheus.MustNewConstMetric(pinnedDesc, prometheus.GaugeValue, float64(p.PinnedLastMinute), id)
 	}
 }

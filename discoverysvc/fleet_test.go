@@ -70,7 +70,7 @@ func startFleet(t *testing.T, o fleetOptions) *fleetFixture {
 		defer close(done)
 		fleet.Run(ctx)
 	}()
-	srv := httptest.NewUnstartedServer(fleet.Handler(discoverysvc.NewAPI(reg, o.token, nil)))
+	srv := httptest.NewUnstartedServer(fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{Token: o.token, AllowLoopback: true})))
 	if o.listener != nil {
 		srv.Listener = o.listener(srv.Listener)
 	}
@@ -263,6 +263,7 @@ func (s *eventStream) initial(t *testing.T) (ids []string, lastID string) {
 		switch ev.name {
 		case discoverysvc.EventServerAdded:
 			ids = append(ids, ev.server(t)["id"].(string))
+		case discoverysvc.EventDrainStarted, discoverysvc.EventActivity:
 		case discoverysvc.EventSynced:
 			if ev.id == "" {
 				t.Fatal("synced carries no id to resume from")
@@ -342,11 +343,19 @@ func TestMetricsFollowRegistrationsAndHeartbeats(t *testing.T) {
 		}
 	}
 
-	// A server that says it is draining moves to the draining state; one
-	// that leaves is no longer counted.
+	// A server that says it is draining, with no edge reporting pinned
+	// traffic to it, is drained at once; an operator drain just begun is
+	// draining (the quiet period has not passed); a server that leaves is
+	// no longer counted.
 	f.heartbeat(t, testToken, "eu-2", hbBody("eu-west", 9002, 0.3, true))
-	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="active"}`, 1)
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="drained"}`, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.reg.Drain(ctx, "eu-1", ""); err != nil {
+		t.Fatal(err)
+	}
 	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="draining"}`, 1)
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="active"}`, 0)
 	deleteServer(t, f.client, "us-1")
 	f.waitMetric(t, `sessionpin_discovery_servers{region="us-east",state="active"}`, 0)
 
@@ -584,5 +593,208 @@ func TestEventsSlowSubscriberIsDropped(t *testing.T) {
 	_ = stuck.SetReadDeadline(time.Now().Add(fleetWait))
 	if _, err := io.Copy(io.Discard, stuck); err != nil {
 		t.Fatalf("the dropped client's connection was not closed: %v", err)
+	}
+}
+
+// putActivity writes edge's activity report as an edge does.
+func putActivity(t *testing.T, c *clientv3.Client, edge string, servers map[string]discoverysvc.ServerActivity) {
+	t.Helper()
+	b, _ := json.Marshal(discoverysvc.Activity{Edge: edge, Region: "eu-west", At: time.Now(), Servers: servers})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, discoverysvc.EdgeKey("", edge), string(b)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func putDrain(t *testing.T, c *clientv3.Client, id string, since time.Time) {
+	t.Helper()
+	b, _ := json.Marshal(discoverysvc.Drain{ID: id, Since: since, Reason: "maintenance"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, discoverysvc.DrainKey("", id), string(b)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nextNamed skips events until one named name, failing after d.
+func (s *eventStream) nextNamed(t *testing.T, d time.Duration, name string) sseEvent {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ev := s.next(t, time.Until(deadline))
+		if ev.name == name {
+			return ev
+		}
+	}
+}
+
+// TestEventsDrainsAndActivity follows an operator drain and the edges'
+// pinned activity through the stream and the metrics, up to the moment the
+// drained server's quiet period ends without any etcd write.
+func TestEventsDrainsAndActivity(t *testing.T) {
+	f := startFleet(t, fleetOptions{})
+	f.heartbeat(t, "", "eu-1", hbBody("eu-west", 9001, 0.2, false))
+	f.heartbeat(t, "", "eu-2", hbBody("eu-west", 9002, 0.2, false))
+	putDrain(t, f.client, "ghost", time.Now()) // drained ahead of registering
+	poll.True(t, fleetWait, "the hub to see both servers", func() bool { return f.fleet.Hub().State().Len() == 2 })
+
+	s := openEvents(t, f.srv.URL, "")
+	if ev := s.nextNamed(t, fleetWait, discoverysvc.EventDrainStarted); ev.server(t)["id"] != "ghost" {
+		t.Fatalf("full state: %q %s, want ghost's drain", ev.name, ev.data)
+	}
+	s.nextNamed(t, fleetWait, discoverysvc.EventSynced)
+
+	// The operator drains eu-1: in one revision, its record turns draining,
+	// the drain starts, and its activity says it is not drained yet.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := f.reg.Drain(ctx, "eu-1", "kernel upgrade"); err != nil {
+		t.Fatal(err)
+	}
+	ev := s.next(t, time.Second)
+	if ev.name != discoverysvc.EventServerChanged || ev.server(t)["draining"] != true {
+		t.Fatalf("after the drain: %q %s, want eu-1 changed to draining", ev.name, ev.data)
+	}
+	ev = s.next(t, time.Second)
+	if d := ev.server(t); ev.name != discoverysvc.EventDrainStarted || d["id"] != "eu-1" || d["reason"] != "kernel upgrade" || d["since"] == nil {
+		t.Fatalf("after the drain: %q %s, want drain_started", ev.name, ev.data)
+	}
+	ev = s.next(t, time.Second)
+	if a := ev.server(t); ev.name != discoverysvc.EventActivity || a["id"] != "eu-1" || a["drained"] != false {
+		t.Fatalf("after the drain: %q %s, want eu-1 not drained", ev.name, ev.data)
+	}
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="draining"}`, 1)
+
+	// An edge reports pinned traffic to both servers.
+	putActivity(t, f.client, "edge-a", map[string]discoverysvc.ServerActivity{
+		"eu-1": {Pinned: 3, Minute: 12, Last: time.Now()},
+		"eu-2": {Pinned: 1, Minute: 4, Last: time.Now()},
+	})
+	got := map[string]map[string]any{}
+	for range 2 {
+		ev := s.next(t, time.Second)
+		if ev.name != discoverysvc.EventActivity {
+			t.Fatalf("after the edge's report: %q %s", ev.name, ev.data)
+		}
+		a := ev.server(t)
+		got[a["id"].(string)] = a
+	}
+	if a := got["eu-1"]; a["pinned_last_minute"] != 12.0 || a["edges"] != 1.0 || a["last_pinned"] == nil {
+		t.Fatalf("eu-1 activity %v", a)
+	}
+	if a := got["eu-2"]; a["pinned_last_minute"] != 4.0 {
+		t.Fatalf("eu-2 activity %v", a)
+	}
+	f.waitMetric(t, `sessionpin_discovery_pinned_requests_per_minute{server="eu-1"}`, 12)
+	f.waitMetric(t, `sessionpin_discovery_pinned_requests_per_minute{server="eu-2"}`, 4)
+
+	// eu-2 is drained by an operator who started long ago, and its last
+	// pinned request is just short of the quiet period: it becomes drained
+	// as time passes, with no write to etcd.
+	putDrain(t, f.client, "eu-2", time.Now().Add(-10*time.Minute))
+	putActivity(t, f.client, "edge-a", map[string]discoverysvc.ServerActivity{
+		"eu-1": {Pinned: 3, Minute: 12, Last: time.Now()},
+		"eu-2": {Pinned: 0, Minute: 0, Last: time.Now().Add(-discoverysvc.DefaultQuiet + 1500*time.Millisecond)},
+	})
+	for {
+		ev := s.nextNamed(t, fleetWait, discoverysvc.EventActivity)
+		if a := ev.server(t); a["id"] == "eu-2" && a["drained"] == true {
+			if ev.id != "" {
+				t.Fatalf("a drained server by the passing of time carries revision id %s", ev.id)
+			}
+			break
+		}
+	}
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="drained"}`, 1)
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="draining"}`, 1)
+
+	// A client that resumes hears again that eu-2 is drained.
+	_, last := openEvents(t, f.srv.URL, "").initial(t)
+	r := openEvents(t, f.srv.URL, last)
+	if a := r.nextNamed(t, fleetWait, discoverysvc.EventActivity).server(t); a["id"] != "eu-2" || a["drained"] != true {
+		t.Fatalf("resumed: %v", a)
+	}
+
+	// The operator undrains eu-1; the edge goes away.
+	if _, err := f.reg.Undrain(ctx, "eu-1"); err != nil {
+		t.Fatal(err)
+	}
+	if ev := s.nextNamed(t, time.Second, discoverysvc.EventDrainEnded); ev.server(t)["id"] != "eu-1" {
+		t.Fatalf("undrain: %s", ev.data)
+	}
+	if _, err := f.client.Delete(ctx, discoverysvc.EdgeKey("", "edge-a")); err != nil {
+		t.Fatal(err)
+	}
+	ev = s.nextNamed(t, time.Second, discoverysvc.EventActivity)
+	if a := ev.server(t); a["pinned_last_minute"] != 0.0 {
+		t.Fatalf("after the edge left: %v", a)
+	}
+	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="active"}`, 1)
+}
+
+// TestFleetPageIsSelfContained: the page and its assets come from the
+// binary, load nothing from elsewhere, and are served under a policy that
+// lets no injected markup run script or send the admin token typed into
+// the page anywhere else.
+func TestFleetPageIsSelfContained(t *testing.T) {
+	f := startFleet(t, fleetOptions{})
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Get(f.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	for path, ctype := range map[string]string{
+		"/":                "text/html",
+		"/fleet/fleet.js":  "text/javascript",
+		"/fleet/fleet.css": "text/css",
+	} {
+		resp, body := get(path)
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), ctype) {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		csp := resp.Header.Get("Content-Security-Policy")
+		for _, want := range []string{"default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("%s: Content-Security-Policy %q lacks %q", path, csp, want)
+			}
+		}
+		if strings.Contains(csp, "unsafe") {
+			t.Errorf("%s: Content-Security-Policy %q allows unsafe script or style", path, csp)
+		}
+		if resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no nosniff", path)
+		}
+		for _, ref := range []string{"http://", "https://", "//cdn", "@import"} {
+			if strings.Contains(body, ref) {
+				t.Errorf("%s refers to %q: the page must work offline", path, ref)
+			}
+		}
+		for _, store := range []string{"localStorage", "sessionStorage", "document.cookie"} {
+			if strings.Contains(body, store) {
+				t.Errorf("%s uses %s: the admin token must stay in the page's memory", path, store)
+			}
+		}
+	}
+	if resp, _ := get("/fleet/../healthz"); resp.StatusCode == http.StatusOK && resp.Header.Get("Content-Security-Policy") != "" {
+		t.Fatal("a path out of the page's directory was served as an asset")
+	}
+	req, _ := http.NewRequest(http.MethodPost, f.srv.URL+"/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST /: %d", resp.StatusCode)
+	}
+	// Any other path is the API's: its JSON 404, not the page.
+	if resp, body := get("/no-such-page"); resp.StatusCode != http.StatusNotFound || !strings.Contains(body, `"error"`) {
+		t.Fatalf("/no-such-page: %d %s", resp.StatusCode, body)
 	}
 }

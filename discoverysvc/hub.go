@@ -2,10 +2,15 @@ package discoverysvc
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Hub turns the registry snapshots of one watch into the events of
+// Hub turns the updates of one registry watch into the events of
 // GET /v1/events and fans them out to every subscriber. Each change is
 // encoded once and the same bytes go to every subscriber, so a subscriber
 // costs a channel and a connection, not a copy of the fleet.
@@ -14,16 +19,26 @@ import (
 // client must not hold back the others, and a dropped EventSource reconnects
 // with Last-Event-ID and resumes from the hub's history.
 type Hub struct {
-	buffer     int
-	maxHistory int
-	metrics    *Metrics
+	buffer      int
+	maxHistory  int
+	metrics     *Metrics
+	prefix      string
+	drainPrefix string
+	edgesPrefix string
 
-	ready     chan struct{} // closed at the first publish
+	ready     chan struct{} // closed at the first update
 	readyOnce sync.Once
 
 	mu     sync.Mutex
 	closed bool
 	state  *Snapshot
+	// drains are the operator drains by server id; activity is the last
+	// report of each live edge, by edge id.
+	drains   map[string]Drain
+	activity map[string]Activity
+	// pinned is each server's pinned traffic as last sent, by server id;
+	// a server with no traffic and no drain has none.
+	pinned map[string]PinnedActivity
 	subs   map[*subscription]struct{}
 	// history holds the last batches, oldest first; it has every batch
 	// after revision historyFrom, so a client that saw historyFrom or
@@ -33,6 +48,32 @@ type Hub struct {
 	// full caches the encoding of the current full state, so a thousand
 	// clients connecting at once encode the fleet once.
 	full []byte
+}
+
+// PinnedActivity is a server's pinned traffic as the live edges report it,
+// the data of an "activity" event.
+type PinnedActivity struct {
+	// PinnedLastMinute sums the pinned requests the edges proxied to the
+	// server in the last minute.
+	PinnedLastMinute uint64 `json:"pinned_last_minute"`
+	// LastPinned is the latest pinned request any edge saw, nil when none
+	// remembers one.
+	LastPinned *time.Time `json:"last_pinned"`
+	// Edges is how many edges report traffic to the server.
+	Edges int `json:"edges"`
+	// Drained is true when the server is draining and judged drained with
+	// the default quiet period.
+	Drained bool `json:"drained"`
+}
+
+func (p PinnedActivity) equal(q PinnedActivity) bool {
+	if (p.LastPinned == nil) != (q.LastPinned == nil) {
+		return false
+	}
+	if p.LastPinned != nil && !p.LastPinned.Equal(*q.LastPinned) {
+		return false
+	}
+	return p.PinnedLastMinute == q.PinnedLastMinute && p.Edges == q.Edges && p.Drained == q.Drained
 }
 
 // eventBatch is the events of one revision, encoded. Read only once made.
@@ -59,27 +100,34 @@ const (
 	DefaultEventHistory = 1024
 )
 
-func newHub(buffer, history int, m *Metrics) *Hub {
+func newHub(prefix string, buffer, history int, m *Metrics) *Hub {
 	if buffer <= 0 {
 		buffer = DefaultSubscriberBuffer
 	}
 	if history <= 0 {
 		history = DefaultEventHistory
 	}
+	prefix = NormalizePrefix(prefix)
 	return &Hub{
-		buffer:     buffer,
-		maxHistory: history,
-		metrics:    m,
-		ready:      make(chan struct{}),
-		state:      EmptySnapshot(),
-		subs:       map[*subscription]struct{}{},
+		buffer:      buffer,
+		maxHistory:  history,
+		metrics:     m,
+		prefix:      prefix,
+		drainPrefix: DrainPrefix(prefix),
+		edgesPrefix: EdgesPrefix(prefix),
+		ready:       make(chan struct{}),
+		state:       EmptySnapshot(),
+		drains:      map[string]Drain{},
+		activity:    map[string]Activity{},
+		pinned:      map[string]PinnedActivity{},
+		subs:        map[*subscription]struct{}{},
 	}
 }
 
 // Ready is closed once the hub has the registry's state.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-// State is the last snapshot published.
+// State is the last snapshot the hub took.
 func (h *Hub) State() *Snapshot {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -93,15 +141,68 @@ func (h *Hub) Subscribers() int {
 	return len(h.subs)
 }
 
-// publish takes the watcher's new snapshot, turns what changed into one
-// batch and offers it to every subscriber. It runs on the watcher's
-// goroutine and never blocks on a subscriber.
-func (h *Hub) publish(next *Snapshot) {
+// update takes one list or watch response of the fleet's watcher, turns
+// what changed into one batch and offers it to every subscriber. It runs on
+// the watcher's goroutine and never blocks on a subscriber.
+func (h *Hub) update(u WatchUpdate) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	prev := h.state
-	h.state = next
+	h.state = u.Snapshot
 	h.full = nil
+	touched := map[string]bool{} // servers whose pinned activity may differ now
+
+	var drainEvents []byte
+	rev := u.Snapshot.Revision
+	if u.Listed {
+		drains, activity := map[string]Drain{}, map[string]Activity{}
+		for _, ev := range u.Others {
+			h.applyOther(ev, drains, activity, nil)
+		}
+		for id, d := range drains {
+			if old, ok := h.drains[id]; !ok || old != d {
+				drainEvents = appendEvent(drainEvents, EventDrainStarted, drainEvent{Revision: rev, Drain: d})
+				touched[id] = true
+			}
+		}
+		for id := range h.drains {
+			if _, ok := drains[id]; !ok {
+				drainEvents = appendEvent(drainEvents, EventDrainEnded, drainEndedEvent{Revision: rev, ID: id})
+				touched[id] = true
+			}
+		}
+		for edge, a := range h.activity {
+			if b, ok := activity[edge]; !ok || !maps.Equal(a.Servers, b.Servers) {
+				touchServers(touched, a)
+			}
+		}
+		for _, a := range activity {
+			touchServers(touched, a)
+		}
+		h.drains, h.activity = drains, activity
+	} else {
+		for _, ev := range u.Others {
+			before, had := h.drains[idFromKey(h.drainPrefix, string(ev.Kv.Key))]
+			id := h.applyOther(ev, h.drains, h.activity, touched)
+			if id == "" {
+				continue
+			}
+			now, has := h.drains[id]
+			switch {
+			case has && (!had || now != before):
+				drainEvents = appendEvent(drainEvents, EventDrainStarted, drainEvent{Revision: rev, Drain: now})
+			case had && !has:
+				drainEvents = appendEvent(drainEvents, EventDrainEnded, drainEndedEvent{Revision: rev, ID: id})
+			}
+			touched[id] = true
+		}
+	}
+	changes := u.Snapshot.Diff(prev)
+	for _, c := range changes {
+		touched[c.ID] = true
+	}
+	activityEvents := h.refreshPinnedLocked(nil, rev, touched, time.Now())
+
 	first := false
 	h.readyOnce.Do(func() {
 		first = true
@@ -110,21 +211,141 @@ func (h *Hub) publish(next *Snapshot) {
 	if first {
 		// The first list is the initial state, which every subscriber
 		// gets in full; history starts after it.
-		h.historyFrom = next.Revision
+		h.historyFrom = rev
 		return
 	}
-	changes := next.Diff(prev)
-	if len(changes) == 0 {
-		return // a rewrite of the same values: nothing to tell
+	wire := appendServerChanges(nil, rev, changes)
+	wire = append(wire, drainEvents...)
+	wire = append(wire, activityEvents...)
+	if len(wire) == 0 {
+		return // a lease renewal, a rewrite of the same values: nothing to tell
 	}
-	b := &eventBatch{rev: next.Revision}
-	b.wire = appendID(appendServerChanges(nil, b.rev, changes), b.rev)
-	if len(h.history) == h.maxHistory {
-		h.historyFrom = h.history[0].rev
-		h.history[0] = nil
-		h.history = h.history[1:]
+	h.sendLocked(&eventBatch{rev: rev, wire: appendID(wire, rev)}, true)
+}
+
+// applyOther applies one drain or edge event to drains and activity. It
+// returns the server id of a drain event, "" for anything else; the
+// servers an edge reports about, before and after, go into touched. A
+// malformed value counts as no value: its drain does not drain, its edge
+// does not report.
+func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]Drain, activity map[string]Activity, touched map[string]bool) string {
+	key := string(ev.Kv.Key)
+	if id := idFromKey(h.drainPrefix, key); id != "" {
+		delete(drains, id)
+		if ev.Type == clientv3.EventTypePut {
+			if d, err := DecodeDrain(h.drainPrefix, ev.Kv.Key, ev.Kv.Value); err == nil {
+				drains[id] = d
+			}
+		}
+		return id
 	}
-	h.history = append(h.history, b)
+	if edge := idFromKey(h.edgesPrefix, key); edge != "" {
+		if touched != nil {
+			touchServers(touched, activity[edge])
+		}
+		delete(activity, edge)
+		if ev.Type == clientv3.EventTypePut {
+			if a, err := DecodeActivity(h.edgesPrefix, ev.Kv.Key, ev.Kv.Value); err == nil {
+				activity[edge] = a
+				if touched != nil {
+					touchServers(touched, a)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+func touchServers(touched map[string]bool, a Activity) {
+	for id := range a.Servers {
+		touched[id] = true
+	}
+}
+
+// refreshPinnedLocked recomputes the pinned activity of the touched
+// servers at now and appends an "activity" event for each that changed.
+func (h *Hub) refreshPinnedLocked(buf []byte, rev int64, touched map[string]bool, now time.Time) []byte {
+	ids := slices.Sorted(maps.Keys(touched))
+	for _, id := range ids {
+		p, ok := h.pinnedOfLocked(id, now)
+		old, had := h.pinned[id]
+		switch {
+		case ok && had && p.equal(old):
+			continue
+		case ok:
+			h.pinned[id] = p
+		case had:
+			delete(h.pinned, id)
+		default:
+			continue
+		}
+		buf = appendEvent(buf, EventActivity, activityEvent{Revision: rev, ID: id, PinnedActivity: p})
+	}
+	return buf
+}
+
+// pinnedOfLocked judges server id's pinned traffic from every edge's last
+// report; ok is false for a server with neither traffic nor a drain.
+func (h *Hub) pinnedOfLocked(id string, now time.Time) (PinnedActivity, bool) {
+	var reports []ServerReport
+	seen := 0
+	for _, a := range h.activity {
+		s, ok := a.Servers[id]
+		if ok {
+			seen++
+		}
+		reports = append(reports, ServerReport{Edge: a.Edge, Seen: ok, Server: s})
+	}
+	var drain *Drain
+	if d, ok := h.drains[id]; ok {
+		drain = &d
+	}
+	var srv *Server
+	if e := h.state.Server(id); e != nil {
+		r := e.record()
+		srv = &r
+	}
+	if seen == 0 && drain == nil && (srv == nil || !srv.Draining) {
+		return PinnedActivity{}, false
+	}
+	st := JudgeDrain(id, drain, srv, reports, DefaultQuiet, now)
+	return PinnedActivity{PinnedLastMinute: st.PinnedLastMinute, LastPinned: st.LastPinned, Edges: seen, Drained: st.Drained}, true
+}
+
+// tick re-judges the draining servers: a server becomes drained with the
+// passing of time, without any write to etcd.
+func (h *Hub) tick(now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	touched := map[string]bool{}
+	for id := range h.drains {
+		touched[id] = true
+	}
+	for id, p := range h.pinned {
+		if e := h.state.Server(id); e != nil && e.Draining && !p.Drained {
+			touched[id] = true
+		}
+	}
+	wire := h.refreshPinnedLocked(nil, h.state.Revision, touched, now)
+	if len(wire) == 0 {
+		return
+	}
+	h.full = nil
+	// No id and no place in the history: the revision did not change, and
+	// a client resuming gets every drained server anew (see subscribe).
+	h.sendLocked(&eventBatch{rev: h.state.Revision, wire: wire}, false)
+}
+
+// sendLocked offers b to every subscriber, dropping those that are full.
+func (h *Hub) sendLocked(b *eventBatch, remember bool) {
+	if remember {
+		if len(h.history) == h.maxHistory {
+			h.historyFrom = h.history[0].rev
+			h.history[0] = nil
+			h.history = h.history[1:]
+		}
+		h.history = append(h.history, b)
+	}
 	for s := range h.subs {
 		select {
 		case s.ch <- b:
@@ -158,6 +379,17 @@ func (h *Hub) subscribe(last int64, resume bool) (*subscription, [][]byte) {
 				initial = append(initial, b.wire)
 			}
 		}
+		// Becoming drained is no revision of its own, so the history
+		// lacks it: say it again.
+		var drained []byte
+		for _, id := range slices.Sorted(maps.Keys(h.pinned)) {
+			if p := h.pinned[id]; p.Drained {
+				drained = appendEvent(drained, EventActivity, activityEvent{Revision: h.state.Revision, ID: id, PinnedActivity: p})
+			}
+		}
+		if len(drained) > 0 {
+			initial = append(initial, drained)
+		}
 		return s, initial
 	}
 	if h.full == nil {
@@ -166,16 +398,34 @@ func (h *Hub) subscribe(last int64, resume bool) (*subscription, [][]byte) {
 	return s, [][]byte{h.full}
 }
 
-// encodeFullLocked encodes the current state as a reset, one event per
-// server, and synced.
+// encodeFullLocked encodes the current state: a reset, one event per
+// server, drain and server with pinned activity, and synced.
 func (h *Hub) encodeFullLocked() []byte {
 	rev := h.state.Revision
 	buf := appendEvent(make([]byte, 0, 64+h.state.Len()*160), EventReset, revisionEvent{Revision: rev})
 	for _, e := range h.state.Servers() {
 		buf = appendEvent(buf, EventServerAdded, serverEvent{Revision: rev, Server: e.Server})
 	}
+	for _, id := range slices.Sorted(maps.Keys(h.drains)) {
+		buf = appendEvent(buf, EventDrainStarted, drainEvent{Revision: rev, Drain: h.drains[id]})
+	}
+	for _, id := range slices.Sorted(maps.Keys(h.pinned)) {
+		buf = appendEvent(buf, EventActivity, activityEvent{Revision: rev, ID: id, PinnedActivity: h.pinned[id]})
+	}
 	buf = appendEvent(buf, EventSynced, revisionEvent{Revision: rev})
 	return appendID(buf, rev)
+}
+
+// fleetView is what the metrics read at scrape time.
+type fleetView struct {
+	state  *Snapshot
+	pinned map[string]PinnedActivity
+}
+
+func (h *Hub) view() fleetView {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return fleetView{state: h.state, pinned: maps.Clone(h.pinned)}
 }
 
 // close ends every subscription, now and to come: the service is

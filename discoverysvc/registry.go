@@ -8,10 +8,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // Lease TTL bounds of a registration.
@@ -56,6 +58,11 @@ type Registry struct {
 
 	renewer leaseRenewer
 
+	// heads is the watch-fed copy of the server keys that Run keeps; empty
+	// (and unused) when Run is not called.
+	heads *heads
+	// reads counts heartbeats that read etcd, for tests.
+	reads atomic.Int64
 	// observe, when set, is told the outcome of every heartbeat that
 	// succeeded (for metrics). Set before the registry is used.
 	observe func(HeartbeatResult)
@@ -82,7 +89,24 @@ func NewRegistry(c *clientv3.Client, prefix string) *Registry {
 		serversPrefix: ServersPrefix(prefix),
 		granted:       map[int64]int64{},
 		renewer:       leaseRenewer{client: c},
+		heads:         newHeads(),
 	}
+}
+
+// Run keeps a watch-fed copy of the registered servers until ctx is done,
+// so that a heartbeat which changes nothing costs a lease renewal and no
+// etcd read. It is optional and changes no answer: a heartbeat the copy
+// cannot vouch for (not listed yet, behind the renewal's revision) reads
+// etcd as before. A Fleet given this registry keeps the copy with its own
+// watch; Run then only waits for ctx. A nil logger logs nothing.
+func (r *Registry) Run(ctx context.Context, logger *zap.Logger) {
+	if !r.heads.claim() {
+		<-ctx.Done()
+		return
+	}
+	w := NewWatcher(WatcherConfig{Client: r.client, Prefix: r.prefix, Logger: logger})
+	w.heads, w.headsOnly = r.heads, true
+	w.Run(ctx)
 }
 
 // observeHeartbeats makes f hear of every successful heartbeat. Call it
@@ -120,7 +144,8 @@ func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration)
 		return HeartbeatResult{}, err
 	}
 	for attempt := range maxHeartbeatAttempts {
-		res, raced, err := r.heartbeatOnce(ctx, srv, secs)
+		// After a lost race the copy is behind by definition: read.
+		res, raced, err := r.heartbeatOnce(ctx, srv, secs, attempt == 0)
 		if err != nil {
 			return HeartbeatResult{}, fmt.Errorf("heartbeat %q: %w", srv.ID, err)
 		}
@@ -140,9 +165,37 @@ func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration)
 }
 
 // heartbeatOnce does one read-decide-write round; raced reports that the key
-// changed under it and the round must be redone.
-func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64) (res HeartbeatResult, raced bool, err error) {
+// changed under it and the round must be redone. With useCopy the decision
+// may come from the watch-fed copy instead of an etcd read (see heads).
+func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64, useCopy bool) (res HeartbeatResult, raced bool, err error) {
 	key := ServerKey(r.prefix, srv.ID)
+	// renewed is a lease this round renewed already, so that the read path
+	// does not renew it twice.
+	var renewed clientv3.LeaseID
+	var renewedTTL int64
+	if useCopy {
+		if hd, through, ok := r.heads.get(srv.ID); ok && hd.valid && hd.lease != clientv3.NoLease {
+			rn, err := r.renewer.renew(ctx, hd.lease)
+			switch {
+			case errors.Is(err, rpctypes.ErrLeaseNotFound):
+				// The copy is behind, or the lease just expired: read.
+			case err != nil:
+				return res, false, fmt.Errorf("renew lease: %w", err)
+			case rn.Revision != 0 && rn.Revision <= through:
+				// Nothing changed between the copy and the renewal.
+				if rn.TTL != r.grantedTTL(secs) {
+					return r.replaceLease(ctx, key, srv, secs, hd.modRev, hd.lease)
+				}
+				if !needsWrite(hd.srv, srv) {
+					return HeartbeatResult{Server: hd.srv}, false, nil
+				}
+				return r.write(ctx, key, srv, secs, hd.modRev, hd.lease)
+			default:
+				renewed, renewedTTL = hd.lease, rn.TTL
+			}
+		}
+	}
+	r.reads.Add(1)
 	get, err := r.client.Get(ctx, key)
 	if err != nil {
 		return res, false, fmt.Errorf("read: %w", err)
@@ -153,7 +206,12 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64) (r
 	kv := get.Kvs[0]
 	lease := clientv3.LeaseID(kv.Lease)
 	if lease != clientv3.NoLease {
-		ttl, err := r.renewer.renew(ctx, lease)
+		ttl, err := renewedTTL, error(nil)
+		if lease != renewed {
+			var rn renewal
+			rn, err = r.renewer.renew(ctx, lease)
+			ttl = rn.TTL
+		}
 		switch {
 		case errors.Is(err, rpctypes.ErrLeaseNotFound):
 			lease = clientv3.NoLease // expired under us; the key goes with it

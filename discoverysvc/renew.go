@@ -59,29 +59,30 @@ const stuckAfter = time.Second
 // nothing at all coming back: a half-dead connection is not reused.
 var errRenewStreamStuck = errors.New("lease keep-alive stream answered nothing before the deadline")
 
-// renew renews lease id once and returns the TTL etcd granted, or
-// rpctypes.ErrLeaseNotFound when the lease is gone. Like KeepAliveOnce, it
+// renew renews lease id once and returns the TTL etcd granted and the store
+// revision the answering member was at, or rpctypes.ErrLeaseNotFound when
+// the lease is gone. Like KeepAliveOnce, it
 // retries on a new stream until ctx ends when a stream breaks, and returns
 // any other error at once.
-func (l *leaseRenewer) renew(ctx context.Context, id clientv3.LeaseID) (int64, error) {
+func (l *leaseRenewer) renew(ctx context.Context, id clientv3.LeaseID) (renewal, error) {
 	slot := &l.slots[renewSlotOf(id)]
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return renewal{}, err
 		}
 		s, err := slot.stream(ctx, l)
 		if err != nil {
-			return 0, err
+			return renewal{}, err
 		}
-		ttl, err := s.renew(ctx, id)
+		r, err := s.renew(ctx, id)
 		if err == nil || ctx.Err() != nil || !retryable(err) {
-			return ttl, rpctypes.Error(err)
+			return r, rpctypes.Error(err)
 		}
 		// The stream broke (etcd restarted, lost its leader, expired our
 		// auth token): a short pause, so that a member refusing every
 		// stream is not hammered, then a new stream.
 		if !sleep(ctx, jitter(time.Duration(min(attempt+1, 10))*20*time.Millisecond)) {
-			return 0, fmt.Errorf("%w (last stream error: %w)", ctx.Err(), err)
+			return renewal{}, fmt.Errorf("%w (last stream error: %w)", ctx.Err(), err)
 		}
 	}
 }
@@ -165,8 +166,8 @@ type renewStream struct {
 	sending chan struct{}
 
 	mu      sync.Mutex
-	waiting map[int64][]chan int64 // by lease: FIFO of TTL channels, closed on failure
-	err     error                  // why the stream ended; nil while it is live
+	waiting map[int64][]chan renewal // by lease: FIFO of answer channels, closed on failure
+	err     error                    // why the stream ended; nil while it is live
 }
 
 // openRenewStream opens a stream that lives as long as the client, giving
@@ -189,7 +190,7 @@ func openRenewStream(ctx context.Context, client *clientv3.Client) (*renewStream
 		stream:  st,
 		cancel:  cancel,
 		sending: make(chan struct{}, 1),
-		waiting: map[int64][]chan int64{},
+		waiting: map[int64][]chan renewal{},
 	}
 	go s.receive()
 	return s, nil
@@ -201,14 +202,23 @@ func (s *renewStream) alive() bool {
 	return s.err == nil
 }
 
+// renewal is etcd's answer to one keep-alive.
+type renewal struct {
+	// TTL is the lease's TTL in seconds; 0 or less when the lease is gone.
+	TTL int64
+	// Revision is the store revision of the member that answered, when it
+	// answered: no key changed between it and the renewal.
+	Revision int64
+}
+
 // renew sends one keep-alive for id and waits for its answer.
-func (s *renewStream) renew(ctx context.Context, id clientv3.LeaseID) (int64, error) {
+func (s *renewStream) renew(ctx context.Context, id clientv3.LeaseID) (renewal, error) {
 	select {
 	case s.sending <- struct{}{}:
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return renewal{}, ctx.Err()
 	}
-	ch := make(chan int64, 1)
+	ch := make(chan renewal, 1)
 	s.mu.Lock()
 	err := s.err
 	if err == nil {
@@ -217,7 +227,7 @@ func (s *renewStream) renew(ctx context.Context, id clientv3.LeaseID) (int64, er
 	if err != nil {
 		s.mu.Unlock()
 		<-s.sending
-		return 0, err
+		return renewal{}, err
 	}
 	s.waiting[int64(id)] = append(s.waiting[int64(id)], ch)
 	s.mu.Unlock()
@@ -239,14 +249,14 @@ func (s *renewStream) renew(ctx context.Context, id clientv3.LeaseID) (int64, er
 		s.fail(fmt.Errorf("send lease keep-alive: %w", err))
 	}
 	select {
-	case ttl, ok := <-ch:
+	case r, ok := <-ch:
 		if !ok {
-			return 0, s.failure()
+			return renewal{}, s.failure()
 		}
-		if ttl <= 0 {
-			return 0, rpctypes.ErrLeaseNotFound
+		if r.TTL <= 0 {
+			return renewal{}, rpctypes.ErrLeaseNotFound
 		}
-		return ttl, nil
+		return r, nil
 	case <-ctx.Done():
 		// A caller that went away (Canceled) says nothing about the
 		// stream; a deadline after a long wait with no answer at all on
@@ -254,7 +264,7 @@ func (s *renewStream) renew(ctx context.Context, id clientv3.LeaseID) (int64, er
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) && s.received.Load() == before && time.Since(sentAt) >= stuckAfter {
 			s.fail(errRenewStreamStuck)
 		}
-		return 0, ctx.Err()
+		return renewal{}, ctx.Err()
 	}
 }
 
@@ -270,7 +280,11 @@ func (s *renewStream) receive() {
 		s.received.Add(1)
 		s.mu.Lock()
 		if q := s.waiting[resp.ID]; len(q) > 0 {
-			q[0] <- resp.TTL
+			r := renewal{TTL: resp.TTL}
+			if resp.Header != nil {
+				r.Revision = resp.Header.Revision
+			}
+			q[0] <- r
 			if len(q) == 1 {
 				delete(s.waiting, resp.ID)
 			} else {

@@ -74,14 +74,14 @@ func TestLeaseRenewerConcurrentRenewalsShareStreams(t *testing.T) {
 			wg.Add(3)
 			go func() {
 				defer wg.Done()
-				if ttl, err := l.renew(testContext(t), short[i]); err != nil || ttl != 5 {
-					errs <- errors.Join(errors.New("short lease"), err, errTTL(ttl, 5))
+				if r, err := l.renew(testContext(t), short[i]); err != nil || r.TTL != 5 {
+					errs <- errors.Join(errors.New("short lease"), err, errTTL(r.TTL, 5))
 				}
 			}()
 			go func() {
 				defer wg.Done()
-				if ttl, err := l.renew(testContext(t), long[i]); err != nil || ttl != 60 {
-					errs <- errors.Join(errors.New("long lease"), err, errTTL(ttl, 60))
+				if r, err := l.renew(testContext(t), long[i]); err != nil || r.TTL != 60 {
+					errs <- errors.Join(errors.New("long lease"), err, errTTL(r.TTL, 60))
 				}
 			}()
 			go func() {
@@ -154,8 +154,8 @@ func TestLeaseRenewerCancelledCallerKeepsStream(t *testing.T) {
 	if _, err := l.renew(ctx, id); !errors.Is(err, context.Canceled) {
 		t.Fatalf("renew with a cancelled context: %v, want context.Canceled", err)
 	}
-	if ttl, err := l.renew(testContext(t), id); err != nil || ttl != 30 {
-		t.Fatalf("renew after a cancelled caller: ttl %d err %v", ttl, err)
+	if r, err := l.renew(testContext(t), id); err != nil || r.TTL != 30 {
+		t.Fatalf("renew after a cancelled caller: ttl %d err %v", r.TTL, err)
 	}
 	if slot.cur != s || !s.alive() {
 		t.Error("a cancelled caller closed the shared stream")
@@ -183,12 +183,12 @@ func TestLeaseRenewerSurvivesEtcdRestart(t *testing.T) {
 	poll.Until(t, 30*time.Second, "renewal after etcd restart", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		ttl, err := l.renew(ctx, id)
+		r, err := l.renew(ctx, id)
 		if err != nil {
 			return err
 		}
-		if ttl != 60 {
-			return errTTL(ttl, 60)
+		if r.TTL != 60 {
+			return errTTL(r.TTL, 60)
 		}
 		return nil
 	})

@@ -79,10 +79,11 @@ func (s Server) Validate() error {
 	return nil
 }
 
-// ValidateURL checks a server's public URL: absolute http or https, a host,
-// and nothing after the authority but an optional path. Userinfo, query and
-// fragment are refused because the edge dials the host and must never carry
-// credentials or client-controlled parts along.
+// ValidateURL checks a server's public URL: absolute http or https, a host
+// that may be dialled (see checkHost), and nothing after the authority but
+// an optional path. Userinfo, query and fragment are refused because the
+// edge dials the host and must never carry credentials or client-controlled
+// parts along.
 func ValidateURL(raw string) error {
 	if raw == "" {
 		return errors.New("must not be empty")
@@ -99,6 +100,9 @@ func ValidateURL(raw string) error {
 	}
 	if u.Host == "" || u.Hostname() == "" {
 		return errors.New("must have a host")
+	}
+	if err := checkHost(u.Hostname()); err != nil {
+		return err
 	}
 	if u.User != nil {
 		return errors.New("must not contain user info")

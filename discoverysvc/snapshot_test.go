@@ -220,8 +220,11 @@ func TestSnapshotBuildSkipsInvalidAndOrders(t *testing.T) {
 }
 
 // fleet10k is 10,000 servers over 20 regions, a tenth of them draining.
-func fleet10k() []Server {
-	servers := make([]Server, 10000)
+func fleet10k() []Server { return fleetOf(10000) }
+
+// fleetOf is n servers in 20 regions, one in ten draining.
+func fleetOf(n int) []Server {
+	servers := make([]Server, n)
 	r := rand.New(rand.NewPCG(10, 0))
 	for i := range servers {
 		servers[i] = Server{
@@ -237,8 +240,13 @@ func fleet10k() []Server {
 
 // BenchmarkSnapshotApply10k is the cost of one watch event (a load change)
 // at a fleet of 10,000 servers.
-func BenchmarkSnapshotApply10k(b *testing.B) {
-	servers := fleet10k()
+func BenchmarkSnapshotApply10k(b *testing.B) { benchmarkSnapshotApply(b, fleet10k()) }
+
+// BenchmarkSnapshotApply100k is BenchmarkSnapshotApply10k at 100,000
+// servers, for the registry's scale estimate.
+func BenchmarkSnapshotApply100k(b *testing.B) { benchmarkSnapshotApply(b, fleetOf(100000)) }
+
+func benchmarkSnapshotApply(b *testing.B, servers []Server) {
 	snap := BuildSnapshot(1, servers, nil)
 	r := rand.New(rand.NewPCG(11, 0))
 	changes := make([]Change, 1024)
@@ -256,8 +264,12 @@ func BenchmarkSnapshotApply10k(b *testing.B) {
 
 // BenchmarkBuildSnapshot10k is the cost of a full list of 10,000 servers
 // (first sync, or a re-list after compaction).
-func BenchmarkBuildSnapshot10k(b *testing.B) {
-	servers := fleet10k()
+func BenchmarkBuildSnapshot10k(b *testing.B) { benchmarkBuildSnapshot(b, fleet10k()) }
+
+// BenchmarkBuildSnapshot100k is a full list of 100,000 servers.
+func BenchmarkBuildSnapshot100k(b *testing.B) { benchmarkBuildSnapshot(b, fleetOf(100000)) }
+
+func benchmarkBuildSnapshot(b *testing.B, servers []Server) {
 	b.ReportAllocs()
 	for b.Loop() {
 		BuildSnapshot(1, servers, nil)

@@ -26,6 +26,12 @@ type WatcherConfig struct {
 	// OnUpdate is called on the watcher goroutine after each snapshot swap,
 	// e.g. to update metrics. It must not block. Optional.
 	OnUpdate func(*Snapshot)
+	// OnWatch is called on the watcher goroutine after every list and every
+	// watch response, even one that changed no server, with the snapshot
+	// and the operator drains' and edges' keys (see WatchUpdate). Setting it
+	// makes each list read the edges' activity too, which the edge itself
+	// never needs. It must not block. Optional.
+	OnWatch func(WatchUpdate)
 	// MinBackoff is the first delay before listing again after a failure.
 	// Default: 100ms.
 	MinBackoff time.Duration
@@ -41,6 +47,22 @@ type WatcherConfig struct {
 	// would otherwise retry a dead connection without telling anyone), so
 	// the outage is logged and the registry listed again. Default: 5s.
 	ProgressInterval time.Duration
+}
+
+// WatchUpdate is what one list or one watch response brought, for
+// WatcherConfig.OnWatch.
+type WatchUpdate struct {
+	// Snapshot is the snapshot after the update.
+	Snapshot *Snapshot
+	// Revision is the list's revision, or the latest of the response's
+	// events.
+	Revision int64
+	// Listed is true after a list: Others then holds every drain and edge
+	// key at Revision, as puts.
+	Listed bool
+	// Others are the events on keys that are not servers: operator drains
+	// and the edges' activity.
+	Others []*clientv3.Event
 }
 
 // Watcher keeps an immutable Snapshot of the registry up to date: it lists
@@ -66,6 +88,13 @@ type Watcher struct {
 	// unreachable is set from the first failure of an outage until the
 	// next successful list, so an outage is logged once. Run goroutine only.
 	unreachable bool
+
+	// heads, when set, is kept as a copy of the server keys with their
+	// revisions and leases (the discovery service's, for its heartbeats).
+	// With headsOnly no snapshot is built: the discovery service routes
+	// nothing.
+	heads     *heads
+	headsOnly bool
 
 	// malformed remembers the mod revision of each malformed value already
 	// logged, so a bad key is logged once, not on every re-list. Only the
@@ -188,14 +217,26 @@ func (w *Watcher) outage(err error) {
 func (w *Watcher) list(ctx context.Context) (int64, error) {
 	lctx, cancel := context.WithTimeout(ctx, w.cfg.ListTimeout)
 	defer cancel()
-	resp, err := w.cfg.Client.Txn(lctx).Then(
+	ops := []clientv3.Op{
 		clientv3.OpGet(w.serversPrefix, clientv3.WithPrefix()),
 		clientv3.OpGet(w.drainPrefix, clientv3.WithPrefix()),
-	).Commit()
+	}
+	if w.cfg.OnWatch != nil {
+		ops = append(ops, clientv3.OpGet(EdgesPrefix(w.cfg.Prefix), clientv3.WithPrefix()))
+	}
+	resp, err := w.cfg.Client.Txn(lctx).Then(ops...).Commit()
 	if err != nil {
 		return 0, err
 	}
 	serverKVs := resp.Responses[0].GetResponseRange().Kvs
+	if w.heads != nil {
+		w.heads.reset(w.serversPrefix, resp.Header.Revision, serverKVs)
+		if w.headsOnly {
+			w.lists.Add(1)
+			w.syncOnce.Do(func() { close(w.synced) })
+			return resp.Header.Revision, nil
+		}
+	}
 	servers := make([]Server, 0, len(serverKVs))
 	stillMalformed := make(map[string]int64)
 	var drains map[string]bool
@@ -230,6 +271,15 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 	}
 	w.malformed = stillMalformed
 	w.publish(buildSnapshot(resp.Header.Revision, servers, drains, w.cfg.Attach))
+	if w.cfg.OnWatch != nil {
+		var others []*clientv3.Event
+		for _, r := range resp.Responses[1:] {
+			for _, kv := range r.GetResponseRange().Kvs {
+				others = append(others, &clientv3.Event{Type: clientv3.EventTypePut, Kv: kv})
+			}
+		}
+		w.cfg.OnWatch(WatchUpdate{Snapshot: w.Snapshot(), Revision: resp.Header.Revision, Listed: true, Others: others})
+	}
 	w.lists.Add(1)
 	w.syncOnce.Do(func() { close(w.synced) })
 	return resp.Header.Revision, nil
@@ -268,8 +318,16 @@ func (w *Watcher) watch(ctx context.Context, rev int64) (progressed bool, err er
 			heard = time.Now()
 			if resp.IsProgressNotify() {
 				w.lastUpdate.Store(heard.UnixNano())
+				if w.heads != nil {
+					w.heads.advance(resp.Header.Revision)
+				}
 			} else if len(resp.Events) > 0 {
-				w.apply(rev, resp.Events)
+				if w.heads != nil {
+					w.heads.apply(w.serversPrefix, rev, resp.Events)
+				}
+				if !w.headsOnly {
+					w.apply(rev, resp.Events)
+				}
 			}
 		case <-tick.C:
 			if time.Since(heard) >= 3*w.cfg.ProgressInterval {
@@ -289,6 +347,7 @@ func (w *Watcher) watch(ctx context.Context, rev int64) (progressed bool, err er
 // at or before listed, the revision of the last list, are already in it.
 func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 	changes := make([]Change, 0, len(events))
+	var others []*clientv3.Event
 	var rev int64
 	for _, ev := range events {
 		if ev.Kv.ModRevision <= listed {
@@ -298,11 +357,13 @@ func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 		key := string(ev.Kv.Key)
 		if id := idFromKey(w.drainPrefix, key); id != "" {
 			changes = append(changes, w.drainChange(id, ev))
+			others = append(others, ev)
 			continue
 		}
 		id := idFromKey(w.serversPrefix, key)
 		if id == "" {
-			continue // an edge's activity or a key of no concern
+			others = append(others, ev) // an edge's activity or a key of no concern
+			continue
 		}
 		if ev.Type == clientv3.EventTypeDelete {
 			delete(w.malformed, key)
@@ -321,10 +382,12 @@ func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 		changes = append(changes, Change{ID: id, Server: &srv})
 	}
 	cur := w.Snapshot()
-	if len(changes) == 0 {
-		return
+	if len(changes) > 0 {
+		w.publish(cur.Apply(max(rev, cur.Revision), changes))
 	}
-	w.publish(cur.Apply(max(rev, cur.Revision), changes))
+	if w.cfg.OnWatch != nil && (len(changes) > 0 || len(others) > 0) {
+		w.cfg.OnWatch(WatchUpdate{Snapshot: w.Snapshot(), Revision: max(rev, cur.Revision), Others: others})
+	}
 }
 
 // drainChange turns an event on a drain key into a change. A malformed

@@ -141,9 +141,16 @@ wait_http() {
 rand_secret() { head -c 32 /dev/urandom | base64 | tr -d '\n'; }
 PIN_SECRET=$(rand_secret)      # the edges' pin key, shared by both edges
 APP_KEY=$(rand_secret)         # the demo app's own token key, shared by the backends
+ADMIN_TOKEN=$(rand_secret)     # discovery's admin token; each agent gets its own token from it
+
+# Kept for the operator's own writes (drains, undrains) while the demo runs.
+(umask 077 && printf '%s\n' "$ADMIN_TOKEN" >"$DEMO_DIR/discovery-token")
 
 echo "starting discovery (embedded etcd, data in $DEMO_DIR/etcd)…"
-start discovery discovery "$BIN/discoverysvc" serve --data-dir "$DEMO_DIR/etcd"
+# The demo's servers all listen on 127.0.0.1, which discovery refuses
+# unless told that loopback is fine here.
+start discovery discovery env SESSIONPIN_DISCOVERY_TOKEN="$ADMIN_TOKEN" \
+  "$BIN/discoverysvc" serve --data-dir "$DEMO_DIR/etcd" --allow-loopback
 wait_http "$DISCOVERY/healthz" "discovery"
 
 echo "starting backends…"
@@ -166,7 +173,9 @@ done
 echo "starting agents…"
 for b in "${BACKENDS[@]}"; do
   read -r id region port _ <<<"$b"
-  start agent "agent-$id" "$BIN/discoverysvc" agent \
+  # An agent token writes this server's record and nothing else.
+  agent_token=$(SESSIONPIN_DISCOVERY_TOKEN="$ADMIN_TOKEN" "$BIN/discoverysvc" token "$id")
+  start agent "agent-$id" env SESSIONPIN_DISCOVERY_TOKEN="$agent_token" "$BIN/discoverysvc" agent \
     --id "$id" --region "$region" --url "http://127.0.0.1:$port" \
     --health-url "http://127.0.0.1:$port/healthz" --discovery "$DISCOVERY" --interval 1s
 done
@@ -201,7 +210,8 @@ sessionpin demo is up.
 
   edge eu-west   http://127.0.0.1:8080    (Caddy admin localhost:2019)
   edge us-east   http://127.0.0.1:8081    (Caddy admin localhost:2020)
-  discovery      $DISCOVERY    (embedded etcd 127.0.0.1:2379)
+  discovery      $DISCOVERY    (embedded etcd 127.0.0.1:2379; admin token in $DEMO_DIR/discovery-token)
+  fleet page     $DISCOVERY/   (live: regions, load, drains; paste the admin token to drain from it)
   backends       eu-1 :9001  eu-2 :9002 (eu-west)   us-1 :9003  us-2 :9004 (us-east)
                  admin :9101..:9104, replication delay $REPLICATION_DELAY
   logs           $LOG_DIR/
@@ -216,7 +226,10 @@ Try:
   curl -si localhost:8081/whoami -H "X-Session-Pin: \$PIN"   # the us-east edge honours it
   curl -s -X POST localhost:9101/admin/down   # take eu-1 down (…/admin/up brings it back)
 
+  open $DISCOVERY/                 # the fleet page, live from /v1/events
   open http://127.0.0.1:8080/demo/            # the browser client (examples/web)
+  curl -N localhost:7070/v1/events            # the fleet's changes as Server-Sent Events
+  curl -s localhost:7070/metrics              # discovery's metrics (sessionpin_discovery_*)
   make demo-client                            # the whole walkthrough, in another terminal
 
 Ctrl-C stops everything.

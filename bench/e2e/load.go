@@ -1,160 +1,31 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/sessionpin/sessionpin/bench/internal/rawhttp"
 )
 
-// client is one keep-alive connection of the load generator. It speaks just
-// enough HTTP/1.1 to send a fixed request and skip the response, so that
-// the generator spends far less CPU per request than the proxy under test
-// (net/http's client costs several times more).
+// client is one simulated client: its request and its keep-alive
+// connection.
 type client struct {
-	addr string
 	req  []byte
-	conn net.Conn
-	br   *bufio.Reader
+	conn rawhttp.Conn
 }
 
 // newRequest serialises a GET / with extra header lines.
 func newRequest(addr string, extra []string) []byte {
-	var b bytes.Buffer
-	b.WriteString("GET / HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: sessionpin-bench\r\n")
-	for _, h := range extra {
-		b.WriteString(h + "\r\n")
-	}
-	b.WriteString("\r\n")
-	return b.Bytes()
+	return rawhttp.Request("GET", addr, "/", extra, nil)
 }
 
-func (c *client) dial() error {
-	if c.conn != nil {
-		c.conn.Close()
-	}
-	conn, err := net.Dial("tcp", c.addr)
-	if err != nil {
-		return err
-	}
-	c.conn = conn
-	if c.br == nil {
-		c.br = bufio.NewReaderSize(conn, 16<<10)
-	} else {
-		c.br.Reset(conn)
-	}
-	return nil
-}
+func (c *client) do() (int, error) { return c.conn.Do(c.req) }
 
-func (c *client) close() {
-	if c.conn != nil {
-		c.conn.Close()
-	}
-}
-
-var errMalformed = errors.New("malformed response")
-
-// do sends the request and reads the whole response; it returns the status.
-func (c *client) do() (int, error) {
-	if c.conn == nil {
-		if err := c.dial(); err != nil {
-			return 0, err
-		}
-	}
-	if _, err := c.conn.Write(c.req); err != nil {
-		c.conn.Close()
-		c.conn = nil
-		return 0, err
-	}
-	status, keep, err := c.readResponse()
-	if err != nil || !keep {
-		c.conn.Close()
-		c.conn = nil
-	}
-	return status, err
-}
-
-func (c *client) readResponse() (status int, keepAlive bool, err error) {
-	line, err := c.br.ReadSlice('\n')
-	if err != nil {
-		return 0, false, err
-	}
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.1 ")) {
-		return 0, false, fmt.Errorf("%w: status line %q", errMalformed, line)
-	}
-	status, err = strconv.Atoi(string(line[9:12]))
-	if err != nil {
-		return 0, false, fmt.Errorf("%w: status line %q", errMalformed, line)
-	}
-	length, chunked, keepAlive := -1, false, true
-	for {
-		line, err = c.br.ReadSlice('\n')
-		if err != nil {
-			return status, false, err
-		}
-		if len(line) <= 2 {
-			break
-		}
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			return status, false, fmt.Errorf("%w: header %q", errMalformed, line)
-		}
-		v = bytes.TrimSpace(v)
-		switch {
-		case bytes.EqualFold(k, []byte("Content-Length")):
-			if length, err = strconv.Atoi(string(v)); err != nil {
-				return status, false, fmt.Errorf("%w: content-length %q", errMalformed, v)
-			}
-		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
-			chunked = bytes.EqualFold(v, []byte("chunked"))
-		case bytes.EqualFold(k, []byte("Connection")):
-			keepAlive = !bytes.EqualFold(v, []byte("close"))
-		}
-	}
-	switch {
-	case chunked:
-		err = c.skipChunked()
-	case length >= 0:
-		_, err = c.br.Discard(length)
-	default:
-		return status, false, fmt.Errorf("%w: no length", errMalformed)
-	}
-	return status, keepAlive, err
-}
-
-func (c *client) skipChunked() error {
-	for {
-		line, err := c.br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		hex, _, _ := bytes.Cut(bytes.TrimSpace(line), []byte(";"))
-		n, err := strconv.ParseInt(string(hex), 16, 64)
-		if err != nil {
-			return fmt.Errorf("%w: chunk size %q", errMalformed, line)
-		}
-		if n == 0 {
-			for { // trailers, then the empty line
-				line, err = c.br.ReadSlice('\n')
-				if err != nil {
-					return err
-				}
-				if len(line) <= 2 {
-					return nil
-				}
-			}
-		}
-		if _, err := c.br.Discard(int(n) + 2); err != nil {
-			return err
-		}
-	}
-}
+func (c *client) close() { c.conn.Close() }
 
 // result is what one load run measured.
 type result struct {
@@ -169,7 +40,7 @@ type result struct {
 func newClients(addr string, reqs [][]byte) []*client {
 	cs := make([]*client, len(reqs))
 	for i, req := range reqs {
-		cs[i] = &client{addr: addr, req: req}
+		cs[i] = &client{req: req, conn: rawhttp.Conn{Addr: addr}}
 	}
 	return cs
 }

@@ -243,7 +243,7 @@ func run(ctx context.Context, o options) error {
 	rep := report{
 		machine: machine, caddyVersion: caddyVersion, opts: o, configs: configs,
 		started: started, loadBefore: loadBefore, loadAfter: benchenv.LoadAverage(),
-		command: "go run ./bench/e2e " + strings.Join(os.Args[1:], " "),
+		command: benchenv.CommandLine("go run ./bench/e2e", os.Args[1:]),
 	}
 	text := rep.markdown()
 	fmt.Println(text)

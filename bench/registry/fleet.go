@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -13,16 +11,21 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sessionpin/sessionpin/bench/internal/rawhttp"
 	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
 // fleet is the simulated server fleet: n servers that heartbeat through
 // the discovery HTTP API, as their agents would.
 type fleet struct {
-	api    string // http://host:port of the discovery API
-	client *http.Client
-	n      int
-	ttl    string // the heartbeat's ttl field, whole seconds
+	api string // host:port of the discovery API
+	// conns are idle keep-alive connections to the API. The fleet speaks
+	// minimal HTTP/1.1 (bench/internal/rawhttp) so that the simulated
+	// agents, which run in the discovery benchmark's process, add little
+	// to the CPU it measures.
+	conns chan *rawhttp.Conn
+	n     int
+	ttl   string // the heartbeat's ttl field, whole seconds
 	// load holds each server's reported base load (float64 bits). A
 	// heartbeat reports it with jitter below LoadEpsilon, so it changes
 	// nothing; a deliberate change moves it by much more.
@@ -46,10 +49,10 @@ const regions = 10
 func newFleet(api string, n, conns int, ttl time.Duration) *fleet {
 	f := &fleet{
 		api: api, n: n, load: make([]atomic.Uint64, n), beat: make([]sync.Mutex, n), ttl: strconv.FormatInt(int64(ttl/time.Second), 10),
-		client: &http.Client{
-			Timeout:   30 * time.Second,
-			Transport: &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns},
-		},
+		conns: make(chan *rawhttp.Conn, conns),
+	}
+	for range conns {
+		f.conns <- &rawhttp.Conn{Addr: api, Timeout: 30 * time.Second}
 	}
 	for i := range f.load {
 		f.load[i].Store(math.Float64bits(0.1 + 0.5*float64(i%97)/97))
@@ -71,24 +74,26 @@ func serverURL(i int) string {
 	return fmt.Sprintf("http://10.%d.%d.%d:8080", i>>16&255, i>>8&255, i&255)
 }
 
-// put sends one heartbeat of server i reporting load.
+// put sends one heartbeat of server i reporting load, on one of the
+// fleet's connections (waiting for one to be free, or ctx).
 func (f *fleet) put(ctx context.Context, i int, load float64) error {
 	body := fmt.Sprintf(`{"region":%q,"url":%q,"load":%s,"ttl":%s}`, serverRegion(i), serverURL(i), strconv.FormatFloat(load, 'f', 4, 64), f.ttl)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, f.api+"/v1/servers/"+serverID(i), bytes.NewReader([]byte(body)))
+	req := rawhttp.Request(http.MethodPut, f.api, "/v1/servers/"+serverID(i), []string{"Content-Type: application/json"}, []byte(body))
+	var c *rawhttp.Conn
+	select {
+	case c = <-f.conns:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	status, err := c.Do(req)
+	f.conns <- c
 	if err != nil {
 		return err
 	}
-	resp, err := f.client.Do(req)
-	if err != nil {
-		return err
+	if status != http.StatusOK {
+		return fmt.Errorf("PUT %s: status %d", serverID(i), status)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return fmt.Errorf("PUT %s: %s %s", serverID(i), resp.Status, b)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	return err
+	return nil
 }
 
 // heartbeat renews every server once per interval, spread evenly over the

@@ -30,7 +30,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -51,6 +50,7 @@ type options struct {
 	ttl      time.Duration
 	startup  time.Duration
 	out      string
+	copy     bool
 	profile  string
 }
 
@@ -72,6 +72,7 @@ func main() {
 	flag.DurationVar(&o.ttl, "ttl", 10*time.Second, "lease TTL each heartbeat asks for (the agent's default is 10s)")
 	flag.DurationVar(&o.startup, "startup-timeout", 2*time.Minute, "how long the fleet may take until the edge has every server; past it the run goes on and reports how many it had")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the discovery process (API, etcd, fleet) during the steady phase to this file")
+	flag.BoolVar(&o.copy, "copy", true, "run the discovery registry's watch-fed copy (false: every heartbeat reads etcd, as before the copy)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose registry section is (re)written; empty to only print")
 	flag.Parse()
 	if edgeMode {
@@ -99,7 +100,7 @@ func logf(format string, args ...any) {
 
 func run(ctx context.Context, o options) error {
 	r := &report{opts: o, machine: benchenv.DescribeMachine(), started: time.Now().UTC(), loadBefore: benchenv.LoadAverage(),
-		command: "go run ./bench/registry " + strings.Join(os.Args[1:], " ")}
+		command: benchenv.CommandLine("go run ./bench/registry", os.Args[1:])}
 
 	etcd, err := benchenv.StartEtcd()
 	if err != nil {
@@ -107,11 +108,16 @@ func run(ctx context.Context, o options) error {
 	}
 	defer etcd.Close()
 	reg := discoverysvc.NewRegistry(etcd.Client, prefix)
+	if o.copy {
+		cctx, stopCopy := context.WithCancel(ctx)
+		defer stopCopy()
+		go reg.Run(cctx, nil)
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	api := &http.Server{Handler: discoverysvc.NewAPI(reg, "", nil), ReadHeaderTimeout: 10 * time.Second}
+	api := &http.Server{Handler: discoverysvc.NewAPI(reg, discoverysvc.APIConfig{AllowLoopback: true}), ReadHeaderTimeout: 10 * time.Second}
 	go api.Serve(l)
 	defer api.Close()
 
@@ -138,7 +144,7 @@ func run(ctx context.Context, o options) error {
 	}
 	r.edgeRSSEmpty, _, _ = benchenv.RSS(edge.pid())
 
-	f := newFleet("http://"+l.Addr().String(), o.servers, o.conns, o.ttl)
+	f := newFleet(l.Addr().String(), o.servers, o.conns, o.ttl)
 	logf("starting %d servers heartbeating every %s through the discovery API ...", o.servers, o.interval)
 	rev0, err := etcd.Revision(ctx)
 	if err != nil {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/sessionpin/sessionpin/bench/internal/benchenv"
@@ -35,27 +33,18 @@ type report struct {
 	pinsTime                              time.Duration
 }
 
-func quantile(ds []time.Duration, q float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[int(q*float64(len(s)-1)+0.5)]
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
 
 func mib(b uint64) string { return benchenv.MiB(int64(b)) }
 
 func (r *report) markdown() string {
-	var b strings.Builder
+	var b benchenv.Section
 	o, s := r.opts, r.steady
-	fmt.Fprintf(&b, "## Registry scale (`make bench-registry`)\n\n")
-	fmt.Fprintf(&b, "Run %s: %d servers registered through the discovery HTTP API, each heartbeating every %s with a %s lease (%d connections), steady phase %s, then %d timed load changes, then %d distinct pins.\n\n",
+	b.Printf("## Registry scale (`make bench-registry`)\n\n")
+	b.Printf("Run %s: %d servers registered through the discovery HTTP API, each heartbeating every %s with a %s lease (%d connections), steady phase %s, then %d timed load changes, then %d distinct pins.\n\n",
 		r.started.Format("2006-01-02 15:04 UTC"), o.servers, o.interval, o.ttl, o.conns, s.wall.Round(time.Second), o.changes, o.pins)
-	b.WriteString("| measure | figure | target |\n|---|---:|---|\n")
-	row := func(k, v, t string) { fmt.Fprintf(&b, "| %s | %s | %s |\n", k, v, t) }
+	b.Table("lrl", "measure", "figure", "target")
+	row := func(k, v, t string) { b.Row(k, v, t) }
 	if r.allUp {
 		row("start-up: first heartbeat of every server → all in the edge's snapshot", fmt.Sprintf("%s (%.0f registrations/s, %d etcd writes)", r.registerPropagated.Round(time.Millisecond),
 			float64(o.servers)/r.registerPropagated.Seconds(), r.registerWrites), "")
@@ -73,7 +62,7 @@ func (r *report) markdown() string {
 	row("discovery process CPU (API + embedded etcd + the fleet's HTTP clients)", fmt.Sprintf("%.0f%% of one core, %.0f µs per heartbeat",
 		100*s.discoveryCPU.Seconds()/s.wall.Seconds(), float64(s.discoveryCPU.Microseconds())/max(float64(s.heartbeats), 1)), "")
 	pct := func(ds []time.Duration) string {
-		return fmt.Sprintf("%s / %s / %s", ms(quantile(ds, 0.5)), ms(quantile(ds, 0.99)), ms(quantile(ds, 1)))
+		return fmt.Sprintf("%s / %s / %s", ms(benchenv.Quantile(ds, 0.5)), ms(benchenv.Quantile(ds, 0.99)), ms(benchenv.Quantile(ds, 1)))
 	}
 	g := r.viaRegistry
 	row("propagation registry write (`Registry.Heartbeat`) → edge snapshot, p50 / p99 / max", fmt.Sprintf("%s (%d changes)", pct(g.fromStart), len(g.fromStart)), "p99 ≤ 100 ms")
@@ -90,15 +79,18 @@ func (r *report) markdown() string {
 	row(fmt.Sprintf("growth 100 → %d pins: heap / RSS", o.pins), fmt.Sprintf("%+.1f MiB / %+.1f MiB",
 		(float64(r.memMany.HeapInuse)-float64(r.mem100.HeapInuse))/(1<<20), float64(r.rssMany-r.rss100)/(1<<20)), "≤ 50 MiB")
 	if r.heartbeatErr != "" {
-		fmt.Fprintf(&b, "\nFirst heartbeat failure: `%s`\n", r.heartbeatErr)
+		b.Printf("\nFirst heartbeat failure: `%s`\n", r.heartbeatErr)
 	}
-	b.WriteString("\n### Set-up\n\n")
-	fmt.Fprintf(&b, "- Machine: %d CPUs, %s; %s; %s. 1-minute load average %.2f before, %.2f after.\n",
-		r.machine.CPUs, r.machine.CPUModel, r.machine.Kernel, r.machine.GoVersion, r.loadBefore, r.loadAfter)
-	b.WriteString("- One process runs an embedded single-member etcd, the discovery API (`discoverysvc.NewAPI` over `discoverysvc.NewRegistry`) on loopback, and the fleet: HTTP clients that send each server's `PUT /v1/servers/{id}` (10 regions) on an even schedule, the first of which registers it, reporting its load with jitter of at most ±0.009, below the 0.02 that must be written. etcd writes are the store revision's growth; watch events are counted by a separate watch on the registry prefix.\n")
-	b.WriteString("- The edge is a child process with what a Caddy edge holds: an etcd client, one `discoverysvc.Watcher` with an Attach hook like the edge's (dial address and /closestToMe answer per server), and an HS256 `pin.Keyring` with its default verified-token cache. Its CPU and RSS come from /proc; heap figures follow a forced GC and `debug.FreeOSMemory`.\n")
-	fmt.Fprintf(&b, "- Propagation: for each change the edge is first told what to look for; the time runs from just before the write (an HTTP `PUT` to the API, or a direct `Registry.Heartbeat` in the discovery process) to the `OnUpdate` in which the edge's snapshot first shows the new load. Changes move a server's load by 0.3, one at a time with 5–24 ms pauses, while the fleet keeps heartbeating.\n")
-	fmt.Fprintf(&b, "- Pins: the edge issues a pin for a new client (a distinct token each, to a server of the snapshot), verifies it through the keyring and resolves its server in the snapshot, as a pinned request does; %d pins took %s. Memory is compared after 100 and after %d.\n", o.pins-100, r.pinsTime.Round(time.Millisecond), o.pins)
-	fmt.Fprintf(&b, "\nCommand:\n\n```sh\nmake bench-registry   # = %s\n```\n", r.command)
+	b.Text("\n### Set-up\n\n")
+	b.Machine(r.machine, "", r.loadBefore, r.loadAfter)
+	copyNote := "with its watch-fed copy (`Registry.Run`)"
+	if !o.copy {
+		copyNote = "without its watch-fed copy (`-copy=false`: every heartbeat reads etcd)"
+	}
+	b.Printf("- One process runs an embedded single-member etcd, the discovery API (`discoverysvc.NewAPI` over `discoverysvc.NewRegistry`, %s) on loopback, and the fleet: minimal HTTP/1.1 clients (`bench/internal/rawhttp`, keep-alive) that send each server's `PUT /v1/servers/{id}` (10 regions) on an even schedule, the first of which registers it, reporting its load with jitter of at most ±0.009, below the 0.02 that must be written. etcd writes are the store revision's growth; watch events are counted by a separate watch on the registry prefix.\n", copyNote)
+	b.Text("- The edge is a child process with what a Caddy edge holds: an etcd client, one `discoverysvc.Watcher` with an Attach hook like the edge's (dial address and /closestToMe answer per server), and an HS256 `pin.Keyring` with its default verified-token cache. Its CPU and RSS come from /proc; heap figures follow a forced GC and `debug.FreeOSMemory`.\n")
+	b.Text("- Propagation: for each change the edge is first told what to look for; the time runs from just before the write (an HTTP `PUT` to the API, or a direct `Registry.Heartbeat` in the discovery process) to the `OnUpdate` in which the edge's snapshot first shows the new load. Changes move a server's load by 0.3, one at a time with 5–24 ms pauses, while the fleet keeps heartbeating.\n")
+	b.Printf("- Pins: the edge issues a pin for a new client (a distinct token each, to a server of the snapshot), verifies it through the keyring and resolves its server in the snapshot, as a pinned request does; %d pins took %s. Memory is compared after 100 and after %d.\n", o.pins-100, r.pinsTime.Round(time.Millisecond), o.pins)
+	b.Commands("make bench-registry   # = go run ./bench/registry; this run:", r.command)
 	return b.String()
 }

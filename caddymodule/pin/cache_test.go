@@ -43,7 +43,8 @@ func TestCacheHitsOnlyIdenticalTokens(t *testing.T) {
 func TestCacheEntryNeverOutlivesExp(t *testing.T) {
 	issued := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	clk := newClock(issued)
-	k := mustKeyring(t, KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil, WithClock(clk.now))
+	k := mustKeyring(t, KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil, WithGrace(24*time.Hour))
+	k.now = clk.now
 	tok, _ := k.Issue("eu-1", "eu", issued, time.Hour)
 	if _, err := k.Verify(tok); err != nil {
 		t.Fatal(err)
@@ -55,8 +56,9 @@ func TestCacheEntryNeverOutlivesExp(t *testing.T) {
 	if _, ok := k.cache.get(tok, clk.now()); ok {
 		t.Fatal("cache serves a token at its exp")
 	}
-	// Past exp the token still verifies (the caller applies the grace), but
-	// from scratch, and it is not cached again.
+	// Past exp the token still verifies within the grace (the caller
+	// decides whether it takes it), but from scratch, and it is not cached
+	// again.
 	clk.add(time.Minute)
 	p, err := k.Verify(tok)
 	if err != nil || p.Server != "eu-1" {

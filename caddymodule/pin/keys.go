@@ -25,9 +25,17 @@ const (
 	AlgES256   = "es256"
 )
 
-// MinSecretLen is the shortest HS256 secret accepted: 32 bytes, the size of
+// minSecretLen is the shortest HS256 secret accepted: 32 bytes, the size of
 // the HMAC-SHA256 output, so the key is not the weakest link.
-const MinSecretLen = 32
+const minSecretLen = 32
+
+// CheckSecret refuses an HS256 secret shorter than 32 bytes.
+func CheckSecret(secret string) error {
+	if len(secret) < minSecretLen {
+		return fmt.Errorf("secret must be at least %d bytes, got %d", minSecretLen, len(secret))
+	}
+	return nil
+}
 
 // KeyConfig configures one signing or verification key.
 type KeyConfig struct {
@@ -65,8 +73,8 @@ func loadKey(c KeyConfig, private bool) (key, error) {
 		if c.Secret == "" {
 			return key{}, errors.New("hs256 secret is required")
 		}
-		if len(c.Secret) < MinSecretLen {
-			return key{}, fmt.Errorf("hs256 secret must be at least %d bytes", MinSecretLen)
+		if err := CheckSecret(c.Secret); err != nil {
+			return key{}, fmt.Errorf("hs256 %w", err)
 		}
 		secret := []byte(c.Secret)
 		return key{method: jwt.SigningMethodHS256, verify: secret, sign: secret}, nil

@@ -3,7 +3,6 @@ package pin
 import (
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -13,7 +12,7 @@ import (
 	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
-// Defaults of the token format (SPEC §5).
+// Defaults of the token format.
 const (
 	DefaultIssuer = "sessionpin"
 	DefaultClaim  = "srv"
@@ -61,19 +60,12 @@ type Keyring struct {
 	signer *key // nil on a verify-only edge
 	// keysets is, per JWT alg, the verification keys of that algorithm as a
 	// ready jwt.VerificationKeySet, so that a token is only ever tried
-	// against keys of the algorithm it claims and the key lookup does not
-	// allocate.
+	// against keys of the algorithm it claims.
 	keysets map[string]any
 	parser  *jwt.Parser
-	// fast maps the header segment Issue writes for each configured
-	// algorithm to its keys (fast.go).
-	fast map[string]*fastAlg
-	// layout is how Issue lays out a pin's claims, which Verify reads
-	// without a JSON decoder.
-	layout []claimSpec
-	enc    *encoder // nil on a verify-only edge
-	cache  *cache   // nil when disabled
-	now    func() time.Time
+	cache   *cache // nil when disabled
+	// now is the clock of the cache and of the claim checks.
+	now func() time.Time
 }
 
 // Option tunes a Keyring.
@@ -81,10 +73,11 @@ type Option func(*options)
 
 type options struct {
 	cacheEntries int
-	now          func() time.Time
+	grace        time.Duration
 }
 
-// DefaultCacheEntries is the default size of the verified-token cache.
+// DefaultCacheEntries is the default size of the verified-token cache: the
+// active clients of one edge.
 const DefaultCacheEntries = 16384
 
 // WithCache sets how many verified tokens are remembered (default
@@ -93,10 +86,11 @@ func WithCache(entries int) Option {
 	return func(o *options) { o.cacheEntries = max(entries, 0) }
 }
 
-// WithClock sets the clock the cache uses to drop expired entries; tests
-// use it. Default time.Now.
-func WithClock(now func() time.Time) Option {
-	return func(o *options) { o.now = now }
+// WithGrace lets Verify accept pins expired by less than grace, for the
+// callers that accept them (refresh); the caller decides with Pin.Usable.
+// Default 0: an expired pin is invalid.
+func WithGrace(grace time.Duration) Option {
+	return func(o *options) { o.grace = max(grace, 0) }
 }
 
 // reservedClaims are the claims Issue writes itself; the server claim must
@@ -110,7 +104,7 @@ var reservedClaims = []string{"iss", "iat", "exp", "nbf", RegionClaim}
 // claim naming the server, to "srv". Errors name the option: "key: ...",
 // "verify_key 2: ...", "claim: ...".
 func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts ...Option) (*Keyring, error) {
-	o := options{cacheEntries: DefaultCacheEntries, now: time.Now}
+	o := options{cacheEntries: DefaultCacheEntries}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -128,7 +122,7 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 		// ever match the configured issuer again.
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
-	k := &Keyring{issuer: issuer, claim: claim, now: o.now}
+	k := &Keyring{issuer: issuer, claim: claim, now: time.Now}
 	byAlg := map[string][]jwt.VerificationKey{}
 	var algs []string
 	add := func(kk key) {
@@ -160,16 +154,14 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 	for alg, keys := range byAlg {
 		k.keysets[alg] = jwt.VerificationKeySet{Keys: keys}
 	}
-	k.fast = buildFast(byAlg)
-	k.layout = newLayout(issuer, claim)
-	if k.signer != nil {
-		k.enc = newEncoder(k.signer, k.layout)
-	}
 	k.parser = jwt.NewParser(
 		jwt.WithValidMethods(algs),
-		// Expiry is the caller's decision (refresh accepts expired pins
-		// within a grace), and iss is checked below with the claim.
-		jwt.WithoutClaimsValidation(),
+		jwt.WithIssuer(issuer),
+		jwt.WithExpirationRequired(),
+		// Refresh accepts pins expired within a grace; a not-yet-valid
+		// pin is refused without it (claims.Validate).
+		jwt.WithLeeway(o.grace),
+		jwt.WithTimeFunc(func() time.Time { return k.now() }),
 		// One token, one encoding: no padding, no stray bits.
 		jwt.WithStrictDecoding(),
 	)
@@ -205,12 +197,6 @@ func checkText(s string) error {
 	return nil
 }
 
-// Issuer returns the iss the keyring writes and requires.
-func (k *Keyring) Issuer() string { return k.issuer }
-
-// Claim returns the name of the claim that carries the server id.
-func (k *Keyring) Claim() string { return k.claim }
-
 // CanIssue reports whether the keyring has a signing key.
 func (k *Keyring) CanIssue() bool { return k.signer != nil }
 
@@ -228,52 +214,36 @@ func (k *Keyring) Issue(serverID, region string, now time.Time, ttl time.Duratio
 	if ttl < time.Second {
 		return "", fmt.Errorf("issuing pin: ttl %s is shorter than 1s", ttl)
 	}
-	if exp := now.Add(ttl).Unix(); exp > maxUnix || now.Unix() < 1 {
+	iat, exp := now.Unix(), now.Add(ttl).Unix()
+	if exp > maxUnix || iat < 1 {
 		// Verify refuses such times; refuse to write a pin it would reject.
 		return "", fmt.Errorf("issuing pin: issue time %s or expiry out of range", now.UTC().Format(time.RFC3339))
 	}
-	tok, err := k.issueFast(serverID, region, now.Unix(), now.Add(ttl).Unix())
+	claims := jwt.MapClaims{"iss": k.issuer, k.claim: serverID, "iat": iat, "exp": exp}
+	if region != "" {
+		claims[RegionClaim] = region
+	}
+	tok, err := jwt.NewWithClaims(k.signer.method, claims).SignedString(k.signer.sign)
 	if err != nil {
 		return "", fmt.Errorf("issuing pin: %w", err)
 	}
 	return tok, nil
 }
 
-// issueJWT is what issueFast writes, through golang-jwt: the reference it
-// is tested against.
-func (k *Keyring) issueJWT(serverID, region string, iat, exp int64) (string, error) {
-	claims := jwt.MapClaims{
-		"iss":   k.issuer,
-		k.claim: serverID,
-		"iat":   iat,
-		"exp":   exp,
-	}
-	if region != "" {
-		claims[RegionClaim] = region
-	}
-	return jwt.NewWithClaims(k.signer.method, claims).SignedString(k.signer.sign)
-}
-
-// Verify checks a token's signature against the configured keys of the
-// algorithm its header names (no kid: each such key is tried), its iss, its
-// server claim (a valid server id, never an address) and its length. It
-// does not check exp: the caller does, with Pin.Usable, because a refresh
-// accepts pins expired within a grace. Every error wraps ErrInvalid.
+// Verify checks a token: its signature against the configured keys of the
+// algorithm its header names (no kid: each such key is tried), no crit
+// header, its iss, its server claim (a valid server id, never an address),
+// its region, its exp (required; past it only within the keyring's grace)
+// and nbf (not in the future), and its length. Every error wraps
+// ErrInvalid.
 func (k *Keyring) Verify(token string) (Pin, error) {
-	var now time.Time
-	if k.cache != nil {
-		now = k.now()
-	}
-	return k.VerifyAt(token, now)
+	return k.VerifyAt(token, k.now())
 }
 
-// VerifyAt is Verify for a caller that already read the clock: now only
-// decides whether a cached verification is still within the token's exp
-// (reading the clock is a good part of a cache hit's cost).
+// VerifyAt is Verify for a caller that already read the clock: now decides
+// whether a cached verification is still within the token's exp (reading
+// the clock is a good part of a cache hit's cost).
 func (k *Keyring) VerifyAt(token string, now time.Time) (Pin, error) {
-	if now.IsZero() && k.cache != nil {
-		now = k.now()
-	}
 	if token == "" {
 		return Pin{}, fmt.Errorf("%w: empty token", ErrInvalid)
 	}
@@ -295,26 +265,20 @@ func (k *Keyring) VerifyAt(token string, now time.Time) (Pin, error) {
 	return p, nil
 }
 
-// verify is Verify without the cache: the fast path for the headers Issue
-// writes, else golang-jwt.
+// verify is Verify without the cache.
 func (k *Keyring) verify(token string) (Pin, error) {
-	if p, handled, err := k.verifyFast(token); handled {
-		return p, err
-	}
-	return k.verifyJWT(token)
-}
-
-// verifyJWT verifies with golang-jwt; it handles every token shape and is
-// the reference the fast path is tested against.
-func (k *Keyring) verifyJWT(token string) (Pin, error) {
-	claims := jwt.MapClaims{}
-	if _, err := k.parser.ParseWithClaims(token, claims, k.keyFor); err != nil {
+	c := claims{serverClaim: k.claim, now: k.now()}
+	if _, err := k.parser.ParseWithClaims(token, &c, k.keyFor); err != nil {
 		return Pin{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return k.pinFromClaims(claims)
+	return c.pin(), nil
 }
 
 func (k *Keyring) keyFor(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		// An extension the token says must be understood; none is.
+		return nil, errors.New("crit header: no extension is supported")
+	}
 	if set, ok := k.keysets[t.Method.Alg()]; ok {
 		return set, nil
 	}
@@ -322,60 +286,13 @@ func (k *Keyring) keyFor(t *jwt.Token) (any, error) {
 	return nil, fmt.Errorf("no key for alg %q", t.Method.Alg())
 }
 
-func (k *Keyring) pinFromClaims(c jwt.MapClaims) (Pin, error) {
-	if iss, ok := c["iss"].(string); !ok || iss != k.issuer {
-		return Pin{}, fmt.Errorf("%w: wrong or missing iss", ErrInvalid)
-	}
-	srv, ok := c[k.claim].(string)
-	if !ok {
-		return Pin{}, fmt.Errorf("%w: claim %q missing or not a string", ErrInvalid, k.claim)
-	}
-	if !discoverysvc.ValidName(srv) {
-		return Pin{}, fmt.Errorf("%w: claim %q is not a valid server id", ErrInvalid, k.claim)
-	}
-	p := Pin{Server: srv}
-	if v, present := c[RegionClaim]; present {
-		rgn, ok := v.(string)
-		if !ok || (rgn != "" && !discoverysvc.ValidName(rgn)) {
-			return Pin{}, fmt.Errorf("%w: claim %q is not a valid region", ErrInvalid, RegionClaim)
-		}
-		p.Region = rgn
-	}
-	exp, ok := unixClaim(c, "exp")
-	if !ok || exp.IsZero() {
-		return Pin{}, fmt.Errorf("%w: exp missing or not a valid time", ErrInvalid)
-	}
-	p.ExpiresAt = exp
-	iat, ok := unixClaim(c, "iat")
-	if !ok {
-		return Pin{}, fmt.Errorf("%w: iat not a valid time", ErrInvalid)
-	}
-	p.IssuedAt = iat
-	return p, nil
-}
-
 // maxUnix is the end of year 9999: later times do not fit time.Time's
 // formatting and mean a forged or broken token anyway.
 const maxUnix = 253402300799
 
-// unixClaim reads a NumericDate claim. Absent is (zero, true); present but
-// not a number of seconds in [1, year 9999] is (zero, false).
-func unixClaim(c jwt.MapClaims, name string) (time.Time, bool) {
-	v, present := c[name]
-	if !present {
-		return time.Time{}, true
-	}
-	f, ok := v.(float64)
-	if !ok || math.IsNaN(f) || f < 1 || f > maxUnix {
-		return time.Time{}, false
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), true
-}
-
 // Fingerprint returns a short, non-reversible tag of a token for logs,
-// which must never carry a whole token (SPEC §9): the last 8 characters of
-// the signature.
+// which must never carry a whole token: the last 8 characters of the
+// signature.
 func Fingerprint(token string) string {
 	i := strings.LastIndexByte(token, '.')
 	sig := token[i+1:]

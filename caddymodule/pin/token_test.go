@@ -4,9 +4,11 @@ import (
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,6 +218,17 @@ func TestVerifyRejects(t *testing.T) {
 		{"exp absurd", hsOnly, nil, hs(withClaim("exp", 1e300))},
 		{"exp negative", hsOnly, nil, hs(withClaim("exp", -5))},
 		{"iat a string", hsOnly, nil, hs(withClaim("iat", "now"))},
+		{"iat negative", hsOnly, nil, hs(withClaim("iat", -1))},
+		{"exp a numeric string", hsOnly, nil, hs(withClaim("exp", strconv.FormatInt(now.Add(time.Hour).Unix(), 10)))},
+		{"exp past", hsOnly, nil, hs(withClaim("exp", now.Add(-time.Minute).Unix()))},
+		{"exp null", hsOnly, nil, hs(withClaim("exp", json.RawMessage("null")))},
+		{"nbf in the future", hsOnly, nil, hs(withClaim("nbf", now.Add(time.Hour).Unix()))},
+		{"nbf a string", hsOnly, nil, hs(withClaim("nbf", "soon"))},
+		{"claim a number", hsOnly, nil, hs(withClaim("srv", 7))},
+		{"claim null", hsOnly, nil, hs(withClaim("srv", json.RawMessage("null")))},
+		{"region null", hsOnly, nil, hs(withClaim("rgn", json.RawMessage("null")))},
+		{"crit header", hsOnly, nil, withHeader(t, "crit", []string{"exp"}, goodClaims(now))},
+		{"crit header, empty", hsOnly, nil, withHeader(t, "crit", []string{}, goodClaims(now))},
 
 		{"empty", hsOnly, nil, ""},
 		{"one part", hsOnly, nil, "abc"},
@@ -255,6 +268,63 @@ func TestVerifyRejects(t *testing.T) {
 	}
 }
 
+// withHeader signs good claims with HS256 and one extra header field.
+func withHeader(t *testing.T, name string, v any, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
+	tok.Header[name] = v
+	s, err := tok.SignedString([]byte(testSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestVerifyTimeRules: exp is required and past it a pin verifies only
+// within the keyring's grace (refresh); nbf in the future is refused even
+// within the grace; nbf in the past and a missing iat are fine.
+func TestVerifyTimeRules(t *testing.T) {
+	now := time.Now()
+	const grace = 30 * 24 * time.Hour
+	hs := func(mod func(jwt.MapClaims)) string {
+		c := goodClaims(now)
+		mod(c)
+		return forge(t, jwt.SigningMethodHS256, []byte(testSecret), c)
+	}
+	key := KeyConfig{Algorithm: "hs256", Secret: testSecret}
+	for _, tc := range []struct {
+		name          string
+		token         string
+		strict, grace bool // accepted without grace, with it
+	}{
+		{"valid", hs(func(jwt.MapClaims) {}), true, true},
+		{"no iat", hs(func(c jwt.MapClaims) { delete(c, "iat") }), true, true},
+		{"nbf past", hs(func(c jwt.MapClaims) { c["nbf"] = now.Add(-time.Minute).Unix() }), true, true},
+		{"nbf future", hs(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }), false, false},
+		{"expired a minute ago", hs(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() }), false, true},
+		{"expired beyond the grace", hs(func(c jwt.MapClaims) { c["exp"] = now.Add(-grace - time.Hour).Unix() }), false, false},
+		{"no exp", hs(func(c jwt.MapClaims) { delete(c, "exp") }), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, withGrace := range []bool{false, true} {
+				opts := []Option{WithCache(0)}
+				want := tc.strict
+				if withGrace {
+					opts = append(opts, WithGrace(grace))
+					want = tc.grace
+				}
+				_, err := mustKeyring(t, key, nil, opts...).Verify(tc.token)
+				if (err == nil) != want {
+					t.Errorf("grace %v: Verify error %v, want accepted %v", withGrace, err, want)
+				}
+				if err != nil && !errors.Is(err, ErrInvalid) {
+					t.Errorf("error %v does not wrap ErrInvalid", err)
+				}
+			}
+		})
+	}
+}
+
 func TestOversizedIsCheckedFirst(t *testing.T) {
 	k := mustKeyring(t, KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil)
 	_, err := k.Verify(strings.Repeat("a", MaxTokenLen+1))
@@ -265,12 +335,12 @@ func TestOversizedIsCheckedFirst(t *testing.T) {
 
 func TestExpiryAndGrace(t *testing.T) {
 	k := mustKeyring(t, KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil)
-	issued := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	issued := time.Now().Truncate(time.Second)
 	tok, err := k.Issue("eu-1", "eu", issued, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Verify does not check exp: an old pin verifies, Usable decides.
+	// Usable decides, per request, on the pin Verify returns.
 	p, err := k.Verify(tok)
 	if err != nil {
 		t.Fatal(err)
@@ -310,8 +380,8 @@ func TestCustomClaim(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if k.Claim() != claim || k.Issuer() != "https://idp.example" {
-				t.Fatalf("claim %q issuer %q", k.Claim(), k.Issuer())
+			if k.claim != claim || k.issuer != "https://idp.example" {
+				t.Fatalf("claim %q issuer %q", k.claim, k.issuer)
 			}
 			tok := forge(t, jwt.SigningMethodEdDSA, idpKey, jwt.MapClaims{
 				"iss": "https://idp.example", claim: "us-3", "exp": now.Add(time.Hour).Unix(),

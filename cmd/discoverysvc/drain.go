@@ -131,9 +131,9 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // wait polls the drain status until the server is drained or timeout passes.
 func (c *drainCommand) wait(ctx context.Context, stdout io.Writer, st discoverysvc.DrainStatus, quiet, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	// Polling a fifth of the quiet period keeps the answer within a small
+	// Polling a tenth of the quiet period keeps the answer within a small
 	// part of it; a second is plenty for the usual minute.
-	every := min(max(quiet/5, 50*time.Millisecond), time.Second)
+	every := min(max(quiet/10, 50*time.Millisecond), time.Second)
 	var shown string
 	var shownAt time.Time
 	var lastErr error

@@ -3,6 +3,7 @@
 //
 //	discoverysvc serve [flags]   the registry's HTTP API, over etcd (embedded by default)
 //	discoverysvc agent [flags]   a sidecar that heartbeats an unchanged app while it is healthy
+//	discoverysvc token <id>      print the agent token of one server, for its agent's --token
 //	discoverysvc drain <id>      drain a server; with --wait, until its pinned clients are gone
 //	discoverysvc undrain <id>    end an operator drain
 //
@@ -38,6 +39,8 @@ commands:
   serve   run the discovery HTTP API over etcd (an embedded single-node etcd
           unless --etcd is given)
   agent   heartbeat an app to the discovery API while its health URL answers 2xx
+  token   print the agent token of one server id: it may write that
+          server's record and nothing else
   drain   drain a server: no new clients; with --wait, wait until its pinned
           clients are gone (exit 0) or --timeout passes (exit 1)
   undrain end an operator drain: the server takes new clients again
@@ -51,7 +54,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	return runWith(ctx, args, stderr, stderr)
 }
 
-// runWith is run with the output of the drain commands on stdout.
+// runWith is run with the output of the commands that print on stdout.
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -63,6 +66,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runServe(ctx, args[1:], stderr)
 	case "agent":
 		err = runAgent(ctx, args[1:], stderr)
+	case "token":
+		err = runToken(ctx, args[1:], stdout, stderr)
 	case "drain":
 		err = runDrain(ctx, args[1:], stdout, stderr)
 	case "undrain":

@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -109,7 +110,7 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 	base := "http://" + listen
 	t.Setenv(envToken, "from-env")
 	stopServe, serveLog := command(t, "serve", "--listen", listen, "--etcd-listen", etcdListen,
-		"--etcd-peer-listen", peer, "--data-dir", t.TempDir()+"/etcd")
+		"--etcd-peer-listen", peer, "--data-dir", t.TempDir()+"/etcd", "--allow-loopback")
 	poll.True(t, 60*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
 
 	// The token comes from the environment.
@@ -127,13 +128,14 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 		t.Fatalf("etcd holds %v (%v)", kvs, err)
 	}
 
-	// The agent subcommand registers a healthy app and deregisters on stop.
+	// The agent subcommand registers a healthy app and deregisters on stop,
+	// with the agent token of its own id.
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"status":"ok","load":0.5}`))
 	}))
 	defer app.Close()
 	stopAgent, agentLog := command(t, "agent", "--id", "us-1", "--region", "us-east", "--url", app.URL,
-		"--health-url", app.URL+"/healthz", "--discovery", base, "--token", "from-env", "--interval", "200ms", "--ttl", "5")
+		"--health-url", app.URL+"/healthz", "--discovery", base, "--token", discoverysvc.AgentToken("from-env", "us-1"), "--interval", "200ms", "--ttl", "5")
 	poll.True(t, 20*time.Second, "the agent's registration", func() bool {
 		return strings.Contains(getPrefix(t, c, "/sessionpin/servers/")["/sessionpin/servers/us-1"], `"load":0.5`)
 	})
@@ -232,6 +234,19 @@ func TestCommandLineErrorsNameTheFlag(t *testing.T) {
 		{with(agent, "--ttl", "soon"), 2, "-ttl"},
 		{with(agent, "--drain-timeout", "-1s"), 2, "--drain-timeout"},
 		{with(agent, "--log-level", "loud"), 2, "--log-level"},
+		{with(agent, "--discovery", "http://10.0.0.5:7070", "--token", "t"), 2, "--insecure-http"},
+		{[]string{"serve", "--etcd-listen", "0.0.0.0:2379"}, 2, "--etcd-listen-cert, --etcd-listen-key and --etcd-client-ca"},
+		{[]string{"serve", "--etcd-listen", ":2379"}, 2, "--etcd-listen-cert"},
+		{[]string{"serve", "--etcd-listen", "10.0.0.5:2379"}, 2, "--etcd-client-ca"},
+		{[]string{"serve", "--etcd-listen-cert", "c.pem", "--etcd-listen-key", "k.pem"}, 2, "--etcd-client-ca"},
+		{[]string{"serve", "--etcd-client-ca", "ca.pem"}, 2, "--etcd-listen-cert"},
+		{[]string{"serve", "--etcd-peer-listen", "0.0.0.0:2380"}, 2, "--etcd-peer-listen"},
+		{[]string{"serve", "--etcd-cert", "c.pem", "--etcd-key", "k.pem"}, 2, "--etcd-cert"},
+		{[]string{"serve", "--etcd", "127.0.0.1:2379", "--etcd-client-ca", "ca.pem"}, 2, "--etcd-client-ca"},
+		{[]string{"token"}, 2, "one server id"},
+		{[]string{"token", "--token", "adm", "a", "b"}, 2, "one server id"},
+		{[]string{"token", "--token", "adm", "a/b"}, 2, `"a/b"`},
+		{[]string{"token", "eu-1"}, 2, "--token"},
 	}
 	for _, tt := range tests {
 		var stderr syncBuffer
@@ -239,5 +254,23 @@ func TestCommandLineErrorsNameTheFlag(t *testing.T) {
 		if code != tt.code || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("%q: exit %d, want %d; stderr does not contain %q:\n%s", tt.args, code, tt.code, tt.want, stderr.String())
 		}
+	}
+}
+
+func TestTokenPrintsTheAgentToken(t *testing.T) {
+	t.Setenv(envToken, "")
+	for _, args := range [][]string{{"token", "--token", "admin-token", "eu-1"}} {
+		var stdout, stderr syncBuffer
+		if code := runWith(context.Background(), args, &stdout, &stderr); code != 0 {
+			t.Fatalf("%q: exit %d: %s", args, code, stderr.String())
+		}
+		if got, want := stdout.String(), discoverysvc.AgentToken("admin-token", "eu-1")+"\n"; got != want {
+			t.Fatalf("%q printed %q, want %q", args, got, want)
+		}
+	}
+	t.Setenv(envToken, "admin-token")
+	var stdout, stderr syncBuffer
+	if code := runWith(context.Background(), []string{"token", "eu-1"}, &stdout, &stderr); code != 0 || stdout.String() != discoverysvc.AgentToken("admin-token", "eu-1")+"\n" {
+		t.Fatalf("admin token from the environment: exit %d, %q %s", code, stdout.String(), stderr.String())
 	}
 }

@@ -33,16 +33,21 @@ type serveConfig struct {
 	etcdCA, etcdCert, etcdKey string
 	prefix                    string
 	token                     string
+	allowLoopback             bool
 
-	dataDir, etcdListen, etcdPeerListen string
+	dataDir, etcdListen, etcdPeerListen               string
+	etcdListenCert, etcdListenKey, etcdListenClientCA string
 
 	logLevel string
 }
 
-// embeddedOnly are the flags of the embedded etcd; externalOnly need --etcd.
+// embeddedOnly are the flags of the embedded etcd; externalOnly need --etcd;
+// clientTLS need --etcd or an embedded etcd that serves TLS.
 var (
-	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen"}
-	externalOnly = []string{"etcd-user", "etcd-password", "etcd-ca", "etcd-cert", "etcd-key"}
+	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen", "etcd-listen-cert", "etcd-listen-key", "etcd-client-ca"}
+	externalOnly = []string{"etcd-user", "etcd-password"}
+	clientTLS    = []string{"etcd-ca", "etcd-cert", "etcd-key"}
+	listenTLS    = []string{"etcd-listen-cert", "etcd-listen-key", "etcd-client-ca"}
 )
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -52,14 +57,18 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.etcd, "etcd", "", "`endpoints` of an existing etcd cluster, host:port,... (default: start an embedded single-node etcd)")
 	fs.StringVar(&c.etcdUser, "etcd-user", "", "etcd `user` (with --etcd)")
 	fs.StringVar(&c.etcdPassword, "etcd-password", "", "etcd `password` (with --etcd; default $"+envEtcdPassword+")")
-	fs.StringVar(&c.etcdCA, "etcd-ca", "", "PEM `file` of the CA that signed etcd's certificate (with --etcd)")
-	fs.StringVar(&c.etcdCert, "etcd-cert", "", "PEM client certificate `file` for etcd (with --etcd and --etcd-key)")
-	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM client key `file` for etcd (with --etcd and --etcd-cert)")
+	fs.StringVar(&c.etcdCA, "etcd-ca", "", "PEM `file` of the CA that signed etcd's certificate (with --etcd; embedded: default --etcd-client-ca)")
+	fs.StringVar(&c.etcdCert, "etcd-cert", "", "PEM client certificate `file` for etcd, with --etcd-key (embedded: default --etcd-listen-cert)")
+	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM client key `file` for etcd, with --etcd-cert")
 	fs.StringVar(&c.prefix, "prefix", discoverysvc.DefaultPrefix, "etcd key `prefix` of the registry")
-	fs.StringVar(&c.token, "token", "", "bearer `token` required for PUT and DELETE (default $"+envToken+"; none: writes are open)")
+	fs.StringVar(&c.token, "token", "", "admin bearer `token` required for PUT and DELETE; agents get theirs from \"discoverysvc token\" (default $"+envToken+"; none: writes are open)")
+	fs.BoolVar(&c.allowLoopback, "allow-loopback", false, "let servers register loopback URLs (127.0.0.1, localhost), for a demo or tests on one host")
 	fs.StringVar(&c.dataDir, "data-dir", "./data/etcd", "`dir` of the embedded etcd's data")
-	fs.StringVar(&c.etcdListen, "etcd-listen", "127.0.0.1:2379", "client `host:port` of the embedded etcd, where edges connect")
-	fs.StringVar(&c.etcdPeerListen, "etcd-peer-listen", "127.0.0.1:2380", "peer `host:port` of the embedded etcd")
+	fs.StringVar(&c.etcdListen, "etcd-listen", "127.0.0.1:2379", "client `host:port` of the embedded etcd, where edges connect; beyond loopback only with --etcd-listen-cert, --etcd-listen-key and --etcd-client-ca")
+	fs.StringVar(&c.etcdPeerListen, "etcd-peer-listen", "127.0.0.1:2380", "peer `host:port` of the embedded etcd (loopback: a single member has no peers)")
+	fs.StringVar(&c.etcdListenCert, "etcd-listen-cert", "", "PEM server certificate `file` of the embedded etcd (with --etcd-listen-key and --etcd-client-ca)")
+	fs.StringVar(&c.etcdListenKey, "etcd-listen-key", "", "PEM server key `file` of the embedded etcd")
+	fs.StringVar(&c.etcdListenClientCA, "etcd-client-ca", "", "PEM `file` of the CA whose client certificates the embedded etcd accepts; no other client connects")
 	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -109,14 +118,32 @@ func (c *serveConfig) validate(set map[string]bool) error {
 		if c.etcdUser != "" && c.etcdPassword == "" {
 			return flagError("etcd-user", "needs --etcd-password or $%s", envEtcdPassword)
 		}
-		if (c.etcdCert == "") != (c.etcdKey == "") {
-			return flagError("etcd-cert", "--etcd-cert and --etcd-key go together")
-		}
-		return nil
+		return c.validateClientTLS()
 	}
 	for _, name := range externalOnly {
 		if set[name] {
-			return flagError(name, "needs --etcd (the embedded etcd has no auth or TLS)")
+			return flagError(name, "needs --etcd (the embedded etcd has no users; it uses client certificates)")
+		}
+	}
+	given := 0
+	for _, name := range listenTLS {
+		if set[name] {
+			given++
+		}
+	}
+	if given != 0 && given != len(listenTLS) {
+		for _, name := range listenTLS {
+			if !set[name] {
+				return flagError(name, "--etcd-listen-cert, --etcd-listen-key and --etcd-client-ca go together")
+			}
+		}
+	}
+	tls := given == len(listenTLS)
+	if !tls {
+		for _, name := range clientTLS {
+			if set[name] {
+				return flagError(name, "needs --etcd, or an embedded etcd with --etcd-listen-cert, --etcd-listen-key and --etcd-client-ca")
+			}
 		}
 	}
 	if c.dataDir == "" {
@@ -131,7 +158,46 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	if c.etcdListen == c.etcdPeerListen {
 		return flagError("etcd-peer-listen", "must differ from --etcd-listen")
 	}
+	// Anyone who reaches a plain etcd port can rewrite the registry, and
+	// with it where every edge sends traffic.
+	if !tls && !loopbackHostPort(c.etcdListen) {
+		return flagError("etcd-listen", "%s is not a loopback address: an etcd reachable from other hosts needs --etcd-listen-cert, --etcd-listen-key and --etcd-client-ca, so that only clients with a certificate from that CA connect", c.etcdListen)
+	}
+	if !loopbackHostPort(c.etcdPeerListen) {
+		return flagError("etcd-peer-listen", "%s is not a loopback address: the embedded etcd is a single member, with no peers to listen for", c.etcdPeerListen)
+	}
+	return c.validateClientTLS()
+}
+
+// validateClientTLS checks the certificate flags of discovery's own etcd
+// client.
+func (c *serveConfig) validateClientTLS() error {
+	if (c.etcdCert == "") != (c.etcdKey == "") {
+		return flagError("etcd-cert", "--etcd-cert and --etcd-key go together")
+	}
 	return nil
+}
+
+// embeddedTLS reports whether the embedded etcd serves mutual TLS.
+func (c *serveConfig) embeddedTLS() bool { return c.etcdListenCert != "" }
+
+// loopbackHostPort reports whether addr listens on loopback only.
+func loopbackHostPort(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	return err == nil && host != "" && discoverysvc.IsLoopbackHost(host)
+}
+
+// dialAddress is where discovery reaches its own embedded etcd: a listener
+// on every interface is dialled on loopback.
+func dialAddress(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return listen
 }
 
 func validateHostPort(addr string) error {
@@ -175,8 +241,21 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 			return fmt.Errorf("--data-dir: %w", err)
 		}
+		ec := embedetcd.Config{Dir: c.dataDir, ClientAddr: c.etcdListen, PeerAddr: c.etcdPeerListen}
+		if c.embeddedTLS() {
+			ec.TLS = &embedetcd.TLS{CertFile: c.etcdListenCert, KeyFile: c.etcdListenKey, ClientCAFile: c.etcdListenClientCA}
+			// Discovery is a client of its own etcd like any other: it
+			// shows a certificate, the server's own unless told otherwise.
+			spec.Secure = &clientv3.SecureConfig{Cacert: c.etcdListenClientCA, Cert: c.etcdListenCert, Key: c.etcdListenKey}
+			if c.etcdCA != "" {
+				spec.Secure.Cacert = c.etcdCA
+			}
+			if c.etcdCert != "" {
+				spec.Secure.Cert, spec.Secure.Key = c.etcdCert, c.etcdKey
+			}
+		}
 		var err error
-		member, err = embedetcd.Start(embedetcd.Config{Dir: c.dataDir, ClientAddr: c.etcdListen, PeerAddr: c.etcdPeerListen})
+		member, err = embedetcd.Start(ec)
 		if err != nil {
 			return err
 		}
@@ -185,8 +264,8 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 			logger.Info("embedded etcd stopped")
 		}()
 		logger.Info("embedded etcd started", zap.String("client", c.etcdListen),
-			zap.String("peer", c.etcdPeerListen), zap.String("data_dir", c.dataDir))
-		spec.Endpoints = []string{member.Endpoint}
+			zap.String("peer", c.etcdPeerListen), zap.String("data_dir", c.dataDir), zap.Bool("mtls", c.embeddedTLS()))
+		spec.Endpoints = []string{dialAddress(member.Endpoint)}
 	} else {
 		spec.Endpoints = splitList(c.etcd)
 		if c.etcdUser != "" {
@@ -220,7 +299,9 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		logger.Warn("no token: anyone who can reach the API can register servers; set --token or $" + envToken)
 	}
 
-	// One watch feeds /metrics, /v1/events and the fleet page. It stops
+	// One watch feeds /metrics, /v1/events, the fleet page and the
+	// registry's copy of the servers (which spares a heartbeat that changes
+	// nothing its etcd read). It stops
 	// before the etcd client closes, and its end closes the events streams
 	// so that the HTTP shutdown does not wait for them.
 	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{
@@ -242,7 +323,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		return fmt.Errorf("--listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           fleet.Handler(discoverysvc.NewAPI(reg, c.token, logger)),
+		Handler:           fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{Token: c.token, AllowLoopback: c.allowLoopback, Logger: logger})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

@@ -75,7 +75,7 @@ func TestSIGTERMShutsDownGracefully(t *testing.T) {
 	listen, etcdListen, peer := etcdtest.FreePort(t), etcdtest.FreePort(t), etcdtest.FreePort(t)
 	base := "http://" + listen
 	serve, serveLog := startProcess(t, "serve", "--listen", listen, "--etcd-listen", etcdListen,
-		"--etcd-peer-listen", peer, "--data-dir", t.TempDir(), "--token", "tok")
+		"--etcd-peer-listen", peer, "--data-dir", t.TempDir(), "--token", "tok", "--allow-loopback")
 	poll.True(t, 60*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
 
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))

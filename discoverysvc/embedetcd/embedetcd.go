@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -38,6 +39,19 @@ type Config struct {
 	LogLevel string
 	// StartTimeout bounds the wait for the member to be ready. Default: 30s.
 	StartTimeout time.Duration
+	// TLS, when set, makes the client address serve TLS and accept only
+	// clients with a certificate from ClientCAFile. Default: plain.
+	TLS *TLS
+}
+
+// TLS is the server side of mutual TLS on the client address.
+type TLS struct {
+	// CertFile and KeyFile are the member's PEM certificate and key. etcd
+	// also dials itself with them, so the certificate should allow client
+	// authentication too.
+	CertFile, KeyFile string
+	// ClientCAFile is the PEM CA whose client certificates are accepted.
+	ClientCAFile string
 }
 
 // Etcd is a running member.
@@ -74,7 +88,11 @@ func Start(c Config) (*Etcd, error) {
 	if c.StartTimeout == 0 {
 		c.StartTimeout = 30 * time.Second
 	}
-	curl, err := url.Parse("http://" + c.ClientAddr)
+	scheme := "http"
+	if c.TLS != nil {
+		scheme = "https"
+	}
+	curl, err := url.Parse(scheme + "://" + c.ClientAddr)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd: client address %q: %w", c.ClientAddr, err)
 	}
@@ -87,6 +105,14 @@ func Start(c Config) (*Etcd, error) {
 	cfg.Dir = c.Dir
 	cfg.ListenClientUrls = []url.URL{*curl}
 	cfg.AdvertiseClientUrls = []url.URL{*curl}
+	if c.TLS != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{
+			CertFile:       c.TLS.CertFile,
+			KeyFile:        c.TLS.KeyFile,
+			TrustedCAFile:  c.TLS.ClientCAFile,
+			ClientCertAuth: true,
+		}
+	}
 	cfg.ListenPeerUrls = []url.URL{*purl}
 	cfg.AdvertisePeerUrls = []url.URL{*purl}
 	cfg.InitialClusterToken = c.ClusterToken

@@ -115,17 +115,23 @@
     li.querySelector(".load-value").textContent = s.load.toFixed(2);
 
     const a = activity.get(id);
-    li.querySelector(".activity").textContent = a
-      ? `pinned: ${a.pinned_last_minute} requests in the last minute, last ${ago(a.last_pinned)}` +
-        (a.edges_reporting ? ` (${a.edges_reporting} edge${a.edges_reporting === 1 ? "" : "s"} reporting)` : "")
-      : "";
+    let activityText = "";
+    if (a && a.last_pinned) {
+      activityText = `pinned: ${a.pinned_last_minute} request${a.pinned_last_minute === 1 ? "" : "s"} in the last minute, ` +
+        `last ${ago(a.last_pinned)}` + (a.edges ? ` (${a.edges} edge${a.edges === 1 ? "" : "s"})` : "");
+    } else if (a) {
+      activityText = "pinned: none seen lately";
+    }
+    li.querySelector(".activity").textContent = activityText;
     const d = drains.get(id);
     let drainText = "";
     if (d) {
       drainText = `drain since ${new Date(d.since).toLocaleTimeString()}` + (d.reason ? ` (${d.reason})` : "");
       drainText += state === "drained" ? ": no pinned clients left" : ": waiting for pinned clients to move";
     } else if (s.draining) {
-      drainText = "draining: its agent is stopping";
+      drainText = state === "drained"
+        ? "draining by its own record (its agent is stopping): no pinned clients left"
+        : "draining by its own record (its agent is stopping): waiting for pinned clients to move";
     }
     li.querySelector(".drain").textContent = drainText;
 

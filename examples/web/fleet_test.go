@@ -30,7 +30,8 @@ var screenshot = flag.Bool("screenshot", false, "write the fleet page screenshot
 // drain show up live, without a reload.
 func TestFleetPage(t *testing.T) {
 	ctx := newBrowser(t)
-	st := demostack.Start(t, demostack.Options{})
+	const token = "fleet-page-test-admin-token"
+	st := demostack.Start(t, demostack.Options{Token: token})
 	p := &page{t: t, ctx: ctx}
 	// Loads that differ, so the bars say something.
 	loads := map[string]float64{"eu-1": 0.62, "eu-2": 0.35, "us-1": 0.18, "us-2": 0.81}
@@ -62,15 +63,44 @@ func TestFleetPage(t *testing.T) {
 	// A server that joins appears live: the page is not reloaded (the
 	// marker set on this document survives).
 	p.do(chromedp.Evaluate[chromedp.Void](`window.stillTheSamePage = true`))
-	putServer(t, st.Discovery, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120}`)
+	putServer(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120}`)
 	p.waitJS(`!!document.querySelector('section[data-region="ap-south"] li[data-server-id="ap-1"]')`, "ap-1 to appear under ap-south")
 
-	// It starts draining: its state changes in place.
-	putServer(t, st.Discovery, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120,"draining":true}`)
-	p.waitJS(`document.querySelector('li[data-server-id="ap-1"]').dataset.state === "draining"`, "ap-1 to show as draining")
-	if got := p.eval(`document.querySelector('li[data-server-id="ap-1"] .state').textContent`); got != "draining" {
+	// It announces that it is draining: its state changes in place. No
+	// edge has seen pinned traffic to it, so it is drained at once.
+	putServer(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120,"draining":true}`)
+	p.waitJS(`document.querySelector('li[data-server-id="ap-1"]').dataset.state === "drained"`, "ap-1 to show as drained")
+	if got := p.eval(`document.querySelector('li[data-server-id="ap-1"] .state').textContent`); got != "drained" {
 		t.Fatalf("ap-1's state reads %q", got)
 	}
+
+	// The operator drains eu-1 from the page. No controls without a token;
+	// a wrong token is refused, and the page says so; the right one drains.
+	if p.eval(`String(document.querySelector('li[data-server-id="eu-1"] .controls').hidden)`) != "true" {
+		t.Fatal("drain controls shown without a token")
+	}
+	p.do(chromedp.Click("#operator summary"))
+	p.do(chromedp.SendKeys("#token", "not-the-token"))
+	p.do(chromedp.Click("#token-form button[type=submit]"))
+	p.waitJS(`!document.querySelector('li[data-server-id="eu-1"] .controls').hidden`, "the drain controls")
+	p.do(chromedp.Click(`li[data-server-id="eu-1"] .drain-button`))
+	p.waitJS(`document.getElementById("operator-result").textContent.includes("401")`, "the wrong token to be refused")
+	if got := p.eval(`document.querySelector('li[data-server-id="eu-1"]').dataset.state`); got != "active" {
+		t.Fatalf("a refused drain left eu-1 %s", got)
+	}
+	p.do(chromedp.SendKeys("#token", token))
+	p.do(chromedp.Click("#token-form button[type=submit]"))
+	p.do(chromedp.Click(`li[data-server-id="eu-1"] .drain-button`))
+	p.waitJS(`document.querySelector('li[data-server-id="eu-1"]').dataset.state === "draining"`, "eu-1 to show as draining")
+	p.waitJS(`document.querySelector('li[data-server-id="eu-1"] .drain').textContent.includes("drain since")`, "eu-1's drain progress")
+	if got := p.eval(`document.querySelector('li[data-server-id="eu-1"] .drain-button').textContent`); got != "Undrain" {
+		t.Fatalf("eu-1's button reads %q once it drains", got)
+	}
+	// The token stays in the page's memory: no cookie, no web storage.
+	if got := p.eval(`JSON.stringify([document.cookie, localStorage.length, sessionStorage.length])`); got != `["",0,0]` {
+		t.Fatalf("the page stored something (cookie, localStorage, sessionStorage): %s", got)
+	}
+	p.do(chromedp.Click("#operator summary")) // closed again for the picture
 	if p.eval(`String(window.stillTheSamePage)`) != "true" {
 		t.Fatal("the page reloaded")
 	}
@@ -140,9 +170,10 @@ func (p *page) waitJS(expr, what string) {
 	}
 }
 
-func putServer(t *testing.T, discovery, id, body string) {
+func putServer(t *testing.T, discovery, token, id, body string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, discovery+"/v1/servers/"+id, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,9 @@ type Options struct {
 	ReplicationDelay time.Duration
 	// AgentInterval between health probes and heartbeats. Default: 100ms.
 	AgentInterval time.Duration
+	// Token is discovery's admin token, which the agents then use too.
+	// Default: none, writes are open.
+	Token string
 }
 
 // Backend is one demo server of the stack.
@@ -84,7 +87,7 @@ func Start(t *testing.T, opts Options) *Stack {
 	// metrics, events stream and page.
 	reg := discoverysvc.NewRegistry(client, "")
 	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: client, Registry: reg})
-	disc := httptest.NewServer(fleet.Handler(discoverysvc.NewAPI(reg, "", zap.NewNop())))
+	disc := httptest.NewServer(fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{Token: opts.Token, AllowLoopback: true, Logger: zap.NewNop()})))
 	t.Cleanup(disc.Close)
 	fleetCtx, stopFleet := context.WithCancel(context.Background())
 	fleetDone := make(chan struct{})
@@ -149,7 +152,7 @@ func (st *Stack) startAgents(t *testing.T, opts Options) {
 	for _, b := range st.Backends {
 		ag := &discoverysvc.Agent{
 			ID: b.ID, Region: b.Region, URL: b.URL, HealthURL: b.URL + "/healthz",
-			Discovery: st.Discovery, Interval: opts.AgentInterval,
+			Discovery: st.Discovery, Interval: opts.AgentInterval, Token: opts.Token,
 		}
 		if err := ag.Validate(); err != nil {
 			t.Fatalf("agent %s: %v", b.ID, err)
