@@ -226,6 +226,13 @@ Try:
   curl -si localhost:8081/whoami -H "X-Session-Pin: \$PIN"   # the us-east edge honours it
   curl -s -X POST localhost:9101/admin/down   # take eu-1 down (…/admin/up brings it back)
 
+  # drain eu-1: no new clients; wait until its pinned clients have moved
+  # (the edges report their pinned traffic every 5s), then undrain it
+  export SESSIONPIN_DISCOVERY_TOKEN=\$(cat $DEMO_DIR/discovery-token)
+  $BIN/discoverysvc drain eu-1 --wait --quiet 20s
+  curl -s localhost:7070/v1/servers/eu-1/drain -H "Authorization: Bearer \$SESSIONPIN_DISCOVERY_TOKEN"
+  $BIN/discoverysvc undrain eu-1
+
   open $DISCOVERY/                 # the fleet page, live from /v1/events
   open http://127.0.0.1:8080/demo/            # the browser client (examples/web)
   curl -N localhost:7070/v1/events            # the fleet's changes as Server-Sent Events

@@ -2,6 +2,7 @@ package pin
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -119,5 +120,47 @@ func BenchmarkIssue(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkVerifyManyClients is the per-request pin check on an edge with
+// 100,000 clients, each sending its own token, in random order: with the
+// default cache most requests miss and verify the signature; with a cache
+// that holds every client they hit.
+func BenchmarkVerifyManyClients(b *testing.B) {
+	const clients = 100000
+	for _, alg := range []string{"HS256", "EdDSA"} {
+		k := benchKeyring(b, alg, 0)
+		now := time.Now()
+		toks := make([]string, clients)
+		for i := range toks {
+			// Issued a second apart (a token's times are whole seconds), so
+			// that no two clients share a token, and all still valid.
+			tok, err := k.Issue(fmt.Sprintf("srv-%03d", i%100), "eu-west", now.Add(-time.Duration(i)*time.Second), 48*time.Hour)
+			if err != nil {
+				b.Fatal(err)
+			}
+			toks[i] = tok
+		}
+		order := rand.New(rand.NewPCG(1, 2)).Perm(clients)
+		for _, cache := range []int{DefaultCacheEntries, 2 * clients} {
+			b.Run(fmt.Sprintf("%s/cache=%d", alg, cache), func(b *testing.B) {
+				kc := *k // same keys, so every token verifies
+				kc.cache = newCache(cache)
+				for _, tok := range toks { // every client's first request
+					if _, err := kc.Verify(tok); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if _, err := kc.Verify(toks[order[i%clients]]); err != nil {
+						b.Fatal(err)
+					}
+					i++
+				}
+			})
+		}
 	}
 }
