@@ -53,7 +53,7 @@ func attachTarget(srv discoverysvc.Server) any {
 		// A counter of its own until the registry's tracker hands out the
 		// server's shared one.
 		activity: new(serverActivity),
-		reach:       reachabilities.get(srv.ID, dial),
+		reach:    reachabilities.get(srv.ID, dial),
 	}
 }
 

@@ -34,11 +34,18 @@ type chaosPlan struct {
 // test machine time to answer health probes (the agent drops a server after
 // one probe slower than 3/4 of it). The drain outlasts any one workflow.
 const (
-	leaseTTL       = discoverysvc.DefaultTTL
-	agentInterval  = discoverysvc.DefaultAgentInterval
-	drainTimeout   = 5 * time.Second
-	clientRetry    = 200 * time.Millisecond // mean pause between a client's re-pin attempts
-	replicationLag = time.Second
+	leaseTTL      = discoverysvc.DefaultTTL
+	agentInterval = discoverysvc.DefaultAgentInterval
+	drainTimeout  = 5 * time.Second
+	// A planned restart first drains the server as an operator does:
+	// drain --wait until no edge has seen a pinned request to it for
+	// drainQuiet (the edges report every activityInterval), at most
+	// drainWait; then the restart, then undrain.
+	drainQuiet       = 2 * time.Second
+	drainWait        = 30 * time.Second
+	activityInterval = 500 * time.Millisecond
+	clientRetry      = 200 * time.Millisecond // mean pause between a client's re-pin attempts
+	replicationLag   = time.Second
 	// repinSlack is what a client's retry adds to the lease TTL between a
 	// server's death and the client's new pin: etcd revokes expired leases
 	// on a 500ms scan, the revocation reaches the edges through raft and the
@@ -115,7 +122,9 @@ func TestChaos(t *testing.T) {
 		byID[b.ID] = b
 		startServer(b)
 	}
-	edgeCfg := func(region string) edgeConfig { return edgeConfig{Region: region, Etcd: endpoints} }
+	edgeCfg := func(region string) edgeConfig {
+		return edgeConfig{Region: region, Etcd: endpoints, App: "activity_interval " + activityInterval.String()}
+	}
 	edges := []*edge{startEdge(t, "edge-eu", edgeCfg("eu-west")), startEdge(t, "edge-us", edgeCfg("us-east"))}
 	for _, b := range backends {
 		waitRegistered(t, disc, b.ID, true)
@@ -173,8 +182,15 @@ func TestChaos(t *testing.T) {
 		t.Logf("%6.1fs %s back", time.Since(start).Seconds(), b.ID)
 	}
 	plannedRestart := func(b *backend) {
-		t.Logf("%6.1fs planned restart of %s (agent SIGTERM, drain %s)", time.Since(start).Seconds(), b.ID, drainTimeout)
+		t.Logf("%6.1fs planned restart of %s (drain --wait, agent SIGTERM, restart, undrain)", time.Since(start).Seconds(), b.ID)
 		fl.set(b.ID, statePlanned)
+		admin := []string{"SESSIONPIN_DISCOVERY_TOKEN=" + token}
+		drain := startProc(t, "drain-"+b.ID, "discoverysvc", admin, "drain", b.ID, "--wait",
+			"--quiet", drainQuiet.String(), "--timeout", drainWait.String(), "--discovery", disc)
+		if err := drain.wait(drainWait + 10*time.Second); err != nil {
+			t.Errorf("drain --wait %s: %v\n%s", b.ID, err, drain.tail(10))
+		}
+		t.Logf("%6.1fs %s drained", time.Since(start).Seconds(), b.ID)
 		drained := tl.drainingPuts(b.ID)
 		mg.timed("planned stop -> agent drained and exited", agentExitTimeout, func() {
 			if err := agents[b.ID].stop(agentExitTimeout); err != nil {
@@ -195,6 +211,10 @@ func TestChaos(t *testing.T) {
 		b.kill()
 		startServer(b)
 		mg.timed("start -> registered", registerTimeout, func() { waitRegistered(t, disc, b.ID, true) })
+		undrain := startProc(t, "undrain-"+b.ID, "discoverysvc", admin, "undrain", b.ID, "--discovery", disc)
+		if err := undrain.wait(30 * time.Second); err != nil {
+			t.Errorf("undrain %s: %v\n%s", b.ID, err, undrain.tail(10))
+		}
 		fl.set(b.ID, stateUp)
 		t.Logf("%6.1fs %s back", time.Since(start).Seconds(), b.ID)
 	}
