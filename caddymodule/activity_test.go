@@ -216,7 +216,7 @@ func BenchmarkHandlerPinnedCounting(b *testing.B) {
 	for _, e := range h.app.Snapshot().Servers() {
 		servers = append(servers, e.Server)
 	}
-	h.app = &App{source: fixedSnapshot{discoverysvc.BuildSnapshot(1, servers, newActivityTracker().attach)}}
+	h.app = appWith(discoverysvc.BuildSnapshot(1, servers, newActivityTracker().attach))
 	tok, err := h.keyring.Issue("srv-7", "us-east", time.Now(), time.Hour)
 	if err != nil {
 		b.Fatal(err)

@@ -84,16 +84,12 @@ type App struct {
 	// three intervals). Default: 5s.
 	ActivityInterval caddy.Duration `json:"activity_interval,omitempty"`
 
+	// registry stays set after Cleanup: requests of this config still in
+	// flight keep reading its last snapshot, which outlives the stopped
+	// watch.
 	registry *registryConn
-	// source is where handlers read the snapshot: the registry connection,
-	// or a fixed snapshot in benchmarks.
-	source  snapshotSource
-	poolKey string
-	logger  *zap.Logger
-}
-
-type snapshotSource interface {
-	Snapshot() *discoverysvc.Snapshot
+	poolKey  string // set while this config holds the shared connection
+	logger   *zap.Logger
 }
 
 // EtcdTLS holds PEM file paths for TLS to etcd.
@@ -160,7 +156,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.poolKey = key
 	a.registry = val.(*registryConn)
-	a.source = a.registry
 	currentRegistry.Store(a.registry)
 	return registerAppMetrics(ctx.GetMetricsRegistry())
 }
@@ -258,13 +253,12 @@ func (a *App) Stop() error { return nil }
 // Cleanup releases this config's use of the shared connection; the last
 // user closes it.
 func (a *App) Cleanup() error {
-	if a.registry == nil {
+	if a.poolKey == "" {
 		return nil
 	}
-	a.registry = nil
-	// a.source stays: requests of this config still in flight keep reading
-	// the last snapshot, which outlives the stopped watch.
-	_, err := registries.Delete(a.poolKey)
+	key := a.poolKey
+	a.poolKey = ""
+	_, err := registries.Delete(key)
 	return err
 }
 
@@ -278,10 +272,10 @@ func (a *App) noteRegion(region string) {
 
 // Snapshot is the registry as last seen; never nil.
 func (a *App) Snapshot() *discoverysvc.Snapshot {
-	if a.source == nil {
+	if a.registry == nil {
 		return discoverysvc.EmptySnapshot()
 	}
-	return a.source.Snapshot()
+	return a.registry.Snapshot()
 }
 
 // currentRegistry is the most recently provisioned connection; the
@@ -291,6 +285,8 @@ var currentRegistry atomic.Pointer[registryConn]
 // registryConn is one etcd client and its registry watcher, shared by every
 // config that names the same connection settings.
 type registryConn struct {
+	// snap is the watcher's latest snapshot, stored on each swap.
+	snap    atomic.Pointer[discoverysvc.Snapshot]
 	watcher atomic.Pointer[discoverysvc.Watcher]
 	started time.Time
 	cancel  context.CancelFunc
@@ -346,11 +342,14 @@ func (rc *registryConn) run(ctx context.Context, cfg clientv3.Config, prefix str
 	rc.client.Store(client)
 	defer client.Close()
 	w := discoverysvc.NewWatcher(discoverysvc.WatcherConfig{
-		Client:   client,
-		Prefix:   prefix,
-		Logger:   rc.logger,
-		Attach:   rc.tracker.attach,
-		OnUpdate: updateRegistryMetrics,
+		Client: client,
+		Prefix: prefix,
+		Logger: rc.logger,
+		Attach: rc.tracker.attach,
+		OnUpdate: func(s *discoverysvc.Snapshot) {
+			rc.snap.Store(s)
+			updateRegistryMetrics(s)
+		},
 	})
 	rc.watcher.Store(w)
 	pub := &activityPublisher{
@@ -381,8 +380,8 @@ func (rc *registryConn) regionName() string {
 
 // Snapshot is the current registry snapshot; empty until the first list.
 func (rc *registryConn) Snapshot() *discoverysvc.Snapshot {
-	if w := rc.watcher.Load(); w != nil {
-		return w.Snapshot()
+	if s := rc.snap.Load(); s != nil {
+		return s
 	}
 	return discoverysvc.EmptySnapshot()
 }

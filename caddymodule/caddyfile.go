@@ -173,7 +173,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			for _, r := range h.FallbackRegions {
 				if !discoverysvc.ValidName(r) {
-					return d.Errf("fallback_regions: %q must be 1-64 characters of [A-Za-z0-9._-]", r)
+					return d.Errf("fallback_regions: %q %s", r, discoverysvc.NameRule)
 				}
 			}
 		case "key":

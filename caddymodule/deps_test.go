@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestNoEtcdServerDependency: the plugin is a pure etcd client (SPEC §2);
+// TestNoEtcdServerDependency: the plugin is a pure etcd client;
 // linking the etcd server into every Caddy would add megabytes and a
 // second raft implementation nobody runs.
 func TestNoEtcdServerDependency(t *testing.T) {

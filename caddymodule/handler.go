@@ -49,8 +49,9 @@ const (
 //     carries a new pin;
 //   - GET closest_path is answered by the edge with the server placement
 //     would choose;
-//   - POST refresh_path is rebalanced (SPEC §6 refresh a–d), proxied, and
-//     re-pinned when the upstream answers below 500.
+//   - POST refresh_path is rebalanced (refresh rules a–d, see
+//     placement.Edge.Rebalance), proxied, and re-pinned when the upstream
+//     answers below 500.
 //
 // Every proxied response carries X-Session-Server. When reverse_proxy cannot
 // reach the chosen server (502/503/504 and nothing written yet), the
@@ -257,12 +258,12 @@ func (h *Handler) Validate() error {
 		return errors.New("region is required")
 	}
 	if !discoverysvc.ValidName(h.Region) {
-		return fmt.Errorf("region: %q must be 1-64 characters of [A-Za-z0-9._-]", h.Region)
+		return fmt.Errorf("region: %q %s", h.Region, discoverysvc.NameRule)
 	}
 	seen := map[string]bool{h.Region: true}
 	for _, r := range h.FallbackRegions {
 		if !discoverysvc.ValidName(r) {
-			return fmt.Errorf("fallback_regions: %q must be 1-64 characters of [A-Za-z0-9._-]", r)
+			return fmt.Errorf("fallback_regions: %q %s", r, discoverysvc.NameRule)
 		}
 		if r == h.Region {
 			return fmt.Errorf("fallback_regions: %q is the edge's own region", r)
@@ -302,7 +303,7 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("cookie: %q is not a valid cookie name", h.Cookie)
 	}
 	if h.Claim != "" && !discoverysvc.ValidName(h.Claim) {
-		return fmt.Errorf("claim: %q must be 1-64 characters of [A-Za-z0-9._-]", h.Claim)
+		return fmt.Errorf("claim: %q %s", h.Claim, discoverysvc.NameRule)
 	}
 	for _, p := range []struct{ name, val string }{{"refresh_path", h.RefreshPath}, {"closest_path", h.ClosestPath}} {
 		if p.val != "" && !strings.HasPrefix(p.val, "/") {

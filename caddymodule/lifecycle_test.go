@@ -95,7 +95,7 @@ http://%s {
 	}
 }
 
-// TestMetrics: the SPEC §9 metrics are in Caddy's registry, served by the
+// TestMetrics: the sessionpin_* metrics are in Caddy's registry, served by the
 // admin endpoint, and each says what just happened. The counters are
 // process-wide, shared with earlier tests, so they are read as deltas.
 func TestMetrics(t *testing.T) {

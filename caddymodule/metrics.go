@@ -10,7 +10,7 @@ import (
 	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
-// Metrics of SPEC §9. The collectors are process-wide (the registry watch is
+// The edge's metrics. The collectors are process-wide (the registry watch is
 // too); each config's Caddy registry gets them registered once.
 var (
 	pinsIssuedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{

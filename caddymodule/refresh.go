@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-
-	"github.com/sessionpin/sessionpin/caddymodule/placement"
 )
 
 // errRefreshTooLarge rejects refresh bodies the edge will not buffer.
-var errRefreshTooLarge = fmt.Errorf("refresh body: larger than %d bytes", placement.MaxRefreshBody)
+var errRefreshTooLarge = fmt.Errorf("refresh body: larger than %d bytes", maxRefreshBody)
 
 // readRefreshBody reads the refresh body (at most MaxRefreshBody bytes) to
 // find the client's inputs, and puts it back so that the app receives it
@@ -19,14 +17,14 @@ func readRefreshBody(r *http.Request) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	if r.ContentLength > placement.MaxRefreshBody {
+	if r.ContentLength > maxRefreshBody {
 		return nil, errRefreshTooLarge
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, placement.MaxRefreshBody+1))
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRefreshBody+1))
 	if err != nil {
 		return nil, fmt.Errorf("refresh body: %w", err)
 	}
-	if len(body) > placement.MaxRefreshBody {
+	if len(body) > maxRefreshBody {
 		return nil, errRefreshTooLarge
 	}
 	r.Body = &replayedBody{Reader: bytes.NewReader(body), orig: r.Body}

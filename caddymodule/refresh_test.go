@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// TestRefresh covers SPEC §6 POST /auth/refresh: decisions (a)–(d) through
+// TestRefresh covers POST /auth/refresh: decisions (a)–(d) through
 // the JSON body and through the headers, X-Session-Server-Changed, the body
 // reaching the app byte for byte, no new pin when the upstream fails, and
 // the refresh grace for expired pins.

@@ -13,7 +13,7 @@ import (
 
 // TestRootCaddyfile: the shipped Caddyfile is formatted as `caddy fmt`
 // writes it, refuses to adapt without SESSIONPIN_SECRET (naming it), and
-// with the SPEC §7 environment adapts to the edge it documents.
+// with its documented environment adapts to the edge it documents.
 func TestRootCaddyfile(t *testing.T) {
 	src, err := os.ReadFile("../Caddyfile")
 	if err != nil {

@@ -58,8 +58,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // decision nearly always stands.
 const maxAdmits = 3
 
-// serveRefresh rebalances a refresh request (refresh rules a–d in
-// placement.Rebalance) and proxies it.
+// serveRefresh rebalances a refresh request (refresh rules a–d, see
+// placement.Edge.Rebalance) and proxies it.
 func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *discoverysvc.Snapshot) error {
 	body, err := readRefreshBody(r)
 	if err != nil {
@@ -68,11 +68,10 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
 	}
-	in, err := placement.ParseRefresh(body, r.Header)
+	req, err := parseRefresh(body, r.Header)
 	if err != nil {
 		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
 	}
-	req := placement.RefreshRequest{Closest: in.Closest, Critical: in.Critical}
 	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
 		req.Current = p.Server
 	}

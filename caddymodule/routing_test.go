@@ -9,7 +9,7 @@ import (
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
-// TestRouting covers SPEC §6 routing of ordinary requests against a real
+// TestRouting covers the routing of ordinary requests against a real
 // Caddy, a real etcd and real backends: placement by region and load, pins
 // honoured across regions and while draining, no new pin on pinned
 // requests, header and cookie, and registry changes reaching routing

@@ -371,7 +371,7 @@ func (c *client) workflow(ctx context.Context) {
 			return
 		}
 		if step == "critical refresh" && r.moved && r.status < 300 {
-			// SPEC §6 b: the server left the registry, so even a critical
+			// Refresh rule b: the server left the registry, so even a critical
 			// refresh moves. Right only when the controller took it down.
 			c.adoptTokens(r)
 			if st, _ := c.fleet.get(home); st == stateUp {

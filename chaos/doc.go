@@ -1,5 +1,5 @@
 // Package chaos holds the end-to-end reliability and security tests of
-// sessionpin (issue 6). It has no code of its own: its tests drive the real
+// sessionpin. It has no code of its own: its tests drive the real
 // binaries (bin/caddy edges and bin/discoverysvc, built once by TestMain), a
 // real 3-member embedded etcd cluster and real demo backends, and check the
 // promise that a critical multi-step workflow never hops servers and that

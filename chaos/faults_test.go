@@ -99,7 +99,7 @@ func waitLog(t testing.TB, p *proc, s string) {
 	})
 }
 
-// TestRegistryFaults checks the edge against registry faults (issue 6 §2):
+// TestRegistryFaults checks the edge against registry faults:
 // etcd fully unreachable, watch history compacted away while the edge was
 // cut off, and a flood of heartbeats.
 func TestRegistryFaults(t *testing.T) {

@@ -131,7 +131,7 @@ func (s *securityStack) send(t *testing.T, r request) answer {
 	return answer{resp.StatusCode, resp.Header.Get("X-Served-By"), resp.Header.Get("X-Session-Server"), resp.Header.Get("X-Session-Pin"), string(b)}
 }
 
-// TestSecurity is the end-to-end security table of issue 6 §4: nothing a
+// TestSecurity is the end-to-end security table: nothing a
 // client or a stranger to the registry sends steers traffic where it should
 // not go, and oversized input is refused without reaching an app.
 func TestSecurity(t *testing.T) {

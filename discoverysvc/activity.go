@@ -54,17 +54,17 @@ type ServerReport struct {
 // Validate checks an activity value; the error names the bad part.
 func (a *Activity) Validate() error {
 	if !ValidName(a.Edge) {
-		return &FieldError{"edge", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return invalidName("edge")
 	}
 	if a.Region != "" && !ValidName(a.Region) {
-		return &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return invalidName("region")
 	}
 	if a.At.IsZero() {
 		return &FieldError{"at", "is required"}
 	}
 	for id, s := range a.Servers {
 		if !ValidName(id) {
-			return &FieldError{"servers", fmt.Sprintf("server id %q must be 1-64 characters of [A-Za-z0-9._-]", id)}
+			return &FieldError{"servers", fmt.Sprintf("server id %q "+NameRule, id)}
 		}
 		if s.Last.IsZero() {
 			return &FieldError{"servers", fmt.Sprintf("server %q: last is required", id)}

@@ -87,14 +87,9 @@ func (a *Agent) Validate() error {
 			return &FieldError{req.field, "is required"}
 		}
 	}
-	if !ValidName(a.ID) {
-		return &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
-	}
-	if !ValidName(a.Region) {
-		return &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
-	}
-	if err := ValidateURL(a.URL); err != nil {
-		return &FieldError{"url", err.Error()}
+	// The agent's record must pass the registry's own checks.
+	if err := (Server{ID: a.ID, Region: a.Region, URL: a.URL}).Validate(); err != nil {
+		return err
 	}
 	if err := validateHTTPURL(a.HealthURL, true); err != nil {
 		return &FieldError{"health-url", err.Error()}
@@ -447,14 +442,10 @@ func LoadFromHealth(body []byte) (load float64, ok bool) {
 
 // heartbeat PUTs the server's record to discovery.
 func (r *agentRun) heartbeat(ctx context.Context, load float64, draining bool) error {
-	body := map[string]any{
-		"region":   r.agent.Region,
-		"url":      r.agent.URL,
-		"load":     load,
-		"draining": draining,
-	}
+	body := HeartbeatRequest{Region: &r.agent.Region, URL: &r.agent.URL, Load: &load, Draining: &draining}
 	if r.agent.TTL > 0 {
-		body["ttl"] = int64(r.agent.TTL / time.Second)
+		ttl := float64(r.agent.TTL / time.Second)
+		body.TTL = &ttl
 	}
 	b, err := json.Marshal(body)
 	if err != nil {

@@ -313,7 +313,7 @@ func TestAPIRegistersListsAndDeregisters(t *testing.T) {
 	put("eu-2", `{"id":"eu-2","region":"eu-west","url":"http://127.0.0.1:9002","load":0.2,"draining":true}`)
 	put("eu-1", `{"region":"eu-west","url":"http://127.0.0.1:9001","load":0.25}`)
 
-	// The stored value is the SPEC §3 JSON under <prefix>servers/<id>, on a lease.
+	// The stored value is the server record's JSON under <prefix>servers/<id>, on a lease.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	kv, err := f.client.Get(ctx, "/sessionpin/servers/eu-2")

@@ -647,20 +647,20 @@ func TestEventsDrainsAndActivity(t *testing.T) {
 
 	// The operator drains eu-1: in one revision, its record turns draining,
 	// the drain starts, and its activity says it is not drained yet.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // the whole test
 	defer cancel()
 	if _, err := f.reg.Drain(ctx, "eu-1", "kernel upgrade"); err != nil {
 		t.Fatal(err)
 	}
-	ev := s.next(t, time.Second)
+	ev := s.next(t, fleetWait)
 	if ev.name != discoverysvc.EventServerChanged || ev.server(t)["draining"] != true {
 		t.Fatalf("after the drain: %q %s, want eu-1 changed to draining", ev.name, ev.data)
 	}
-	ev = s.next(t, time.Second)
+	ev = s.next(t, fleetWait)
 	if d := ev.server(t); ev.name != discoverysvc.EventDrainStarted || d["id"] != "eu-1" || d["reason"] != "kernel upgrade" || d["since"] == nil {
 		t.Fatalf("after the drain: %q %s, want drain_started", ev.name, ev.data)
 	}
-	ev = s.next(t, time.Second)
+	ev = s.next(t, fleetWait)
 	if a := ev.server(t); ev.name != discoverysvc.EventActivity || a["id"] != "eu-1" || a["drained"] != false {
 		t.Fatalf("after the drain: %q %s, want eu-1 not drained", ev.name, ev.data)
 	}
@@ -673,7 +673,7 @@ func TestEventsDrainsAndActivity(t *testing.T) {
 	})
 	got := map[string]map[string]any{}
 	for range 2 {
-		ev := s.next(t, time.Second)
+		ev := s.next(t, fleetWait)
 		if ev.name != discoverysvc.EventActivity {
 			t.Fatalf("after the edge's report: %q %s", ev.name, ev.data)
 		}
@@ -695,7 +695,7 @@ func TestEventsDrainsAndActivity(t *testing.T) {
 	putDrain(t, f.client, "eu-2", time.Now().Add(-10*time.Minute))
 	putActivity(t, f.client, "edge-a", map[string]discoverysvc.ServerActivity{
 		"eu-1": {Pinned: 3, Minute: 12, Last: time.Now()},
-		"eu-2": {Pinned: 0, Minute: 0, Last: time.Now().Add(-discoverysvc.DefaultQuiet + 1500*time.Millisecond)},
+		"eu-2": {Pinned: 0, Minute: 0, Last: time.Now().Add(-discoverysvc.DefaultQuiet + 4*time.Second)},
 	})
 	for {
 		ev := s.nextNamed(t, fleetWait, discoverysvc.EventActivity)
@@ -720,13 +720,13 @@ func TestEventsDrainsAndActivity(t *testing.T) {
 	if _, err := f.reg.Undrain(ctx, "eu-1"); err != nil {
 		t.Fatal(err)
 	}
-	if ev := s.nextNamed(t, time.Second, discoverysvc.EventDrainEnded); ev.server(t)["id"] != "eu-1" {
+	if ev := s.nextNamed(t, fleetWait, discoverysvc.EventDrainEnded); ev.server(t)["id"] != "eu-1" {
 		t.Fatalf("undrain: %s", ev.data)
 	}
 	if _, err := f.client.Delete(ctx, discoverysvc.EdgeKey("", "edge-a")); err != nil {
 		t.Fatal(err)
 	}
-	ev = s.nextNamed(t, time.Second, discoverysvc.EventActivity)
+	ev = s.nextNamed(t, fleetWait, discoverysvc.EventActivity)
 	if a := ev.server(t); a["pinned_last_minute"] != 0.0 {
 		t.Fatalf("after the edge left: %v", a)
 	}

@@ -29,12 +29,6 @@ func NormalizePrefix(prefix string) string {
 	return prefix
 }
 
-// ServersPrefix is the key prefix listing every server of the registry.
-func ServersPrefix(prefix string) string { return NormalizePrefix(prefix) + serversDir }
-
-// ServerKey is the etcd key of server id.
-func ServerKey(prefix, id string) string { return ServersPrefix(prefix) + id }
-
 // DrainPrefix is the key prefix listing every operator drain.
 func DrainPrefix(prefix string) string { return NormalizePrefix(prefix) + drainDir }
 

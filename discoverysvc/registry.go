@@ -113,9 +113,6 @@ func (r *Registry) Run(ctx context.Context, logger *zap.Logger) {
 // before the registry is used.
 func (r *Registry) observeHeartbeats(f func(HeartbeatResult)) { r.observe = f }
 
-// Prefix is the registry's normalized etcd key prefix.
-func (r *Registry) Prefix() string { return r.prefix }
-
 // ValidateTTL checks a heartbeat's lease TTL and returns it in whole seconds
 // (rounded up, as etcd counts seconds). Zero means DefaultTTL.
 func ValidateTTL(ttl time.Duration) (int64, error) {
@@ -320,7 +317,7 @@ func (r *Registry) noteGranted(secs, granted int64) {
 // when no such server was registered.
 func (r *Registry) Deregister(ctx context.Context, id string) (found bool, err error) {
 	if !ValidName(id) {
-		return false, &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return false, invalidName("id")
 	}
 	del, err := r.client.Delete(ctx, ServerKey(r.prefix, id), clientv3.WithPrevKV())
 	if err != nil {
@@ -341,7 +338,7 @@ func (r *Registry) Deregister(ctx context.Context, id string) (found bool, err e
 // and the etcd revision they were read at. Malformed values are skipped.
 func (r *Registry) List(ctx context.Context, region string) (revision int64, servers []Server, err error) {
 	if region != "" && !ValidName(region) {
-		return 0, nil, &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return 0, nil, invalidName("region")
 	}
 	resp, err := r.client.Get(ctx, r.serversPrefix, clientv3.WithPrefix())
 	if err != nil {

@@ -18,21 +18,21 @@ import (
 )
 
 // leaseRenewer renews leases, one renewal per call, over LeaseKeepAlive
-// streams that the whole process shares and keeps open. clientv3's
-// KeepAliveOnce opens and closes a gRPC stream per call, which cost 85 µs
-// of CPU per renewal against 20–28 µs on a kept stream (go run
-// ./bench/etcdops). clientv3's KeepAlive keeps a stream too, but it renews
-// on its own schedule until cancelled, which would keep a dead server's
-// lease alive; here a lease is renewed only when its server heartbeats.
+// streams that the whole process shares and keeps open.
+//
+// clientv3's KeepAliveOnce is not used because it opens and closes a gRPC
+// stream per call, which costs more than the renewal it carries; and one
+// kept stream is not enough because etcd answers a stream's requests one
+// after another, so every renewal would wait behind the previous one's
+// round trip to the leader. clientv3's KeepAlive keeps a stream too, but it
+// renews on its own schedule until cancelled, which would keep a dead
+// server's lease alive; here a lease is renewed only when its server
+// heartbeats.
 //
 // The renewer holds no lease state, only the streams, so any replica of the
-// discovery service still renews any server's lease.
-//
-// etcd answers a stream's requests one after another, and a follower
-// forwards each renewal to the leader before reading the next, so one
-// stream would cap renewals at one per peer round trip. Leases are spread
-// over renewStreams streams by id; one lease always uses the same stream,
-// which keeps its answers in request order.
+// discovery service still renews any server's lease. Leases are spread over
+// renewStreams streams by id; one lease always uses the same stream, which
+// keeps its answers in request order.
 type leaseRenewer struct {
 	client *clientv3.Client
 	slots  [renewStreams]renewSlot

@@ -9,10 +9,12 @@
 package discoverysvc
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/url"
+	"strings"
 )
 
 // Server is one backend server as stored in the registry. Its JSON form is
@@ -39,6 +41,12 @@ func (e *FieldError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Fie
 // labels and tokens, so they must be short and plain.
 const maxNameLen = 64
 
+// NameRule is the rule a server id or region breaks, for error messages.
+const NameRule = "must be 1-64 characters of [A-Za-z0-9._-]"
+
+// invalidName is the error for a field that breaks NameRule.
+func invalidName(field string) *FieldError { return &FieldError{field, NameRule} }
+
 // ValidName reports whether s is a valid server id or region:
 // 1–64 characters of [A-Za-z0-9._-], not only dots. "." and ".." are
 // refused because an HTTP path cleaner turns /v1/servers/.. into another
@@ -61,14 +69,14 @@ func ValidName(s string) bool {
 	return !onlyDots
 }
 
-// Validate checks the record against the registry contract (SPEC §3). The
+// Validate checks the record against the registry's rules. The
 // error is a *FieldError naming the first bad field.
 func (s Server) Validate() error {
 	if !ValidName(s.ID) {
-		return &FieldError{"id", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return invalidName("id")
 	}
 	if !ValidName(s.Region) {
-		return &FieldError{"region", "must be 1-64 characters of [A-Za-z0-9._-]"}
+		return invalidName("region")
 	}
 	if err := ValidateURL(s.URL); err != nil {
 		return &FieldError{"url", err.Error()}
@@ -138,17 +146,52 @@ func DialAddress(raw string) (string, error) {
 	if host == "" {
 		return "", errors.New("no host")
 	}
-	if containsColon(host) {
+	if strings.Contains(host, ":") {
 		return "[" + host + "]:" + port, nil
 	}
 	return host + ":" + port, nil
 }
 
-func containsColon(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == ':' {
-			return true
-		}
+// maxValueLen bounds a registry value. Records are a few hundred bytes; a
+// huge value is someone writing garbage under the prefix, not a server.
+const maxValueLen = 64 << 10
+
+// DecodeServer parses an etcd key/value into a Server: the value is JSON
+// (unknown fields ignored), the record must validate, and the id in the value
+// must equal the id in the key, so a value copied under another key cannot
+// impersonate a server. serversPrefix is ServersPrefix(prefix).
+func DecodeServer(serversPrefix string, key, value []byte) (Server, error) {
+	id := idFromKey(serversPrefix, string(key))
+	if id == "" {
+		return Server{}, fmt.Errorf("key %q is not a server key under %q", key, serversPrefix)
 	}
-	return false
+	if len(value) > maxValueLen {
+		return Server{}, fmt.Errorf("server %q: value of %d bytes is over %d", id, len(value), maxValueLen)
+	}
+	var srv Server
+	if err := json.Unmarshal(value, &srv); err != nil {
+		return Server{}, fmt.Errorf("server %q: decode value: %w", id, err)
+	}
+	if err := srv.Validate(); err != nil {
+		return Server{}, fmt.Errorf("server %q: %w", id, err)
+	}
+	if srv.ID != id {
+		return Server{}, fmt.Errorf("server %q: value names id %q", id, srv.ID)
+	}
+	return srv, nil
 }
+
+// encodeServer is the etcd value of a validated record.
+func encodeServer(srv Server) string {
+	b, err := json.Marshal(srv)
+	if err != nil { // a validated Server has a finite load and always encodes
+		panic(fmt.Sprintf("encode server %q: %v", srv.ID, err))
+	}
+	return string(b)
+}
+
+// ServersPrefix is the key prefix listing every server of the registry.
+func ServersPrefix(prefix string) string { return NormalizePrefix(prefix) + serversDir }
+
+// ServerKey is the etcd key of server id.
+func ServerKey(prefix, id string) string { return ServersPrefix(prefix) + id }

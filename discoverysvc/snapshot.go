@@ -5,7 +5,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"time"
 )
 
 // Entry is a server as the edge sees it in a snapshot: the record plus what
@@ -20,11 +19,9 @@ type Entry struct {
 	// ownDraining is the record's own draining flag, kept so that ending the
 	// operator drain restores it.
 	ownDraining bool
-	// Dial is host:port of the server's URL.
-	Dial string
 	// Attachment is whatever the snapshot's owner derives per server (the
-	// edge keeps a ready reverse-proxy upstream here). Set once, then read
-	// only.
+	// edge keeps the server's dial address and its precomputed answers
+	// here). Set once, then read only.
 	Attachment any
 }
 
@@ -54,8 +51,6 @@ type Change struct {
 type Snapshot struct {
 	// Revision is the etcd revision the snapshot reflects.
 	Revision int64
-	// Updated is when the snapshot was built.
-	Updated time.Time
 
 	byID    idIndex
 	size    int
@@ -114,7 +109,6 @@ func BuildSnapshot(rev int64, servers []Server, attach func(Server) any) *Snapsh
 func buildSnapshot(rev int64, servers []Server, drains map[string]bool, attach func(Server) any) *Snapshot {
 	s := &Snapshot{
 		Revision: rev,
-		Updated:  time.Now(),
 		regions:  make(map[string]*Region),
 		drains:   drains,
 		attach:   attach,
@@ -157,11 +151,10 @@ func newEntry(srv Server, operatorDrain bool, attach func(Server) any) *Entry {
 	if srv.Validate() != nil {
 		return nil
 	}
-	dial, err := DialAddress(srv.URL)
-	if err != nil {
-		return nil
+	if _, err := DialAddress(srv.URL); err != nil {
+		return nil // an edge could not dial it
 	}
-	e := &Entry{Server: srv, Dial: dial, OperatorDrain: operatorDrain, ownDraining: srv.Draining}
+	e := &Entry{Server: srv, OperatorDrain: operatorDrain, ownDraining: srv.Draining}
 	e.Draining = srv.Draining || operatorDrain
 	if attach != nil {
 		e.Attachment = attach(e.Server)
@@ -192,7 +185,6 @@ func compareID(a, b *Entry) int { return cmp.Compare(a.ID, b.ID) }
 func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 	n := &Snapshot{
 		Revision: rev,
-		Updated:  time.Now(),
 		byID:     s.byID,
 		size:     s.size,
 		regions:  maps.Clone(s.regions),

@@ -208,7 +208,7 @@ func TestSnapshotBuildSkipsInvalidAndOrders(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("\n got %+v\nwant %+v", got, want)
 	}
-	if d := s.Server("c").Dial; d != "[::1]:443" {
+	if d, _ := DialAddress(s.Server("c").URL); d != "[::1]:443" {
 		t.Fatalf("dial %q", d)
 	}
 	if s.Server("bad") != nil || s.Len() != 5 {

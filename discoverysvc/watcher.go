@@ -347,7 +347,8 @@ func (w *Watcher) watch(ctx context.Context, rev int64) (progressed bool, err er
 // at or before listed, the revision of the last list, are already in it.
 func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 	changes := make([]Change, 0, len(events))
-	var others []*clientv3.Event
+	var others []*clientv3.Event // kept only for OnWatch: the edge has no use for them
+	keepOthers := w.cfg.OnWatch != nil
 	var rev int64
 	for _, ev := range events {
 		if ev.Kv.ModRevision <= listed {
@@ -357,12 +358,16 @@ func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 		key := string(ev.Kv.Key)
 		if id := idFromKey(w.drainPrefix, key); id != "" {
 			changes = append(changes, w.drainChange(id, ev))
-			others = append(others, ev)
+			if keepOthers {
+				others = append(others, ev)
+			}
 			continue
 		}
 		id := idFromKey(w.serversPrefix, key)
 		if id == "" {
-			others = append(others, ev) // an edge's activity or a key of no concern
+			if keepOthers { // an edge's activity or a key of no concern
+				others = append(others, ev)
+			}
 			continue
 		}
 		if ev.Type == clientv3.EventTypeDelete {

@@ -1,4 +1,4 @@
-// Command e2e is the end-to-end benchmark of `make bench` (issue 5): on
+// Command e2e is the end-to-end benchmark of `make bench`: on
 // loopback, in one run with interleaved rounds, it compares
 //
 //  1. plain Caddy `reverse_proxy` to one upstream,

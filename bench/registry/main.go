@@ -1,5 +1,5 @@
-// Command registry is the registry-scale benchmark of `make bench-registry`
-// (issue 5). In one process it runs an embedded etcd and the discovery HTTP
+// Command registry is the registry-scale benchmark of `make bench-registry`.
+// In one process it runs an embedded etcd and the discovery HTTP
 // API (discoverysvc.NewAPI) under a fleet of simulated servers; in a child
 // process, an edge: an etcd client and a discoverysvc.Watcher as Caddy runs
 // it, plus the pin Keyring. It

@@ -138,15 +138,3 @@ var (
 	minNano = time.Unix(0, math.MinInt64)
 	maxNano = time.Unix(0, math.MaxInt64)
 )
-
-// len is the number of cached tokens; tests use it.
-func (c *cache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.index)
-		s.mu.RUnlock()
-	}
-	return n
-}

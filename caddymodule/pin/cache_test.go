@@ -215,3 +215,15 @@ func TestCacheFarFutureExpiry(t *testing.T) {
 		t.Fatal("served at its exp")
 	}
 }
+
+// len is the number of cached tokens.
+func (c *cache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.index)
+		s.mu.RUnlock()
+	}
+	return n
+}

@@ -1,4 +1,4 @@
-// Package pin issues and verifies pin tokens (SPEC §5): JWTs that name the
+// Package pin issues and verifies pin tokens: JWTs that name the
 // server a client is pinned to. It knows nothing of HTTP or Caddy; the edge
 // handler reads the token from the request and calls Verify, and calls Issue
 // when it places or moves a client.

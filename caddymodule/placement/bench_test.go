@@ -68,13 +68,3 @@ func BenchmarkRebalance10k(b *testing.B) {
 		}
 	}
 }
-
-func BenchmarkParseRefreshBody(b *testing.B) {
-	body := []byte(`{"userId":"u-123","cart":[1,2,3],"closestServerId":"eu-2","criticalTaskInProgress":true}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, _, err := ParseRefreshBody(body); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

@@ -80,11 +80,11 @@ func (e *Edge) pickRegion(snap *discoverysvc.Snapshot, region string, rnd uint64
 	return nil
 }
 
-// Closest returns the server that /closestToMe answers and that a refresh
-// takes as C: the server closestID names when it is alive and reachable
-// (draining or not), otherwise the edge's own placement. nil means no server
-// is available.
-func (e *Edge) Closest(snap *discoverysvc.Snapshot, closestID string, rnd uint64) *discoverysvc.Entry {
+// closest returns the server a refresh takes as C: the server closestID
+// names when it is alive and reachable (draining or not), otherwise the
+// server placement would choose (which is what /closestToMe answers). nil
+// means no server is available.
+func (e *Edge) closest(snap *discoverysvc.Snapshot, closestID string, rnd uint64) *discoverysvc.Entry {
 	if snap == nil {
 		return nil
 	}

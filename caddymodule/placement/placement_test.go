@@ -122,16 +122,16 @@ func TestClosest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := id((&Edge{Region: tt.edge, Hysteresis: 0.05}).Closest(snap, tt.closest, 0)); got != tt.want {
+			if got := id((&Edge{Region: tt.edge, Hysteresis: 0.05}).closest(snap, tt.closest, 0)); got != tt.want {
 				t.Fatalf("Closest(%q, %q) = %s, want %s", tt.closest, tt.edge, got, tt.want)
 			}
 		})
 	}
 	eu := &Edge{Region: "eu", Hysteresis: 0.1}
-	if got := eu.Closest(snapshot(), "", 0); got != nil {
+	if got := eu.closest(snapshot(), "", 0); got != nil {
 		t.Fatalf("Closest on empty snapshot = %s, want nil", got.ID)
 	}
-	if got := eu.Closest(nil, "x", 0); got != nil {
+	if got := eu.closest(nil, "x", 0); got != nil {
 		t.Fatalf("Closest on nil snapshot = %s, want nil", got.ID)
 	}
 }
@@ -149,7 +149,7 @@ func TestDecisionsDoNotAllocate(t *testing.T) {
 	} {
 		n := testing.AllocsPerRun(100, func() {
 			e.Place(snap, 7)
-			e.Closest(snap, "a", 7)
+			e.closest(snap, "a", 7)
 			e.Rebalance(snap, req, 7)
 		})
 		if n != 0 {
@@ -208,7 +208,7 @@ func TestPlaceFallbackRegions(t *testing.T) {
 					t.Fatalf("Place(rnd=%d) = %s, want %s", rnd, got, tt.want)
 				}
 				// /closestToMe answers what placement chooses.
-				if got := id(e.Closest(tt.snap, "", rnd)); got != tt.want {
+				if got := id(e.closest(tt.snap, "", rnd)); got != tt.want {
 					t.Fatalf("Closest(rnd=%d) = %s, want %s", rnd, got, tt.want)
 				}
 			}
@@ -258,10 +258,10 @@ func TestPlaceSkipsUnreachable(t *testing.T) {
 func TestClosestSkipsUnreachable(t *testing.T) {
 	snap := snapshot(srv("eu-1", "eu", 0.5, false), srv("eu-2", "eu", 0.2, false), srv("us-1", "us", 0.1, false))
 	e := &Edge{Region: "eu", Hysteresis: 0.05, Reachable: unreachable("us-1", "eu-2")}
-	if got := id(e.Closest(snap, "us-1", 0)); got != "eu-1" {
+	if got := id(e.closest(snap, "us-1", 0)); got != "eu-1" {
 		t.Fatalf("Closest(unreachable us-1) = %s, want the edge's placement eu-1", got)
 	}
-	if got := id(e.Closest(snap, "eu-1", 0)); got != "eu-1" {
+	if got := id(e.closest(snap, "eu-1", 0)); got != "eu-1" {
 		t.Fatalf("Closest(eu-1) = %s, want eu-1", got)
 	}
 }

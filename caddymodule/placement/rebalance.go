@@ -59,7 +59,7 @@ func (e *Edge) Rebalance(snap *discoverysvc.Snapshot, req RefreshRequest, rnd ui
 	if cur != nil && req.Critical {
 		return keep(cur)
 	}
-	c := e.Closest(snap, req.Closest, rnd)
+	c := e.closest(snap, req.Closest, rnd)
 	// b. the pinned server is gone, or this edge cannot reach it: fail over
 	// to C.
 	if cur == nil {

@@ -60,7 +60,7 @@ func parseDrainArgs(fs *flag.FlagSet, args []string) (string, error) {
 		return "", &usageError{err: errors.New("the server id is required")}
 	}
 	if !discoverysvc.ValidName(id) {
-		return "", &usageError{err: fmt.Errorf("server id %q must be 1-64 characters of [A-Za-z0-9._-]", id)}
+		return "", &usageError{err: fmt.Errorf("server id %q %s", id, discoverysvc.NameRule)}
 	}
 	return id, nil
 }

@@ -31,7 +31,7 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	id := fs.Arg(0)
 	if !discoverysvc.ValidName(id) {
-		return &usageError{err: fmt.Errorf("server id %q: must be 1-64 characters of [A-Za-z0-9._-]", id)}
+		return &usageError{err: fmt.Errorf("server id %q: %s", id, discoverysvc.NameRule)}
 	}
 	if adminToken == "" {
 		return flagError("token", "the admin token is required (--token or $%s)", envToken)

@@ -74,27 +74,36 @@ func TestFleetPage(t *testing.T) {
 		t.Fatalf("ap-1's state reads %q", got)
 	}
 
-	// The operator drains eu-1 from the page. No controls without a token;
-	// a wrong token is refused, and the page says so; the right one drains.
-	if p.eval(`String(document.querySelector('li[data-server-id="eu-1"] .controls').hidden)`) != "true" {
+	// A client logs in through the eu-west edge and works on its pinned
+	// server: the edge reports the pinned traffic, the page shows it.
+	pinned := pinnedTraffic(t, st.EdgeA, 12)
+	card := fmt.Sprintf(`li[data-server-id=%q]`, pinned)
+	p.waitJS(fmt.Sprintf(`document.querySelector('%s .activity').textContent.startsWith("pinned: 1")`, card),
+		pinned+"'s pinned activity")
+
+	// The operator drains that server from the page. No controls without a
+	// token; a wrong token is refused, and the page says so; the right one
+	// drains, and the card shows the drain waiting for the pinned client.
+	if p.eval(fmt.Sprintf(`String(document.querySelector('%s .controls').hidden)`, card)) != "true" {
 		t.Fatal("drain controls shown without a token")
 	}
 	p.do(chromedp.Click("#operator summary"))
 	p.do(chromedp.SendKeys("#token", "not-the-token"))
 	p.do(chromedp.Click("#token-form button[type=submit]"))
-	p.waitJS(`!document.querySelector('li[data-server-id="eu-1"] .controls').hidden`, "the drain controls")
-	p.do(chromedp.Click(`li[data-server-id="eu-1"] .drain-button`))
+	p.waitJS(fmt.Sprintf(`!document.querySelector('%s .controls').hidden`, card), "the drain controls")
+	p.do(chromedp.Click(card + " .drain-button"))
 	p.waitJS(`document.getElementById("operator-result").textContent.includes("401")`, "the wrong token to be refused")
-	if got := p.eval(`document.querySelector('li[data-server-id="eu-1"]').dataset.state`); got != "active" {
-		t.Fatalf("a refused drain left eu-1 %s", got)
+	if got := p.eval(fmt.Sprintf(`document.querySelector('%s').dataset.state`, card)); got != "active" {
+		t.Fatalf("a refused drain left %s %s", pinned, got)
 	}
 	p.do(chromedp.SendKeys("#token", token))
 	p.do(chromedp.Click("#token-form button[type=submit]"))
-	p.do(chromedp.Click(`li[data-server-id="eu-1"] .drain-button`))
-	p.waitJS(`document.querySelector('li[data-server-id="eu-1"]').dataset.state === "draining"`, "eu-1 to show as draining")
-	p.waitJS(`document.querySelector('li[data-server-id="eu-1"] .drain').textContent.includes("drain since")`, "eu-1's drain progress")
-	if got := p.eval(`document.querySelector('li[data-server-id="eu-1"] .drain-button').textContent`); got != "Undrain" {
-		t.Fatalf("eu-1's button reads %q once it drains", got)
+	p.do(chromedp.Click(card + " .drain-button"))
+	p.waitJS(fmt.Sprintf(`document.querySelector('%s').dataset.state === "draining"`, card), pinned+" to show as draining")
+	p.waitJS(fmt.Sprintf(`document.querySelector('%s .drain').textContent.includes("waiting for pinned clients to move")`, card),
+		pinned+"'s drain progress")
+	if got := p.eval(fmt.Sprintf(`document.querySelector('%s .drain-button').textContent`, card)); got != "Undrain" {
+		t.Fatalf("%s's button reads %q once it drains", pinned, got)
 	}
 	// The token stays in the page's memory: no cookie, no web storage.
 	if got := p.eval(`JSON.stringify([document.cookie, localStorage.length, sessionStorage.length])`); got != `["",0,0]` {
@@ -168,6 +177,36 @@ func (p *page) waitJS(expr, what string) {
 		html, _ := chromedp.Run(p.ctx, chromedp.Evaluate[string](`document.body.innerText`))
 		p.t.Fatalf("waiting for %s: %v\npage text:\n%s", what, err, html)
 	}
+}
+
+// pinnedTraffic logs a client in through edge and sends n pinned requests;
+// it returns the server the client is pinned to.
+func pinnedTraffic(t *testing.T, edge string, n int) string {
+	t.Helper()
+	resp, err := http.Post(edge+"/auth/login", "application/json", strings.NewReader(`{"user":"alice"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	pin, server := resp.Header.Get("X-Session-Pin"), resp.Header.Get("X-Session-Server")
+	if resp.StatusCode != http.StatusOK || pin == "" || server == "" {
+		t.Fatalf("login: %d, pinned to %q", resp.StatusCode, server)
+	}
+	for range n {
+		req, _ := http.NewRequest(http.MethodGet, edge+"/whoami", nil)
+		req.Header.Set("X-Session-Pin", pin)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Get("X-Session-Server"); resp.StatusCode != http.StatusOK || got != server {
+			t.Fatalf("pinned request: %d from %q, want 200 from %s", resp.StatusCode, got, server)
+		}
+	}
+	return server
 }
 
 func putServer(t *testing.T, discovery, token, id, body string) {

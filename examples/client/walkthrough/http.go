@@ -11,7 +11,7 @@ import (
 	"strings"
 )
 
-// Header names of the edge (SPEC §6) and of the demo app.
+// Header names of the edge and of the demo app.
 const (
 	headerPin           = "X-Session-Pin"
 	headerServer        = "X-Session-Server"

@@ -220,6 +220,7 @@ func (st *Stack) loadCaddy(t *testing.T, etcdAddr string) error {
 	}
 	session_pin {
 		etcd %s
+		activity_interval 1s
 	}
 }
 `, admin, etcdAddr) + site(portA, "eu-west") + site(portB, "us-east")

@@ -1,4 +1,4 @@
-package placement
+package caddymodule
 
 import (
 	"bytes"
@@ -7,33 +7,25 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
 	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
-// RefreshInput is what a client tells the edge at refresh.
-type RefreshInput struct {
-	// Closest is the closestServerId the client got from /closestToMe; ""
-	// when unknown.
-	Closest string
-	// Critical is criticalTaskInProgress: keep the client where it is.
-	Critical bool
-}
-
-// MaxRefreshBody is the largest refresh body the edge reads to find the
+// maxRefreshBody is the largest refresh body the edge reads to find the
 // fields; the body is then passed to the app byte for byte. The handler
 // answers a larger body with 413 rather than guess at a critical flag it
 // could not read.
-const MaxRefreshBody = 64 << 10
+const maxRefreshBody = 64 << 10
 
-// JSON field names and header names of the refresh inputs (SPEC §6).
+// JSON field names and header names of the refresh inputs.
 const (
-	FieldClosest   = "closestServerId"
-	FieldCritical  = "criticalTaskInProgress"
-	HeaderClosest  = "X-Closest-Server"
-	HeaderCritical = "X-Critical-Task"
+	fieldClosest   = "closestServerId"
+	fieldCritical  = "criticalTaskInProgress"
+	headerClosest  = "X-Closest-Server"
+	headerCritical = "X-Critical-Task"
 )
 
-// ParseRefreshBody reads closestServerId (a string: a valid server id or "")
+// parseRefreshBody reads closestServerId (a string: a valid server id or "")
 // and criticalTaskInProgress (a bool) from the top level of a JSON object.
 //
 // A body that is not a JSON object (a form, plain text, empty, or JSON cut
@@ -44,30 +36,30 @@ const (
 // JSON unescaping); when a name repeats, the last one wins, as in
 // JavaScript's JSON.parse. foundClosest and foundCritical report which
 // fields were present, so that headers can fill the rest.
-func ParseRefreshBody(body []byte) (in RefreshInput, foundClosest, foundCritical bool, err error) {
+func parseRefreshBody(body []byte) (in placement.RefreshRequest, foundClosest, foundCritical bool, err error) {
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
-		return RefreshInput{}, false, false, nil
+		return placement.RefreshRequest{}, false, false, nil
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(trimmed, &fields); err != nil {
 		// Unreachable after json.Valid for an object; treat as "not ours".
-		return RefreshInput{}, false, false, nil
+		return placement.RefreshRequest{}, false, false, nil
 	}
-	if raw, ok := fields[FieldClosest]; ok && !isNull(raw) {
+	if raw, ok := fields[fieldClosest]; ok && !isNull(raw) {
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return RefreshInput{}, false, false, fmt.Errorf("refresh body: %s must be a string", FieldClosest)
+			return placement.RefreshRequest{}, false, false, fmt.Errorf("refresh body: %s must be a string", fieldClosest)
 		}
 		if s != "" && !discoverysvc.ValidName(s) {
-			return RefreshInput{}, false, false, fmt.Errorf("refresh body: %s %q is not a valid server id", FieldClosest, truncate(s))
+			return placement.RefreshRequest{}, false, false, fmt.Errorf("refresh body: %s %q is not a valid server id", fieldClosest, truncate(s))
 		}
 		in.Closest, foundClosest = s, true
 	}
-	if raw, ok := fields[FieldCritical]; ok && !isNull(raw) {
+	if raw, ok := fields[fieldCritical]; ok && !isNull(raw) {
 		var b bool
 		if err := json.Unmarshal(raw, &b); err != nil {
-			return RefreshInput{}, false, false, fmt.Errorf("refresh body: %s must be a boolean", FieldCritical)
+			return placement.RefreshRequest{}, false, false, fmt.Errorf("refresh body: %s must be a boolean", fieldCritical)
 		}
 		in.Critical, foundCritical = b, true
 	}
@@ -76,22 +68,22 @@ func ParseRefreshBody(body []byte) (in RefreshInput, foundClosest, foundCritical
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
 
-// ParseRefreshHeaders reads X-Closest-Server (a valid server id; an empty
+// parseRefreshHeaders reads X-Closest-Server (a valid server id; an empty
 // value means unknown, like "" in the body) and X-Critical-Task (true, 1,
 // false or 0, case-insensitive). Any other value, or a header given twice,
 // is an error naming the header. foundClosest and foundCritical report which
 // headers were present.
-func ParseRefreshHeaders(h http.Header) (in RefreshInput, foundClosest, foundCritical bool, err error) {
-	if v, ok, err := single(h, HeaderClosest); err != nil {
-		return RefreshInput{}, false, false, err
+func parseRefreshHeaders(h http.Header) (in placement.RefreshRequest, foundClosest, foundCritical bool, err error) {
+	if v, ok, err := singleHeader(h, headerClosest); err != nil {
+		return placement.RefreshRequest{}, false, false, err
 	} else if ok {
 		if v != "" && !discoverysvc.ValidName(v) {
-			return RefreshInput{}, false, false, fmt.Errorf("header %s: %q is not a valid server id", HeaderClosest, truncate(v))
+			return placement.RefreshRequest{}, false, false, fmt.Errorf("header %s: %q is not a valid server id", headerClosest, truncate(v))
 		}
 		in.Closest, foundClosest = v, true
 	}
-	if v, ok, err := single(h, HeaderCritical); err != nil {
-		return RefreshInput{}, false, false, err
+	if v, ok, err := singleHeader(h, headerCritical); err != nil {
+		return placement.RefreshRequest{}, false, false, err
 	} else if ok {
 		switch {
 		case v == "1" || strings.EqualFold(v, "true"):
@@ -99,25 +91,25 @@ func ParseRefreshHeaders(h http.Header) (in RefreshInput, foundClosest, foundCri
 		case v == "0" || strings.EqualFold(v, "false"):
 			in.Critical = false
 		default:
-			return RefreshInput{}, false, false, fmt.Errorf("header %s: %q must be true, 1, false or 0", HeaderCritical, truncate(v))
+			return placement.RefreshRequest{}, false, false, fmt.Errorf("header %s: %q must be true, 1, false or 0", headerCritical, truncate(v))
 		}
 		foundCritical = true
 	}
 	return in, foundClosest, foundCritical, nil
 }
 
-// ParseRefresh combines both sources: fields of a JSON body win, and the
+// parseRefresh combines both sources: fields of a JSON body win, and the
 // headers fill what the body does not have. An invalid body field or an
 // invalid header is an error even when the other source has the field, so
 // that a client bug shows up instead of being masked.
-func ParseRefresh(body []byte, h http.Header) (RefreshInput, error) {
-	in, bodyClosest, bodyCritical, err := ParseRefreshBody(body)
+func parseRefresh(body []byte, h http.Header) (placement.RefreshRequest, error) {
+	in, bodyClosest, bodyCritical, err := parseRefreshBody(body)
 	if err != nil {
-		return RefreshInput{}, err
+		return placement.RefreshRequest{}, err
 	}
-	hin, _, _, err := ParseRefreshHeaders(h)
+	hin, _, _, err := parseRefreshHeaders(h)
 	if err != nil {
-		return RefreshInput{}, err
+		return placement.RefreshRequest{}, err
 	}
 	if !bodyClosest {
 		in.Closest = hin.Closest
@@ -129,7 +121,7 @@ func ParseRefresh(body []byte, h http.Header) (RefreshInput, error) {
 }
 
 // single returns the one value of header name, trimmed of spaces.
-func single(h http.Header, name string) (string, bool, error) {
+func singleHeader(h http.Header, name string) (string, bool, error) {
 	vs := h.Values(name)
 	switch len(vs) {
 	case 0:

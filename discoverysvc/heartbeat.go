@@ -1,0 +1,167 @@
+package discoverysvc
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+)
+
+// MaxBodyBytes bounds a heartbeat request body. A record is a few hundred
+// bytes; anything larger is a mistake or an attack.
+const MaxBodyBytes = 64 << 10
+
+// HeartbeatRequest is the body of PUT /v1/servers/{id}. Pointers tell a
+// missing field from a zero one.
+type HeartbeatRequest struct {
+	// ID, when present, must equal the id in the path.
+	ID *string `json:"id,omitempty"`
+	// Region of the server. Required.
+	Region *string `json:"region"`
+	// URL is the server's public URL. Required.
+	URL *string `json:"url"`
+	// Load is a finite number >= 0, lower is better. Required.
+	Load *float64 `json:"load"`
+	// Draining servers keep their pinned clients but get no new ones.
+	// Default: false.
+	Draining *bool `json:"draining,omitempty"`
+	// TTL is the lease in whole seconds, 1 to 3600. Default: 10.
+	TTL *float64 `json:"ttl,omitempty"`
+}
+
+var (
+	errBodyTooLarge = &FieldError{"body", fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}
+	errNotObject    = &FieldError{"body", "must be one JSON object"}
+	errInvalidID    = invalidName("id")
+)
+
+// DecodeHeartbeat parses and validates the body of PUT /v1/servers/{id}. It
+// touches nothing, so the API can refuse bad input before any etcd call. The
+// error is a *FieldError naming the bad field ("body" for the shape of the
+// document itself).
+func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
+	if !ValidName(id) {
+		return Server{}, 0, errInvalidID
+	}
+	if len(body) > MaxBodyBytes {
+		return Server{}, 0, errBodyTooLarge
+	}
+	// A JSON null or a scalar would decode into the struct without error.
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return Server{}, 0, errNotObject
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var req HeartbeatRequest
+	if err := dec.Decode(&req); err != nil {
+		return Server{}, 0, decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Server{}, 0, &FieldError{"body", "unexpected data after the JSON object"}
+	}
+	if err := checkKeys(body); err != nil {
+		return Server{}, 0, err
+	}
+	if req.ID != nil && *req.ID != id {
+		return Server{}, 0, &FieldError{"id", fmt.Sprintf("body id %q differs from path id %q", *req.ID, id)}
+	}
+	switch {
+	case req.Region == nil:
+		return Server{}, 0, &FieldError{"region", "is required"}
+	case req.URL == nil:
+		return Server{}, 0, &FieldError{"url", "is required"}
+	case req.Load == nil:
+		return Server{}, 0, &FieldError{"load", "is required"}
+	}
+	srv := Server{ID: id, Region: *req.Region, URL: *req.URL, Load: *req.Load}
+	if req.Draining != nil {
+		srv.Draining = *req.Draining
+	}
+	if err := srv.Validate(); err != nil {
+		return Server{}, 0, err
+	}
+	ttl := DefaultTTL
+	if req.TTL != nil {
+		secs := *req.TTL
+		// etcd leases are whole seconds; refusing 1.5 beats silently granting 2.
+		if secs != math.Trunc(secs) || secs < MinTTL.Seconds() || secs > MaxTTL.Seconds() {
+			return Server{}, 0, &FieldError{"ttl", fmt.Sprintf("must be whole seconds from %d to %d", int(MinTTL.Seconds()), int(MaxTTL.Seconds()))}
+		}
+		ttl = time.Duration(secs) * time.Second
+	}
+	return srv, ttl, nil
+}
+
+// heartbeatFields are the keys of a HeartbeatRequest, spelled exactly.
+var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "load": true, "draining": true, "ttl": true}
+
+// checkKeys refuses top-level keys that are unknown in their exact spelling
+// or repeated. encoding/json alone would match "REGION" to region and let
+// the last of two "region" keys win, so the record stored could differ from
+// what a reader of the request sees. body must be one valid JSON object.
+func checkKeys(body []byte) error { return checkKeysOf(body, heartbeatFields) }
+
+// checkKeysOf is checkKeys for any request body with the given fields.
+func checkKeysOf(body []byte, fields map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if _, err := dec.Token(); err != nil { // the opening brace
+		return decodeError(err)
+	}
+	seen := make(map[string]bool, len(fields))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return decodeError(err)
+		}
+		key, _ := tok.(string)
+		if !fields[key] {
+			return &FieldError{"body", fmt.Sprintf("unknown field %q", key)}
+		}
+		if seen[key] {
+			return &FieldError{key, "given more than once"}
+		}
+		seen[key] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return decodeError(err)
+		}
+	}
+	return nil
+}
+
+// decodeError turns an encoding/json error into a FieldError naming the
+// field, so the caller sees "invalid load: ..." rather than Go type names.
+func decodeError(err error) *FieldError {
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		if te.Field == "" {
+			return errNotObject
+		}
+		return &FieldError{te.Field, "must be a JSON " + jsonKind(te.Field)}
+	}
+	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return &FieldError{"body", "malformed JSON: " + err.Error()}
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return &FieldError{"body", "truncated JSON"}
+	}
+	// DisallowUnknownFields reports `json: unknown field "name"`.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return &FieldError{"body", "unknown field " + name}
+	}
+	return &FieldError{"body", strings.TrimPrefix(err.Error(), "json: ")}
+}
+
+func jsonKind(field string) string {
+	switch field {
+	case "load", "ttl":
+		return "number"
+	case "draining":
+		return "boolean"
+	default:
+		return "string"
+	}
+}
