@@ -192,7 +192,7 @@ func TestRefreshErrorsQuoteAtMost64Bytes(t *testing.T) {
 		{strings.Repeat("x", 64), `"` + strings.Repeat("x", 64) + `"`},
 		{strings.Repeat("x", 65), `"` + strings.Repeat("x", 64) + `..."`},
 	} {
-		_, _, _, err := ParseRefreshHeaders(http.Header{HeaderCritical: {tc.value}})
+		_, _, _, err := parseRefreshHeaders(http.Header{headerCritical: {tc.value}})
 		if err == nil || !strings.Contains(err.Error(), tc.quoted) {
 			t.Errorf("%d-byte value: error %v, want it to quote %s", len(tc.value), err, tc.quoted)
 		}
