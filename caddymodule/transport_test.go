@@ -309,6 +309,9 @@ func grpcBackend(t *testing.T, id string) string {
 // x-session-pin, which is the HTTP/2 header the edge reads; a call
 // without one is placed, and its response metadata carries the new pin.
 func TestPinnedGRPC(t *testing.T) {
+	if raceEnabled {
+		t.Skip("runs without -race: see raceEnabled")
+	}
 	te := newTransportEdge(t)
 	te.reg.put("g-1", "eu-west", grpcBackend(t, "g-1"), 0.0, false)
 	te.reg.put("g-2", "eu-west", grpcBackend(t, "g-2"), 0.9, false)

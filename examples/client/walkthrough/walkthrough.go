@@ -3,8 +3,9 @@
 // readable timeline: login pins the client, the edges answer /closestToMe
 // for their own regions, a pin issued by one edge is honoured by the other,
 // a critical workflow stays on its server through a refresh, a non-critical
-// refresh moves the client, and a stopped server leads to "Reconnecting…",
-// a refresh and a new server.
+// refresh moves the client, an operator drain lets a critical workflow
+// finish before the client moves and then reports the server drained, and
+// a stopped server leads to "Reconnecting…", a refresh and a new server.
 //
 // Every step checks what it shows; Run returns an error at the first
 // expectation that fails.
@@ -32,6 +33,20 @@ type Config struct {
 	// listener, used to take the pinned server down and bring it back.
 	// Default: eu-1, eu-2, us-1, us-2 on http://127.0.0.1:9101..9104.
 	Admins map[string]string
+	// Discovery is the base URL of the discovery API, where the walkthrough
+	// drains the pinned server. Default: http://127.0.0.1:7070.
+	Discovery string
+	// Token is discovery's admin token, which drains take. Default: none
+	// (a discovery service without a token).
+	Token string
+	// DrainQuiet is the quiet period after which the drained server counts
+	// as drained (the ?quiet= of the drain status). Default: 6s, longer
+	// than the edges' default 5s activity interval, so that "drained"
+	// comes after a report that includes the last pinned request.
+	DrainQuiet time.Duration
+	// DrainTimeout bounds the wait for the drained server to be reported
+	// drained. Default: 60s.
+	DrainTimeout time.Duration
 	// User logs in. Default: "alice".
 	User string
 	// Fast waits at most 2s where the edge says Retry-After, instead of the
@@ -67,6 +82,16 @@ func (c *Config) defaults() {
 	}
 	c.EdgeA = strings.TrimRight(c.EdgeA, "/")
 	c.EdgeB = strings.TrimRight(c.EdgeB, "/")
+	if c.Discovery == "" {
+		c.Discovery = "http://127.0.0.1:7070"
+	}
+	c.Discovery = strings.TrimRight(c.Discovery, "/")
+	if c.DrainQuiet <= 0 {
+		c.DrainQuiet = 6 * time.Second
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 60 * time.Second
+	}
 	if c.Admins == nil {
 		c.Admins = DefaultAdmins()
 	}
@@ -108,6 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 		w.pinAcrossEdges,
 		w.criticalWorkflow,
 		w.nonCriticalRefresh,
+		w.drain,
 		w.failover,
 	}
 	for _, step := range steps {

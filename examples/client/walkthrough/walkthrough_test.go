@@ -26,7 +26,7 @@ func testWalkthrough(t *testing.T, st *demostack.Stack) {
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := Run(ctx, Config{EdgeA: st.EdgeA, EdgeB: st.EdgeB, Admins: st.Admins, Fast: true, Out: &out})
+	err := Run(ctx, Config{EdgeA: st.EdgeA, EdgeB: st.EdgeB, Discovery: st.Discovery, Admins: st.Admins, Fast: true, Out: &out})
 	t.Logf("timeline:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("walkthrough failed: %v", err)
@@ -37,6 +37,10 @@ func testWalkthrough(t *testing.T, st *demostack.Stack) {
 		"stayed on ",
 		"the workflow never hopped",
 		ServerChangedMessage,
+		"although it is draining",
+		"the drain did not cut the workflow",
+		"drained: true",
+		"takes new clients again",
 		"503 pinned_server_unavailable",
 		"Reconnecting…",
 		"back in business",

@@ -1,0 +1,190 @@
+package walkthrough
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// drainStatus is the part of discovery's drain status the walkthrough reads.
+type drainStatus struct {
+	Draining         bool   `json:"draining"`
+	PinnedLastMinute uint64 `json:"pinned_last_minute"`
+	EdgesReporting   int    `json:"edges_reporting"`
+	Drained          bool   `json:"drained"`
+}
+
+// drain: an operator drains the pinned server. It takes no new clients, a
+// critical workflow still finishes on it, the next refresh without a
+// critical task moves the client, and discovery then reports the server
+// drained, as `discoverysvc drain --wait` waits for. The drain is ended
+// afterwards, so the demo is whole again.
+func (w *walk) drain(ctx context.Context) error {
+	w.title("An operator drains the pinned server: the workflow finishes, the client moves")
+	drained := w.s.server
+	if _, err := w.drainCall(ctx, http.MethodPut, drained); err != nil {
+		return err
+	}
+	defer w.undrain(drained)
+	w.note("PUT %s/v1/servers/%s/drain (admin token): %s takes no new clients", w.cfg.Discovery, drained, drained)
+	if err := w.waitEdgeSkips(ctx, drained); err != nil {
+		return err
+	}
+
+	r, err := w.orderStep(ctx, "create order", "/orders", nil)
+	if err != nil {
+		return err
+	}
+	id := r.str("id")
+	r, err = w.refresh(ctx, w.cfg.EdgeA, drained, true)
+	if err != nil {
+		return err
+	}
+	w.note("POST A/auth/refresh {closestServerId: %s, criticalTaskInProgress: true} → %s", drained, r.describe())
+	if r.status != http.StatusOK || r.servedBy != drained || w.s.server != drained || r.changed {
+		return fmt.Errorf("critical refresh on a draining server: want 200 from %s, got %s, pinned to %s", drained, r.describe(), w.s.server)
+	}
+	w.ok("stayed on %s although it is draining: a critical task is in progress", drained)
+	if _, err := w.orderStep(ctx, "add item", "/orders/"+id+"/items", map[string]any{"sku": "oat-milk", "qty": 1}); err != nil {
+		return err
+	}
+	r, err = w.orderStep(ctx, "submit", "/orders/"+id+"/submit", nil)
+	if err != nil {
+		return err
+	}
+	if r.str("status") != "submitted" {
+		return fmt.Errorf("submit: order status %q, want submitted", r.str("status"))
+	}
+	w.ok("order %s submitted on %s: the drain did not cut the workflow", id, drained)
+
+	r, err = w.refresh(ctx, w.cfg.EdgeA, drained, false)
+	if err != nil {
+		return err
+	}
+	w.note("POST A/auth/refresh {closestServerId: %s, criticalTaskInProgress: false} → %s", drained, r.describe())
+	if r.status != http.StatusOK || w.s.server == drained || !r.changed || r.servedBy != w.s.server {
+		return fmt.Errorf("refresh off a draining server: want 200 from a new server, got %s, pinned to %s", r.describe(), w.s.server)
+	}
+	w.ok("moved %s → %s: a draining server keeps a client only while its task is critical", drained, w.s.server)
+	w.printf("    💬 %s\n", ServerChangedMessage)
+
+	st, err := w.waitDrained(ctx, drained)
+	if err != nil {
+		return err
+	}
+	w.ok("GET %s/v1/servers/%s/drain?quiet=%s → drained: true (%d edges reporting): safe to restart it",
+		w.cfg.Discovery, drained, w.cfg.DrainQuiet, st.EdgesReporting)
+	return nil
+}
+
+// waitEdgeSkips polls until the edge of the drained server's region places
+// new clients elsewhere: the drain has reached the edges' registry watch,
+// so the refresh that follows sees it.
+func (w *walk) waitEdgeSkips(ctx context.Context, id string) error {
+	deadline := time.Now().Add(w.cfg.DownTimeout)
+	for {
+		for _, e := range []struct{ url, name string }{{w.cfg.EdgeA, "A"}, {w.cfg.EdgeB, "B"}} {
+			r, err := w.s.call(ctx, "GET", e.url+"/closestToMe", nil)
+			if err != nil {
+				return err
+			}
+			closest := r.str("closestServerId")
+			if r.status == http.StatusOK && r.str("region") == w.regionOf[id] && closest != "" && closest != id {
+				w.note("GET %s/closestToMe → %s: edge %s places new clients off %s", e.name, closest, e.name, id)
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no edge of %s's region placed new clients elsewhere within %s of the drain", id, w.cfg.DownTimeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// waitDrained polls the drain status until no edge has seen a pinned
+// request to id for DrainQuiet. The edges report their pinned traffic every
+// few seconds, so this takes the quiet period and up to two reports.
+func (w *walk) waitDrained(ctx context.Context, id string) (drainStatus, error) {
+	deadline := time.Now().Add(w.cfg.DrainTimeout)
+	var shown string
+	for {
+		st, err := w.drainCall(ctx, http.MethodGet, id)
+		if err != nil {
+			return st, err
+		}
+		if st.Drained {
+			return st, nil
+		}
+		line := fmt.Sprintf("drain status: %d pinned requests to %s in the last minute, %d edges reporting; waiting for %s of quiet",
+			st.PinnedLastMinute, id, st.EdgesReporting, w.cfg.DrainQuiet)
+		if line != shown {
+			w.note("%s", line)
+			shown = line
+		}
+		if time.Now().After(deadline) {
+			return st, fmt.Errorf("%s not drained after %s: %d pinned requests in the last minute, %d edges reporting",
+				id, w.cfg.DrainTimeout, st.PinnedLastMinute, st.EdgesReporting)
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// drainCall sends one request to discovery's /v1/servers/<id>/drain with
+// the admin token and decodes the drain status of a 200 answer.
+func (w *walk) drainCall(ctx context.Context, method, id string) (drainStatus, error) {
+	u := w.cfg.Discovery + "/v1/servers/" + url.PathEscape(id) + "/drain?quiet=" + url.QueryEscape(w.cfg.DrainQuiet.String())
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return drainStatus{}, err
+	}
+	if w.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+w.cfg.Token)
+	}
+	resp, err := w.cfg.Client.Do(req)
+	if err != nil {
+		return drainStatus{}, fmt.Errorf("drain %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return drainStatus{}, fmt.Errorf("drain %s: read answer: %w", id, err)
+	}
+	switch {
+	case method == http.MethodDelete && resp.StatusCode == http.StatusNoContent:
+		return drainStatus{}, nil
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return drainStatus{}, fmt.Errorf("%s %s: %s: the admin token is missing or wrong (see --token)", method, u, resp.Status)
+	case resp.StatusCode != http.StatusOK:
+		return drainStatus{}, fmt.Errorf("%s %s: %s %s", method, u, resp.Status, strings.TrimSpace(string(raw)))
+	}
+	var st drainStatus
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return drainStatus{}, fmt.Errorf("drain %s: decode status: %w", id, err)
+	}
+	return st, nil
+}
+
+// undrain ends the drain even when a step failed, so that the server takes
+// new clients again on the next run.
+func (w *walk) undrain(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := w.drainCall(ctx, http.MethodDelete, id); err != nil {
+		w.note("could not undrain %s: %v", id, err)
+		return
+	}
+	w.note("DELETE %s/v1/servers/%s/drain: %s takes new clients again", w.cfg.Discovery, id, id)
+}
