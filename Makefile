@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet xcaddy chaos fuzz clean
+.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet xcaddy chaos fuzz mutation clean
 
 all: build
 
@@ -64,6 +64,10 @@ chaos:
 ## fuzz: every fuzz target for a bounded time each
 fuzz:
 	./scripts/fuzz.sh $(or $(FUZZTIME),30s)
+
+## mutation: mutation testing of the pure packages, efficacy per package (slow; not in make test)
+mutation:
+	./scripts/mutation.sh $(MUTATION_PKGS)
 
 clean:
 	rm -rf $(BIN) data

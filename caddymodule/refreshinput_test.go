@@ -187,3 +187,19 @@ func checkParsed(t *testing.T, in placement.RefreshRequest, fc, fk bool, err err
 	}
 	return false
 }
+
+// Errors quote a bad value whole up to 64 bytes and cut a longer one, so
+// a client cannot make the edge log an arbitrary amount.
+func TestRefreshErrorsQuoteAtMost64Bytes(t *testing.T) {
+	for _, tc := range []struct {
+		value, quoted string
+	}{
+		{strings.Repeat("x", 64), `"` + strings.Repeat("x", 64) + `"`},
+		{strings.Repeat("x", 65), `"` + strings.Repeat("x", 64) + `..."`},
+	} {
+		_, _, _, err := parseRefreshHeaders(http.Header{headerCritical: {tc.value}})
+		if err == nil || !strings.Contains(err.Error(), tc.quoted) {
+			t.Errorf("%d-byte value: error %v, want it to quote %s", len(tc.value), err, tc.quoted)
+		}
+	}
+}

@@ -53,6 +53,17 @@ const (
 	// and then makes the request, which takes up to a second on a loaded
 	// machine running the race detector.
 	repinSlack = 500*time.Millisecond + 500*time.Millisecond + 3*clientRetry/2 + time.Second
+	// registerTimeout bounds the wait for a server to enter or leave the
+	// discovery API's list.
+	registerTimeout = 30 * time.Second
+	// drainingSeenTimeout bounds the wait for the watch to deliver a
+	// planned restart's draining write.
+	drainingSeenTimeout = 5 * time.Second
+	// agentExitTimeout bounds a planned stop: the drain, then the exit.
+	agentExitTimeout = drainTimeout + 10*time.Second
+	// settleTimeout bounds the wait for goroutines to return to their
+	// baseline after the clients stop.
+	settleTimeout = 20 * time.Second
 	// unreachableFor is the edges' unreachable_for (their default): how
 	// long a server they failed to connect to stays out of their routing.
 	// A client of a server cut off from the edges learns it at its next
@@ -138,6 +149,7 @@ func TestChaos(t *testing.T) {
 	}
 	fl := newFleet()
 	st := newStats() // its clock starts with the clients
+	mg := st.margins
 	transport := &http.Transport{MaxIdleConnsPerHost: plan.clients, IdleConnTimeout: 5 * time.Second}
 	hc := &http.Client{Transport: transport, Timeout: 15 * time.Second}
 	edgeURLs := []string{edges[0].URL, edges[1].URL}
@@ -161,11 +173,11 @@ func TestChaos(t *testing.T) {
 		fl.set(b.ID, stateCrashed)
 		agents[b.ID].kill()
 		b.kill()
-		waitRegistered(t, disc, b.ID, false)
+		mg.timed("crash -> deregistered (lease expiry)", registerTimeout, func() { waitRegistered(t, disc, b.ID, false) })
 		// Leave it dead a moment: clients pinned there must re-pin.
 		pause(time.Second)
 		startServer(b)
-		waitRegistered(t, disc, b.ID, true)
+		mg.timed("start -> registered", registerTimeout, func() { waitRegistered(t, disc, b.ID, true) })
 		fl.set(b.ID, stateUp)
 		t.Logf("%6.1fs %s back", time.Since(start).Seconds(), b.ID)
 	}
@@ -180,21 +192,25 @@ func TestChaos(t *testing.T) {
 		}
 		t.Logf("%6.1fs %s drained", time.Since(start).Seconds(), b.ID)
 		drained := tl.drainingPuts(b.ID)
-		if err := agents[b.ID].stop(drainTimeout + 10*time.Second); err != nil {
-			t.Errorf("agent %s did not drain and exit: %v", b.ID, err)
-		}
-		waitRegistered(t, disc, b.ID, false)
+		mg.timed("planned stop -> agent drained and exited", agentExitTimeout, func() {
+			if err := agents[b.ID].stop(agentExitTimeout); err != nil {
+				t.Errorf("agent %s did not drain and exit: %v", b.ID, err)
+			}
+		})
+		mg.timed("agent exit -> deregistered", registerTimeout, func() { waitRegistered(t, disc, b.ID, false) })
 		// The watch may deliver the draining write a moment after the agent
 		// exits; it must have happened before the deregistration.
-		poll.Until(t, 5*time.Second, b.ID+" marked draining before it left", func() error {
-			if tl.drainingPuts(b.ID) == drained {
-				return fmt.Errorf("no draining write seen")
-			}
-			return nil
+		mg.timed("agent exit -> draining write seen", drainingSeenTimeout, func() {
+			poll.Until(t, drainingSeenTimeout, b.ID+" marked draining before it left", func() error {
+				if tl.drainingPuts(b.ID) == drained {
+					return fmt.Errorf("no draining write seen")
+				}
+				return nil
+			})
 		})
 		b.kill()
 		startServer(b)
-		waitRegistered(t, disc, b.ID, true)
+		mg.timed("start -> registered", registerTimeout, func() { waitRegistered(t, disc, b.ID, true) })
 		undrain := startProc(t, "undrain-"+b.ID, "discoverysvc", admin, "undrain", b.ID, "--discovery", disc)
 		if err := undrain.wait(30 * time.Second); err != nil {
 			t.Errorf("undrain %s: %v\n%s", b.ID, err, undrain.tail(10))
@@ -212,19 +228,21 @@ func TestChaos(t *testing.T) {
 		// has run out; until both route to it, a 503 for it is expected.
 		tok := sign(t, jwt.SigningMethodHS256, []byte(pinSecret), claims(b.ID, b.Region))
 		for _, e := range edges {
-			poll.Until(t, unreachableFor+10*time.Second, b.ID+" routed again by "+e.URL, func() error {
-				req, _ := http.NewRequest(http.MethodGet, e.URL+"/healthz", nil)
-				req.Header.Set("X-Session-Pin", tok)
-				req.Close = true // no idle connection left to count as an edge goroutine
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					return err
-				}
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("%s", resp.Status)
-				}
-				return nil
+			mg.timed("heal -> routed again by each edge", unreachableFor+10*time.Second, func() {
+				poll.Until(t, unreachableFor+10*time.Second, b.ID+" routed again by "+e.URL, func() error {
+					req, _ := http.NewRequest(http.MethodGet, e.URL+"/healthz", nil)
+					req.Header.Set("X-Session-Pin", tok)
+					req.Close = true // no idle connection left to count as an edge goroutine
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						return err
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						return fmt.Errorf("%s", resp.Status)
+					}
+					return nil
+				})
 			})
 		}
 		fl.set(b.ID, stateUp)
@@ -279,10 +297,13 @@ func TestChaos(t *testing.T) {
 	transport.CloseIdleConnections()
 
 	for _, e := range edges {
-		e.waitServers(t, len(backends))
+		mg.timed("clients stopped -> edge sees the whole fleet", edgeSyncTimeout, func() { e.waitServers(t, len(backends)) })
 	}
 	stopWatch()
-	leaked := waitGoroutines(baseline, edgeBaseline, edges, 20*time.Second)
+	var leaked int
+	mg.timed("clients stopped -> goroutines back to baseline", settleTimeout, func() {
+		leaked = waitGoroutines(baseline, edgeBaseline, edges, settleTimeout)
+	})
 
 	reasons := formatCounts(st.byReason)
 	t.Logf("clients %d, %s of load, %d rounds of faults", plan.clients, elapsed.Round(100*time.Millisecond), plan.rounds)
@@ -305,6 +326,11 @@ func TestChaos(t *testing.T) {
 		t.Logf("goroutines grown since the baseline:\n%s", grown(baselineGroups, goroutineGroups()))
 	}
 	t.Logf("servers removed from the registry: %s", strings.Join(tl.deletes(), "; "))
+	t.Logf("timing bounds, each with its worst case and the margin left:")
+	for _, line := range mg.lines() {
+		t.Logf("  %s", line)
+		fmt.Printf("CHAOS MARGIN: %s\n", line)
+	}
 	fmt.Printf("CHAOS SUMMARY: clients=%d load=%s rounds=%d steps=%d landed_elsewhere=%d workflows=%d lost_crash=%d lost_cut=%d lost_planned=%d failed_planned=%d 5xx={%s} repin_worst=%s repin_bound=%s cut_repin_worst=%s cut_repin_bound=%s other_errors=%d goroutines_leaked=%d\n",
 		plan.clients, elapsed.Round(100*time.Millisecond), plan.rounds, st.steps.Load(), st.wrongSrv.Load(), st.workflows.Load(),
 		st.lostCrash.Load(), st.lostCut.Load(), st.lostPlan.Load(), st.failPlan.Load(), reasons, st.repinWorst.Round(time.Millisecond), leaseTTL+repinSlack,
@@ -342,7 +368,7 @@ func TestChaos(t *testing.T) {
 // waitRegistered polls the discovery API until id is (or is not) listed.
 func waitRegistered(t testing.TB, disc, id string, want bool) {
 	t.Helper()
-	poll.Until(t, 30*time.Second, fmt.Sprintf("%s registered=%v", id, want), func() error {
+	poll.Until(t, registerTimeout, fmt.Sprintf("%s registered=%v", id, want), func() error {
 		ids, err := registeredIDs(disc)
 		if err != nil {
 			return err

@@ -43,10 +43,12 @@ type stats struct {
 	cutRepinCount int64
 	cutRepinWorst time.Duration
 	cutRepinSum   time.Duration
+
+	margins *margins // timing bounds and how close the run came to them
 }
 
 func newStats() *stats {
-	return &stats{byReason: map[string]int64{}, other: map[string]int64{}, start: time.Now()}
+	return &stats{byReason: map[string]int64{}, other: map[string]int64{}, start: time.Now(), margins: newMargins()}
 }
 
 func (s *stats) reason(status int, code string) {
@@ -74,6 +76,11 @@ func (s *stats) example(kind, desc string) {
 // repinned records how long a client of a server that crashed or was cut
 // off took to get a pin for another server.
 func (s *stats) repinned(kind serverState, d time.Duration) {
+	if kind == stateCut {
+		s.margins.observe("cut -> re-pinned (unreachable_for + client retry)", d, unreachableFor+cutRepinSlack)
+	} else {
+		s.margins.observe("death -> re-pinned (lease TTL + client retry)", d, leaseTTL+repinSlack)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if kind == stateCut {
@@ -229,6 +236,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, auth boo
 	if auth && c.access != "" {
 		req.Header.Set("Authorization", "Bearer "+c.access)
 	}
+	sent := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return response{}, err
@@ -238,6 +246,7 @@ func (c *client) do(ctx context.Context, method, path string, body any, auth boo
 	if err != nil {
 		return response{}, err
 	}
+	c.st.margins.observe("request -> whole answer (client timeout)", time.Since(sent), c.http.Timeout)
 	r := response{
 		status: resp.StatusCode, servedBy: resp.Header.Get("X-Served-By"),
 		edgeSrv: resp.Header.Get("X-Session-Server"), body: b,

@@ -238,10 +238,14 @@ func (e *edge) registryServers() (int, error) {
 	return int(total), nil
 }
 
+// edgeSyncTimeout bounds the wait for an edge's snapshot to follow the
+// registry.
+const edgeSyncTimeout = 30 * time.Second
+
 // waitServers polls until the edge's snapshot holds n servers.
 func (e *edge) waitServers(t testing.TB, n int) {
 	t.Helper()
-	poll.Until(t, 30*time.Second, fmt.Sprintf("edge %s to see %d servers", e.addr, n), func() error {
+	poll.Until(t, edgeSyncTimeout, fmt.Sprintf("edge %s to see %d servers", e.addr, n), func() error {
 		got, err := e.registryServers()
 		if err != nil {
 			return err
