@@ -71,9 +71,10 @@ func (f *drainFleet) status(t *testing.T, id, quiet string) (discoverysvc.DrainS
 // pinnedClient keeps sending pinned requests through one edge until its
 // context ends, noting when its last request to its server was sent.
 type pinnedClient struct {
-	edge, pin, server string
+	edge, server string
 
 	mu       sync.Mutex
+	pin      string    // refresh replaces it while run sends it
 	lastSent time.Time // start of the last request answered by server
 	lastDone time.Time // end of it
 	wrong    int       // answers from another server
@@ -83,7 +84,10 @@ func (c *pinnedClient) run(ctx context.Context, every time.Duration) {
 	for ctx.Err() == nil {
 		sent := time.Now()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.edge+"/step", nil)
-		req.Header.Set("X-Session-Pin", c.pin)
+		c.mu.Lock()
+		pin := c.pin
+		c.mu.Unlock()
+		req.Header.Set("X-Session-Pin", pin)
 		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
@@ -107,7 +111,10 @@ func (c *pinnedClient) refresh(t *testing.T, critical bool) (server string, chan
 	t.Helper()
 	body := fmt.Sprintf(`{"criticalTaskInProgress":%v}`, critical)
 	req, _ := http.NewRequest(http.MethodPost, c.edge+"/auth/refresh", strings.NewReader(body))
-	req.Header.Set("X-Session-Pin", c.pin)
+	c.mu.Lock()
+	pin := c.pin
+	c.mu.Unlock()
+	req.Header.Set("X-Session-Pin", pin)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -118,7 +125,9 @@ func (c *pinnedClient) refresh(t *testing.T, critical bool) (server string, chan
 		t.Fatalf("refresh: %d", resp.StatusCode)
 	}
 	if p := resp.Header.Get("X-Session-Pin"); p != "" {
+		c.mu.Lock()
 		c.pin = p
+		c.mu.Unlock()
 	}
 	return resp.Header.Get("X-Session-Server"), resp.Header.Get("X-Session-Server-Changed") == "1"
 }
