@@ -143,19 +143,7 @@ func newBrowser(t *testing.T) context.Context {
 		}
 		t.Skipf("no chromium at %s (apt-get install chromium)", chromiumPath)
 	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
+	allocCtx, cancelAlloc := browserAllocator(t)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	// Every wait polls the page; this bounds the whole test.
 	timer := time.AfterFunc(3*time.Minute, cancel)

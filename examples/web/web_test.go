@@ -32,19 +32,7 @@ func TestDemoPage(t *testing.T) {
 	}
 	st := demostack.Start(t, demostack.Options{})
 
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
+	allocCtx, cancelAlloc := browserAllocator(t)
 	defer cancelAlloc()
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	defer cancel()
@@ -220,4 +208,22 @@ func pinnedUnavailable(edge, pin string) error {
 		return fmt.Errorf("edge answers %d %q", resp.StatusCode, b.Error)
 	}
 	return nil
+}
+
+// browserAllocator starts headless Chromium settings shared by the browser
+// tests: no network of its own, a fresh profile per test.
+func browserAllocator(t *testing.T) (context.Context, context.CancelFunc) {
+	return chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
 }

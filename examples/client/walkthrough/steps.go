@@ -156,15 +156,8 @@ func (w *walk) criticalWorkflow(ctx context.Context) error {
 		return fmt.Errorf("critical refresh moved the client from %s to %s", pinned, w.s.server)
 	}
 	w.ok("stayed on %s although %s is closer: a critical task is in progress", pinned, closest)
-	if _, err := w.orderStep(ctx, "add item", "/orders/"+id+"/items", map[string]any{"sku": "espresso-beans", "qty": 2}); err != nil {
+	if err := w.finishOrder(ctx, id, "espresso-beans", 2); err != nil {
 		return err
-	}
-	r, err = w.orderStep(ctx, "submit", "/orders/"+id+"/submit", nil)
-	if err != nil {
-		return err
-	}
-	if r.str("status") != "submitted" {
-		return fmt.Errorf("submit: order status %q, want submitted", r.str("status"))
 	}
 	w.ok("order %s created, filled and submitted on %s: the workflow never hopped", id, pinned)
 	return nil
@@ -195,5 +188,21 @@ func (w *walk) nonCriticalRefresh(ctx context.Context) error {
 	}
 	w.ok("moved %s → %s (X-Session-Server-Changed: 1, X-Session-Server-URL: %s)", from, w.s.server, r.serverURL)
 	w.printf("    💬 %s\n", ServerChangedMessage)
+	return nil
+}
+
+// finishOrder adds an item to order id and submits it: the workflow steps
+// that must land on the server the order was created on.
+func (w *walk) finishOrder(ctx context.Context, id, sku string, qty int) error {
+	if _, err := w.orderStep(ctx, "add item", "/orders/"+id+"/items", map[string]any{"sku": sku, "qty": qty}); err != nil {
+		return err
+	}
+	r, err := w.orderStep(ctx, "submit", "/orders/"+id+"/submit", nil)
+	if err != nil {
+		return err
+	}
+	if r.str("status") != "submitted" {
+		return fmt.Errorf("submit: order status %q, want submitted", r.str("status"))
+	}
 	return nil
 }
