@@ -207,6 +207,11 @@ func run(ctx context.Context, o options) error {
 		if err != nil {
 			return fmt.Errorf("%s: preparing clients: %w", c.name, err)
 		}
+		if c.pinned > 0 {
+			if err := checkPinned(c.caddy.url, hs[0]); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+		}
 		var reqs [][][]byte
 		for _, idx := range spread(len(hs), o.conns, uint64(i+1)) {
 			var r [][]byte

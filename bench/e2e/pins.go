@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"strings"
 	"runtime"
 	"sync"
 	"time"
@@ -79,4 +81,28 @@ func spread(n, conns int, seed uint64) [][]int {
 		out[j%conns] = append(out[j%conns], order[j%n])
 	}
 	return out
+}
+
+// checkPinned sends one request with a client's headers and makes sure the
+// edge routed it on the pin: a pin the edge refused would be placed (and
+// answered 200 with a new pin), which would measure the wrong thing.
+func checkPinned(url string, headers []string) error {
+	req, err := http.NewRequest(http.MethodGet, url+"/", nil)
+	if err != nil {
+		return err
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Session-Pin") != "" || resp.Header.Get("X-Session-Server") == "" {
+		return fmt.Errorf("pinned request not routed on its pin: status %d, new pin %t, server %q",
+			resp.StatusCode, resp.Header.Get("X-Session-Pin") != "", resp.Header.Get("X-Session-Server"))
+	}
+	return nil
 }
