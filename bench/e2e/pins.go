@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
