@@ -20,7 +20,7 @@
 // targets are met, and the edges' memory, and writes them with the machine
 // and the exact commands into BENCHMARKS.md.
 //
-//	go run ./bench/e2e [-rounds 5] [-duration 6s] [-slice 1s] [-conns 32] [-clients 100] [-many 100000] [-only keys] [-caddy bin] [-profile dir] [-out BENCHMARKS.md]
+//	go run ./bench/e2e [-rounds 5] [-duration 5s] [-slice 1s] [-conns 32] [-clients 100] [-many 100000] [-only keys] [-caddy bin] [-profile dir] [-out BENCHMARKS.md]
 //
 // With -fill n it only measures memory: it sends n distinct clients' pins,
 // each once, to an HS256 edge with the default token_cache and to one with
@@ -38,6 +38,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,6 +67,7 @@ type options struct {
 	many         int // distinct pinned clients of the many-clients runs
 	fill         int // -fill: only measure memory up to this many clients
 	compare      comparisons
+	gcControl    bool
 }
 
 func main() {
@@ -81,7 +83,7 @@ func main() {
 	cpus := runtime.NumCPU()
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds; every configuration runs once per round")
-	flag.DurationVar(&o.duration, "duration", 6*time.Second, "measured load per configuration per round")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per configuration per round")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load per configuration before the first round")
 	flag.IntVar(&o.conns, "conns", 32, "concurrent keep-alive connections of the load generator")
 	flag.IntVar(&o.caddyProcs, "caddy-procs", cpus, "GOMAXPROCS of each Caddy")
@@ -93,6 +95,7 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 100, "distinct pinned clients of the hs256 and eddsa configurations")
 	flag.IntVar(&o.many, "many", 100000, "distinct pinned clients of the hs256many and eddsamany configurations")
 	flag.Var(&o.compare, "compare", "name=binary: also run the pinned configurations on edges of this Caddy binary, in the same rounds (repeatable)")
+	flag.BoolVar(&o.gcControl, "gc-control", true, "add plain reverse_proxy with GOGC raised to the HS256 edge's heap target (needs plain and hs256)")
 	flag.IntVar(&o.fill, "fill", 0, "only measure edge memory while this many distinct clients' pins arrive, once each")
 	flag.DurationVar(&o.slice, "slice", time.Second, "within a round, configurations take turns in slices this long until each has had -duration; 0 runs each for -duration at a stretch")
 	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of each Caddy during the first round (from its admin /debug/pprof); turns -slice off")
@@ -270,6 +273,20 @@ func run(ctx context.Context, o options) error {
 		}
 		if o.warmup > 0 {
 			runLoad(ctx, c.clients, o.warmup)
+		}
+	}
+	// The edge's heap holds its verified-token cache, so with Go's default
+	// GOGC its collector runs less often than plain Caddy's, which lowers
+	// its CPU per request by more than the pin check costs. The control
+	// "plain with the edge's GC target" is plain Caddy with GOGC raised to
+	// the same heap target, so that the pin check's own cost shows too.
+	if o.gcControl {
+		c, err := startGCControl(ctx, configs, bin, dir, back.addrs[0], o)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			configs = slices.Insert(configs, 1, c)
 		}
 	}
 	slice := o.slice
@@ -603,4 +620,59 @@ func lbCookie(p *caddyProc) func(int) ([]string, error) {
 		}
 		return nil, fmt.Errorf("first request: status %d, no lb cookie", resp.StatusCode)
 	}
+}
+
+// startGCControl starts plain Caddy with GOGC set so that its heap target
+// (live heap × (1 + GOGC/100)) is the HS256 edge's under the default GOGC,
+// warms it up and returns its configuration; nil when the run has no plain
+// or no HS256 edge.
+func startGCControl(ctx context.Context, configs []*config, bin, dir, backend string, o options) (*config, error) {
+	var plain, edge *caddyProc
+	for _, c := range configs {
+		switch c.key {
+		case "plain":
+			plain = c.caddy
+		case "hs256", "hs256many":
+			edge = c.caddy
+		}
+	}
+	if plain == nil || edge == nil {
+		return nil, nil
+	}
+	pm, err := plain.memoryOf(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	em, err := edge.memoryOf(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	gogc := max(100, int(100*(2*float64(em.live)/float64(pm.live)-1)))
+	listen, err := benchenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := benchenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startCaddy(bin, dir, "plaingc", listen, admin, caddyfile(listen, admin, "", "\treverse_proxy "+backend+"\n"), o.caddyProcs, "GOGC="+strconv.Itoa(gogc))
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := p.waitReady(rctx, filepath.Join(dir, "plaingc.log")); err != nil {
+		p.stop()
+		return nil, err
+	}
+	reqs := make([][][]byte, o.conns)
+	for i := range reqs {
+		reqs[i] = [][]byte{newRequest(p.addr, nil)}
+	}
+	c := &config{key: "plaingc", name: fmt.Sprintf("reverse_proxy, 1 upstream, GOGC=%d (the HS256 edge's GC target)", gogc), caddy: p, clients: newClients(p.addr, reqs)}
+	if o.warmup > 0 {
+		runLoad(ctx, c.clients, o.warmup)
+	}
+	return c, nil
 }
