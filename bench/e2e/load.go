@@ -11,10 +11,12 @@ import (
 	"github.com/sessionpin/sessionpin/bench/internal/rawhttp"
 )
 
-// client is one simulated client: its request and its keep-alive
-// connection.
+// client is one keep-alive connection of the load generator and the
+// requests it sends in turn: one per simulated client it carries (its pin
+// or cookie), so that a connection can stand for many clients.
 type client struct {
-	req  []byte
+	reqs [][]byte
+	next int
 	conn rawhttp.Conn
 }
 
@@ -23,7 +25,11 @@ func newRequest(addr string, extra []string) []byte {
 	return rawhttp.Request("GET", addr, "/", extra, nil)
 }
 
-func (c *client) do() (int, error) { return c.conn.Do(c.req) }
+func (c *client) do() (int, error) {
+	req := c.reqs[c.next]
+	c.next = (c.next + 1) % len(c.reqs)
+	return c.conn.Do(req)
+}
 
 func (c *client) close() { c.conn.Close() }
 
@@ -35,12 +41,12 @@ type result struct {
 	firstErr   string
 }
 
-// newClients returns one client per request template; their connections
+// newClients returns one connection per list of requests; connections
 // stay open between runs, as a real client's would between bursts.
-func newClients(addr string, reqs [][]byte) []*client {
+func newClients(addr string, reqs [][][]byte) []*client {
 	cs := make([]*client, len(reqs))
-	for i, req := range reqs {
-		cs[i] = &client{req: req, conn: rawhttp.Conn{Addr: addr}}
+	for i, r := range reqs {
+		cs[i] = &client{reqs: r, conn: rawhttp.Conn{Addr: addr}}
 	}
 	return cs
 }
@@ -51,6 +57,19 @@ func newClients(addr string, reqs [][]byte) []*client {
 func runLoad(ctx context.Context, clients []*client, d time.Duration) *result {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
+	return drive(ctx, clients, false)
+}
+
+// runPass sends every request of every client once: each simulated client
+// makes its first request, as before a measurement of clients the edge
+// has already seen.
+func runPass(ctx context.Context, clients []*client) *result {
+	return drive(ctx, clients, true)
+}
+
+// drive runs the clients until ctx ends or, with once, until each has sent
+// each of its requests once.
+func drive(ctx context.Context, clients []*client, once bool) *result {
 	parts := make([]*result, len(clients))
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -58,7 +77,7 @@ func runLoad(ctx context.Context, clients []*client, d time.Duration) *result {
 		parts[i] = &result{}
 		wg.Go(func() {
 			r := parts[i]
-			for ctx.Err() == nil {
+			for n := 0; ctx.Err() == nil && (!once || n < len(c.reqs)); n++ {
 				t0 := time.Now()
 				status, err := c.do()
 				lat := time.Since(t0)

@@ -3,18 +3,30 @@
 //
 //  1. plain Caddy `reverse_proxy` to one upstream,
 //  2. Caddy `reverse_proxy` with `lb_policy cookie` over four upstreams,
-//  3. the sessionpin edge with pinned requests (HS256 pins),
-//  4. the sessionpin edge with pinned requests (EdDSA pins),
-//  5. the sessionpin edge placing every request (no pin sent),
+//  3. the sessionpin edge with pinned requests of 100 clients (HS256 pins),
+//  4. the same with EdDSA pins,
+//  5. the sessionpin edge with pinned requests of 100,000 distinct clients
+//     in random order (HS256 pins), which an edge sees when its clients
+//     outnumber its connections,
+//  6. the same with EdDSA pins,
+//  7. the sessionpin edge placing every request (no pin sent),
 //
 // plus a control: plain reverse_proxy with clients sending a pin-sized
 // header it only forwards. All run against the same fast Go backend, each
 // Caddy a child process of a binary built from ./cmd/caddy, and take turns
-// in 1 s slices within each round. It prints requests/s, p50/p99 latency,
-// Caddy CPU per request and the ratios to plain reverse_proxy, and writes
-// them with the machine and the exact commands into BENCHMARKS.md.
+// in 1 s slices within each round. Every pinned client has made its first
+// request before the measurement. It prints requests/s, p50/p99 latency,
+// Caddy CPU per request, the ratios to plain reverse_proxy, whether the
+// targets are met, and the edges' memory, and writes them with the machine
+// and the exact commands into BENCHMARKS.md.
 //
-//	go run ./bench/e2e [-rounds 5] [-duration 10s] [-slice 1s] [-conns 32] [-only keys] [-profile dir] [-out BENCHMARKS.md]
+//	go run ./bench/e2e [-rounds 5] [-duration 6s] [-slice 1s] [-conns 32] [-clients 100] [-many 100000] [-only keys] [-caddy bin] [-profile dir] [-out BENCHMARKS.md]
+//
+// With -fill n it only measures memory: it sends n distinct clients' pins,
+// each once, to an HS256 edge with the default token_cache and to one with
+// token_cache n, and records their memory every tenth of the way.
+//
+//	go run ./bench/e2e -fill 1000000 [-out BENCHMARKS.md]
 package main
 
 import (
@@ -26,11 +38,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sessionpin/sessionpin/bench/internal/benchenv"
+	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
@@ -48,6 +62,9 @@ type options struct {
 	only         string
 	profileDir   string
 	slice        time.Duration
+	clients      int // distinct pinned clients of the hs256 and eddsa runs
+	many         int // distinct pinned clients of the many-clients runs
+	fill         int // -fill: only measure memory up to this many clients
 }
 
 func main() {
@@ -63,7 +80,7 @@ func main() {
 	cpus := runtime.NumCPU()
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds; every configuration runs once per round")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "measured load per configuration per round")
+	flag.DurationVar(&o.duration, "duration", 6*time.Second, "measured load per configuration per round")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load per configuration before the first round")
 	flag.IntVar(&o.conns, "conns", 32, "concurrent keep-alive connections of the load generator")
 	flag.IntVar(&o.caddyProcs, "caddy-procs", cpus, "GOMAXPROCS of each Caddy")
@@ -71,17 +88,24 @@ func main() {
 	flag.IntVar(&o.backendProcs, "backend-procs", max(cpus/2, 1), "GOMAXPROCS of the backend process")
 	flag.StringVar(&o.caddyBin, "caddy", "", "Caddy binary to test (default: build ./cmd/caddy into a temporary directory)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose end-to-end section is (re)written; empty to only print")
-	flag.StringVar(&o.only, "only", "", "comma-separated configuration keys to run (plain,plainhdr,cookie,hs256,eddsa,place); plain always runs; default all")
+	flag.StringVar(&o.only, "only", "", "comma-separated configuration keys to run (plain,plainhdr,cookie,hs256,eddsa,hs256many,eddsamany,place); plain always runs; default all")
+	flag.IntVar(&o.clients, "clients", 100, "distinct pinned clients of the hs256 and eddsa configurations")
+	flag.IntVar(&o.many, "many", 100000, "distinct pinned clients of the hs256many and eddsamany configurations")
+	flag.IntVar(&o.fill, "fill", 0, "only measure edge memory while this many distinct clients' pins arrive, once each")
 	flag.DurationVar(&o.slice, "slice", time.Second, "within a round, configurations take turns in slices this long until each has had -duration; 0 runs each for -duration at a stretch")
 	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of each Caddy during the first round (from its admin /debug/pprof); turns -slice off")
 	flag.Parse()
-	if o.rounds < 1 || o.duration <= 0 || o.conns < 1 || o.caddyProcs < 1 || o.loadProcs < 1 || o.backendProcs < 1 {
-		fmt.Fprintln(os.Stderr, "e2e: -rounds, -duration, -conns and the -*-procs flags must be positive")
+	if o.rounds < 1 || o.duration <= 0 || o.conns < 1 || o.caddyProcs < 1 || o.loadProcs < 1 || o.backendProcs < 1 || o.clients < 1 || o.many < 1 || o.fill < 0 {
+		fmt.Fprintln(os.Stderr, "e2e: -rounds, -duration, -conns, -clients, -many and the -*-procs flags must be positive")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, o); err != nil {
+	runner := run
+	if o.fill > 0 {
+		runner = runFill
+	}
+	if err := runner(ctx, o); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		os.Exit(1)
 	}
@@ -91,9 +115,15 @@ func main() {
 type config struct {
 	key, name string
 	caddy     *caddyProc
-	// headers returns the extra request headers of connection i, e.g. the
-	// pin a first request obtained.
-	headers func(i int) ([]string, error)
+	// headers returns the extra request headers of each simulated client,
+	// e.g. its pin; the clients are dealt over the connections.
+	headers func() ([][]string, error)
+	// pinned is the number of distinct pinned clients, 0 for a
+	// configuration without pins.
+	pinned int
+	// many marks the many-clients configurations, whose clients make
+	// their first requests in a pass of their own.
+	many    bool
 	clients []*client
 	runs    []*runStats
 }
@@ -172,14 +202,23 @@ func run(ctx context.Context, o options) error {
 			c.caddy.stop()
 		}
 	}()
-	for _, c := range configs {
-		var reqs [][]byte
-		for i := range o.conns {
-			h, err := c.headers(i)
-			if err != nil {
-				return fmt.Errorf("%s: preparing connection %d: %w", c.name, i, err)
+	for i, c := range configs {
+		hs, err := c.headers()
+		if err != nil {
+			return fmt.Errorf("%s: preparing clients: %w", c.name, err)
+		}
+		if c.pinned > 0 {
+			if err := checkPinned(c.caddy.url, hs[0]); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
 			}
-			reqs = append(reqs, newRequest(c.caddy.addr, h))
+		}
+		var reqs [][][]byte
+		for _, idx := range spread(len(hs), o.conns, uint64(i+1)) {
+			var r [][]byte
+			for _, j := range idx {
+				r = append(r, newRequest(c.caddy.addr, hs[j]))
+			}
+			reqs = append(reqs, r)
 		}
 		c.clients = newClients(c.caddy.addr, reqs)
 	}
@@ -194,7 +233,39 @@ func run(ctx context.Context, o options) error {
 	// From here on this process is the load generator: fix its share.
 	runtime.GOMAXPROCS(o.loadProcs)
 	fmt.Fprintf(os.Stderr, "warming up %s per configuration ...\n", o.warmup)
+	var mem []memoryRow
+	note := func(c *caddyProc, point string, clients int) error {
+		m, err := c.memoryOf(ctx, clients)
+		if err == nil {
+			mem = append(mem, memoryRow{caddy: c.name, point: point, m: m})
+		}
+		return err
+	}
 	for _, c := range configs {
+		if o.warmup > 0 && !c.many {
+			runLoad(ctx, c.clients, o.warmup)
+		}
+	}
+	// Every pinned client makes its first request before the measurement,
+	// as on an edge whose clients each send many requests: with many
+	// clients that is a pass over all of them, and the edge's memory
+	// before and after it is what those clients cost.
+	for _, c := range configs {
+		if !c.many {
+			continue
+		}
+		if err := note(c.caddy, fmt.Sprintf("after the %s-client warm-up", count(o.clients)), o.clients); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		res := runPass(ctx, c.clients)
+		if res.failed > 0 {
+			return fmt.Errorf("%s: first requests: %d failed, first: %s", c.name, res.failed, res.firstErr)
+		}
+		fmt.Fprintf(os.Stderr, "%s: first requests of %s clients in %s\n", c.name, count(c.pinned), time.Since(t0).Round(time.Millisecond))
+		if err := note(c.caddy, fmt.Sprintf("after %s more clients' first requests", count(c.pinned)), o.clients+c.pinned); err != nil {
+			return err
+		}
 		if o.warmup > 0 {
 			runLoad(ctx, c.clients, o.warmup)
 		}
@@ -240,8 +311,17 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 	}
+	seen := map[*caddyProc]bool{}
+	for _, c := range configs {
+		if !seen[c.caddy] {
+			seen[c.caddy] = true
+			if err := note(c.caddy, "after the run", -1); err != nil {
+				return err
+			}
+		}
+	}
 	rep := report{
-		machine: machine, caddyVersion: caddyVersion, opts: o, configs: configs,
+		machine: machine, caddyVersion: caddyVersion, opts: o, configs: configs, memory: mem,
 		started: started, loadBefore: loadBefore, loadAfter: benchenv.LoadAverage(),
 		command: benchenv.CommandLine("go run ./bench/e2e", os.Args[1:]),
 	}
@@ -344,7 +424,7 @@ func registerBackends(ctx context.Context, etcd *benchenv.Etcd, addrs []string) 
 func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, backs []string, o options) ([]*config, error) {
 	want := map[string]bool{"plain": true}
 	if o.only == "" {
-		for _, k := range []string{"plainhdr", "cookie", "hs256", "eddsa", "place"} {
+		for _, k := range []string{"plainhdr", "cookie", "hs256", "eddsa", "hs256many", "eddsamany", "place"} {
 			want[k] = true
 		}
 	}
@@ -362,10 +442,10 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 		{"plain", "", "\treverse_proxy " + backs[0] + "\n"},
 		{"cookie", "", "\treverse_proxy " + strings.Join(backs, " ") + " {\n\t\tlb_policy cookie\n\t}\n"},
 	}
-	if want["hs256"] || want["place"] {
+	if want["hs256"] || want["hs256many"] || want["place"] {
 		specs = append(specs, spec{"hs256", global, edge("hs256 " + benchSecret)})
 	}
-	if want["eddsa"] {
+	if want["eddsa"] || want["eddsamany"] {
 		specs = append(specs, spec{"eddsa", global, edge("ed25519 " + keyPath)})
 	}
 	procs := map[string]*caddyProc{}
@@ -403,20 +483,54 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 			return nil, err
 		}
 	}
-	none := func(int) ([]string, error) { return nil, nil }
-	var configs []*config
-	add := func(key, name, proc string, headers func(*caddyProc) func(int) ([]string, error)) {
-		if want[key] {
-			configs = append(configs, &config{key: key, name: name, caddy: procs[proc], headers: headers(procs[proc])})
+	hs256, err := newMinter(pin.KeyConfig{Algorithm: pin.AlgHS256, Secret: benchSecret}, len(backs))
+	if err != nil {
+		stopAll()
+		return nil, err
+	}
+	eddsa, err := newMinter(pin.KeyConfig{Algorithm: pin.AlgEd25519, File: keyPath}, len(backs))
+	if err != nil {
+		stopAll()
+		return nil, err
+	}
+	perConn := func(h func(int) ([]string, error)) func() ([][]string, error) {
+		return func() ([][]string, error) {
+			out := make([][]string, o.conns)
+			for i := range out {
+				var err error
+				if out[i], err = h(i); err != nil {
+					return nil, err
+				}
+			}
+			return out, nil
 		}
 	}
-	add("plain", "reverse_proxy, 1 upstream", "plain", func(*caddyProc) func(int) ([]string, error) { return none })
-	add("plainhdr", "reverse_proxy, 1 upstream, pin-sized header", "plain", func(*caddyProc) func(int) ([]string, error) { return dummyPin })
-	add("cookie", "lb_policy cookie, 4 upstreams", "cookie", lbCookie)
-	add("hs256", "session_pin pinned, HS256", "hs256", pinHeader)
-	add("eddsa", "session_pin pinned, EdDSA", "eddsa", pinHeader)
-	add("place", "session_pin placement (no pin), HS256", "hs256", func(*caddyProc) func(int) ([]string, error) { return none })
+	none := perConn(func(int) ([]string, error) { return nil, nil })
+	var configs []*config
+	add := func(key, name, proc string, pinned int, headers func() ([][]string, error)) {
+		if want[key] {
+			many := strings.HasSuffix(key, "many")
+			configs = append(configs, &config{key: key, name: name, caddy: procs[proc], pinned: pinned, many: many, headers: headers})
+		}
+	}
+	add("plain", "reverse_proxy, 1 upstream", "plain", 0, none)
+	add("plainhdr", "reverse_proxy, 1 upstream, pin-sized header", "plain", 0, perConn(dummyPin))
+	add("cookie", "lb_policy cookie, 4 upstreams", "cookie", 0, perConn(lbCookie(procs["cookie"])))
+	add("hs256", fmt.Sprintf("session_pin pinned, HS256, %s clients", count(o.clients)), "hs256", o.clients, func() ([][]string, error) { return hs256.headers(o.clients) })
+	add("eddsa", fmt.Sprintf("session_pin pinned, EdDSA, %s clients", count(o.clients)), "eddsa", o.clients, func() ([][]string, error) { return eddsa.headers(o.clients) })
+	add("hs256many", fmt.Sprintf("session_pin pinned, HS256, %s clients", count(o.many)), "hs256", o.many, func() ([][]string, error) { return hs256.headers(o.many) })
+	add("eddsamany", fmt.Sprintf("session_pin pinned, EdDSA, %s clients", count(o.many)), "eddsa", o.many, func() ([][]string, error) { return eddsa.headers(o.many) })
+	add("place", "session_pin placement (no pin), HS256", "hs256", 0, none)
 	return configs, nil
+}
+
+// count writes n with thousands separators.
+func count(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }
 
 // dummyPin is a header the size of an HS256 pin that plain Caddy just
@@ -424,23 +538,6 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 // it, forwarding it to the backend) from the cost of acting on it.
 func dummyPin(i int) ([]string, error) {
 	return []string{"X-Session-Pin: " + strings.Repeat("x", 180) + fmt.Sprintf("%04d", i)}, nil
-}
-
-// pinHeader gives each connection the pin of its own first (placement)
-// request, as a client would send it back: distinct clients, distinct pins.
-func pinHeader(p *caddyProc) func(int) ([]string, error) {
-	return func(int) ([]string, error) {
-		resp, err := http.Get(p.url + "/")
-		if err != nil {
-			return nil, err
-		}
-		resp.Body.Close()
-		tok := resp.Header.Get("X-Session-Pin")
-		if resp.StatusCode != http.StatusOK || tok == "" {
-			return nil, fmt.Errorf("placement request: status %d, pin %q", resp.StatusCode, tok)
-		}
-		return []string{"X-Session-Pin: " + tok}, nil
-	}
 }
 
 // lbCookie gives each connection the sticky cookie of its own first

@@ -124,9 +124,9 @@ func BenchmarkIssue(b *testing.B) {
 }
 
 // BenchmarkVerifyManyClients is the per-request pin check on an edge with
-// 100,000 clients, each sending its own token, in random order: with the
-// default cache most requests miss and verify the signature; with a cache
-// that holds every client they hit.
+// 100,000 clients, each sending its own token, in random order: with a
+// cache of 16,384 entries most requests miss and verify the signature; with
+// the default cache, which holds every client, they hit.
 func BenchmarkVerifyManyClients(b *testing.B) {
 	const clients = 100000
 	for _, alg := range []string{"HS256", "EdDSA"} {
@@ -143,7 +143,7 @@ func BenchmarkVerifyManyClients(b *testing.B) {
 			toks[i] = tok
 		}
 		order := rand.New(rand.NewPCG(1, 2)).Perm(clients)
-		for _, cache := range []int{DefaultCacheEntries, 2 * clients} {
+		for _, cache := range []int{16384, DefaultCacheEntries} {
 			b.Run(fmt.Sprintf("%s/cache=%d", alg, cache), func(b *testing.B) {
 				kc := *k // same keys, so every token verifies
 				kc.cache = newCache(cache)

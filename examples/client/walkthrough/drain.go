@@ -32,7 +32,8 @@ func (w *walk) drain(ctx context.Context) error {
 	}
 	defer w.undrain(drained)
 	w.note("PUT %s/v1/servers/%s/drain (admin token): %s takes no new clients", w.cfg.Discovery, drained, drained)
-	if err := w.waitEdgeSkips(ctx, drained); err != nil {
+	e, err := w.waitEdgeSkips(ctx, drained)
+	if err != nil {
 		return err
 	}
 
@@ -41,11 +42,11 @@ func (w *walk) drain(ctx context.Context) error {
 		return err
 	}
 	id := r.str("id")
-	r, err = w.refresh(ctx, w.cfg.EdgeA, drained, true)
+	r, err = w.refresh(ctx, e.url, drained, true)
 	if err != nil {
 		return err
 	}
-	w.note("POST A/auth/refresh {closestServerId: %s, criticalTaskInProgress: true} → %s", drained, r.describe())
+	w.note("POST %s/auth/refresh {closestServerId: %s, criticalTaskInProgress: true} → %s", e.name, drained, r.describe())
 	if r.status != http.StatusOK || r.servedBy != drained || w.s.server != drained || r.changed {
 		return fmt.Errorf("critical refresh on a draining server: want 200 from %s, got %s, pinned to %s", drained, r.describe(), w.s.server)
 	}
@@ -55,11 +56,11 @@ func (w *walk) drain(ctx context.Context) error {
 	}
 	w.ok("order %s submitted on %s: the drain did not cut the workflow", id, drained)
 
-	r, err = w.refresh(ctx, w.cfg.EdgeA, drained, false)
+	r, err = w.refresh(ctx, e.url, drained, false)
 	if err != nil {
 		return err
 	}
-	w.note("POST A/auth/refresh {closestServerId: %s, criticalTaskInProgress: false} → %s", drained, r.describe())
+	w.note("POST %s/auth/refresh {closestServerId: %s, criticalTaskInProgress: false} → %s", e.name, drained, r.describe())
 	if r.status != http.StatusOK || w.s.server == drained || !r.changed || r.servedBy != w.s.server {
 		return fmt.Errorf("refresh off a draining server: want 200 from a new server, got %s, pinned to %s", r.describe(), w.s.server)
 	}
@@ -76,28 +77,29 @@ func (w *walk) drain(ctx context.Context) error {
 }
 
 // waitEdgeSkips polls until the edge of the drained server's region places
-// new clients elsewhere: the drain has reached the edges' registry watch,
-// so the refresh that follows sees it.
-func (w *walk) waitEdgeSkips(ctx context.Context, id string) error {
+// new clients elsewhere: the drain has reached that edge's registry watch.
+// The refreshes that follow go through that edge, since the other edge's
+// watch may see the drain a moment later.
+func (w *walk) waitEdgeSkips(ctx context.Context, id string) (edge, error) {
 	deadline := time.Now().Add(w.cfg.DownTimeout)
 	for {
-		for _, e := range []struct{ url, name string }{{w.cfg.EdgeA, "A"}, {w.cfg.EdgeB, "B"}} {
+		for _, e := range []edge{{w.cfg.EdgeA, "A"}, {w.cfg.EdgeB, "B"}} {
 			r, err := w.s.call(ctx, "GET", e.url+"/closestToMe", nil)
 			if err != nil {
-				return err
+				return edge{}, err
 			}
 			closest := r.str("closestServerId")
 			if r.status == http.StatusOK && r.str("region") == w.regionOf[id] && closest != "" && closest != id {
 				w.note("GET %s/closestToMe → %s: edge %s places new clients off %s", e.name, closest, e.name, id)
-				return nil
+				return e, nil
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no edge of %s's region placed new clients elsewhere within %s of the drain", id, w.cfg.DownTimeout)
+			return edge{}, fmt.Errorf("no edge of %s's region placed new clients elsewhere within %s of the drain", id, w.cfg.DownTimeout)
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return edge{}, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -86,7 +86,7 @@ func (w *walk) pinAcrossEdges(ctx context.Context) error {
 // otherRegionClosest is the closest server of the edge whose region is not
 // the pinned server's, so that a refresh has a reason to move.
 func (w *walk) otherRegionClosest(ctx context.Context) (string, error) {
-	for _, e := range []struct{ url, name string }{{w.cfg.EdgeB, "B"}, {w.cfg.EdgeA, "A"}} {
+	for _, e := range []edge{{w.cfg.EdgeB, "B"}, {w.cfg.EdgeA, "A"}} {
 		id, region, err := w.closestOf(ctx, e.url, e.name)
 		if err != nil {
 			return "", err

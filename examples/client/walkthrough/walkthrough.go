@@ -164,3 +164,7 @@ func abbrev(tok string) string {
 	}
 	return tok[:12] + "…"
 }
+
+// edge is one of the two edges the walkthrough talks to, by URL and by the
+// letter the timeline calls it.
+type edge struct{ url, name string }
