@@ -1,7 +1,6 @@
 package pin
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -12,136 +11,101 @@ import (
 	"github.com/sessionpin/sessionpin/discoverysvc"
 )
 
-// claims are the claims of a token as the edge reads them. The server
-// claim's name is configured, so decoding goes through UnmarshalJSON; each
-// claim must have its JSON type (iss, the server and rgn strings, the
-// times numbers), and other claims are ignored.
-type claims struct {
-	Issuer    string
-	ExpiresAt *jwt.NumericDate
-	IssuedAt  *jwt.NumericDate
-	NotBefore *jwt.NumericDate
-	Audience  jwt.ClaimStrings
-	Server    string
-	Region    string
+// claims are a token's claims as golang-jwt decodes them, into a map: the
+// server claim's name is configured, so no struct fits. The methods read
+// each claim with its JSON type (iss, the server and rgn strings, the
+// times numbers of seconds in [1, year 9999]); other claims are ignored.
+// Verify passes a *claims, which golang-jwt's decoder fills.
+type claims jwt.MapClaims
 
-	// audErr is a malformed aud: it fails the token only where aud is
-	// checked (golang-jwt asks for it only then).
-	audErr error
-
-	serverClaim string    // the name of the claim carrying the server id
-	now         time.Time // when the token is checked, for nbf
-}
-
-// UnmarshalJSON decodes the claims the edge reads.
-func (c *claims) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	var err error
-	if c.Issuer, err = stringClaim(raw, "iss"); err != nil {
-		return err
-	}
-	if c.Server, err = stringClaim(raw, c.serverClaim); err != nil {
-		return err
-	}
-	if c.Region, err = stringClaim(raw, RegionClaim); err != nil {
-		return err
-	}
-	if c.ExpiresAt, err = timeClaim(raw, "exp"); err != nil {
-		return err
-	}
-	if c.IssuedAt, err = timeClaim(raw, "iat"); err != nil {
-		return err
-	}
-	if c.NotBefore, err = timeClaim(raw, "nbf"); err != nil {
-		return err
-	}
-	if v, ok := raw["aud"]; ok && c.Audience.UnmarshalJSON(v) != nil {
-		c.Audience, c.audErr = nil, errors.New(`claim "aud" is not a string or a list of strings`)
-	}
-	return nil
-}
-
-// stringClaim reads a string claim; absent is "".
-func stringClaim(raw map[string]json.RawMessage, name string) (string, error) {
-	v, ok := raw[name]
+// str reads a string claim; absent is "".
+func (c claims) str(name string) (string, error) {
+	v, ok := c[name]
 	if !ok {
 		return "", nil
 	}
-	var s string
-	if len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
+	s, ok := v.(string)
+	if !ok {
 		return "", fmt.Errorf("claim %q is not a string", name)
 	}
 	return s, nil
 }
 
-// timeClaim reads a NumericDate claim: a JSON number of seconds in
-// [1, year 9999]; absent is nil.
-func timeClaim(raw map[string]json.RawMessage, name string) (*jwt.NumericDate, error) {
-	v, ok := raw[name]
+// date reads a NumericDate claim, keeping its fraction of a second (golang-jwt's
+// own reading truncates it); absent is nil.
+func (c claims) date(name string) (*jwt.NumericDate, error) {
+	v, ok := c[name]
 	if !ok {
 		return nil, nil
 	}
-	var f float64
-	if len(v) == 0 || (v[0] != '-' && (v[0] < '0' || v[0] > '9')) || json.Unmarshal(v, &f) != nil || f < 1 || f > maxUnix {
+	// A JSON number decodes to a float64; a string, even of digits, or
+	// null is not a time.
+	f, ok := v.(float64)
+	if !ok || f < 1 || f > maxUnix {
 		return nil, fmt.Errorf("claim %q is not a time in seconds", name)
 	}
 	sec, frac := math.Modf(f)
 	return &jwt.NumericDate{Time: time.Unix(int64(sec), int64(frac*1e9))}, nil
 }
 
-// Validate holds the rules golang-jwt's validator does not: the server and
-// region claims name valid ids, and nbf is not in the future even within
-// the expiry grace.
-func (c *claims) Validate() error {
-	if c.Server == "" {
-		return fmt.Errorf("claim %q missing", c.serverClaim)
+// pin holds the rules golang-jwt's validator does not, on claims it has
+// validated (signature, iss, exp within the grace, nbf's type, aud where
+// configured): the server claim and rgn name valid ids, iat is a time, and
+// nbf is not in the future even within the expiry grace.
+func (c claims) pin(serverClaim string, now time.Time) (Pin, error) {
+	server, err := c.str(serverClaim)
+	if err != nil {
+		return Pin{}, err
 	}
-	if !discoverysvc.ValidName(c.Server) {
-		return fmt.Errorf("claim %q is not a valid server id", c.serverClaim)
+	if server == "" {
+		return Pin{}, fmt.Errorf("claim %q missing", serverClaim)
 	}
-	if c.Region != "" && !discoverysvc.ValidName(c.Region) {
-		return fmt.Errorf("claim %q is not a valid region", RegionClaim)
+	if !discoverysvc.ValidName(server) {
+		return Pin{}, fmt.Errorf("claim %q is not a valid server id", serverClaim)
 	}
-	if c.NotBefore != nil && c.now.Before(c.NotBefore.Time) {
-		return errors.New("token is not valid yet (nbf)")
+	region, err := c.str(RegionClaim)
+	if err != nil {
+		return Pin{}, err
 	}
-	return nil
-}
-
-// pin is what the verified claims say.
-func (c *claims) pin() Pin {
-	p := Pin{Server: c.Server, Region: c.Region, ExpiresAt: c.ExpiresAt.Time}
-	if c.IssuedAt != nil {
-		p.IssuedAt = c.IssuedAt.Time
+	if region != "" && !discoverysvc.ValidName(region) {
+		return Pin{}, fmt.Errorf("claim %q is not a valid region", RegionClaim)
 	}
-	return p
+	iat, err := c.date("iat")
+	if err != nil {
+		return Pin{}, err
+	}
+	// The validator has read nbf and exp with the methods below, so
+	// neither fails here, and exp is present (it is required).
+	nbf, _ := c.date("nbf")
+	if nbf != nil && now.Before(nbf.Time) {
+		return Pin{}, errors.New("token is not valid yet (nbf)")
+	}
+	exp, _ := c.date("exp")
+	p := Pin{Server: server, Region: region, ExpiresAt: exp.Time}
+	if iat != nil {
+		p.IssuedAt = iat.Time
+	}
+	return p, nil
 }
 
 // GetExpirationTime implements jwt.Claims.
-func (c *claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.ExpiresAt, nil }
+func (c claims) GetExpirationTime() (*jwt.NumericDate, error) { return c.date("exp") }
 
 // GetIssuedAt implements jwt.Claims.
-func (c *claims) GetIssuedAt() (*jwt.NumericDate, error) { return c.IssuedAt, nil }
+func (c claims) GetIssuedAt() (*jwt.NumericDate, error) { return c.date("iat") }
 
 // GetNotBefore implements jwt.Claims.
-func (c *claims) GetNotBefore() (*jwt.NumericDate, error) { return c.NotBefore, nil }
+func (c claims) GetNotBefore() (*jwt.NumericDate, error) { return c.date("nbf") }
 
 // GetIssuer implements jwt.Claims.
-func (c *claims) GetIssuer() (string, error) { return c.Issuer, nil }
+func (c claims) GetIssuer() (string, error) { return c.str("iss") }
 
 // GetSubject implements jwt.Claims; the edge does not read sub.
-func (c *claims) GetSubject() (string, error) { return "", nil }
+func (c claims) GetSubject() (string, error) { return "", nil }
 
-// GetAudience implements jwt.Claims; golang-jwt reads it when an audience
-// is configured.
-func (c *claims) GetAudience() (jwt.ClaimStrings, error) { return c.Audience, c.audErr }
+// GetAudience implements jwt.Claims; golang-jwt reads it (a string or a
+// list of strings) only when an audience is configured.
+func (c claims) GetAudience() (jwt.ClaimStrings, error) { return jwt.MapClaims(c).GetAudience() }
 
-// Interface guards
-var (
-	_ jwt.Claims          = (*claims)(nil)
-	_ jwt.ClaimsValidator = (*claims)(nil)
-	_ json.Unmarshaler    = (*claims)(nil)
-)
+// Interface guard: golang-jwt decodes into the map a *claims points to.
+var _ jwt.Claims = (*claims)(nil)

@@ -172,7 +172,7 @@ func NewKeyring(sign KeyConfig, verify []KeyConfig, issuer, claim string, opts .
 		jwt.WithIssuer(issuer),
 		jwt.WithExpirationRequired(),
 		// Refresh accepts pins expired within a grace; a not-yet-valid
-		// pin is refused without it (claims.Validate).
+		// pin is refused without it (claims.pin).
 		jwt.WithLeeway(o.grace),
 		jwt.WithTimeFunc(func() time.Time { return k.now() }),
 		// One token, one encoding: no padding, no stray bits.
@@ -287,11 +287,16 @@ func (k *Keyring) VerifyAt(token string, now time.Time) (Pin, error) {
 
 // verify is Verify without the cache.
 func (k *Keyring) verify(token string) (Pin, error) {
-	c := claims{serverClaim: k.claim, now: k.now()}
+	now := k.now()
+	c := claims{}
 	if _, err := k.parser.ParseWithClaims(token, &c, k.keyFor); err != nil {
 		return Pin{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	return c.pin(), nil
+	p, err := c.pin(k.claim, now)
+	if err != nil {
+		return Pin{}, fmt.Errorf("%w: %w: %w", ErrInvalid, jwt.ErrTokenInvalidClaims, err)
+	}
+	return p, nil
 }
 
 func (k *Keyring) keyFor(t *jwt.Token) (any, error) {
