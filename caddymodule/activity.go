@@ -151,9 +151,6 @@ type activityPublisher struct {
 	written []byte // the servers object and region last written
 	failing bool   // etcd failing: logged once per outage
 	slots   int
-
-	// writes and renewals count etcd calls, for tests and benchmarks.
-	writes, renewals atomic.Int64
 }
 
 func (p *activityPublisher) run(ctx context.Context) {
@@ -234,7 +231,6 @@ func (p *activityPublisher) renew(ctx context.Context) error {
 	if p.lease != clientv3.NoLease {
 		_, err := p.client.KeepAliveOnce(ctx, p.lease)
 		if err == nil {
-			p.renewals.Add(1)
 			return nil
 		}
 		if !errors.Is(err, rpctypes.ErrLeaseNotFound) {
@@ -260,7 +256,6 @@ func (p *activityPublisher) write(ctx context.Context, now time.Time, region str
 	if _, err := p.client.Put(ctx, p.key, string(value), clientv3.WithLease(p.lease)); err != nil {
 		return err
 	}
-	p.writes.Add(1)
 	p.written = content
 	return nil
 }

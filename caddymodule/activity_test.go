@@ -18,18 +18,20 @@ import (
 type testPublisher struct {
 	*activityPublisher
 	client *clientv3.Client
+	calls  *etcdtest.Calls
 	snap   *discoverysvc.Snapshot
 	now    time.Time
 }
 
-func newTestPublisher(tb testing.TB, c *clientv3.Client, edge string, n int) *testPublisher {
+// The publisher's etcd calls are counted on c (see etcdtest.NewCountingClient).
+func newTestPublisher(tb testing.TB, c *clientv3.Client, calls *etcdtest.Calls, edge string, n int) *testPublisher {
 	tb.Helper()
 	servers := make([]discoverysvc.Server, n)
 	for i := range servers {
 		servers[i] = discoverysvc.Server{ID: fmt.Sprintf("srv-%05d", i), Region: "eu", URL: fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250)}
 	}
 	tr := newActivityTracker()
-	tp := &testPublisher{client: c, snap: discoverysvc.BuildSnapshot(1, servers, tr.attach), now: time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)}
+	tp := &testPublisher{client: c, calls: calls, snap: discoverysvc.BuildSnapshot(1, servers, tr.attach), now: time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)}
 	tp.activityPublisher = &activityPublisher{
 		client:   c,
 		key:      discoverysvc.EdgeKey("", edge),
@@ -53,14 +55,14 @@ func (tp *testPublisher) hit(i int, n uint64) {
 func (tp *testPublisher) tick(tb testing.TB) int64 {
 	tb.Helper()
 	tp.now = tp.now.Add(tp.interval)
-	before := tp.writes.Load()
+	before := tp.calls.OK("Put")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	tp.publish(ctx, tp.now)
 	if tp.failing {
 		tb.Fatal("publishing failed")
 	}
-	return tp.writes.Load() - before
+	return tp.calls.OK("Put") - before
 }
 
 func (tp *testPublisher) value(tb testing.TB) (discoverysvc.Activity, int) {
@@ -78,15 +80,16 @@ func (tp *testPublisher) value(tb testing.TB) (discoverysvc.Activity, int) {
 
 func TestActivityPublisherWritesOnlyChanges(t *testing.T) {
 	m := etcdtest.Start(t)
-	tp := newTestPublisher(t, etcdtest.NewClient(t, m), "edge-a", 3)
+	c, calls := etcdtest.NewCountingClient(t, m)
+	tp := newTestPublisher(t, c, calls, "edge-a", 3)
 	if w := tp.tick(t); w != 1 {
 		t.Fatalf("first tick wrote %d times, want 1 (the empty report)", w)
 	}
 	if a, _ := tp.value(t); len(a.Servers) != 0 || a.Region != "eu" {
 		t.Fatalf("first report %+v", a)
 	}
-	if w := tp.tick(t); w != 0 || tp.renewals.Load() != 1 {
-		t.Fatalf("an idle tick wrote %d times, renewed %d", w, tp.renewals.Load())
+	if w := tp.tick(t); w != 0 || calls.Streams("LeaseKeepAlive") != 1 {
+		t.Fatalf("an idle tick wrote %d times, renewed %d", w, calls.Streams("LeaseKeepAlive"))
 	}
 	tp.hit(1, 5)
 	tp.hit(2, 1)
@@ -129,7 +132,8 @@ func TestActivityPublisherWritesOnlyChanges(t *testing.T) {
 
 func TestActivityTrackerForgetsOnlyServersThatLeft(t *testing.T) {
 	m := etcdtest.Start(t)
-	tp := newTestPublisher(t, etcdtest.NewClient(t, m), "edge-a", 2)
+	c, calls := etcdtest.NewCountingClient(t, m)
+	tp := newTestPublisher(t, c, calls, "edge-a", 2)
 	tp.hit(0, 1)
 	tp.tick(t)
 	// srv-00000 leaves the registry; its count stays reported while recent.
@@ -155,8 +159,8 @@ func TestActivityTrackerForgetsOnlyServersThatLeft(t *testing.T) {
 
 func TestActivityPublisherRecoversALostLease(t *testing.T) {
 	m := etcdtest.Start(t)
-	c := etcdtest.NewClient(t, m)
-	tp := newTestPublisher(t, c, "edge-a", 1)
+	c, calls := etcdtest.NewCountingClient(t, m)
+	tp := newTestPublisher(t, c, calls, "edge-a", 1)
 	tp.tick(t)
 	if _, err := c.Revoke(context.Background(), tp.lease); err != nil {
 		t.Fatal(err)
@@ -172,10 +176,10 @@ func TestActivityPublisherRecoversALostLease(t *testing.T) {
 // etcd write per edge per interval. The value size is reported as bytes/write.
 func BenchmarkActivityPublish10k(b *testing.B) {
 	m := etcdtest.Start(b)
-	c := etcdtest.NewClient(b, m)
+	c, calls := etcdtest.NewCountingClient(b, m)
 	edges := make([]*testPublisher, 4)
 	for i := range edges {
-		edges[i] = newTestPublisher(b, c, fmt.Sprintf("edge-%d", i), 10_000)
+		edges[i] = newTestPublisher(b, c, calls, fmt.Sprintf("edge-%d", i), 10_000)
 	}
 	var size int
 	b.ResetTimer()

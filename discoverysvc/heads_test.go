@@ -49,7 +49,8 @@ func modRevision(t *testing.T, c *clientv3.Client, id string) int64 {
 // its copy: the lease is renewed, nothing is read or written.
 func TestRegistryCopyStartedAfterRegistrationRenewsWithoutReading(t *testing.T) {
 	m := etcdtest.Start(t)
-	c1, c2 := etcdtest.NewClient(t, m), etcdtest.NewClient(t, m)
+	c1 := etcdtest.NewClient(t, m)
+	c2, calls := etcdtest.NewCountingClient(t, m)
 	ctx := testContext(t)
 	srv := testServer("eu-1", "eu", 0.3)
 	if _, err := NewRegistry(c1, "").Heartbeat(ctx, srv, 5*time.Second); err != nil {
@@ -65,7 +66,7 @@ func TestRegistryCopyStartedAfterRegistrationRenewsWithoutReading(t *testing.T) 
 			t.Fatalf("unchanged heartbeat: %+v %v", res, err)
 		}
 	}
-	if n := late.reads.Load(); n != 0 {
+	if n := calls.OK("Range"); n != 0 {
 		t.Errorf("%d heartbeats read etcd with a current copy", n)
 	}
 	if after := currentRevision(t, c1); after != before {
@@ -89,7 +90,7 @@ func assertLeaseRenewed(t *testing.T, c *clientv3.Client, id string, ttl int64) 
 
 // A replica that has not listed yet answers like one without a copy.
 func TestRegistryCopyNotYetListedReads(t *testing.T) {
-	c := etcdtest.NewClient(t, etcdtest.Start(t))
+	c, calls := etcdtest.NewCountingClient(t, etcdtest.Start(t))
 	ctx := testContext(t)
 	reg := NewRegistry(c, "") // Run not called: the copy stays unlisted
 	srv := testServer("eu-1", "eu", 0.3)
@@ -99,7 +100,7 @@ func TestRegistryCopyNotYetListedReads(t *testing.T) {
 			t.Fatalf("heartbeat %d: %+v %v", i, res, err)
 		}
 	}
-	if n := reg.reads.Load(); n != 2 {
+	if n := calls.OK("Range"); n != 2 {
 		t.Fatalf("%d reads, want one per heartbeat", n)
 	}
 }
@@ -215,7 +216,7 @@ func TestRegistryCopyLeaseChanges(t *testing.T) {
 // In the discovery service one watch serves the fleet page and the
 // registry's copy: with a Fleet running, unchanged heartbeats read nothing.
 func TestRegistryCopyKeptByTheFleetWatch(t *testing.T) {
-	c := etcdtest.NewClient(t, etcdtest.Start(t))
+	c, calls := etcdtest.NewCountingClient(t, etcdtest.Start(t))
 	ctx := testContext(t)
 	reg := NewRegistry(c, "")
 	f := NewFleet(FleetConfig{Client: c, Registry: reg})
@@ -232,13 +233,13 @@ func TestRegistryCopyKeptByTheFleetWatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	copyAt(t, reg, "eu-1", modRevision(t, c, "eu-1"))
-	reads := reg.reads.Load()
+	reads := calls.OK("Range")
 	for range 3 {
 		if res, err := reg.Heartbeat(ctx, srv, 5*time.Second); err != nil || res.Written {
 			t.Fatalf("unchanged heartbeat: %+v %v", res, err)
 		}
 	}
-	if n := reg.reads.Load() - reads; n != 0 {
+	if n := calls.OK("Range") - reads; n != 0 {
 		t.Errorf("%d unchanged heartbeats read etcd with the fleet's watch keeping the copy", n)
 	}
 	// Run does not start a second watch on a copy the fleet keeps.

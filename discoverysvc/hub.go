@@ -127,13 +127,6 @@ func newHub(prefix string, buffer, history int, m *Metrics) *Hub {
 // Ready is closed once the hub has the registry's state.
 func (h *Hub) Ready() <-chan struct{} { return h.ready }
 
-// State is the last snapshot the hub took.
-func (h *Hub) State() *Snapshot {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.state
-}
-
 // Subscribers is how many clients follow the hub.
 func (h *Hub) Subscribers() int {
 	h.mu.Lock()

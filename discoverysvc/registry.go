@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -61,8 +60,6 @@ type Registry struct {
 	// heads is the watch-fed copy of the server keys that Run keeps; empty
 	// (and unused) when Run is not called.
 	heads *heads
-	// reads counts heartbeats that read etcd, for tests.
-	reads atomic.Int64
 	// observe, when set, is told the outcome of every heartbeat that
 	// succeeded (for metrics). Set before the registry is used.
 	observe func(HeartbeatResult)
@@ -192,7 +189,6 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64, us
 			}
 		}
 	}
-	r.reads.Add(1)
 	get, err := r.client.Get(ctx, key)
 	if err != nil {
 		return res, false, fmt.Errorf("read: %w", err)

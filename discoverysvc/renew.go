@@ -20,23 +20,23 @@ import (
 // leaseRenewer renews leases, one renewal per call, over LeaseKeepAlive
 // streams that the whole process shares and keeps open.
 //
-// clientv3's KeepAliveOnce is not used because it opens and closes a gRPC
-// stream per call, which costs more than the renewal it carries; and one
-// kept stream is not enough because etcd answers a stream's requests one
-// after another, so every renewal would wait behind the previous one's
-// round trip to the leader. clientv3's KeepAlive keeps a stream too, but it
-// renews on its own schedule until cancelled, which would keep a dead
-// server's lease alive; here a lease is renewed only when its server
-// heartbeats.
+// etcd's own KeepAliveOnce is not used because it opens and closes a gRPC
+// stream for every renewal, and on a discovery service whose unchanged
+// heartbeats make no other etcd call that costs several times the CPU of a
+// renewal on a kept stream (BenchmarkLeaseRenewal, and the registry section
+// of BENCHMARKS.md). Its KeepAlive keeps a stream but renews on its own
+// schedule until cancelled, which would keep a dead server's lease alive,
+// whereas here a lease is renewed only when its server heartbeats.
 //
 // The renewer holds no lease state, only the streams, so any replica of the
 // discovery service still renews any server's lease. Leases are spread over
-// renewStreams streams by id; one lease always uses the same stream, which
-// keeps its answers in request order.
+// renewStreams streams by id, because etcd answers a stream's requests one
+// after another and one stream would make every renewal wait behind the
+// previous one's round trip to the leader; one lease always uses the same
+// stream, which keeps its answers in request order.
 type leaseRenewer struct {
 	client *clientv3.Client
 	slots  [renewStreams]renewSlot
-	opened atomic.Int64 // streams opened, for tests
 }
 
 // renewStreams is how many keep-alive streams a renewer keeps open; it
@@ -144,7 +144,6 @@ func (sl *renewSlot) stream(ctx context.Context, l *leaseRenewer) (*renewStream,
 		sl.opening = nil
 		if err == nil {
 			sl.cur = s
-			l.opened.Add(1)
 		}
 		sl.mu.Unlock()
 		close(done)

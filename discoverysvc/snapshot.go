@@ -326,10 +326,6 @@ func (s *Snapshot) RegionNames() []string {
 	return names
 }
 
-// OperatorDrained reports whether an operator drain names server id,
-// whether or not it is registered.
-func (s *Snapshot) OperatorDrained(id string) bool { return s.drains[id] }
-
 // Active returns every non-draining server, least loaded first.
 func (s *Snapshot) Active() []*Entry { return s.active }
 

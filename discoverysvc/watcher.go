@@ -88,8 +88,6 @@ type Watcher struct {
 	lastUpdate atomic.Int64 // unix nanoseconds; 0 before the first list
 	synced     chan struct{}
 	syncOnce   sync.Once
-	lists      atomic.Int64 // successful lists, for tests and debugging
-	failures   atomic.Int64 // failed lists, for tests and debugging
 
 	// unreachable is set from the first failure of an outage until the
 	// next successful list, so an outage is logged once. Run goroutine only.
@@ -164,9 +162,10 @@ func (w *Watcher) Run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			w.failures.Add(1)
 			w.outage(err)
-			if !sleep(ctx, jitter(backoff)) {
+			wait := jitter(backoff)
+			w.log.Debug("registry list failed, retrying", zap.Duration("retry_in", wait), zap.Error(err))
+			if !sleep(ctx, wait) {
 				return
 			}
 			backoff = min(2*backoff, w.cfg.MaxBackoff)
@@ -238,8 +237,7 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 	if w.heads != nil {
 		w.heads.reset(w.serversPrefix, resp.Header.Revision, serverKVs)
 		if w.headsOnly {
-			w.lists.Add(1)
-			w.syncOnce.Do(func() { close(w.synced) })
+			w.listed(resp.Header.Revision, len(serverKVs))
 			return resp.Header.Revision, nil
 		}
 	}
@@ -286,9 +284,14 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 		}
 		w.cfg.OnWatch(WatchUpdate{Snapshot: w.Snapshot(), Revision: resp.Header.Revision, Listed: true, Others: others})
 	}
-	w.lists.Add(1)
-	w.syncOnce.Do(func() { close(w.synced) })
+	w.listed(resp.Header.Revision, len(serverKVs))
 	return resp.Header.Revision, nil
+}
+
+// listed notes a successful list: the first one makes the watcher synced.
+func (w *Watcher) listed(rev int64, keys int) {
+	w.log.Debug("registry listed", zap.Int64("revision", rev), zap.Int("server_keys", keys))
+	w.syncOnce.Do(func() { close(w.synced) })
 }
 
 // watch applies the changes made after revision rev (the list's) until the

@@ -19,6 +19,13 @@ import (
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
+// The watcher's debug messages for a list that succeeded and one that
+// failed: the tests count lists by them.
+const (
+	msgListed     = "registry listed"
+	msgListFailed = "registry list failed, retrying"
+)
+
 // waitFor is the deadline of conditions that only depend on the machine
 // being reasonably responsive (watch delivery, reconnects), not on a TTL.
 const waitFor = 20 * time.Second
@@ -88,8 +95,10 @@ func TestWatcherSnapshotFollowsPutsDeletesAndLeaseExpiry(t *testing.T) {
 	}
 
 	var updates atomic.Int64
+	core, logs := observer.New(zapcore.DebugLevel)
 	w := NewWatcher(WatcherConfig{
 		Client:   etcdtest.NewClient(t, m),
+		Logger:   zap.New(core),
 		Prefix:   "/fleet/",
 		Attach:   func(s Server) any { return "upstream:" + s.ID },
 		OnUpdate: func(*Snapshot) { updates.Add(1) },
@@ -150,8 +159,8 @@ func TestWatcherSnapshotFollowsPutsDeletesAndLeaseExpiry(t *testing.T) {
 	if w.Snapshot().Region("us") != nil {
 		t.Fatal("empty region us kept in the snapshot")
 	}
-	if w.lists.Load() != 1 {
-		t.Fatalf("watcher listed %d times; events should have been enough", w.lists.Load())
+	if n := logs.FilterMessage(msgListed).Len(); n != 1 {
+		t.Fatalf("watcher listed %d times; events should have been enough", n)
 	}
 }
 
@@ -296,11 +305,12 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 		}
 	}
 	proxy := etcdtest.StartCutProxy(t, m.Client)
-	w := NewWatcher(WatcherConfig{Client: newClient(t, proxy.Addr()), MaxBackoff: 200 * time.Millisecond})
+	core, logs := observer.New(zapcore.DebugLevel)
+	w := NewWatcher(WatcherConfig{Client: newClient(t, proxy.Addr()), Logger: zap.New(core), MaxBackoff: 200 * time.Millisecond})
 	runWatcher(t, w)
 	waitSynced(t, w)
 	poll.True(t, waitFor, "initial servers", func() bool { return hasIDs(w, "a", "b", "c") })
-	lists := w.lists.Load()
+	lists := logs.FilterMessage(msgListed).Len()
 
 	proxy.Cut()
 	// While the watcher is cut off: add, change, remove, then compact away
@@ -330,7 +340,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 		a := s.Server("a")
 		return hasIDs(w, "a", "c", "d") && a != nil && a.Load == 0.01 && s.Revision >= rev
 	})
-	if w.lists.Load() <= lists {
+	if logs.FilterMessage(msgListed).Len() <= lists {
 		t.Fatal("watcher caught up without listing again")
 	}
 	// And it keeps watching after the re-list.
@@ -376,7 +386,7 @@ func TestWatcherDetectsSilentOutageOnceAndConfirmsWhileIdle(t *testing.T) {
 	// notice, say so once, and keep its snapshot through the retries.
 	proxy.Cut()
 	poll.True(t, waitFor, "outage logged and retried", func() bool {
-		return logs.FilterMessageSnippet("unreachable").Len() > 0 && w.failures.Load() >= 3
+		return logs.FilterMessageSnippet("unreachable").Len() > 0 && logs.FilterMessage(msgListFailed).Len() >= 3
 	})
 	if !hasIDs(w, "eu-1") {
 		t.Fatalf("snapshot lost during the outage: %v", snapshotIDs(w))

@@ -48,13 +48,9 @@ commands:
 Run "discoverysvc <command> -h" for the command's flags.
 `
 
-// run executes one command and returns the process exit code: 0 on success
-// or -h, 2 for a usage error, 1 when the command failed.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
-	return runWith(ctx, args, stderr, stderr)
-}
-
-// runWith is run with the output of the commands that print on stdout.
+// runWith executes one command and returns the process exit code: 0 on
+// success or -h, 2 for a usage error, 1 when the command failed. The
+// commands that print a result (token, drain, undrain) print it on stdout.
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)

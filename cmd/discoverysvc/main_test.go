@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,11 @@ import (
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
+
+// run is runWith with stdout and stderr on one writer.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	return runWith(ctx, args, stderr, stderr)
+}
 
 // syncBuffer collects a command's stderr while the command still writes.
 type syncBuffer struct {

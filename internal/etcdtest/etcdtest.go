@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
 )
@@ -119,8 +120,14 @@ func (m *Member) Restart() {
 // Etcd returns the running member (nil when stopped).
 func (m *Member) Etcd() *embedetcd.Etcd { return m.etcd }
 
-// Client returns a client for the given members, closed when the test ends.
+// NewClient returns a client for the given members, closed when the test
+// ends.
 func NewClient(t testing.TB, members ...*Member) *clientv3.Client {
+	t.Helper()
+	return newClient(t, members, nil)
+}
+
+func newClient(t testing.TB, members []*Member, opts []grpc.DialOption) *clientv3.Client {
 	t.Helper()
 	eps := make([]string, len(members))
 	for i, m := range members {
@@ -130,6 +137,7 @@ func NewClient(t testing.TB, members ...*Member) *clientv3.Client {
 		Endpoints:   eps,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		DialOptions: opts,
 	})
 	if err != nil {
 		t.Fatalf("etcd client: %v", err)

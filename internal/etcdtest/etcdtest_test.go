@@ -114,3 +114,37 @@ func TestCutProxy(t *testing.T) {
 		t.Fatalf("after heal from refuse: %v", err)
 	}
 }
+
+// A counting client counts each call by method and outcome, and each
+// stream it opens, from zero after its own health probe.
+func TestCountingClientCountsCalls(t *testing.T) {
+	m := Start(t)
+	c, calls := NewCountingClient(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if n := calls.OK("Range"); n != 0 {
+		t.Fatalf("%d reads counted before any, want the probe left out", n)
+	}
+	if _, err := c.Put(ctx, "k", "v"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := c.Get(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := c.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.KeepAliveOnce(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Put(ctx, "k", "v", clientv3.WithLease(g.ID+1)); err == nil {
+		t.Fatal("put with an unknown lease succeeded")
+	}
+	got := [...]int64{calls.OK("Put"), calls.OK("Range"), calls.OK("LeaseGrant"), calls.Streams("LeaseKeepAlive"), calls.Failed("Put"), calls.Failed("Range")}
+	if want := [...]int64{1, 2, 1, 1, 1, 0}; got != want {
+		t.Fatalf("put, range, grant, keep-alive streams, failed put, failed range = %v, want %v", got, want)
+	}
+}

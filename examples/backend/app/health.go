@@ -33,12 +33,12 @@ func (a *App) healthz(w http.ResponseWriter, r *http.Request) {
 func (a *App) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /admin/down", func(w http.ResponseWriter, r *http.Request) {
-		a.down.Store(true)
+		a.SetDown(true)
 		a.cfg.Logger.Info("marked down")
 		a.writeState(w)
 	})
 	mux.HandleFunc("POST /admin/up", func(w http.ResponseWriter, r *http.Request) {
-		a.down.Store(false)
+		a.SetDown(false)
 		a.cfg.Logger.Info("marked up")
 		a.writeState(w)
 	})
