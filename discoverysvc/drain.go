@@ -60,24 +60,7 @@ func validateReason(reason string) error {
 // "reason"?}, where id must equal the id in the key. drainPrefix is
 // DrainPrefix(prefix).
 func DecodeDrain(drainPrefix string, key, value []byte) (Drain, error) {
-	id := idFromKey(drainPrefix, string(key))
-	if id == "" {
-		return Drain{}, fmt.Errorf("key %q is not a drain key under %q", key, drainPrefix)
-	}
-	if len(value) > maxValueLen {
-		return Drain{}, fmt.Errorf("drain %q: value of %d bytes is over %d", id, len(value), maxValueLen)
-	}
-	var d Drain
-	if err := json.Unmarshal(value, &d); err != nil {
-		return Drain{}, fmt.Errorf("drain %q: decode value: %w", id, err)
-	}
-	if err := d.Validate(); err != nil {
-		return Drain{}, fmt.Errorf("drain %q: %w", id, err)
-	}
-	if d.ID != id {
-		return Drain{}, fmt.Errorf("drain %q: value names id %q", id, d.ID)
-	}
-	return d, nil
+	return decodeValue(drainValue, drainPrefix, key, value, func(d *Drain) string { return d.ID })
 }
 
 func encodeDrain(d Drain) string {
