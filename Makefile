@@ -42,8 +42,9 @@ demo-client:
 bench: bench-go
 	$(GO) run ./bench/e2e -out BENCHMARKS.md
 
+## bench-go: the Go micro-benchmarks, written into BENCHMARKS.md's table
 bench-go:
-	$(GO) test -run '^$$' -bench . -benchmem ./caddymodule/... ./discoverysvc/...
+	$(GO) test -run '^$$' -bench . -benchmem ./caddymodule/... ./discoverysvc/... | $(GO) run ./bench/gobench -out BENCHMARKS.md
 
 ## bench-registry: 10,000 heartbeating servers against discoverysvc and an edge watcher
 bench-registry:

@@ -99,9 +99,9 @@ type caddyProc struct {
 }
 
 // startCaddy writes the Caddyfile into dir and runs bin on it with
-// GOMAXPROCS procs; XDG directories point into dir so that nothing outside
-// it is written.
-func startCaddy(bin, dir, name, listen, admin, config string, procs int) (*caddyProc, error) {
+// GOMAXPROCS procs and the extra environment env; XDG directories point
+// into dir so that nothing outside it is written.
+func startCaddy(bin, dir, name, listen, admin, config string, procs int, env ...string) (*caddyProc, error) {
 	cfgPath := filepath.Join(dir, name+".Caddyfile")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o600); err != nil {
 		return nil, err
@@ -113,6 +113,7 @@ func startCaddy(bin, dir, name, listen, admin, config string, procs int) (*caddy
 		"XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"),
 		"HOME="+dir,
 	)
+	cmd.Env = append(cmd.Env, env...)
 	logf, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err

@@ -20,7 +20,7 @@
 // targets are met, and the edges' memory, and writes them with the machine
 // and the exact commands into BENCHMARKS.md.
 //
-//	go run ./bench/e2e [-rounds 5] [-duration 6s] [-slice 1s] [-conns 32] [-clients 100] [-many 100000] [-only keys] [-caddy bin] [-profile dir] [-out BENCHMARKS.md]
+//	go run ./bench/e2e [-rounds 5] [-duration 5s] [-slice 1s] [-conns 32] [-clients 100] [-many 100000] [-only keys] [-caddy bin] [-profile dir] [-out BENCHMARKS.md]
 //
 // With -fill n it only measures memory: it sends n distinct clients' pins,
 // each once, to an HS256 edge with the default token_cache and to one with
@@ -38,6 +38,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,6 +66,8 @@ type options struct {
 	clients      int // distinct pinned clients of the hs256 and eddsa runs
 	many         int // distinct pinned clients of the many-clients runs
 	fill         int // -fill: only measure memory up to this many clients
+	compare      comparisons
+	gcControl    bool
 }
 
 func main() {
@@ -80,7 +83,7 @@ func main() {
 	cpus := runtime.NumCPU()
 	var o options
 	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds; every configuration runs once per round")
-	flag.DurationVar(&o.duration, "duration", 6*time.Second, "measured load per configuration per round")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per configuration per round")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured load per configuration before the first round")
 	flag.IntVar(&o.conns, "conns", 32, "concurrent keep-alive connections of the load generator")
 	flag.IntVar(&o.caddyProcs, "caddy-procs", cpus, "GOMAXPROCS of each Caddy")
@@ -91,6 +94,8 @@ func main() {
 	flag.StringVar(&o.only, "only", "", "comma-separated configuration keys to run (plain,plainhdr,cookie,hs256,eddsa,hs256many,eddsamany,place); plain always runs; default all")
 	flag.IntVar(&o.clients, "clients", 100, "distinct pinned clients of the hs256 and eddsa configurations")
 	flag.IntVar(&o.many, "many", 100000, "distinct pinned clients of the hs256many and eddsamany configurations")
+	flag.Var(&o.compare, "compare", "name=binary: also run the pinned configurations on edges of this Caddy binary, in the same rounds (repeatable)")
+	flag.BoolVar(&o.gcControl, "gc-control", true, "add plain reverse_proxy with GOGC raised to the HS256 edge's heap target (needs plain and hs256)")
 	flag.IntVar(&o.fill, "fill", 0, "only measure edge memory while this many distinct clients' pins arrive, once each")
 	flag.DurationVar(&o.slice, "slice", time.Second, "within a round, configurations take turns in slices this long until each has had -duration; 0 runs each for -duration at a stretch")
 	flag.StringVar(&o.profileDir, "profile", "", "directory for CPU profiles of each Caddy during the first round (from its admin /debug/pprof); turns -slice off")
@@ -270,6 +275,20 @@ func run(ctx context.Context, o options) error {
 			runLoad(ctx, c.clients, o.warmup)
 		}
 	}
+	// The edge's heap holds its verified-token cache, so with Go's default
+	// GOGC its collector runs less often than plain Caddy's, which lowers
+	// its CPU per request by more than the pin check costs. The control
+	// "plain with the edge's GC target" is plain Caddy with GOGC raised to
+	// the same heap target, so that the pin check's own cost shows too.
+	if o.gcControl {
+		c, err := startGCControl(ctx, configs, bin, dir, back.addrs[0], o)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			configs = slices.Insert(configs, 1, c)
+		}
+	}
 	slice := o.slice
 	if slice <= 0 || slice > o.duration || o.profileDir != "" {
 		slice = o.duration
@@ -437,16 +456,25 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 	edge := func(key string) string {
 		return fmt.Sprintf("\tsession_pin {\n\t\tregion %s\n\t\tkey %s\n\t}\n\treverse_proxy {\n\t\tdynamic session_pin\n\t}\n", edgeRegion, key)
 	}
-	type spec struct{ name, global, handler string }
+	type spec struct{ name, bin, global, handler string }
 	specs := []spec{
-		{"plain", "", "\treverse_proxy " + backs[0] + "\n"},
-		{"cookie", "", "\treverse_proxy " + strings.Join(backs, " ") + " {\n\t\tlb_policy cookie\n\t}\n"},
+		{"plain", bin, "", "\treverse_proxy " + backs[0] + "\n"},
+		{"cookie", bin, "", "\treverse_proxy " + strings.Join(backs, " ") + " {\n\t\tlb_policy cookie\n\t}\n"},
 	}
-	if want["hs256"] || want["hs256many"] || want["place"] {
-		specs = append(specs, spec{"hs256", global, edge("hs256 " + benchSecret)})
-	}
-	if want["eddsa"] || want["eddsamany"] {
-		specs = append(specs, spec{"eddsa", global, edge("ed25519 " + keyPath)})
+	// The edges of -compare binaries run the same Caddyfiles, suffixed
+	// with the comparison's name.
+	edges := append([]comparison{{}}, o.compare...)
+	for _, e := range edges {
+		b := bin
+		if e.bin != "" {
+			b = e.bin
+		}
+		if want["hs256"] || want["hs256many"] || want["place"] && e.name == "" {
+			specs = append(specs, spec{"hs256" + e.suffix(), b, global, edge("hs256 " + benchSecret)})
+		}
+		if want["eddsa"] || want["eddsamany"] {
+			specs = append(specs, spec{"eddsa" + e.suffix(), b, global, edge("ed25519 " + keyPath)})
+		}
 	}
 	procs := map[string]*caddyProc{}
 	stopAll := func() {
@@ -468,7 +496,7 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 			stopAll()
 			return nil, err
 		}
-		p, err := startCaddy(bin, dir, s.name, listen, admin, caddyfile(listen, admin, s.global, s.handler), o.caddyProcs)
+		p, err := startCaddy(s.bin, dir, s.name, listen, admin, caddyfile(listen, admin, s.global, s.handler), o.caddyProcs)
 		if err != nil {
 			stopAll()
 			return nil, err
@@ -509,19 +537,54 @@ func startCaddies(ctx context.Context, bin, dir, etcdEndpoint, keyPath string, b
 	var configs []*config
 	add := func(key, name, proc string, pinned int, headers func() ([][]string, error)) {
 		if want[key] {
-			many := strings.HasSuffix(key, "many")
-			configs = append(configs, &config{key: key, name: name, caddy: procs[proc], pinned: pinned, many: many, headers: headers})
+			configs = append(configs, &config{key: key, name: name, caddy: procs[proc], pinned: pinned, headers: headers})
 		}
 	}
 	add("plain", "reverse_proxy, 1 upstream", "plain", 0, none)
 	add("plainhdr", "reverse_proxy, 1 upstream, pin-sized header", "plain", 0, perConn(dummyPin))
 	add("cookie", "lb_policy cookie, 4 upstreams", "cookie", 0, perConn(lbCookie(procs["cookie"])))
-	add("hs256", fmt.Sprintf("session_pin pinned, HS256, %s clients", count(o.clients)), "hs256", o.clients, func() ([][]string, error) { return hs256.headers(o.clients) })
-	add("eddsa", fmt.Sprintf("session_pin pinned, EdDSA, %s clients", count(o.clients)), "eddsa", o.clients, func() ([][]string, error) { return eddsa.headers(o.clients) })
-	add("hs256many", fmt.Sprintf("session_pin pinned, HS256, %s clients", count(o.many)), "hs256", o.many, func() ([][]string, error) { return hs256.headers(o.many) })
-	add("eddsamany", fmt.Sprintf("session_pin pinned, EdDSA, %s clients", count(o.many)), "eddsa", o.many, func() ([][]string, error) { return eddsa.headers(o.many) })
+	for _, e := range edges {
+		pinned := func(key, alg, proc string, m *minter, n int) {
+			if want[key] {
+				name := fmt.Sprintf("session_pin pinned, %s, %s clients", alg, count(n))
+				if e.name != "" {
+					name += " [" + e.name + "]"
+				}
+				configs = append(configs, &config{key: key + e.suffix(), name: name, caddy: procs[proc+e.suffix()], pinned: n, many: n > o.clients, headers: func() ([][]string, error) { return m.headers(n) }})
+			}
+		}
+		pinned("hs256", "HS256", "hs256", hs256, o.clients)
+		pinned("eddsa", "EdDSA", "eddsa", eddsa, o.clients)
+		pinned("hs256many", "HS256", "hs256", hs256, o.many)
+		pinned("eddsamany", "EdDSA", "eddsa", eddsa, o.many)
+	}
 	add("place", "session_pin placement (no pin), HS256", "hs256", 0, none)
 	return configs, nil
+}
+
+// comparison is a -compare flag: another Caddy binary whose session_pin
+// edges run beside this one's in the same interleaved rounds.
+type comparison struct{ name, bin string }
+
+func (c comparison) suffix() string {
+	if c.name == "" {
+		return ""
+	}
+	return "@" + c.name
+}
+
+// comparisons is the repeatable -compare name=binary flag.
+type comparisons []comparison
+
+func (cs *comparisons) String() string { return fmt.Sprint(*cs) }
+
+func (cs *comparisons) Set(v string) error {
+	name, bin, ok := strings.Cut(v, "=")
+	if !ok || name == "" || bin == "" {
+		return fmt.Errorf("want name=binary, got %q", v)
+	}
+	*cs = append(*cs, comparison{name, bin})
+	return nil
 }
 
 // count writes n with thousands separators.
@@ -557,4 +620,59 @@ func lbCookie(p *caddyProc) func(int) ([]string, error) {
 		}
 		return nil, fmt.Errorf("first request: status %d, no lb cookie", resp.StatusCode)
 	}
+}
+
+// startGCControl starts plain Caddy with GOGC set so that its heap target
+// (live heap × (1 + GOGC/100)) is the HS256 edge's under the default GOGC,
+// warms it up and returns its configuration; nil when the run has no plain
+// or no HS256 edge.
+func startGCControl(ctx context.Context, configs []*config, bin, dir, backend string, o options) (*config, error) {
+	var plain, edge *caddyProc
+	for _, c := range configs {
+		switch c.key {
+		case "plain":
+			plain = c.caddy
+		case "hs256", "hs256many":
+			edge = c.caddy
+		}
+	}
+	if plain == nil || edge == nil {
+		return nil, nil
+	}
+	pm, err := plain.memoryOf(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	em, err := edge.memoryOf(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	gogc := max(100, int(100*(2*float64(em.live)/float64(pm.live)-1)))
+	listen, err := benchenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := benchenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	p, err := startCaddy(bin, dir, "plaingc", listen, admin, caddyfile(listen, admin, "", "\treverse_proxy "+backend+"\n"), o.caddyProcs, "GOGC="+strconv.Itoa(gogc))
+	if err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := p.waitReady(rctx, filepath.Join(dir, "plaingc.log")); err != nil {
+		p.stop()
+		return nil, err
+	}
+	reqs := make([][][]byte, o.conns)
+	for i := range reqs {
+		reqs[i] = [][]byte{newRequest(p.addr, nil)}
+	}
+	c := &config{key: "plaingc", name: fmt.Sprintf("reverse_proxy, 1 upstream, GOGC=%d (the HS256 edge's GC target)", gogc), caddy: p, clients: newClients(p.addr, reqs)}
+	if o.warmup > 0 {
+		runLoad(ctx, c.clients, o.warmup)
+	}
+	return c, nil
 }
