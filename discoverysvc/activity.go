@@ -1,7 +1,6 @@
 package discoverysvc
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strconv"
@@ -76,24 +75,7 @@ func (a *Activity) Validate() error {
 // DecodeActivity parses an edge's activity key/value: the edge id in the
 // value must equal the one in the key. edgesPrefix is EdgesPrefix(prefix).
 func DecodeActivity(edgesPrefix string, key, value []byte) (Activity, error) {
-	id := idFromKey(edgesPrefix, string(key))
-	if id == "" {
-		return Activity{}, fmt.Errorf("key %q is not an edge key under %q", key, edgesPrefix)
-	}
-	if len(value) > MaxActivityLen {
-		return Activity{}, fmt.Errorf("edge %q: value of %d bytes is over %d", id, len(value), MaxActivityLen)
-	}
-	var a Activity
-	if err := json.Unmarshal(value, &a); err != nil {
-		return Activity{}, fmt.Errorf("edge %q: decode value: %w", id, err)
-	}
-	if err := a.Validate(); err != nil {
-		return Activity{}, fmt.Errorf("edge %q: %w", id, err)
-	}
-	if a.Edge != id {
-		return Activity{}, fmt.Errorf("edge %q: value names edge %q", id, a.Edge)
-	}
-	return a, nil
+	return decodeValue(activityValue, edgesPrefix, key, value, func(a *Activity) string { return a.Edge })
 }
 
 // ActivityOf is DecodeActivity narrowed to what one edge says about server.

@@ -141,12 +141,9 @@ func validateHTTPURL(raw string, queryOK bool) error {
 	if raw == "" {
 		return errors.New("is required")
 	}
-	u, err := url.Parse(raw)
+	u, err := parseHTTPURL(raw)
 	if err != nil {
-		return errors.New("not a valid URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return errors.New("scheme must be http or https")
+		return err
 	}
 	if u.Hostname() == "" {
 		return errors.New("must have a host")

@@ -126,8 +126,7 @@ func (a *api) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
 			writeError(w, http.StatusBadRequest, fe.Error())
 			return
 		}
-		a.logger.Warn("heartbeat failed", zap.String("id", srv.ID), zap.Error(err))
-		writeUnavailable(w)
+		a.unavailable(w, "heartbeat failed", srv.ID, err)
 		return
 	}
 	switch {
@@ -153,17 +152,22 @@ func (a *api) deregister(w http.ResponseWriter, r *http.Request, id string) {
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
 	found, err := a.reg.Deregister(ctx, id)
-	if err != nil {
-		a.logger.Warn("deregister failed", zap.String("id", id), zap.Error(err))
-		writeUnavailable(w)
-		return
+	a.answerRemoval(w, id, found, err, "deregister failed", "not found", "server deregistered")
+}
+
+// answerRemoval answers a DELETE about server id from the registry's answer
+// (found, err): 503 with failed logged when etcd failed, 404 saying
+// notFound when there was nothing to remove, else 204 with done logged.
+func (a *api) answerRemoval(w http.ResponseWriter, id string, found bool, err error, failed, notFound, done string) {
+	switch {
+	case err != nil:
+		a.unavailable(w, failed, id, err)
+	case !found:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("server %q %s", id, notFound))
+	default:
+		a.logger.Info(done, zap.String("id", id))
+		w.WriteHeader(http.StatusNoContent)
 	}
-	if !found {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("server %q not found", id))
-		return
-	}
-	a.logger.Info("server deregistered", zap.String("id", id))
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // listResponse is the body of GET /v1/servers.
@@ -223,6 +227,12 @@ const errRegistryUnavailable = "registry_unavailable"
 
 func writeUnavailable(w http.ResponseWriter) {
 	writeError(w, http.StatusServiceUnavailable, errRegistryUnavailable)
+}
+
+// unavailable logs why a request about server id failed and answers 503.
+func (a *api) unavailable(w http.ResponseWriter, msg, id string, err error) {
+	a.logger.Warn(msg, zap.String("id", id), zap.Error(err))
+	writeUnavailable(w)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {

@@ -60,24 +60,7 @@ func validateReason(reason string) error {
 // "reason"?}, where id must equal the id in the key. drainPrefix is
 // DrainPrefix(prefix).
 func DecodeDrain(drainPrefix string, key, value []byte) (Drain, error) {
-	id := idFromKey(drainPrefix, string(key))
-	if id == "" {
-		return Drain{}, fmt.Errorf("key %q is not a drain key under %q", key, drainPrefix)
-	}
-	if len(value) > maxValueLen {
-		return Drain{}, fmt.Errorf("drain %q: value of %d bytes is over %d", id, len(value), maxValueLen)
-	}
-	var d Drain
-	if err := json.Unmarshal(value, &d); err != nil {
-		return Drain{}, fmt.Errorf("drain %q: decode value: %w", id, err)
-	}
-	if err := d.Validate(); err != nil {
-		return Drain{}, fmt.Errorf("drain %q: %w", id, err)
-	}
-	if d.ID != id {
-		return Drain{}, fmt.Errorf("drain %q: value names id %q", id, d.ID)
-	}
-	return d, nil
+	return decodeValue(drainValue, drainPrefix, key, value, func(d *Drain) string { return d.ID })
 }
 
 func encodeDrain(d Drain) string {
@@ -182,14 +165,26 @@ func IsNotDraining(err error) bool { return errors.Is(err, errNotDraining) }
 // DefaultQuiet). A server that is not draining gives an error for which
 // IsNotDraining is true. Malformed values are skipped: a malformed activity
 // value counts as an edge that does not report.
+//
+// With a Fleet keeping the registry's copy (see NewFleet), the edges'
+// activity is read keys only and taken from the fleet's watch, which has
+// every edge's value decoded already, when it holds the very versions
+// read; otherwise (a watch behind or not yet listed) the values are read at
+// the same revision and decoded here. Either way the answer is the same.
 func (r *Registry) DrainStatus(ctx context.Context, id string, quiet time.Duration) (DrainStatus, error) {
 	if !ValidName(id) {
 		return DrainStatus{}, errInvalidID
 	}
+	edgesPrefix := EdgesPrefix(r.prefix)
+	edges := clientv3.OpGet(edgesPrefix, clientv3.WithPrefix())
+	hub := r.edges.Load()
+	if hub != nil {
+		edges = clientv3.OpGet(edgesPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	}
 	resp, err := r.client.Txn(ctx).Then(
 		clientv3.OpGet(DrainKey(r.prefix, id)),
 		clientv3.OpGet(ServerKey(r.prefix, id)),
-		clientv3.OpGet(EdgesPrefix(r.prefix), clientv3.WithPrefix()),
+		edges,
 	).Commit()
 	if err != nil {
 		return DrainStatus{}, fmt.Errorf("drain status %q: %w", id, err)
@@ -208,14 +203,26 @@ func (r *Registry) DrainStatus(ctx context.Context, id string, quiet time.Durati
 			srv = &s
 		}
 	}
-	edgesPrefix := EdgesPrefix(r.prefix)
+	edgeKVs := resp.Responses[2].GetResponseRange().Kvs
 	var reports []ServerReport
-	for _, kv := range resp.Responses[2].GetResponseRange().Kvs {
-		rep, err := ActivityOf(edgesPrefix, kv.Key, kv.Value, id)
-		if err != nil {
-			continue
+	held := false
+	if hub != nil {
+		if reports, held = hub.reportsAt(edgeKVs, id); !held {
+			get, err := r.client.Get(ctx, edgesPrefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision))
+			if err != nil {
+				return DrainStatus{}, fmt.Errorf("drain status %q: read activity: %w", id, err)
+			}
+			edgeKVs = get.Kvs
 		}
-		reports = append(reports, rep)
+	}
+	if !held {
+		for _, kv := range edgeKVs {
+			rep, err := ActivityOf(edgesPrefix, kv.Key, kv.Value, id)
+			if err != nil {
+				continue
+			}
+			reports = append(reports, rep)
+		}
 	}
 	st := JudgeDrain(id, drain, srv, reports, quiet, time.Now())
 	if !st.Draining {

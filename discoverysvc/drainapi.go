@@ -82,16 +82,7 @@ func (a *api) startDrain(ctx context.Context, w http.ResponseWriter, r *http.Req
 
 func (a *api) endDrain(ctx context.Context, w http.ResponseWriter, id string) {
 	found, err := a.reg.Undrain(ctx, id)
-	if err != nil {
-		a.unavailable(w, "undrain failed", id, err)
-		return
-	}
-	if !found {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("server %q is not drained by an operator", id))
-		return
-	}
-	a.logger.Info("drain ended", zap.String("id", id))
-	w.WriteHeader(http.StatusNoContent)
+	a.answerRemoval(w, id, found, err, "undrain failed", "is not drained by an operator", "drain ended")
 }
 
 func (a *api) drainStatus(ctx context.Context, w http.ResponseWriter, id string, quiet time.Duration) {
@@ -104,11 +95,6 @@ func (a *api) drainStatus(ctx context.Context, w http.ResponseWriter, id string,
 	default:
 		writeJSON(w, http.StatusOK, st)
 	}
-}
-
-func (a *api) unavailable(w http.ResponseWriter, msg, id string, err error) {
-	a.logger.Warn(msg, zap.String("id", id), zap.Error(err))
-	writeUnavailable(w)
 }
 
 // requireAdmin answers 401 (403 for an agent token) and reports false

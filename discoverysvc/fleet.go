@@ -58,8 +58,13 @@ func NewFleet(cfg FleetConfig) *Fleet {
 		cfg.Metrics.ObserveRegistry(cfg.Registry)
 		// The same watch keeps the registry's copy, which spares its
 		// unchanged heartbeats an etcd read: one watch per process.
-		if cfg.Registry.prefix == NormalizePrefix(cfg.Prefix) && cfg.Registry.heads.claim() {
-			f.watcher.heads = cfg.Registry.heads
+		if cfg.Registry.prefix == NormalizePrefix(cfg.Prefix) {
+			if cfg.Registry.heads.claim() {
+				f.watcher.heads = cfg.Registry.heads
+			}
+			// And the edges' activity the hub decodes spares a drain
+			// status decoding every edge's value per request.
+			cfg.Registry.edges.CompareAndSwap(nil, f.hub)
 		}
 	}
 	cfg.Metrics.reg.MustRegister(&fleetCollector{hub: f.hub})

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -33,9 +34,12 @@ type Hub struct {
 	closed bool
 	state  *Snapshot
 	// drains are the operator drains by server id; activity is the last
-	// report of each live edge, by edge id.
+	// report of each live edge, by edge id; edgeRevs is the mod revision of
+	// every edge key the hub holds, malformed values included, so that a
+	// reader can tell whether activity is what etcd holds.
 	drains   map[string]Drain
 	activity map[string]Activity
+	edgeRevs map[string]int64
 	// pinned is each server's pinned traffic as last sent, by server id;
 	// a server with no traffic and no drain has none.
 	pinned map[string]PinnedActivity
@@ -119,6 +123,7 @@ func newHub(prefix string, buffer, history int, m *Metrics) *Hub {
 		state:       EmptySnapshot(),
 		drains:      map[string]Drain{},
 		activity:    map[string]Activity{},
+		edgeRevs:    map[string]int64{},
 		pinned:      map[string]PinnedActivity{},
 		subs:        map[*subscription]struct{}{},
 	}
@@ -148,9 +153,9 @@ func (h *Hub) update(u WatchUpdate) {
 	var drainEvents []byte
 	rev := u.Snapshot.Revision
 	if u.Listed {
-		drains, activity := map[string]Drain{}, map[string]Activity{}
+		drains, activity, edgeRevs := map[string]Drain{}, map[string]Activity{}, map[string]int64{}
 		for _, ev := range u.Others {
-			h.applyOther(ev, drains, activity, nil)
+			h.applyOther(ev, drains, activity, edgeRevs, nil)
 		}
 		for id, d := range drains {
 			if old, ok := h.drains[id]; !ok || old != d {
@@ -172,11 +177,11 @@ func (h *Hub) update(u WatchUpdate) {
 		for _, a := range activity {
 			touchServers(touched, a)
 		}
-		h.drains, h.activity = drains, activity
+		h.drains, h.activity, h.edgeRevs = drains, activity, edgeRevs
 	} else {
 		for _, ev := range u.Others {
 			before, had := h.drains[idFromKey(h.drainPrefix, string(ev.Kv.Key))]
-			id := h.applyOther(ev, h.drains, h.activity, touched)
+			id := h.applyOther(ev, h.drains, h.activity, h.edgeRevs, touched)
 			if id == "" {
 				continue
 			}
@@ -216,12 +221,12 @@ func (h *Hub) update(u WatchUpdate) {
 	h.sendLocked(&eventBatch{rev: rev, wire: appendID(wire, rev)}, true)
 }
 
-// applyOther applies one drain or edge event to drains and activity. It
-// returns the server id of a drain event, "" for anything else; the
-// servers an edge reports about, before and after, go into touched. A
-// malformed value counts as no value: its drain does not drain, its edge
-// does not report.
-func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]Drain, activity map[string]Activity, touched map[string]bool) string {
+// applyOther applies one drain or edge event to drains, or to activity and
+// edgeRevs. It returns the server id of a drain event, "" for anything
+// else; the servers an edge reports about, before and after, go into
+// touched. A malformed value counts as no value: its drain does not drain,
+// its edge does not report.
+func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]Drain, activity map[string]Activity, edgeRevs map[string]int64, touched map[string]bool) string {
 	key := string(ev.Kv.Key)
 	if id := idFromKey(h.drainPrefix, key); id != "" {
 		delete(drains, id)
@@ -237,7 +242,9 @@ func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]Drain, activity m
 			touchServers(touched, activity[edge])
 		}
 		delete(activity, edge)
+		delete(edgeRevs, edge)
 		if ev.Type == clientv3.EventTypePut {
+			edgeRevs[edge] = ev.Kv.ModRevision
 			if a, err := DecodeActivity(h.edgesPrefix, ev.Kv.Key, ev.Kv.Value); err == nil {
 				activity[edge] = a
 				if touched != nil {
@@ -247,6 +254,31 @@ func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]Drain, activity m
 		}
 	}
 	return ""
+}
+
+// reportsAt returns what each edge reports about server id, from the
+// decoded activity the hub holds, when that is exactly what etcd holds
+// under the edge keys of keys (a keys-only read, which carries each key's
+// mod revision). ok is false when the hub holds another version of any of
+// them, or none (its watch is behind, or has not listed yet): the caller
+// then decodes the values itself.
+func (h *Hub) reportsAt(keys []*mvccpb.KeyValue, id string) (reports []ServerReport, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, kv := range keys {
+		edge := idFromKey(h.edgesPrefix, string(kv.Key))
+		if edge == "" {
+			continue // not an edge key: a reader of the values skips it too
+		}
+		if rev, held := h.edgeRevs[edge]; !held || rev != kv.ModRevision {
+			return nil, false
+		}
+		if a, valid := h.activity[edge]; valid {
+			s, seen := a.Servers[id]
+			reports = append(reports, ServerReport{Edge: a.Edge, Seen: seen, Server: s})
+		}
+	}
+	return reports, true
 }
 
 func touchServers(touched map[string]bool, a Activity) {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -60,6 +61,9 @@ type Registry struct {
 	// heads is the watch-fed copy of the server keys that Run keeps; empty
 	// (and unused) when Run is not called.
 	heads *heads
+	// edges, once a Fleet sets it, holds every edge's decoded activity,
+	// which spares a drain status decoding the values itself.
+	edges atomic.Pointer[Hub]
 	// observe, when set, is told the outcome of every heartbeat that
 	// succeeded (for metrics). Set before the registry is used.
 	observe func(HeartbeatResult)

@@ -99,12 +99,9 @@ func ValidateURL(raw string) error {
 	if len(raw) > 2048 {
 		return errors.New("too long")
 	}
-	u, err := url.Parse(raw)
+	u, err := parseHTTPURL(raw)
 	if err != nil {
-		return errors.New("not a valid URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return errors.New("scheme must be http or https")
+		return err
 	}
 	if u.Host == "" || u.Hostname() == "" {
 		return errors.New("must have a host")
@@ -126,6 +123,18 @@ func ValidateURL(raw string) error {
 		}
 	}
 	return nil
+}
+
+// parseHTTPURL parses raw as a URL whose scheme is http or https.
+func parseHTTPURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, errors.New("not a valid URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, errors.New("scheme must be http or https")
+	}
+	return u, nil
 }
 
 // DialAddress returns host:port for the server's URL, with the scheme's
@@ -161,24 +170,7 @@ const maxValueLen = 64 << 10
 // must equal the id in the key, so a value copied under another key cannot
 // impersonate a server. serversPrefix is ServersPrefix(prefix).
 func DecodeServer(serversPrefix string, key, value []byte) (Server, error) {
-	id := idFromKey(serversPrefix, string(key))
-	if id == "" {
-		return Server{}, fmt.Errorf("key %q is not a server key under %q", key, serversPrefix)
-	}
-	if len(value) > maxValueLen {
-		return Server{}, fmt.Errorf("server %q: value of %d bytes is over %d", id, len(value), maxValueLen)
-	}
-	var srv Server
-	if err := json.Unmarshal(value, &srv); err != nil {
-		return Server{}, fmt.Errorf("server %q: decode value: %w", id, err)
-	}
-	if err := srv.Validate(); err != nil {
-		return Server{}, fmt.Errorf("server %q: %w", id, err)
-	}
-	if srv.ID != id {
-		return Server{}, fmt.Errorf("server %q: value names id %q", id, srv.ID)
-	}
-	return srv, nil
+	return decodeValue(serverValue, serversPrefix, key, value, func(s *Server) string { return s.ID })
 }
 
 // encodeServer is the etcd value of a validated record.

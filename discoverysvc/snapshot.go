@@ -225,6 +225,21 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		copied[name] = true
 		return nr
 	}
+	// list applies edit (insertSorted or removeSorted) to the lists e
+	// belongs in: its region's, and the fleet-wide one when it is active.
+	list := func(e *Entry, edit func([]*Entry, *Entry, func(a, b *Entry) int) []*Entry) {
+		r := region(e.Region)
+		if e.Draining {
+			r.Draining = edit(r.Draining, e, compareID)
+			return
+		}
+		r.Active = edit(r.Active, e, compareLoad)
+		if !activeCopied {
+			n.active = cloneWithRoom(n.active, len(changes))
+			activeCopied = true
+		}
+		n.active = edit(n.active, e, compareLoad)
+	}
 	for _, c := range changes {
 		rec := c.Server
 		if c.Drain != nil {
@@ -251,17 +266,7 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 			rec = &r // re-enter the server with its new draining state
 		}
 		if old := n.byID.get(c.ID); old != nil {
-			r := region(old.Region)
-			if old.Draining {
-				r.Draining = removeSorted(r.Draining, old, compareID)
-			} else {
-				r.Active = removeSorted(r.Active, old, compareLoad)
-				if !activeCopied {
-					n.active = cloneWithRoom(n.active, len(changes))
-					activeCopied = true
-				}
-				n.active = removeSorted(n.active, old, compareLoad)
-			}
+			list(old, removeSorted)
 			delete(shard(c.ID), c.ID)
 			n.size--
 		}
@@ -274,17 +279,7 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		}
 		shard(c.ID)[c.ID] = e
 		n.size++
-		r := region(e.Region)
-		if e.Draining {
-			r.Draining = insertSorted(r.Draining, e, compareID)
-		} else {
-			r.Active = insertSorted(r.Active, e, compareLoad)
-			if !activeCopied {
-				n.active = cloneWithRoom(n.active, len(changes))
-				activeCopied = true
-			}
-			n.active = insertSorted(n.active, e, compareLoad)
-		}
+		list(e, insertSorted)
 	}
 	for name := range copied {
 		if r := n.regions[name]; len(r.Active) == 0 && len(r.Draining) == 0 {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestNewKeyringErrors(t *testing.T) {
@@ -57,6 +58,7 @@ func TestNewKeyringErrors(t *testing.T) {
 		{"es256 key for ed25519", KeyConfig{Algorithm: "ed25519", File: ecPriv}, nil, "", "ed25519 key expected, found an ecdsa P-256 key"},
 		{"ed25519 key for es256", KeyConfig{Algorithm: "es256", File: edPriv}, nil, "", "es256 key expected, found an ed25519 key"},
 		{"P-384 for es256", KeyConfig{Algorithm: "es256", File: p384File}, nil, "", "es256 needs a P-256 key, found P-384"},
+		{"es256 public key for ed25519", hs, []KeyConfig{{Algorithm: "ed25519", File: ecPub}}, "", "verify_key 1: " + ecPub + ": ed25519 key expected, found an ecdsa P-256 key"},
 		{"rsa for es256", KeyConfig{Algorithm: "es256", File: rsaFile}, nil, "", "es256 key expected, found a *rsa.PrivateKey"},
 		{"bad second verify key", hs, []KeyConfig{{Algorithm: "es256", File: ecPub}, {Algorithm: "es256", File: "/x.pem"}}, "", "verify_key 2: reading /x.pem"},
 		{"short verify secret", hs, []KeyConfig{{Algorithm: "hs256", Secret: "x"}}, "", "verify_key 1: hs256 secret must be at least 32 bytes"},
@@ -106,6 +108,31 @@ func TestNewKeyringIssuerErrors(t *testing.T) {
 	for _, issuer := range []string{"\xf7", "a\tb", strings.Repeat("i", 257)} {
 		if _, err := NewKeyring(hs, nil, issuer, ""); err == nil || !strings.HasPrefix(err.Error(), "issuer: ") {
 			t.Errorf("issuer %q: error %v", issuer, err)
+		}
+	}
+}
+
+// The limits on an issuer and a claim name are inclusive, and a space is
+// not a control character: such a keyring issues pins and verifies them.
+func TestIssuerAndClaimLimits(t *testing.T) {
+	hs := KeyConfig{Algorithm: "hs256", Secret: testSecret}
+	for _, tc := range []struct{ issuer, claim string }{
+		{strings.Repeat("i", 256), ""},
+		{"https://idp.example/realm one", ""},
+		{"", strings.Repeat("c", 256)},
+		{"", "server id"},
+	} {
+		k, err := NewKeyring(hs, nil, tc.issuer, tc.claim, WithCache(0))
+		if err != nil {
+			t.Errorf("issuer %q claim %q: %v", tc.issuer, tc.claim, err)
+			continue
+		}
+		tok, err := k.Issue("eu-1", "", time.Now(), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, err := k.Verify(tok); err != nil || p.Server != "eu-1" {
+			t.Errorf("issuer %q claim %q: Verify = %+v, %v", tc.issuer, tc.claim, p, err)
 		}
 	}
 }

@@ -46,6 +46,8 @@ func (p Pin) Usable(now time.Time, grace time.Duration) bool {
 	if p.ExpiresAt.IsZero() {
 		return false
 	}
+	// Only a negative grace needs clamping: "grace <= 0" would also set 0
+	// to 0, so that mutant is equivalent.
 	if grace < 0 {
 		grace = 0
 	}
@@ -321,6 +323,8 @@ const maxUnix = 253402300799
 func Fingerprint(token string) string {
 	i := strings.LastIndexByte(token, '.')
 	sig := token[i+1:]
+	// Cutting an 8-character signature to its last 8 keeps it whole, so
+	// "len(sig) >= 8" is an equivalent mutant.
 	if len(sig) > 8 {
 		sig = sig[len(sig)-8:]
 	}

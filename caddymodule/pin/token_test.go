@@ -452,3 +452,179 @@ func forgeRaw(t *testing.T, header, claims string) string {
 	}
 	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
+
+// Issue's limits are Verify's: a pin issued at second 1, for the shortest
+// ttl, or expiring at the last second of year 9999 is issued and verifies;
+// one step past a limit is refused.
+func TestIssueLimits(t *testing.T) {
+	key := KeyConfig{Algorithm: "hs256", Secret: testSecret}
+	last := time.Unix(maxUnix, 0)
+	for _, tc := range []struct {
+		name string
+		at   time.Time
+		ttl  time.Duration
+		ok   bool
+	}{
+		{"shortest ttl", time.Now(), time.Second, true},
+		{"ttl under a second", time.Now(), time.Second - time.Millisecond, false},
+		{"issued at second 1", time.Unix(1, 0), time.Hour, true},
+		{"issued before second 1", time.Unix(0, 0), time.Hour, false},
+		{"expires at the end of 9999", last.Add(-time.Hour), time.Hour, true},
+		{"expires after 9999", last.Add(-time.Hour), time.Hour + time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			k := mustKeyring(t, key, nil, WithCache(0))
+			tok, err := k.Issue("eu-1", "eu", tc.at, tc.ttl)
+			if !tc.ok {
+				if err == nil {
+					t.Fatal("Issue succeeded")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			k.now = func() time.Time { return tc.at }
+			p, err := k.Verify(tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.IssuedAt.Equal(tc.at.Truncate(time.Second)) || !p.ExpiresAt.Equal(tc.at.Add(tc.ttl).Truncate(time.Second)) {
+				t.Fatalf("Verify = %+v", p)
+			}
+		})
+	}
+}
+
+// The time claims are numbers of seconds from 1 to the end of year 9999,
+// both included, and keep their fraction of a second.
+func TestVerifyTimeClaimValues(t *testing.T) {
+	now := time.Now()
+	k := mustKeyring(t, KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil, WithCache(0))
+	base := float64(now.Add(time.Hour).Unix())
+	for _, tc := range []struct {
+		name string
+		c    map[string]any
+		ok   bool
+		iat  time.Time
+		exp  time.Time
+	}{
+		{"iat and nbf at second 1", map[string]any{"iat": 1, "nbf": 1}, true, time.Unix(1, 0), time.Unix(int64(base), 0)},
+		{"iat under a second", map[string]any{"iat": 0.5}, false, time.Time{}, time.Time{}},
+		{"nbf under a second", map[string]any{"nbf": 0.5}, false, time.Time{}, time.Time{}},
+		{"exp at the end of 9999", map[string]any{"exp": maxUnix}, true, time.Unix(now.Unix(), 0), time.Unix(maxUnix, 0)},
+		{"exp after 9999", map[string]any{"exp": maxUnix + 1}, false, time.Time{}, time.Time{}},
+		{"nbf after 9999", map[string]any{"nbf": maxUnix + 1}, false, time.Time{}, time.Time{}},
+		{"fractions", map[string]any{"iat": 1000.25, "exp": base + 0.5}, true, time.Unix(1000, 250e6), time.Unix(int64(base), 500e6)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := goodClaims(now)
+			for name, v := range tc.c {
+				c[name] = v
+			}
+			p, err := k.Verify(forge(t, jwt.SigningMethodHS256, []byte(testSecret), c))
+			if !tc.ok {
+				if err == nil {
+					t.Fatalf("Verify accepted it: %+v", p)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !p.IssuedAt.Equal(tc.iat) || !p.ExpiresAt.Equal(tc.exp) {
+				t.Fatalf("Verify = iat %s exp %s, want %s and %s", p.IssuedAt, p.ExpiresAt, tc.iat, tc.exp)
+			}
+		})
+	}
+}
+
+// A token of exactly MaxTokenLen bytes is looked at; one byte more is not.
+func TestVerifyMaxLength(t *testing.T) {
+	now := time.Now()
+	k := mustKeyring(t, KeyConfig{Algorithm: "hs256", Secret: testSecret}, nil)
+	padded := func(n int) string {
+		c := goodClaims(now)
+		c["pad"] = strings.Repeat("x", n)
+		return forge(t, jwt.SigningMethodHS256, []byte(testSecret), c)
+	}
+	// A byte of claims is 4/3 of a character of token, so some length
+	// of padding lands on MaxTokenLen exactly; start just short of it.
+	n := max((MaxTokenLen-len(padded(0)))*3/4-8, 0)
+	for len(padded(n)) < MaxTokenLen {
+		n++
+	}
+	tok := padded(n)
+	if len(tok) != MaxTokenLen {
+		t.Fatalf("no padding gives a %d-byte token", MaxTokenLen)
+	}
+	if p, err := k.Verify(tok); err != nil || p.Server != "eu-1" {
+		t.Fatalf("Verify of a %d-byte token = %+v, %v", len(tok), p, err)
+	}
+	long := padded(n + 1)
+	if _, err := k.Verify(long); err == nil || !strings.Contains(err.Error(), "longer than") {
+		t.Fatalf("Verify of a %d-byte token: %v", len(long), err)
+	}
+}
+
+// With an audience, Issue writes it as aud and Verify requires it: aud a
+// string or a list of strings that names it. Without one, Issue writes no
+// aud and Verify ignores whatever aud a token has.
+func TestAudience(t *testing.T) {
+	now := time.Now()
+	key := KeyConfig{Algorithm: "hs256", Secret: testSecret}
+	withAud := mustKeyring(t, key, nil, WithAudience("orders-api"), WithCache(0))
+	noAud := mustKeyring(t, key, nil, WithCache(0))
+
+	tok, err := withAud.Issue("eu-1", "", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, c); err != nil || c["aud"] != "orders-api" {
+		t.Fatalf("issued claims %v, %v", c, err)
+	}
+	if _, err := withAud.Verify(tok); err != nil {
+		t.Fatalf("a pin it issued: %v", err)
+	}
+	tok, err = noAud.Issue("eu-1", "", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = jwt.MapClaims{}
+	if _, _, err := jwt.NewParser().ParseUnverified(tok, c); err != nil || c["aud"] != nil {
+		t.Fatalf("issued claims without an audience %v, %v", c, err)
+	}
+	if _, err := withAud.Verify(tok); err == nil {
+		t.Fatal("a pin without aud verified where an audience is required")
+	}
+
+	for _, tc := range []struct {
+		name string
+		aud  any
+		ok   bool // with the audience required
+	}{
+		{"string", "orders-api", true},
+		{"list naming it", []any{"billing", "orders-api"}, true},
+		{"missing", nil, false},
+		{"other", "billing", false},
+		{"prefix", "orders", false},
+		{"empty list", []any{}, false},
+		{"number", 7, false},
+		{"list with a number", []any{"orders-api", 7}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := goodClaims(now)
+			if tc.aud != nil {
+				c["aud"] = tc.aud
+			}
+			tok := forge(t, jwt.SigningMethodHS256, []byte(testSecret), c)
+			if _, err := withAud.Verify(tok); (err == nil) != tc.ok {
+				t.Errorf("with audience: error %v, want accepted %v", err, tc.ok)
+			}
+			if _, err := noAud.Verify(tok); err != nil {
+				t.Errorf("without audience: %v", err)
+			}
+		})
+	}
+}

@@ -70,7 +70,14 @@ func (c *drainCommand) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "admin bearer `token` of the discovery API (default $"+envToken+")")
 }
 
-func (c *drainCommand) finish(fs *flag.FlagSet) error {
+// parse reads the command line of drain or undrain: the server id and the
+// flags, including the discovery API's address and token.
+func (c *drainCommand) parse(fs *flag.FlagSet, args []string) error {
+	id, err := parseDrainArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	c.id = id
 	fromEnv(setFlags(fs), "token", &c.token, envToken)
 	u, err := url.Parse(c.discovery)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
@@ -95,12 +102,7 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&quiet, "quiet", discoverysvc.DefaultQuiet, "the server is drained once no edge has seen a pinned request to it for this `duration`")
 	fs.DurationVar(&timeout, "timeout", drainWaitTimeout, "with --wait, give up after this `duration`")
 	fs.StringVar(&reason, "reason", "", "a note for other operators, kept with the drain")
-	id, err := parseDrainArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	c.id = id
-	if err := c.finish(fs); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if _, err := discoverysvc.ParseQuiet([]string{quiet.String()}); err != nil {
@@ -118,9 +120,9 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	if st.Registered {
-		fmt.Fprintf(stdout, "%s: draining since %s; it takes no new clients, pinned ones stay until they refresh\n", id, sinceText(st))
+		fmt.Fprintf(stdout, "%s: draining since %s; it takes no new clients, pinned ones stay until they refresh\n", c.id, sinceText(st))
 	} else {
-		fmt.Fprintf(stdout, "%s: draining since %s (not registered now: it takes no new clients when it comes back)\n", id, sinceText(st))
+		fmt.Fprintf(stdout, "%s: draining since %s (not registered now: it takes no new clients when it comes back)\n", c.id, sinceText(st))
 	}
 	if !wait {
 		return nil
@@ -195,22 +197,17 @@ func runUndrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var c drainCommand
 	fs := newFlagSet("undrain", "undrain <id> [--discovery URL] [--token TOKEN]", stderr)
 	c.flags(fs)
-	id, err := parseDrainArgs(fs, args)
-	if err != nil {
-		return err
-	}
-	c.id = id
-	if err := c.finish(fs); err != nil {
+	if err := c.parse(fs, args); err != nil {
 		return err
 	}
 	if _, err := c.call(ctx, http.MethodDelete, 0, nil); err != nil {
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusNotFound {
-			return fmt.Errorf("%s is not drained by an operator", id)
+			return fmt.Errorf("%s is not drained by an operator", c.id)
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: undrained; it takes new clients again\n", id)
+	fmt.Fprintf(stdout, "%s: undrained; it takes new clients again\n", c.id)
 	return nil
 }
 

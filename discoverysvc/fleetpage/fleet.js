@@ -29,14 +29,20 @@
     if (synced) $("announce").textContent = text;
   }
 
+  // labelledClone copies template's element, labelled by its heading (the
+  // element that selector finds), whose id becomes headingID.
+  function labelledClone(template, selector, headingID) {
+    const el = template.content.firstElementChild.cloneNode(true);
+    el.querySelector(selector).id = headingID;
+    el.setAttribute("aria-labelledby", headingID);
+    return el;
+  }
+
   function section(region) {
     let sec = sections.get(region);
     if (sec) return sec;
-    sec = regionTemplate.content.firstElementChild.cloneNode(true);
+    sec = labelledClone(regionTemplate, "h2", "region-" + region);
     sec.dataset.region = region;
-    const headingID = "region-" + region;
-    sec.querySelector("h2").id = headingID;
-    sec.setAttribute("aria-labelledby", headingID);
     sec.querySelector(".region-name").textContent = region;
     const after = [...sections.keys()].sort().find((r) => r > region);
     regionsEl.insertBefore(sec, after ? sections.get(after) : null);
@@ -47,12 +53,9 @@
   function card(id) {
     let li = cards.get(id);
     if (li) return li;
-    li = serverTemplate.content.firstElementChild.cloneNode(true);
+    li = labelledClone(serverTemplate, ".server-id", "server-" + id);
     li.dataset.serverId = id;
-    const headingID = "server-" + id;
-    li.querySelector(".server-id").id = headingID;
     li.querySelector(".server-id").textContent = id;
-    li.setAttribute("aria-labelledby", headingID);
     li.querySelector(".bar").setAttribute("aria-label", "load of " + id);
     li.querySelector(".drain-button").addEventListener("click", () => toggleDrain(id));
     cards.set(id, li);

@@ -28,9 +28,12 @@ type Calls struct {
 func NewCountingClient(t testing.TB, members ...*Member) (*clientv3.Client, *Calls) {
 	t.Helper()
 	calls := &Calls{}
-	c := newClient(t, members, []grpc.DialOption{
-		grpc.WithChainUnaryInterceptor(calls.unary),
-		grpc.WithChainStreamInterceptor(calls.stream),
+	c := newClient(t, "etcd client", clientv3.Config{
+		Endpoints: Endpoints(members),
+		DialOptions: []grpc.DialOption{
+			grpc.WithChainUnaryInterceptor(calls.unary),
+			grpc.WithChainStreamInterceptor(calls.stream),
+		},
 	})
 	calls.reset()
 	return c, calls

@@ -12,7 +12,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
 )
@@ -124,29 +123,24 @@ func (m *Member) Etcd() *embedetcd.Etcd { return m.etcd }
 // ends.
 func NewClient(t testing.TB, members ...*Member) *clientv3.Client {
 	t.Helper()
-	return newClient(t, members, nil)
+	return newClient(t, "etcd client", clientv3.Config{Endpoints: Endpoints(members)})
 }
 
-func newClient(t testing.TB, members []*Member, opts []grpc.DialOption) *clientv3.Client {
+// newClient opens a client with cfg, closed when the test ends, and makes
+// sure it reaches etcd; what names it in failures.
+func newClient(t testing.TB, what string, cfg clientv3.Config) *clientv3.Client {
 	t.Helper()
-	eps := make([]string, len(members))
-	for i, m := range members {
-		eps[i] = m.Client
-	}
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   eps,
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-		DialOptions: opts,
-	})
+	cfg.DialTimeout = 5 * time.Second
+	cfg.Logger = zap.NewNop()
+	c, err := clientv3.New(cfg)
 	if err != nil {
-		t.Fatalf("etcd client: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c.Get(ctx, "health-probe"); err != nil {
-		t.Fatalf("etcd client: %v", err)
+		t.Fatalf("%s: %v", what, err)
 	}
 	return c
 }

@@ -1,7 +1,6 @@
 package etcdtest
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"net/url"
@@ -11,7 +10,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
-	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/internal/testcert"
 )
@@ -74,26 +72,14 @@ func NewTLSClient(t testing.TB, m *TLSMember, ca *testcert.CA, client testcert.P
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{m.Client},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
+	return newClient(t, "etcd client with TLS", clientv3.Config{
+		Endpoints: []string{m.Client},
 		TLS: &tls.Config{
 			RootCAs:      Roots(t, ca),
 			Certificates: []tls.Certificate{pair},
 			MinVersion:   tls.VersionTLS12,
 		},
 	})
-	if err != nil {
-		t.Fatalf("etcd client with TLS: %v", err)
-	}
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Get(ctx, "health-probe"); err != nil {
-		t.Fatalf("etcd client with TLS: %v", err)
-	}
-	return c
 }
 
 // Roots is a cert pool that trusts only ca.

@@ -20,13 +20,21 @@ func (a *App) login(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, http.StatusBadRequest, "bad_request", "invalid user: must be 1-64 characters of [A-Za-z0-9._-]")
 		return
 	}
-	pair, err := a.issuePair(req.User)
+	if a.writePair(w, req.User) {
+		a.cfg.Logger.Info("login", "user", req.User)
+	}
+}
+
+// writePair answers with a new token pair for user; it reports whether it
+// could issue one.
+func (a *App) writePair(w http.ResponseWriter, user string) bool {
+	pair, err := a.issuePair(user)
 	if err != nil {
 		a.writeError(w, http.StatusInternalServerError, "internal", "issue tokens: "+err.Error())
-		return
+		return false
 	}
-	a.cfg.Logger.Info("login", "user", req.User)
 	writeJSON(w, http.StatusOK, pair)
+	return true
 }
 
 // refreshRequest is the body of POST /auth/refresh. ClosestServerID and
@@ -50,13 +58,9 @@ func (a *App) refresh(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
 		return
 	}
-	pair, err := a.issuePair(user)
-	if err != nil {
-		a.writeError(w, http.StatusInternalServerError, "internal", "issue tokens: "+err.Error())
-		return
+	if a.writePair(w, user) {
+		a.cfg.Logger.Info("refresh", "user", user, "critical", req.CriticalTaskInProgress)
 	}
-	a.cfg.Logger.Info("refresh", "user", user, "critical", req.CriticalTaskInProgress)
-	writeJSON(w, http.StatusOK, pair)
 }
 
 // whoamiResponse tells which server answered and, with a valid access token,
