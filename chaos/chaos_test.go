@@ -274,7 +274,9 @@ func TestChaos(t *testing.T) {
 		// settings are the same, so the watch and its snapshot are kept.
 		cfg.Handler = fmt.Sprintf("\t\thysteresis 0.%d\n", 1+round%5)
 		t.Logf("%6.1fs reload edge %d (hysteresis 0.%d)", time.Since(start).Seconds(), round%2, 1+round%5)
+		st.reloadBegun()
 		e.reload(t, cfg)
+		st.reloadDone()
 	}
 
 	pause(2 * time.Second) // warm up: every client pinned and working
@@ -317,6 +319,7 @@ func TestChaos(t *testing.T) {
 		st.repinCount.Load(), st.repinWorst.Round(time.Millisecond), meanDuration(st.repinSum, st.repinCount.Load()), leaseTTL, repinSlack)
 	t.Logf("cut off -> re-pinned: %d clients, worst %s, mean %s (bound: unreachable_for %s + client retry %s)",
 		st.cutRepinCount, st.cutRepinWorst.Round(time.Millisecond), meanDuration(st.cutRepinSum, st.cutRepinCount), unreachableFor, cutRepinSlack)
+	t.Logf("connections reset by an edge's config reload: %d (at most one in-flight request per client per reload)", st.reloadResets.Load())
 	t.Logf("other errors: %d (%s)", st.otherTotal(), formatCounts(st.other))
 	for _, d := range st.otherDesc {
 		t.Logf("  e.g. %s", d)
@@ -331,16 +334,21 @@ func TestChaos(t *testing.T) {
 		t.Logf("  %s", line)
 		fmt.Printf("CHAOS MARGIN: %s\n", line)
 	}
-	fmt.Printf("CHAOS SUMMARY: clients=%d load=%s rounds=%d steps=%d landed_elsewhere=%d workflows=%d lost_crash=%d lost_cut=%d lost_planned=%d failed_planned=%d 5xx={%s} repin_worst=%s repin_bound=%s cut_repin_worst=%s cut_repin_bound=%s other_errors=%d goroutines_leaked=%d\n",
+	fmt.Printf("CHAOS SUMMARY: clients=%d load=%s rounds=%d steps=%d landed_elsewhere=%d workflows=%d lost_crash=%d lost_cut=%d lost_planned=%d failed_planned=%d 5xx={%s} repin_worst=%s repin_bound=%s cut_repin_worst=%s cut_repin_bound=%s reload_resets=%d other_errors=%d goroutines_leaked=%d\n",
 		plan.clients, elapsed.Round(100*time.Millisecond), plan.rounds, st.steps.Load(), st.wrongSrv.Load(), st.workflows.Load(),
 		st.lostCrash.Load(), st.lostCut.Load(), st.lostPlan.Load(), st.failPlan.Load(), reasons, st.repinWorst.Round(time.Millisecond), leaseTTL+repinSlack,
-		st.cutRepinWorst.Round(time.Millisecond), unreachableFor+cutRepinSlack, st.otherTotal(), leaked)
+		st.cutRepinWorst.Round(time.Millisecond), unreachableFor+cutRepinSlack, st.reloadResets.Load(), st.otherTotal(), leaked)
 
 	if n := st.wrongSrv.Load(); n != 0 {
 		t.Errorf("%d workflow steps landed on a server other than their workflow's", n)
 	}
 	if n := st.otherTotal(); n != 0 {
 		t.Errorf("%d other errors", n)
+	}
+	// A reload can reset the requests in flight at that moment, one per
+	// client at most; more means resets went on after the reload.
+	if n := st.reloadResets.Load(); n > int64(plan.clients*plan.rounds) {
+		t.Errorf("%d connections reset by %d reloads of %d clients", n, plan.rounds, plan.clients)
 	}
 	if n := st.lostPlan.Load() + st.failPlan.Load(); n != 0 {
 		t.Errorf("planned restarts failed %d requests or workflows; drain must move every client first", n)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -13,23 +14,30 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
 // stats are the figures of a chaos run, shared by all simulated clients.
 type stats struct {
-	steps      atomic.Int64 // workflow steps attempted (after the step that created the order)
-	stepsOK    atomic.Int64
-	workflows  atomic.Int64 // workflows completed (order submitted on its server)
-	wrongSrv   atomic.Int64 // steps answered by a server other than the workflow's: must be 0
-	refreshes  atomic.Int64
-	critKept   atomic.Int64 // critical refreshes that kept the workflow's server
-	moves      atomic.Int64 // non-critical refreshes that moved the client
-	lostCrash  atomic.Int64 // workflows cut short because their server crashed
-	lostPlan   atomic.Int64 // workflows cut short by a planned restart: must be 0
-	lostCut    atomic.Int64 // workflows cut short because their server was cut off from the edges
-	failPlan   atomic.Int64 // requests failed on a server in a planned restart: must be 0
-	repinCount atomic.Int64
+	steps     atomic.Int64 // workflow steps attempted (after the step that created the order)
+	stepsOK   atomic.Int64
+	workflows atomic.Int64 // workflows completed (order submitted on its server)
+	wrongSrv  atomic.Int64 // steps answered by a server other than the workflow's: must be 0
+	refreshes atomic.Int64
+	critKept  atomic.Int64 // critical refreshes that kept the workflow's server
+	moves     atomic.Int64 // non-critical refreshes that moved the client
+	lostCrash atomic.Int64 // workflows cut short because their server crashed
+	lostPlan  atomic.Int64 // workflows cut short by a planned restart: must be 0
+	lostCut   atomic.Int64 // workflows cut short because their server was cut off from the edges
+	failPlan  atomic.Int64 // requests failed on a server in a planned restart: must be 0
+	// Connections an edge's config reload reset: Caddy on Linux gives the
+	// new config its own SO_REUSEPORT socket and closes the old one, and
+	// the kernel resets what was still queued on it or idle on the old
+	// server. Caddy's, not sessionpin's; counted apart, only in the
+	// reload's window.
+	reloadResets atomic.Int64
+	repinCount   atomic.Int64
 
 	start      time.Time
 	mu         sync.Mutex
@@ -45,6 +53,41 @@ type stats struct {
 	cutRepinSum   time.Duration
 
 	margins *margins // timing bounds and how close the run came to them
+
+	reloads []reloadWindow // edge config reloads, begun or done
+}
+
+// reloadWindow is when an edge's config reload ran; end is zero while it
+// runs.
+type reloadWindow struct{ begin, end time.Time }
+
+// reloadResetGrace is how long after a reload returns a reset still
+// counts as the reload's: the old server closes its connections as it
+// shuts down, after the new config answers.
+const reloadResetGrace = 2 * time.Second
+
+func (s *stats) reloadBegun() {
+	s.mu.Lock()
+	s.reloads = append(s.reloads, reloadWindow{begin: time.Now()})
+	s.mu.Unlock()
+}
+
+func (s *stats) reloadDone() {
+	s.mu.Lock()
+	s.reloads[len(s.reloads)-1].end = time.Now()
+	s.mu.Unlock()
+}
+
+// inReload reports whether t falls within a reload or its grace.
+func (s *stats) inReload(t time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range s.reloads {
+		if !t.Before(w.begin) && (w.end.IsZero() || t.Before(w.end.Add(reloadResetGrace))) {
+			return true
+		}
+	}
+	return false
 }
 
 func newStats() *stats {
@@ -546,7 +589,18 @@ func (c *client) transportErr(ctx context.Context, step string, err error) {
 	if ctx.Err() != nil {
 		return // the run ended mid-request
 	}
+	if isConnReset(err) && c.st.inReload(time.Now()) {
+		c.st.reloadResets.Add(1)
+		c.st.example("reset by an edge reload", step+": "+err.Error())
+		return
+	}
 	c.st.fail("transport", step+": "+err.Error())
+}
+
+// isConnReset is a connection the peer reset or closed under a request,
+// as a closing listener or server does; a refused dial or a timeout is not.
+func isConnReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.EPIPE)
 }
 
 func getBodyCtx(ctx context.Context, hc *http.Client, url string) (int, []byte, error) {
