@@ -5,6 +5,8 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"sync"
+	"sync/atomic"
 )
 
 // Entry is a server as the edge sees it in a snapshot: the record plus what
@@ -55,8 +57,18 @@ type Snapshot struct {
 	byID    idIndex
 	size    int
 	regions map[string]*Region
-	// active is every non-draining server, least loaded first.
-	active []*Entry
+	// active is every non-draining server, least loaded first, built on
+	// the first call of Active: placement asks for it only when the edge's
+	// own and fallback regions have no server, so an update does not copy
+	// a fleet-wide list nobody reads. When the previous snapshot's list was
+	// built, Apply keeps that snapshot in parent and its own edits of the
+	// list in edits, and Active derives the list from the parent's (one
+	// copy) instead of merging every region's; parent is then dropped.
+	activeOnce  sync.Once
+	active      []*Entry
+	activeBuilt atomic.Bool
+	parent      *Snapshot
+	edits       []activeEdit
 	// drains holds the ids an operator drain names, registered or not, so
 	// that a server registering later starts out draining.
 	drains map[string]bool
@@ -74,6 +86,12 @@ const idShards = 64
 // idIndex maps server ids to entries, split into shards by a hash of the id.
 // A nil shard is empty.
 type idIndex [idShards]map[string]*Entry
+
+// activeEdit is one change of the fleet-wide active list by Apply.
+type activeEdit struct {
+	e    *Entry
+	edit func([]*Entry, *Entry, func(a, b *Entry) int) []*Entry
+}
 
 func shardOf(id string) int {
 	h := uint32(2166136261) // FNV-1a: cheap; an uneven spread would cost speed, never correctness
@@ -125,7 +143,6 @@ func buildSnapshot(rev int64, servers []Server, drains map[string]bool, attach f
 			s.byID[i][srv.ID] = e
 		}
 	}
-	s.active = make([]*Entry, 0, s.size)
 	s.byID.all(func(e *Entry) {
 		r := s.regions[e.Region]
 		if r == nil {
@@ -136,14 +153,12 @@ func buildSnapshot(rev int64, servers []Server, drains map[string]bool, attach f
 			r.Draining = append(r.Draining, e)
 		} else {
 			r.Active = append(r.Active, e)
-			s.active = append(s.active, e)
 		}
 	})
 	for _, r := range s.regions {
 		slices.SortFunc(r.Active, compareLoad)
 		slices.SortFunc(r.Draining, compareID)
 	}
-	slices.SortFunc(s.active, compareLoad)
 	return s
 }
 
@@ -188,7 +203,6 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		byID:     s.byID,
 		size:     s.size,
 		regions:  maps.Clone(s.regions),
-		active:   s.active,
 		drains:   s.drains,
 		attach:   s.attach,
 	}
@@ -210,7 +224,9 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		n.regions = map[string]*Region{}
 	}
 	copied := map[string]bool{} // regions already copied for this update
-	activeCopied := false
+	if s.activeBuilt.Load() {
+		n.parent = s
+	}
 	region := func(name string) *Region {
 		r := n.regions[name]
 		if copied[name] {
@@ -225,8 +241,8 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		copied[name] = true
 		return nr
 	}
-	// list applies edit (insertSorted or removeSorted) to the lists e
-	// belongs in: its region's, and the fleet-wide one when it is active.
+	// list applies edit (insertSorted or removeSorted) to the list of e's
+	// region it belongs in.
 	list := func(e *Entry, edit func([]*Entry, *Entry, func(a, b *Entry) int) []*Entry) {
 		r := region(e.Region)
 		if e.Draining {
@@ -234,11 +250,9 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 			return
 		}
 		r.Active = edit(r.Active, e, compareLoad)
-		if !activeCopied {
-			n.active = cloneWithRoom(n.active, len(changes))
-			activeCopied = true
+		if n.parent != nil {
+			n.edits = append(n.edits, activeEdit{e, edit})
 		}
-		n.active = edit(n.active, e, compareLoad)
 	}
 	for _, c := range changes {
 		rec := c.Server
@@ -322,7 +336,69 @@ func (s *Snapshot) RegionNames() []string {
 }
 
 // Active returns every non-draining server, least loaded first.
-func (s *Snapshot) Active() []*Entry { return s.active }
+// The first call builds the list: from the previous snapshot's list and
+// this snapshot's changes when that one was built (a copy, linear in the
+// fleet), else by merging the regions' lists (linear in the fleet times
+// the logarithm of the number of regions); later calls return it.
+func (s *Snapshot) Active() []*Entry {
+	s.activeOnce.Do(func() {
+		if p := s.parent; p != nil {
+			list := cloneWithRoom(p.Active(), len(s.edits))
+			for _, ed := range s.edits {
+				list = ed.edit(list, ed.e, compareLoad)
+			}
+			s.active = list
+		} else {
+			lists := make([][]*Entry, 0, len(s.regions))
+			for _, r := range s.regions {
+				if len(r.Active) > 0 {
+					lists = append(lists, r.Active)
+				}
+			}
+			s.active = mergeByLoad(lists)
+		}
+		s.parent, s.edits = nil, nil
+		s.activeBuilt.Store(true)
+	})
+	return s.active
+}
+
+// mergeByLoad merges lists sorted by compareLoad into one new list, in
+// pairs, so that each entry is copied once per halving of the number of
+// lists.
+func mergeByLoad(lists [][]*Entry) []*Entry {
+	if len(lists) == 0 {
+		return nil
+	}
+	for len(lists) > 1 {
+		next := lists[:0:0]
+		for i := 0; i < len(lists); i += 2 {
+			if i+1 == len(lists) {
+				next = append(next, lists[i])
+				continue
+			}
+			next = append(next, mergeTwo(lists[i], lists[i+1]))
+		}
+		lists = next
+	}
+	// One region: its list is the fleet's (both are read-only).
+	return lists[0]
+}
+
+func mergeTwo(a, b []*Entry) []*Entry {
+	out := make([]*Entry, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if compareLoad(b[0], a[0]) < 0 {
+			out = append(out, b[0])
+			b = b[1:]
+		} else {
+			out = append(out, a[0])
+			a = a[1:]
+		}
+	}
+	out = append(out, a...)
+	return append(out, b...)
+}
 
 // Servers returns every server, sorted by id. It allocates; it is meant for
 // listing and metrics, not the request path.

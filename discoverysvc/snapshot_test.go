@@ -297,3 +297,20 @@ func TestSnapshotOperatorDrainKeepsTheServerOutOfPlacement(t *testing.T) {
 		t.Fatalf("after undrain %+v", e)
 	}
 }
+
+// BenchmarkSnapshotActiveAfterApply100k is an update at 100,000 servers
+// followed by the snapshot's first fleet-wide list, which placement asks
+// for only when the edge's own and fallback regions have no server.
+func BenchmarkSnapshotActiveAfterApply100k(b *testing.B) {
+	servers := fleetOf(100000)
+	snap := BuildSnapshot(1, servers, nil)
+	srv := servers[1] // not draining
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		srv.Load = float64(i%100) / 100
+		snap = snap.Apply(int64(i+2), []Change{{ID: srv.ID, Server: &srv}})
+		if len(snap.Active()) == 0 {
+			b.Fatal("no active servers")
+		}
+	}
+}
