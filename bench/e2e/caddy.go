@@ -194,19 +194,11 @@ func execOutput(name string, args ...string) (string, error) {
 // profile fetches a CPU profile of d from the Caddy's admin endpoint into
 // path.
 func (c *caddyProc) profile(ctx context.Context, d time.Duration, path string) error {
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", c.admin, max(int(d/time.Second), 1))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.adminGet(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", max(int(d/time.Second), 1)))
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("profile %s: %s", c.name, resp.Status)
-	}
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -216,4 +208,22 @@ func (c *caddyProc) profile(ctx context.Context, d time.Duration, path string) e
 		return err
 	}
 	return f.Close()
+}
+
+// adminGet is a GET of path on the Caddy's admin endpoint; an answer other
+// than 200 is an error.
+func (c *caddyProc) adminGet(ctx context.Context, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("caddy %s: %s: %s", c.name, path, resp.Status)
+	}
+	return resp, nil
 }

@@ -150,48 +150,21 @@ func run(ctx context.Context, o options) error {
 	loadBefore := benchenv.LoadAverage()
 	started := time.Now().UTC()
 
-	root, err := moduleRoot()
-	if err != nil {
-		return err
-	}
-	dir, err := os.MkdirTemp("", "sessionpin-bench-e2e-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
 	if o.profileDir != "" {
 		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
 			return err
 		}
 	}
-	bin := o.caddyBin
-	if bin == "" {
-		fmt.Fprintln(os.Stderr, "building ./cmd/caddy ...")
-		if bin, err = buildCaddy(root, dir); err != nil {
-			return err
-		}
+	su, err := newSetup(ctx, o, "e2e")
+	if err != nil {
+		return err
 	}
+	defer su.close()
+	dir, bin, back, etcd := su.dir, su.bin, su.back, su.etcd
 	caddyVersion := "unknown"
 	if out, err := execOutput(bin, "version"); err == nil {
 		caddyVersion = out
 	}
-
-	back, err := startBackends(4, o.backendProcs)
-	if err != nil {
-		return err
-	}
-	defer back.stop()
-
-	etcd, err := benchenv.StartEtcd()
-	if err != nil {
-		return err
-	}
-	defer etcd.Close()
-	stopHeartbeats, err := registerBackends(ctx, etcd, back.addrs)
-	if err != nil {
-		return err
-	}
-	defer stopHeartbeats()
 
 	keyPath := filepath.Join(dir, "ed25519.pem")
 	if err := writeEd25519Key(keyPath); err != nil {

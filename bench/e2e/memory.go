@@ -30,18 +30,11 @@ type memory struct {
 func (c *caddyProc) memoryOf(ctx context.Context, clients int) (memory, error) {
 	m := memory{clients: clients}
 	get := func(path string, into any) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.admin+path, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := c.adminGet(ctx, path)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("%s: %s", path, resp.Status)
-		}
 		if into == nil {
 			_, err = io.Copy(io.Discard, resp.Body)
 			return err
@@ -82,37 +75,12 @@ func runFill(ctx context.Context, o options) error {
 	machine := benchenv.DescribeMachine()
 	loadBefore := benchenv.LoadAverage()
 	started := time.Now().UTC()
-	root, err := moduleRoot()
+	su, err := newSetup(ctx, o, "fill")
 	if err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "sessionpin-bench-fill-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	bin := o.caddyBin
-	if bin == "" {
-		fmt.Fprintln(os.Stderr, "building ./cmd/caddy ...")
-		if bin, err = buildCaddy(root, dir); err != nil {
-			return err
-		}
-	}
-	back, err := startBackends(4, o.backendProcs)
-	if err != nil {
-		return err
-	}
-	defer back.stop()
-	etcd, err := benchenv.StartEtcd()
-	if err != nil {
-		return err
-	}
-	defer etcd.Close()
-	stopHeartbeats, err := registerBackends(ctx, etcd, back.addrs)
-	if err != nil {
-		return err
-	}
-	defer stopHeartbeats()
+	defer su.close()
+	dir, bin, back, etcd := su.dir, su.bin, su.back, su.etcd
 
 	global := fmt.Sprintf("\tsession_pin {\n\t\tetcd %s\n\t\tprefix %s\n\t}\n", etcd.Member.Endpoint, registryPrefix)
 	edges := []*fillEdge{{name: "default"}, {name: "all", tokenCache: o.fill}}
