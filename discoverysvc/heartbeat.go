@@ -50,12 +50,21 @@ func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
 	if len(body) > MaxBodyBytes {
 		return Server{}, 0, errBodyTooLarge
 	}
-	req, ok := scanHeartbeat(body)
-	if !ok {
-		var err error
-		if req, err = decodeHeartbeatJSON(body); err != nil {
-			return Server{}, 0, err
-		}
+	// A JSON null or a scalar would decode into the struct without error.
+	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return Server{}, 0, errNotObject
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var req HeartbeatRequest
+	if err := dec.Decode(&req); err != nil {
+		return Server{}, 0, decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Server{}, 0, &FieldError{"body", "unexpected data after the JSON object"}
+	}
+	if err := checkKeys(body); err != nil {
+		return Server{}, 0, err
 	}
 	if req.ID != nil && *req.ID != id {
 		return Server{}, 0, &FieldError{"id", fmt.Sprintf("body id %q differs from path id %q", *req.ID, id)}
@@ -85,28 +94,6 @@ func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
 		ttl = time.Duration(secs) * time.Second
 	}
 	return srv, ttl, nil
-}
-
-// decodeHeartbeatJSON decodes any heartbeat body with encoding/json and
-// refuses what is not exactly one object of known, unrepeated keys.
-func decodeHeartbeatJSON(body []byte) (HeartbeatRequest, error) {
-	// A JSON null or a scalar would decode into the struct without error.
-	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
-		return HeartbeatRequest{}, errNotObject
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var req HeartbeatRequest
-	if err := dec.Decode(&req); err != nil {
-		return HeartbeatRequest{}, decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return HeartbeatRequest{}, &FieldError{"body", "unexpected data after the JSON object"}
-	}
-	if err := checkKeys(body); err != nil {
-		return HeartbeatRequest{}, err
-	}
-	return req, nil
 }
 
 // heartbeatFields are the keys of a HeartbeatRequest, spelled exactly.
