@@ -137,8 +137,15 @@ func testEtcdUnreachable(t *testing.T) {
 	m.Restart()
 	waitLog(t, e.proc, "registry reachable again")
 	// Changes flow again: a new server appears, a removed one is refused.
+	// The test's own etcd client reconnects on its own schedule (gRPC backs
+	// off while the member is down), so its first write is retried.
 	c := newEchoBackend(t, "c")
-	register(t, reg, c, "eu", 0.1)
+	poll.Until(t, time.Minute, "the test's etcd client to register c after the restart", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := reg.Heartbeat(ctx, discoverysvc.Server{ID: c.ID, Region: "eu", URL: c.srv.URL, Load: 0.1}, time.Minute)
+		return err
+	})
 	e.waitServers(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
