@@ -36,6 +36,26 @@ func copyAt(t *testing.T, reg *Registry, id string, modRev int64) {
 	})
 }
 
+// registryWithCopy is a running registry whose copy has been listed, and a
+// second etcd client for raw reads and writes behind its back.
+func registryWithCopy(t *testing.T) (*Registry, *clientv3.Client) {
+	t.Helper()
+	m := etcdtest.Start(t)
+	reg, raw := runningRegistry(t, etcdtest.NewClient(t, m)), etcdtest.NewClient(t, m)
+	copyAt(t, reg, "", 0)
+	return reg, raw
+}
+
+// heartbeatSeen sends srv's heartbeat through reg and waits until reg's
+// copy holds the write, read back through c.
+func heartbeatSeen(t *testing.T, reg *Registry, c *clientv3.Client, srv Server, ttl time.Duration) {
+	t.Helper()
+	if _, err := reg.Heartbeat(testContext(t), srv, ttl); err != nil {
+		t.Fatal(err)
+	}
+	copyAt(t, reg, srv.ID, modRevision(t, c, srv.ID))
+}
+
 func modRevision(t *testing.T, c *clientv3.Client, id string) int64 {
 	t.Helper()
 	get, err := c.Get(testContext(t), ServerKey("", id))
@@ -108,16 +128,10 @@ func TestRegistryCopyNotYetListedReads(t *testing.T) {
 // A raw etcd write is honoured at once, whether or not the copy has seen
 // it: the heartbeat's load differs from what is stored, so it is written.
 func TestRegistryCopyHonoursRawWrites(t *testing.T) {
-	m := etcdtest.Start(t)
-	c, raw := etcdtest.NewClient(t, m), etcdtest.NewClient(t, m)
+	reg, raw := registryWithCopy(t)
 	ctx := testContext(t)
-	reg := runningRegistry(t, c)
-	copyAt(t, reg, "", 0)
 	srv := testServer("eu-1", "eu", 0.3)
-	if _, err := reg.Heartbeat(ctx, srv, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	copyAt(t, reg, "eu-1", modRevision(t, raw, "eu-1"))
+	heartbeatSeen(t, reg, raw, srv, 5*time.Second)
 	get, err := raw.Get(ctx, ServerKey("", "eu-1"))
 	if err != nil {
 		t.Fatal(err)
@@ -182,16 +196,10 @@ func TestRegistryCopyTwoReplicasAlternate(t *testing.T) {
 // A TTL change seen through the copy moves the key to a new lease, and a
 // lease revoked behind the copy's back is replaced, not renewed in vain.
 func TestRegistryCopyLeaseChanges(t *testing.T) {
-	m := etcdtest.Start(t)
-	c, raw := etcdtest.NewClient(t, m), etcdtest.NewClient(t, m)
+	reg, raw := registryWithCopy(t)
 	ctx := testContext(t)
-	reg := runningRegistry(t, c)
-	copyAt(t, reg, "", 0)
 	srv := testServer("eu-1", "eu", 0.3)
-	if _, err := reg.Heartbeat(ctx, srv, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	copyAt(t, reg, "eu-1", modRevision(t, raw, "eu-1"))
+	heartbeatSeen(t, reg, raw, srv, 30*time.Second)
 	res, err := reg.Heartbeat(ctx, srv, 5*time.Second)
 	if err != nil || !res.Written {
 		t.Fatalf("ttl change: %+v %v", res, err)
@@ -229,10 +237,7 @@ func TestRegistryCopyKeptByTheFleetWatch(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	srv := testServer("eu-1", "eu", 0.3)
-	if _, err := reg.Heartbeat(ctx, srv, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	copyAt(t, reg, "eu-1", modRevision(t, c, "eu-1"))
+	heartbeatSeen(t, reg, c, srv, 5*time.Second)
 	reads := calls.OK("Range")
 	for range 3 {
 		if res, err := reg.Heartbeat(ctx, srv, 5*time.Second); err != nil || res.Written {
