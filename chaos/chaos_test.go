@@ -168,6 +168,31 @@ func TestChaos(t *testing.T) {
 
 	// pause lets the clients work between faults.
 	pause := func(d time.Duration) { time.Sleep(d) }
+	// routedAgain waits until every edge proxies a pin for b again. A
+	// server that failed connections is marked unreachable at each edge
+	// that saw the failures; the edge tries it again once its mark has run
+	// out, and until then a 503 for it is expected.
+	routedAgain := func(b *backend) {
+		tok := sign(t, jwt.SigningMethodHS256, []byte(pinSecret), claims(b.ID, b.Region))
+		for _, e := range edges {
+			mg.timed("back or healed -> routed again by each edge", unreachableFor+10*time.Second, func() {
+				poll.Until(t, unreachableFor+10*time.Second, b.ID+" routed again by "+e.URL, func() error {
+					req, _ := http.NewRequest(http.MethodGet, e.URL+"/healthz", nil)
+					req.Header.Set("X-Session-Pin", tok)
+					req.Close = true // no idle connection left to count as an edge goroutine
+					resp, err := http.DefaultClient.Do(req)
+					if err != nil {
+						return err
+					}
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						return fmt.Errorf("%s", resp.Status)
+					}
+					return nil
+				})
+			})
+		}
+	}
 	crash := func(b *backend) {
 		t.Logf("%6.1fs crash %s (backend and agent killed)", time.Since(start).Seconds(), b.ID)
 		fl.set(b.ID, stateCrashed)
@@ -178,6 +203,9 @@ func TestChaos(t *testing.T) {
 		pause(time.Second)
 		startServer(b)
 		mg.timed("start -> registered", registerTimeout, func() { waitRegistered(t, disc, b.ID, true) })
+		// The edges that failed to connect to it while it was down have it
+		// marked unreachable for a while yet.
+		routedAgain(b)
 		fl.set(b.ID, stateUp)
 		t.Logf("%6.1fs %s back", time.Since(start).Seconds(), b.ID)
 	}
@@ -224,27 +252,9 @@ func TestChaos(t *testing.T) {
 		b.cut.Refuse()
 		pause(cutFor)
 		b.cut.Heal()
-		// Its clients have moved. Each edge tries it again once its mark
-		// has run out; until both route to it, a 503 for it is expected.
-		tok := sign(t, jwt.SigningMethodHS256, []byte(pinSecret), claims(b.ID, b.Region))
-		for _, e := range edges {
-			mg.timed("heal -> routed again by each edge", unreachableFor+10*time.Second, func() {
-				poll.Until(t, unreachableFor+10*time.Second, b.ID+" routed again by "+e.URL, func() error {
-					req, _ := http.NewRequest(http.MethodGet, e.URL+"/healthz", nil)
-					req.Header.Set("X-Session-Pin", tok)
-					req.Close = true // no idle connection left to count as an edge goroutine
-					resp, err := http.DefaultClient.Do(req)
-					if err != nil {
-						return err
-					}
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						return fmt.Errorf("%s", resp.Status)
-					}
-					return nil
-				})
-			})
-		}
+		// Its clients have moved; the edges try it again once their marks
+		// have run out.
+		routedAgain(b)
 		fl.set(b.ID, stateUp)
 		t.Logf("%6.1fs %s reachable again", time.Since(start).Seconds(), b.ID)
 	}
