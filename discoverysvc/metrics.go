@@ -110,9 +110,16 @@ func (m *Metrics) timeEtcdCall(ctx context.Context, method string, req, reply an
 	start := time.Now()
 	err := invoker(ctx, method, req, reply, cc, opts...)
 	// "/etcdserverpb.KV/Range" -> "Range": a fixed set, from etcd's protocol.
-	call := method[strings.LastIndexByte(method, '/')+1:]
-	m.etcdLatency.WithLabelValues(call).Observe(time.Since(start).Seconds())
+	m.ObserveEtcdCall(method[strings.LastIndexByte(method, '/')+1:], time.Since(start))
 	return err
+}
+
+// ObserveEtcdCall records one etcd call that took d, by the method's name
+// in etcd's protocol ("Range", "Txn", "LeaseGrant", …). EtcdDialOptions
+// call it for a remote etcd; an in-process client of the embedded member
+// calls it itself.
+func (m *Metrics) ObserveEtcdCall(call string, d time.Duration) {
+	m.etcdLatency.WithLabelValues(call).Observe(d.Seconds())
 }
 
 // Instrument counts every request of next by method and status code, and

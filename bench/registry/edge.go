@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -206,78 +204,38 @@ func verifyPins(w *discoverysvc.Watcher, issuer, verifier *pin.Keyring, pinned *
 
 // edgeProc is the parent's handle on the edge child.
 type edgeProc struct {
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	replies chan string
-	mu      sync.Mutex
-	seen    map[string]chan int64
+	*child
+	mu   sync.Mutex
+	seen map[string]chan int64
 }
 
 func startEdge(endpoint, prefix string) (*edgeProc, error) {
-	self, err := os.Executable()
+	e := &edgeProc{seen: map[string]chan int64{}}
+	c, err := startChild("edge", []string{"-edge", "-etcd", endpoint, "-prefix", prefix}, e.notice)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "-edge", "-etcd", endpoint, "-prefix", prefix)
-	cmd.Stderr = os.Stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("edge: start: %w", err)
-	}
-	e := &edgeProc{cmd: cmd, stdin: stdin, replies: make(chan string, 16), seen: map[string]chan int64{}}
-	go e.read(stdout)
-	if r, err := e.reply(60 * time.Second); err != nil || r != "ready" {
-		e.stop()
-		return nil, fmt.Errorf("edge: not ready (%q): %v", r, err)
-	}
+	e.child = c
 	return e, nil
 }
 
-func (e *edgeProc) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, "seen "); ok {
-			id, ns, _ := strings.Cut(rest, " ")
-			t, _ := strconv.ParseInt(ns, 10, 64)
-			e.mu.Lock()
-			ch := e.seen[id]
-			delete(e.seen, id)
-			e.mu.Unlock()
-			if ch != nil {
-				ch <- t
-			}
-			continue
-		}
-		e.replies <- line
+// notice takes the "seen" lines, which arrive whenever the edge's
+// snapshot shows what it was told to expect, between replies.
+func (e *edgeProc) notice(line string) bool {
+	rest, ok := strings.CutPrefix(line, "seen ")
+	if !ok {
+		return false
 	}
-	close(e.replies)
-}
-
-func (e *edgeProc) reply(timeout time.Duration) (string, error) {
-	select {
-	case r, ok := <-e.replies:
-		if !ok {
-			return "", fmt.Errorf("edge exited")
-		}
-		return r, nil
-	case <-time.After(timeout):
-		return "", fmt.Errorf("edge: no reply after %s", timeout)
+	id, ns, _ := strings.Cut(rest, " ")
+	t, _ := strconv.ParseInt(ns, 10, 64)
+	e.mu.Lock()
+	ch := e.seen[id]
+	delete(e.seen, id)
+	e.mu.Unlock()
+	if ch != nil {
+		ch <- t
 	}
-}
-
-func (e *edgeProc) command(timeout time.Duration, format string, args ...any) (string, error) {
-	if _, err := fmt.Fprintf(e.stdin, format+"\n", args...); err != nil {
-		return "", fmt.Errorf("edge: %w", err)
-	}
-	return e.reply(timeout)
+	return true
 }
 
 // expect arms a one-shot notice of the moment the edge's snapshot first
@@ -328,12 +286,4 @@ func (e *edgeProc) pins(n int) (time.Duration, error) {
 		return 0, fmt.Errorf("edge: pins %q: %w", r, err)
 	}
 	return time.Duration(ms) * time.Millisecond, nil
-}
-
-func (e *edgeProc) pid() int { return e.cmd.Process.Pid }
-
-func (e *edgeProc) stop() {
-	e.stdin.Close()
-	e.cmd.Process.Kill()
-	e.cmd.Wait()
 }

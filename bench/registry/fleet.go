@@ -25,7 +25,9 @@ type fleet struct {
 	// to the CPU it measures.
 	conns chan *rawhttp.Conn
 	n     int
-	ttl   string // the heartbeat's ttl field, whole seconds
+	// ids are the servers this fleet heartbeats, of 0..n-1.
+	ids []int
+	ttl string // the heartbeat's ttl field, whole seconds
 	// load holds each server's reported base load (float64 bits). A
 	// heartbeat reports it with jitter below LoadEpsilon, so it changes
 	// nothing; a deliberate change moves it by much more.
@@ -46,9 +48,9 @@ type fleet struct {
 
 const regions = 10
 
-func newFleet(api string, n, conns int, ttl time.Duration) *fleet {
+func newFleet(api string, n, conns int, ttl time.Duration, ids []int) *fleet {
 	f := &fleet{
-		api: api, n: n, load: make([]atomic.Uint64, n), beat: make([]sync.Mutex, n), ttl: strconv.FormatInt(int64(ttl/time.Second), 10),
+		api: api, n: n, ids: ids, load: make([]atomic.Uint64, n), beat: make([]sync.Mutex, n), ttl: strconv.FormatInt(int64(ttl/time.Second), 10),
 		conns: make(chan *rawhttp.Conn, conns),
 	}
 	for range conns {
@@ -128,10 +130,10 @@ func (f *fleet) heartbeat(ctx context.Context, interval time.Duration, conns int
 		})
 	}
 	start := time.Now()
-	step := interval / time.Duration(f.n)
+	step := interval / time.Duration(len(f.ids))
 	defer func() { close(due); wg.Wait() }()
 	for k := 0; ; k++ {
-		i := k % f.n
+		i := f.ids[k%len(f.ids)]
 		at := start.Add(time.Duration(k) * step)
 		if d := time.Until(at); d > time.Millisecond {
 			select {
@@ -166,4 +168,30 @@ func (f *fleet) firstError() string {
 	f.errMu.Lock()
 	defer f.errMu.Unlock()
 	return f.firstErr
+}
+
+// changedServer is the server whose load the k-th timed change of series
+// moves: spread over the fleet, and the same in the parent and the fleet
+// child.
+func changedServer(k, series, n int) int { return (k*7919 + series*104729) % n }
+
+// splitFleet divides servers 0..n-1 between the parent's fleet, which
+// heartbeats the servers whose load the timed changes move (so that a
+// change and the heartbeats of its server are ordered in one process), and
+// the rest.
+func splitFleet(n, changes int) (changed, rest []int) {
+	in := make([]bool, n)
+	for series := range 2 {
+		for k := range changes {
+			in[changedServer(k, series, n)] = true
+		}
+	}
+	for i := range n {
+		if in[i] {
+			changed = append(changed, i)
+		} else {
+			rest = append(rest, i)
+		}
+	}
+	return changed, rest
 }

@@ -51,18 +51,23 @@ type options struct {
 	startup  time.Duration
 	out      string
 	copy     bool
+	grpc     bool
+	rounds   int
+	apart    bool
 	profile  string
 }
 
 const prefix = "/sessionpin-bench/"
 
 func main() {
-	var edgeMode bool
-	var edgeEtcd, edgePrefix string
+	var edgeMode, fleetMode bool
+	var edgeEtcd, edgePrefix, fleetAPI string
 	var o options
 	flag.BoolVar(&edgeMode, "edge", false, "internal: run as the edge child process")
 	flag.StringVar(&edgeEtcd, "etcd", "", "internal: etcd endpoint of the edge child")
 	flag.StringVar(&edgePrefix, "prefix", prefix, "internal: registry prefix of the edge child")
+	flag.BoolVar(&fleetMode, "fleet", false, "internal: run as the fleet child process")
+	flag.StringVar(&fleetAPI, "api", "", "internal: discovery API host:port of the fleet child")
 	flag.IntVar(&o.servers, "servers", 10000, "servers in the fleet")
 	flag.DurationVar(&o.interval, "interval", 3*time.Second, "heartbeat interval of each server")
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "length of the steady heartbeat phase")
@@ -72,6 +77,9 @@ func main() {
 	flag.DurationVar(&o.ttl, "ttl", 10*time.Second, "lease TTL each heartbeat asks for (the agent's default is 10s)")
 	flag.DurationVar(&o.startup, "startup-timeout", 2*time.Minute, "how long the fleet may take until the edge has every server; past it the run goes on and reports how many it had")
 	flag.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of the discovery process (API, etcd, fleet) during the steady phase to this file")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds the steady phase is split into for the spread of the CPU per heartbeat")
+	flag.BoolVar(&o.apart, "fleet-apart", true, "most of the fleet heartbeats from a child process, so that the discovery process's CPU is the service's own (false: the whole fleet runs in the discovery process)")
+	flag.BoolVar(&o.grpc, "grpc", false, "the registry reaches the embedded etcd over loopback gRPC instead of in-process, as a replica beside an external etcd would")
 	flag.BoolVar(&o.copy, "copy", true, "run the discovery registry's watch-fed copy (false: every heartbeat reads etcd, as before the copy)")
 	flag.StringVar(&o.out, "out", "BENCHMARKS.md", "markdown file whose registry section is (re)written; empty to only print")
 	flag.Parse()
@@ -82,8 +90,15 @@ func main() {
 		}
 		return
 	}
-	if o.servers < 1 || o.interval <= 0 || o.duration <= 0 || o.changes < 1 || o.pins < 100 || o.conns < 1 {
-		fmt.Fprintln(os.Stderr, "registry: -servers, -interval, -duration, -changes, -conns must be positive and -pins at least 100")
+	if fleetMode {
+		if err := runFleet(fleetConfig{api: fleetAPI, servers: o.servers, conns: o.conns, changes: o.changes, interval: o.interval, ttl: o.ttl}); err != nil {
+			fmt.Fprintln(os.Stderr, "fleet:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if o.servers < 1 || o.interval <= 0 || o.duration <= 0 || o.changes < 1 || o.pins < 100 || o.conns < 1 || o.rounds < 1 {
+		fmt.Fprintln(os.Stderr, "registry: -servers, -interval, -duration, -changes, -conns, -rounds must be positive and -pins at least 100")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -107,7 +122,16 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer etcd.Close()
+	// As discoverysvc serve does with the etcd it embeds, the registry
+	// calls the member in-process; -grpc measures it over loopback gRPC,
+	// as a discovery replica beside an external etcd would pay.
 	reg := discoverysvc.NewRegistry(etcd.Client, prefix)
+	if !o.grpc {
+		in := etcd.Member.InProcessClient(nil)
+		defer in.Close()
+		reg = discoverysvc.NewRegistry(in.Client, prefix)
+		reg.RenewWith(in.Renew)
+	}
 	if o.copy {
 		cctx, stopCopy := context.WithCancel(ctx)
 		defer stopCopy()
@@ -144,7 +168,15 @@ func run(ctx context.Context, o options) error {
 	}
 	r.edgeRSSEmpty, _, _ = benchenv.RSS(edge.pid())
 
-	f := newFleet(l.Addr().String(), o.servers, o.conns, o.ttl)
+	// The parent's own fleet heartbeats the servers whose load the timed
+	// changes move; the fleet child, when apart, the rest.
+	changed, rest := splitFleet(o.servers, o.changes)
+	local, localConns := changed, 4
+	if !o.apart {
+		local, localConns = append(changed, rest...), o.conns
+	}
+	f := newFleet(l.Addr().String(), o.servers, localConns, o.ttl, local)
+	fl := &fleets{local: f}
 	logf("starting %d servers heartbeating every %s through the discovery API ...", o.servers, o.interval)
 	rev0, err := etcd.Revision(ctx)
 	if err != nil {
@@ -156,8 +188,14 @@ func run(ctx context.Context, o options) error {
 	t0 := time.Now()
 	hctx, stopBeats := context.WithCancel(ctx)
 	beatsDone := make(chan struct{})
-	go func() { defer close(beatsDone); f.heartbeat(hctx, o.interval, o.conns) }()
+	go func() { defer close(beatsDone); f.heartbeat(hctx, o.interval, localConns) }()
 	defer func() { stopBeats(); <-beatsDone }()
+	if o.apart {
+		if fl.remote, err = startFleet(fleetConfig{api: l.Addr().String(), servers: o.servers, conns: o.conns, changes: o.changes, interval: o.interval, ttl: o.ttl}); err != nil {
+			return err
+		}
+		defer fl.remote.stop()
+	}
 	r.allUp, r.mostUp, err = waitServers(ctx, edge, int64(o.servers), o.startup)
 	if err != nil {
 		return err
@@ -182,8 +220,10 @@ func run(ctx context.Context, o options) error {
 		return ctx.Err()
 	}
 	logf("steady heartbeats for %s ...", o.duration)
-	f.resetLag()
-	s0, err := sample(ctx, etcd, edge, f, &events)
+	if err := fl.resetLag(); err != nil {
+		return err
+	}
+	s0, err := sample(ctx, etcd, edge, fl, &events)
 	if err != nil {
 		return err
 	}
@@ -191,19 +231,29 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	if !sleep(ctx, o.duration) {
-		stopProfile()
-		return ctx.Err()
+	// The steady phase in rounds, so that the report gives the spread of
+	// the CPU per heartbeat and not one figure that a burst of other load
+	// on the machine could move.
+	s1, prev := s0, s0
+	for range o.rounds {
+		if !sleep(ctx, o.duration/time.Duration(o.rounds)) {
+			stopProfile()
+			return ctx.Err()
+		}
+		if s1, err = sample(ctx, etcd, edge, fl, &events); err != nil {
+			stopProfile()
+			return err
+		}
+		r.rounds = append(r.rounds, s1.minus(prev))
+		prev = s1
 	}
 	stopProfile()
-	s1, err := sample(ctx, etcd, edge, f, &events)
+	r.steady = s1.minus(s0)
+	st, err := fl.status()
 	if err != nil {
 		return err
 	}
-	r.steady = s1.minus(s0)
-	r.steadyLateMax = time.Duration(f.lateMax.Load())
-	r.steadyLate = f.late.Load()
-	r.heartbeatErr = f.firstError()
+	r.steadyLateMax, r.steadyLate, r.heartbeatErr = st.lateMax, st.late, st.firstErr
 	if rss, peak, err := benchenv.RSS(edge.pid()); err == nil {
 		r.edgeRSS10k, r.edgePeak10k = rss, peak
 	}
@@ -228,6 +278,9 @@ func run(ctx context.Context, o options) error {
 	}
 	stopBeats()
 	<-beatsDone
+	if fl.remote != nil {
+		fl.remote.stop()
+	}
 
 	// Memory per pin.
 	r.edgeAt10k, err = edge.mem()
@@ -300,11 +353,19 @@ type counters struct {
 	failures                    int64
 	servers                     int64 // in the edge's snapshot
 	edgeCPU, discoveryCPU       time.Duration
+	fleetCPU                    time.Duration // the fleet child's, when apart
 }
 
-func sample(ctx context.Context, etcd *benchenv.Etcd, edge *edgeProc, f *fleet, events *atomic.Int64) (counters, error) {
-	c := counters{at: time.Now(), events: events.Load(), heartbeats: f.heartbeats.Load(), failures: f.failures.Load()}
-	var err error
+func sample(ctx context.Context, etcd *benchenv.Etcd, edge *edgeProc, fl *fleets, events *atomic.Int64) (counters, error) {
+	c := counters{at: time.Now(), events: events.Load()}
+	st, err := fl.status()
+	if err != nil {
+		return c, err
+	}
+	c.heartbeats, c.failures = st.heartbeats, st.failures
+	if fl.remote != nil {
+		c.fleetCPU, _ = benchenv.ProcessCPU(fl.remote.pid())
+	}
 	if c.rev, err = etcd.Revision(ctx); err != nil {
 		return c, err
 	}
@@ -321,12 +382,17 @@ func (c counters) minus(o counters) counters {
 		at: c.at, wall: c.at.Sub(o.at), revs: c.rev - o.rev,
 		events: c.events - o.events, updates: c.updates - o.updates,
 		heartbeats: c.heartbeats - o.heartbeats, failures: c.failures - o.failures,
-		edgeCPU: c.edgeCPU - o.edgeCPU, discoveryCPU: c.discoveryCPU - o.discoveryCPU,
+		edgeCPU: c.edgeCPU - o.edgeCPU, discoveryCPU: c.discoveryCPU - o.discoveryCPU, fleetCPU: c.fleetCPU - o.fleetCPU,
 		servers: c.servers,
 	}
 }
 
 func (c counters) rate(n int64) float64 { return float64(n) / c.wall.Seconds() }
+
+// cpuPerHeartbeat is the discovery process's CPU per heartbeat handled.
+func (c counters) cpuPerHeartbeat() time.Duration {
+	return c.discoveryCPU / time.Duration(max(c.heartbeats, 1))
+}
 
 // changeTimes are the timings of a series of changes.
 type changeTimes struct {
@@ -341,7 +407,7 @@ type changeTimes struct {
 // with a short pause. Series 0, 1, ... pick different servers.
 func timeChanges(ctx context.Context, f *fleet, edge *edgeProc, n, series int, write func(i int, load float64) error) (ct changeTimes, err error) {
 	for k := range n {
-		i := (k*7919 + series*104729) % f.n // spread over the fleet
+		i := changedServer(k, series, f.n)
 		old := f.baseLoad(i)
 		load := old + 0.3
 		if old >= 0.5 {

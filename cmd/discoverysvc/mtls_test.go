@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,12 +44,14 @@ func tlsConfig(t *testing.T, ca, cert, key string) *tls.Config {
 
 // TestServeEmbeddedEtcdOverMutualTLS: the embedded etcd listens beyond
 // loopback only with a server certificate and a client CA; then discovery
-// itself and a client holding a certificate from that CA connect, and a
-// client without one, or with one from another CA, is refused.
+// itself (in-process), a second discovery replica and a client holding a
+// certificate from that CA connect, and a client without one, or with one
+// from another CA, is refused.
 func TestServeEmbeddedEtcdOverMutualTLS(t *testing.T) {
 	ca := testcert.NewCA(t, "registry")
 	member := ca.Issue("etcd", "127.0.0.1", "localhost")
 	edgeCert := ca.Issue("edge")
+	replicaCert := ca.Issue("discovery-2")
 	stranger := testcert.NewCA(t, "stranger").Issue("stranger")
 
 	listen, peer := etcdtest.FreePort(t), etcdtest.FreePort(t)
@@ -61,6 +66,28 @@ func TestServeEmbeddedEtcdOverMutualTLS(t *testing.T) {
 	poll.True(t, 60*time.Second, "/healthz 200 over mTLS", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
 	if got := httpStatus("PUT", base+"/v1/servers/eu-1", "admin-token", `{"region":"eu","url":"http://127.0.0.1:9001","load":0}`); got != 200 {
 		t.Fatalf("PUT through discovery over mTLS: %d\n%s", got, log)
+	}
+
+	// A replica on another host is a client like an edge: what it writes,
+	// the first replica serves.
+	replica := "http://" + etcdtest.FreePort(t)
+	stopReplica, replicaLog := command(t, "serve", "--listen", replica[len("http://"):], "--etcd", "https://"+endpoint,
+		"--etcd-ca", ca.CertFile, "--etcd-cert", replicaCert.CertFile, "--etcd-key", replicaCert.KeyFile, "--allow-loopback")
+	poll.True(t, 60*time.Second, "the replica's /healthz 200 over mTLS", func() bool { return httpStatus("GET", replica+"/healthz", "", "") == 200 })
+	if got := httpStatus("PUT", replica+"/v1/servers/eu-2", "admin-token", `{"region":"eu","url":"http://127.0.0.1:9002","load":0}`); got != 200 {
+		t.Fatalf("PUT through the replica over mTLS: %d\n%s", got, replicaLog)
+	}
+	resp, err := http.Get(base + "/v1/servers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(list), `"id":"eu-2"`) {
+		t.Fatalf("the first replica does not list what the second wrote: %s", list)
+	}
+	if code := stopReplica(); code != 0 {
+		t.Fatalf("replica exited %d:\n%s", code, replicaLog)
 	}
 
 	if err := etcdGet(endpoint, tlsConfig(t, ca.CertFile, edgeCert.CertFile, edgeCert.KeyFile)); err != nil {

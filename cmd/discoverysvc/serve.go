@@ -41,8 +41,9 @@ type serveConfig struct {
 	logLevel string
 }
 
-// embeddedOnly are the flags of the embedded etcd; externalOnly need --etcd;
-// clientTLS need --etcd or an embedded etcd that serves TLS.
+// embeddedOnly are the flags of the embedded etcd; externalOnly and
+// clientTLS need --etcd (discovery calls an embedded etcd in-process, with
+// no user and no certificate).
 var (
 	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen", "etcd-listen-cert", "etcd-listen-key", "etcd-client-ca"}
 	externalOnly = []string{"etcd-user", "etcd-password"}
@@ -57,9 +58,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.etcd, "etcd", "", "`endpoints` of an existing etcd cluster, host:port,... (default: start an embedded single-node etcd)")
 	fs.StringVar(&c.etcdUser, "etcd-user", "", "etcd `user` (with --etcd)")
 	fs.StringVar(&c.etcdPassword, "etcd-password", "", "etcd `password` (with --etcd; default $"+envEtcdPassword+")")
-	fs.StringVar(&c.etcdCA, "etcd-ca", "", "PEM `file` of the CA that signed etcd's certificate (with --etcd; embedded: default --etcd-client-ca)")
-	fs.StringVar(&c.etcdCert, "etcd-cert", "", "PEM client certificate `file` for etcd, with --etcd-key (embedded: default --etcd-listen-cert)")
-	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM client key `file` for etcd, with --etcd-cert")
+	fs.StringVar(&c.etcdCA, "etcd-ca", "", "PEM `file` of the CA that signed etcd's certificate (with --etcd)")
+	fs.StringVar(&c.etcdCert, "etcd-cert", "", "PEM client certificate `file` for etcd, with --etcd-key (with --etcd)")
+	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM client key `file` for etcd, with --etcd-cert (with --etcd)")
 	fs.StringVar(&c.prefix, "prefix", discoverysvc.DefaultPrefix, "etcd key `prefix` of the registry")
 	fs.StringVar(&c.token, "token", "", "admin bearer `token` required for PUT and DELETE; agents get theirs from \"discoverysvc token\" (default $"+envToken+"; none: writes are open)")
 	fs.BoolVar(&c.allowLoopback, "allow-loopback", false, "let servers register loopback URLs (127.0.0.1, localhost), for a demo or tests on one host")
@@ -125,6 +126,11 @@ func (c *serveConfig) validate(set map[string]bool) error {
 			return flagError(name, "needs --etcd (the embedded etcd has no users; it uses client certificates)")
 		}
 	}
+	for _, name := range clientTLS {
+		if set[name] {
+			return flagError(name, "needs --etcd (discovery calls its embedded etcd in-process, without a certificate; other clients show theirs to --etcd-client-ca)")
+		}
+	}
 	given := 0
 	for _, name := range listenTLS {
 		if set[name] {
@@ -139,13 +145,6 @@ func (c *serveConfig) validate(set map[string]bool) error {
 		}
 	}
 	tls := given == len(listenTLS)
-	if !tls {
-		for _, name := range clientTLS {
-			if set[name] {
-				return flagError(name, "needs --etcd, or an embedded etcd with --etcd-listen-cert, --etcd-listen-key and --etcd-client-ca")
-			}
-		}
-	}
 	if c.dataDir == "" {
 		return flagError("data-dir", "must not be empty")
 	}
@@ -166,7 +165,7 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	if !loopbackHostPort(c.etcdPeerListen) {
 		return flagError("etcd-peer-listen", "%s is not a loopback address: the embedded etcd is a single member, with no peers to listen for", c.etcdPeerListen)
 	}
-	return c.validateClientTLS()
+	return nil
 }
 
 // validateClientTLS checks the certificate flags of discovery's own etcd
@@ -185,19 +184,6 @@ func (c *serveConfig) embeddedTLS() bool { return c.etcdListenCert != "" }
 func loopbackHostPort(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	return err == nil && host != "" && discoverysvc.IsLoopbackHost(host)
-}
-
-// dialAddress is where discovery reaches its own embedded etcd: a listener
-// on every interface is dialled on loopback.
-func dialAddress(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return listen
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		return net.JoinHostPort("127.0.0.1", port)
-	}
-	return listen
 }
 
 func validateHostPort(addr string) error {
@@ -228,15 +214,16 @@ func validateEndpoint(ep string) error {
 // down in order: stop taking requests, let in-flight ones finish, close the
 // etcd client, stop the embedded etcd.
 func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
-	// etcd's client logs every reconnect attempt; /healthz and our own logs
-	// say what an operator needs.
-	etcdLogger := logger.Named("etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
-
-	// Keep-alive pings find a half-open connection to etcd within 15 s;
-	// the registry's lease renewals share long-lived streams on it. 10 s
-	// stays above etcd's default --grpc-keepalive-min-time (5 s).
-	spec := &clientv3.ConfigSpec{DialTimeout: 5 * time.Second, KeepAliveTime: 10 * time.Second, KeepAliveTimeout: 5 * time.Second}
-	var member *embedetcd.Etcd
+	metrics := discoverysvc.NewMetrics()
+	var (
+		client    *clientv3.Client
+		endpoints []string
+		// renew is the in-process member's lease renewal, which the
+		// registry calls instead of keeping renewal streams.
+		renew func(ctx context.Context, id int64) (ttl, revision int64, err error)
+		// etcdFailed reports the embedded member's fatal error.
+		etcdFailed <-chan error
+	)
 	if c.etcd == "" {
 		if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 			return fmt.Errorf("--data-dir: %w", err)
@@ -244,18 +231,8 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		ec := embedetcd.Config{Dir: c.dataDir, ClientAddr: c.etcdListen, PeerAddr: c.etcdPeerListen}
 		if c.embeddedTLS() {
 			ec.TLS = &embedetcd.TLS{CertFile: c.etcdListenCert, KeyFile: c.etcdListenKey, ClientCAFile: c.etcdListenClientCA}
-			// Discovery is a client of its own etcd like any other: it
-			// shows a certificate, the server's own unless told otherwise.
-			spec.Secure = &clientv3.SecureConfig{Cacert: c.etcdListenClientCA, Cert: c.etcdListenCert, Key: c.etcdListenKey}
-			if c.etcdCA != "" {
-				spec.Secure.Cacert = c.etcdCA
-			}
-			if c.etcdCert != "" {
-				spec.Secure.Cert, spec.Secure.Key = c.etcdCert, c.etcdKey
-			}
 		}
-		var err error
-		member, err = embedetcd.Start(ec)
+		member, err := embedetcd.Start(ec)
 		if err != nil {
 			return err
 		}
@@ -265,34 +242,49 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		}()
 		logger.Info("embedded etcd started", zap.String("client", c.etcdListen),
 			zap.String("peer", c.etcdPeerListen), zap.String("data_dir", c.dataDir), zap.Bool("mtls", c.embeddedTLS()))
-		spec.Endpoints = []string{dialAddress(member.Endpoint)}
+		// Discovery calls its own member in-process: every heartbeat is a
+		// lease renewal, and over loopback gRPC the transport would cost
+		// more than the renewal. Edges still connect to --etcd-listen.
+		in := member.InProcessClient(metrics.ObserveEtcdCall)
+		client, renew, endpoints = in.Client, in.Renew, []string{member.Endpoint}
+		etcdFailed = member.Err()
 	} else {
-		spec.Endpoints = splitList(c.etcd)
+		// Keep-alive pings find a half-open connection to etcd within 15 s;
+		// the registry's lease renewals share long-lived streams on it. 10 s
+		// stays above etcd's default --grpc-keepalive-min-time (5 s).
+		spec := &clientv3.ConfigSpec{DialTimeout: 5 * time.Second, KeepAliveTime: 10 * time.Second, KeepAliveTimeout: 5 * time.Second,
+			Endpoints: splitList(c.etcd)}
 		if c.etcdUser != "" {
 			spec.Auth = &clientv3.AuthConfig{Username: c.etcdUser, Password: c.etcdPassword}
 		}
 		if c.etcdCA != "" || c.etcdCert != "" {
 			spec.Secure = &clientv3.SecureConfig{Cacert: c.etcdCA, Cert: c.etcdCert, Key: c.etcdKey}
 		}
-	}
-	cfg, err := clientv3.NewClientConfig(spec, etcdLogger)
-	if err != nil {
-		return &usageError{err: fmt.Errorf("--etcd-ca/--etcd-cert/--etcd-key: %w", err)}
-	}
-	cfg.Logger = etcdLogger
-	metrics := discoverysvc.NewMetrics()
-	cfg.DialOptions = append(cfg.DialOptions, metrics.EtcdDialOptions()...)
-	client, err := clientv3.New(*cfg)
-	if err != nil {
-		return fmt.Errorf("etcd client: %w", err)
+		// etcd's client logs every reconnect attempt; /healthz and our
+		// own logs say what an operator needs.
+		etcdLogger := logger.Named("etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
+		cfg, err := clientv3.NewClientConfig(spec, etcdLogger)
+		if err != nil {
+			return &usageError{err: fmt.Errorf("--etcd-ca/--etcd-cert/--etcd-key: %w", err)}
+		}
+		cfg.Logger = etcdLogger
+		cfg.DialOptions = append(cfg.DialOptions, metrics.EtcdDialOptions()...)
+		client, err = clientv3.New(*cfg)
+		if err != nil {
+			return fmt.Errorf("etcd client: %w", err)
+		}
+		endpoints = spec.Endpoints
 	}
 	defer client.Close()
 
 	reg := discoverysvc.NewRegistry(client, c.prefix)
+	if renew != nil {
+		reg.RenewWith(renew)
+	}
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := reg.Ping(pingCtx); err != nil {
 		// Start anyway: /healthz reports it, and etcd may come up later.
-		logger.Warn("etcd not answering yet; serving 503 until it does", zap.Strings("etcd", spec.Endpoints), zap.Error(err))
+		logger.Warn("etcd not answering yet; serving 503 until it does", zap.Strings("etcd", endpoints), zap.Error(err))
 	}
 	cancel()
 	if c.token == "" {
@@ -335,13 +327,9 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("discovery serving", zap.String("listen", ln.Addr().String()),
 		zap.String("fleet_page", "http://"+ln.Addr().String()+"/"),
-		zap.Strings("etcd", spec.Endpoints), zap.String("prefix", discoverysvc.NormalizePrefix(c.prefix)),
-		zap.Bool("embedded_etcd", member != nil), zap.Bool("token", c.token != ""))
+		zap.Strings("etcd", endpoints), zap.String("prefix", discoverysvc.NormalizePrefix(c.prefix)),
+		zap.Bool("embedded_etcd", c.etcd == ""), zap.Bool("token", c.token != ""))
 
-	var etcdFailed <-chan error
-	if member != nil {
-		etcdFailed = member.Err()
-	}
 	var runErr error
 	select {
 	case <-ctx.Done():
