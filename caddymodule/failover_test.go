@@ -142,6 +142,37 @@ func TestUnreachableAtEdge(t *testing.T) {
 	})
 }
 
+// TestUnreachableFoundByRefresh: when the request that finds a server cut
+// off is a critical refresh, it gets 502 server_unreachable and no new pin,
+// as docs/failures.md says; the server is then marked, so the next refresh
+// moves the client.
+func TestUnreachableFoundByRefresh(t *testing.T) {
+	f := newFixture(t, "\t\tunreachable_for 10m")
+	eu2 := newBackend(t, "eu-2")
+	f.reg.put("eu-2", "eu-west", eu2.srv.URL, 0.5, false)
+	f.waitRouted("eu-2", "eu-west")
+	f.reg.put("eu-1", "eu-west", "http://"+freeClosedAddr(t), 0.0, false)
+	f.waitListed("eu-1")
+	tok := f.pinFor("eu-1", "eu-west")
+	marked := unreachableCount(t, f.admin, "eu-1") // process-wide
+	body := `{"criticalTaskInProgress":true}`
+
+	r := f.do(request{method: http.MethodPost, path: "/auth/refresh", pin: tok, body: body})
+	if r.status != http.StatusBadGateway || r.pinOut() != "" {
+		t.Fatalf("first refresh: %d (pin %v), want 502 and no pin", r.status, r.pinOut() != "")
+	}
+	assertJSON(t, r.body, map[string]any{"error": "server_unreachable", "server": "eu-1"})
+	if n := unreachableCount(t, f.admin, "eu-1") - marked; n != 1 {
+		t.Fatalf("sessionpin_unreachable_total{server=eu-1} grew by %v, want 1", n)
+	}
+
+	r = f.do(request{method: http.MethodPost, path: "/auth/refresh", pin: tok, body: body})
+	if r.status != http.StatusOK || r.server() != "eu-2" || r.pinOut() == "" || r.header.Get("X-Pin-Reason") != "failover" {
+		t.Fatalf("second refresh: %d to %q (reason %q, pin %v), want a failover to eu-2",
+			r.status, r.server(), r.header.Get("X-Pin-Reason"), r.pinOut() != "")
+	}
+}
+
 // TestUnreachableRecovers: after unreachable_for, with the server back, one
 // request tries it and it is used again, by its pinned clients and by
 // placement.

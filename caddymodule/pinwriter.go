@@ -29,7 +29,10 @@ func (pw *pinWriter) WriteHeader(status int) {
 		return
 	}
 	// 1xx responses other than 101 are interim; the final header follows.
+	// An interim response carries the upstream's headers too (103 Early
+	// Hints), so the session headers in it are removed as well.
 	if status >= 100 && status < 200 && status != http.StatusSwitchingProtocols {
+		pw.h.stripUpstreamSession(pw.Header())
 		pw.ResponseWriter.WriteHeader(status)
 		return
 	}

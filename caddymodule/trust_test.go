@@ -2,10 +2,13 @@ package caddymodule_test
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"os"
 	"slices"
 	"strconv"
@@ -278,5 +281,56 @@ func TestAudience(t *testing.T) {
 	}
 	if again := f.do(request{cookie: r.pinOut()}); again.server() != "eu-2" || again.pinOut() != "" {
 		t.Errorf("the edge's own pin: served by %q, new pin %v", again.server(), again.pinOut() != "")
+	}
+}
+
+// TestEdgeOwnsItsInterimHeaders: an app's interim response (103 Early
+// Hints) reaches the client, but without the session headers the app put
+// in it: a client that reads interim headers must not take a pin, a server
+// URL or a move from the app either.
+func TestEdgeOwnsItsInterimHeaders(t *testing.T) {
+	f := newFixture(t, "")
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Link", "</app.css>; rel=preload")
+		h.Set("X-Session-Pin", "forged-pin")
+		h.Set("X-Session-Server-URL", "http://evil.example")
+		h.Set("X-Session-Server-Changed", "1")
+		h.Add("Set-Cookie", "sessionpin=forged; Path=/")
+		w.WriteHeader(http.StatusEarlyHints)
+		clear(h)
+		h.Set("X-Backend", "eu-1")
+		io.WriteString(w, "eu-1")
+	}))
+	t.Cleanup(app.Close)
+	f.reg.put("eu-1", "eu-west", app.URL, 0.1, false)
+	f.waitRouted("eu-1", "eu-west")
+
+	var mu sync.Mutex
+	var interim []textproto.MIMEHeader
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		mu.Lock()
+		defer mu.Unlock()
+		interim = append(interim, h)
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, f.URL+"/", nil)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("X-Session-Server") != "eu-1" || resp.Header.Get("X-Session-Pin") == "forged-pin" {
+		t.Fatalf("final response: %d %v", resp.StatusCode, resp.Header)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(interim) != 1 || interim[0].Get("Link") == "" {
+		t.Fatalf("interim responses %v, want the app's 103 with its Link", interim)
+	}
+	for _, k := range []string{"X-Session-Pin", "X-Session-Server-Url", "X-Session-Server-Changed", "Set-Cookie"} {
+		if v := interim[0].Values(k); len(v) != 0 {
+			t.Errorf("the app's 103 reached the client with %s %q", k, v)
+		}
 	}
 }

@@ -34,6 +34,7 @@ type securityStack struct {
 	eu, us   *echoBackend
 	evil     *echoBackend
 	etcd     *clientv3.Client
+	endpoint string // the etcd client address, for more edges
 	disc     string
 	esKey    *ecdsa.PrivateKey // a legitimate verify-only key (rotation)
 	esPubPEM []byte
@@ -44,7 +45,7 @@ const discoveryToken = "security-discovery-token-0123456789"
 func startSecurityStack(t *testing.T) *securityStack {
 	t.Helper()
 	m := etcdtest.Start(t)
-	s := &securityStack{etcd: etcdtest.NewClient(t, m)}
+	s := &securityStack{etcd: etcdtest.NewClient(t, m), endpoint: m.Client}
 	reg := discoverysvc.NewRegistry(s.etcd, "")
 	s.eu, s.us, s.evil = newEchoBackend(t, "eu-1"), newEchoBackend(t, "us-1"), newEchoBackend(t, "evil")
 	register(t, reg, s.eu, "eu", 0.5)
@@ -368,6 +369,7 @@ func TestSecurity(t *testing.T) {
 	t.Run("the edge never dials its own admin endpoint", s.testEdgeNeverDialsItsAdmin)
 	t.Run("the edge owns its headers", testEdgeOwnsItsHeaders)
 	t.Run("a refresh field given twice is refused", s.testRefreshRepeatedField)
+	t.Run("a token for another audience is no pin", s.testAudience)
 }
 
 // TestEtcdAuthEndToEnd runs the registry on an etcd with authentication

@@ -478,3 +478,37 @@ func critToken(t *testing.T, c jwt.MapClaims) string {
 	}
 	return s
 }
+
+// testAudience: an edge with `audience` routes on a genuine pin only when
+// its aud names that audience; any other is no pin, and the client is
+// placed with a pin of the edge's own, which carries the audience.
+func (s *securityStack) testAudience(t *testing.T) {
+	e := startEdge(t, "edge-audience", edgeConfig{Region: "eu", Etcd: []string{s.endpoint}, Handler: "\t\taudience orders-api\n"})
+	withAud := func(aud any) string {
+		c := claims("us-1", "us")
+		if aud != nil {
+			c["aud"] = aud
+		}
+		return sign(t, jwt.SigningMethodHS256, []byte(pinSecret), c)
+	}
+	poll.Until(t, 30*time.Second, "a pin for this audience routed to us-1", func() error {
+		if status, got, _, body := hit(t, e.URL, withAud("orders-api")); got != "us-1" {
+			return fmt.Errorf("%d from %q: %s", status, got, body)
+		}
+		return nil
+	})
+	if _, got, pin, _ := hit(t, e.URL, withAud([]string{"billing", "orders-api"})); got != "us-1" || pin != "" {
+		t.Errorf("aud list naming orders-api: served by %q, new pin %v", got, pin != "")
+	}
+	for name, aud := range map[string]any{"another audience": "billing", "no aud": nil, "a prefix": "orders"} {
+		before := s.us.count()
+		status, got, pin, body := hit(t, e.URL, withAud(aud))
+		if status != http.StatusOK || got != "eu-1" || pin == "" || s.us.count() != before {
+			t.Errorf("%s: %d from %q (new pin %v), want placement on eu-1 with a new pin: %s", name, status, got, pin != "", body)
+			continue
+		}
+		if _, again, newPin, _ := hit(t, e.URL, pin); again != "eu-1" || newPin != "" {
+			t.Errorf("%s: the edge's own pin routed to %q (new pin %v), want eu-1", name, again, newPin != "")
+		}
+	}
+}

@@ -6,7 +6,7 @@
 (() => {
   const servers = new Map();  // id -> server record
   const drains = new Map();   // id -> {since, reason}
-  const activity = new Map(); // id -> {pinned_last_minute, last_pinned, edges_reporting, drained}
+  const activity = new Map(); // id -> {pinned_last_minute, last_pinned, edges, drained}
   const cards = new Map();    // id -> <li>
   const sections = new Map(); // region -> <section>
   let token = "";             // the admin token: this variable is its only home

@@ -132,6 +132,17 @@ func TestFleetPage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", shot)
+
+	// After the picture: Undrain from the page ends the drain, and
+	// forgetting the token takes the controls away again.
+	p.do(chromedp.Click("#operator summary"))
+	p.do(chromedp.Click(card + " .drain-button"))
+	p.waitJS(fmt.Sprintf(`document.querySelector('%s').dataset.state === "active"`, card), pinned+" to show as active again")
+	if got := p.eval(fmt.Sprintf(`document.querySelector('%s .drain-button').textContent`, card)); got != "Drain" {
+		t.Fatalf("%s's button reads %q once undrained", pinned, got)
+	}
+	p.do(chromedp.Click("#forget-token"))
+	p.waitJS(fmt.Sprintf(`document.querySelector('%s .controls').hidden`, card), "the drain controls to go with the token")
 }
 
 // newBrowser starts headless Chromium for one test.
