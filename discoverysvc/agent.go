@@ -326,9 +326,7 @@ func (r *agentRun) drain(d time.Duration) {
 			r.discoveryFailed(err)
 		} else {
 			r.discoveryOK()
-			// The record's own drain has no start time in the registry,
-			// so the agent times the quiet period from its own start.
-			if time.Since(start) >= quiet && r.drained(statusURL) {
+			if r.drained(statusURL, start, quiet) {
 				r.log.Info("drained: no pinned requests lately", zap.Duration("after", time.Since(start).Round(time.Millisecond)))
 				return
 			}
@@ -344,9 +342,14 @@ func (r *agentRun) drain(d time.Duration) {
 	}
 }
 
-// drained asks discovery whether the server is drained. Any failure counts
-// as not drained: the drain then lasts until its timeout, as before.
-func (r *agentRun) drained(statusURL string) bool {
+// drained asks discovery whether the server, draining since start, is
+// drained. The record's own drain has no start time in the registry, so the
+// agent also waits out quiet from its own start: a client placed just before
+// its draining write has had time to show up in the edges' reports. An
+// operator drain that began before start kept new clients away already, and
+// discovery judged quiet from its start, so its answer stands as is. Any
+// failure counts as not drained: the drain then lasts until its timeout.
+func (r *agentRun) drained(statusURL string, start time.Time, quiet time.Duration) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), max(r.interval, 2*time.Second))
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statusURL, nil)
@@ -365,7 +368,7 @@ func (r *agentRun) drained(statusURL string) bool {
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st) != nil {
 		return false
 	}
-	return st.Drained
+	return st.Drained && (time.Since(start) >= quiet || (st.Since != nil && !st.Since.After(start)))
 }
 
 // slowProbe reports whether a probe failed by running out of time rather

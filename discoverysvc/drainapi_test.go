@@ -273,3 +273,41 @@ func TestAgentDeregistersOnceDrained(t *testing.T) {
 		t.Fatalf("still registered: %+v", s)
 	}
 }
+
+func TestAgentLeavesAtOnceWhenAnOperatorDrainIsOver(t *testing.T) {
+	f := startAPI(t, "")
+	app := startApp(t, 200, `{"load":0.2}`)
+	stop := runAgent(t, &discoverysvc.Agent{
+		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
+		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
+		// The drain would last longer than the wait below, not so long that
+		// a failure hangs the test's clean-up.
+		Interval: agentInterval, DrainTimeout: 3 * drainWait, DrainQuiet: time.Hour,
+	})
+	poll.True(t, drainWait, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	// The operator drained eu-1 two hours ago and its last pinned request
+	// is as old: it was drained before its agent began to stop, so the
+	// agent's own quiet hour protects no client.
+	since := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
+	if _, err := f.client.Put(context.Background(), discoverysvc.DrainKey("", "eu-1"), `{"id":"eu-1","since":"`+since+`"}`); err != nil {
+		t.Fatal(err)
+	}
+	f.putActivity(t, "edge-a", activityValue("edge-a", "eu-1", 0, time.Now().Add(-2*time.Hour)), 60)
+	if st := drainStatus(t, f.do(t, "GET", "/v1/servers/eu-1/drain?quiet=1h", "", "")); !st.Drained {
+		t.Fatalf("status before the stop: %+v", st)
+	}
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- stop() }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(drainWait):
+		t.Fatal("the agent of a server an operator had drained waited out its own quiet period")
+	}
+	if s := stored(t, f.client, "eu-1"); s != nil {
+		t.Fatalf("still registered: %+v", s)
+	}
+}

@@ -73,6 +73,7 @@ func (w *walk) drain(ctx context.Context) error {
 	}
 	w.ok("GET %s/v1/servers/%s/drain?quiet=%s → drained: true (%d edges reporting): safe to restart it",
 		w.cfg.Discovery, drained, w.cfg.DrainQuiet, st.EdgesReporting)
+	w.note("this is where `discoverysvc drain %s --wait --quiet %s` returns, with exit status 0", drained, w.cfg.DrainQuiet)
 	return nil
 }
 

@@ -40,6 +40,7 @@ func testWalkthrough(t *testing.T, st *demostack.Stack) {
 		"although it is draining",
 		"the drain did not cut the workflow",
 		"drained: true",
+		"--wait --quiet 6s` returns",
 		"takes new clients again",
 		"503 pinned_server_unavailable",
 		"Reconnecting…",
