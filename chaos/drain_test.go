@@ -133,8 +133,12 @@ func (c *pinnedClient) refresh(t *testing.T, critical bool) (server string, chan
 }
 
 func TestOperatorDrainWaitsForPinnedClientsOnEveryEdge(t *testing.T) {
+	// The bound checked at the end, quiet + 2 intervals, leaves the
+	// command one interval beyond the edges' publishing for its own poll
+	// and the watch; an interval of a second keeps that margin above what
+	// a loaded two-core machine adds.
 	const (
-		interval = 500 * time.Millisecond
+		interval = time.Second
 		quiet    = 2 * time.Second
 	)
 	f := startDrainFleet(t, interval)

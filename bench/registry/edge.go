@@ -188,8 +188,12 @@ func verifyPins(w *discoverysvc.Watcher, issuer, verifier *pin.Keyring, pinned *
 					return
 				}
 				p, err := verifier.Verify(tok)
-				if err != nil || w.Snapshot().Server(p.Server) == nil {
-					firstErr.CompareAndSwap(nil, fmt.Errorf("pin %d for %s: %v", c, srv.ID, err))
+				if err != nil {
+					firstErr.CompareAndSwap(nil, fmt.Errorf("pin %d for %s: %w", c, srv.ID, err))
+					return
+				}
+				if w.Snapshot().Server(p.Server) == nil {
+					firstErr.CompareAndSwap(nil, fmt.Errorf("pin %d: server %s is no longer in the snapshot", c, srv.ID))
 					return
 				}
 			}

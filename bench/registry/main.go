@@ -276,11 +276,6 @@ func run(ctx context.Context, o options) error {
 	if r.viaRegistry, err = timeChanges(ctx, f, edge, o.changes, 1, viaRegistry); err != nil {
 		return err
 	}
-	stopBeats()
-	<-beatsDone
-	if fl.remote != nil {
-		fl.remote.stop()
-	}
 
 	// Memory per pin.
 	r.edgeAt10k, err = edge.mem()
@@ -302,6 +297,14 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	r.rssMany, r.peakMany, _ = benchenv.RSS(edge.pid())
+	// The fleet heartbeats until the pins are done: a pin's server must
+	// still be registered when the edge resolves it, and a million pins
+	// can take longer than a lease.
+	stopBeats()
+	<-beatsDone
+	if fl.remote != nil {
+		fl.remote.stop()
+	}
 	r.loadAfter = benchenv.LoadAverage()
 
 	text := r.markdown()
