@@ -379,7 +379,9 @@ func TestSecurity(t *testing.T) {
 func TestEtcdAuthEndToEnd(t *testing.T) {
 	m := etcdtest.Start(t)
 	root := etcdtest.NewClient(t, m)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Generous: etcd hashes each password with bcrypt, which is slow under
+	// the race detector on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const user, password = "sessionpin", "registry-password-0123"
 	prefix := discoverysvc.DefaultPrefix
@@ -404,7 +406,7 @@ func TestEtcdAuthEndToEnd(t *testing.T) {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 	}
-	anon, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	anon, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Client}, DialTimeout: 20 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
