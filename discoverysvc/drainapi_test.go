@@ -256,16 +256,7 @@ func TestAgentDeregistersOnceDrained(t *testing.T) {
 	last := time.Now()
 	f.putActivity(t, "edge-a", activityValue("edge-a", "eu-1", 3, last), 60)
 
-	stopped := make(chan error, 1)
-	go func() { stopped <- stop() }()
-	select {
-	case err := <-stopped:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(drainWait):
-		t.Fatal("the agent did not deregister after its server was drained")
-	}
+	stopAgentWithin(t, stop, drainWait, "the agent did not deregister after its server was drained")
 	if took := time.Since(last); took < quiet {
 		t.Fatalf("deregistered %s after the last pinned request, before the quiet %s", took, quiet)
 	}
@@ -297,6 +288,16 @@ func TestAgentLeavesAtOnceWhenAnOperatorDrainIsOver(t *testing.T) {
 		t.Fatalf("status before the stop: %+v", st)
 	}
 
+	stopAgentWithin(t, stop, drainWait, "the agent of a server an operator had drained waited out its own quiet period")
+	if s := stored(t, f.client, "eu-1"); s != nil {
+		t.Fatalf("still registered: %+v", s)
+	}
+}
+
+// stopAgentWithin stops an agent as SIGTERM would and fails with why when
+// it has not returned within d.
+func stopAgentWithin(t *testing.T, stop func() error, d time.Duration, why string) {
+	t.Helper()
 	stopped := make(chan error, 1)
 	go func() { stopped <- stop() }()
 	select {
@@ -304,10 +305,7 @@ func TestAgentLeavesAtOnceWhenAnOperatorDrainIsOver(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(drainWait):
-		t.Fatal("the agent of a server an operator had drained waited out its own quiet period")
-	}
-	if s := stored(t, f.client, "eu-1"); s != nil {
-		t.Fatalf("still registered: %+v", s)
+	case <-time.After(d):
+		t.Fatal(why)
 	}
 }
