@@ -8,16 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
-	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
 )
 
 // shutdownTimeout bounds how long in-flight API requests may finish after a
@@ -216,75 +212,27 @@ func validateEndpoint(ep string) error {
 func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	metrics := discoverysvc.NewMetrics()
 	var (
-		client    *clientv3.Client
-		endpoints []string
-		// renew is the in-process member's lease renewal, which the
-		// registry calls instead of keeping renewal streams.
-		renew func(ctx context.Context, id int64) (ttl, revision int64, err error)
-		// etcdFailed reports the embedded member's fatal error.
-		etcdFailed <-chan error
+		store *etcdStore
+		err   error
 	)
 	if c.etcd == "" {
-		if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
-			return fmt.Errorf("--data-dir: %w", err)
-		}
-		ec := embedetcd.Config{Dir: c.dataDir, ClientAddr: c.etcdListen, PeerAddr: c.etcdPeerListen}
-		if c.embeddedTLS() {
-			ec.TLS = &embedetcd.TLS{CertFile: c.etcdListenCert, KeyFile: c.etcdListenKey, ClientCAFile: c.etcdListenClientCA}
-		}
-		member, err := embedetcd.Start(ec)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			member.Close()
-			logger.Info("embedded etcd stopped")
-		}()
-		logger.Info("embedded etcd started", zap.String("client", c.etcdListen),
-			zap.String("peer", c.etcdPeerListen), zap.String("data_dir", c.dataDir), zap.Bool("mtls", c.embeddedTLS()))
-		// Discovery calls its own member in-process: every heartbeat is a
-		// lease renewal, and over loopback gRPC the transport would cost
-		// more than the renewal. Edges still connect to --etcd-listen.
-		in := member.InProcessClient(metrics.ObserveEtcdCall)
-		client, renew, endpoints = in.Client, in.Renew, []string{member.Endpoint}
-		etcdFailed = member.Err()
+		store, err = startEmbedded(c, logger, metrics)
 	} else {
-		// Keep-alive pings find a half-open connection to etcd within 15 s;
-		// the registry's lease renewals share long-lived streams on it. 10 s
-		// stays above etcd's default --grpc-keepalive-min-time (5 s).
-		spec := &clientv3.ConfigSpec{DialTimeout: 5 * time.Second, KeepAliveTime: 10 * time.Second, KeepAliveTimeout: 5 * time.Second,
-			Endpoints: splitList(c.etcd)}
-		if c.etcdUser != "" {
-			spec.Auth = &clientv3.AuthConfig{Username: c.etcdUser, Password: c.etcdPassword}
-		}
-		if c.etcdCA != "" || c.etcdCert != "" {
-			spec.Secure = &clientv3.SecureConfig{Cacert: c.etcdCA, Cert: c.etcdCert, Key: c.etcdKey}
-		}
-		// etcd's client logs every reconnect attempt; /healthz and our
-		// own logs say what an operator needs.
-		etcdLogger := logger.Named("etcd").WithOptions(zap.IncreaseLevel(zapcore.ErrorLevel))
-		cfg, err := clientv3.NewClientConfig(spec, etcdLogger)
-		if err != nil {
-			return &usageError{err: fmt.Errorf("--etcd-ca/--etcd-cert/--etcd-key: %w", err)}
-		}
-		cfg.Logger = etcdLogger
-		cfg.DialOptions = append(cfg.DialOptions, metrics.EtcdDialOptions()...)
-		client, err = clientv3.New(*cfg)
-		if err != nil {
-			return fmt.Errorf("etcd client: %w", err)
-		}
-		endpoints = spec.Endpoints
+		store, err = dialEtcd(c, logger, metrics)
 	}
-	defer client.Close()
+	if err != nil {
+		return err
+	}
+	defer store.close()
 
-	reg := discoverysvc.NewRegistry(client, c.prefix)
-	if renew != nil {
-		reg.RenewWith(renew)
+	reg := discoverysvc.NewRegistry(store.client, c.prefix)
+	if store.renew != nil {
+		reg.RenewWith(store.renew)
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := reg.Ping(pingCtx); err != nil {
 		// Start anyway: /healthz reports it, and etcd may come up later.
-		logger.Warn("etcd not answering yet; serving 503 until it does", zap.Strings("etcd", endpoints), zap.Error(err))
+		logger.Warn("etcd not answering yet; serving 503 until it does", zap.Strings("etcd", store.endpoints), zap.Error(err))
 	}
 	cancel()
 	if c.token == "" {
@@ -297,7 +245,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	// before the etcd client closes, and its end closes the events streams
 	// so that the HTTP shutdown does not wait for them.
 	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{
-		Client: client, Prefix: c.prefix, Registry: reg, Metrics: metrics, Logger: logger.Named("fleet"),
+		Client: store.client, Prefix: c.prefix, Registry: reg, Metrics: metrics, Logger: logger.Named("fleet"),
 	})
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	fleetDone := make(chan struct{})
@@ -327,7 +275,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("discovery serving", zap.String("listen", ln.Addr().String()),
 		zap.String("fleet_page", "http://"+ln.Addr().String()+"/"),
-		zap.Strings("etcd", endpoints), zap.String("prefix", discoverysvc.NormalizePrefix(c.prefix)),
+		zap.Strings("etcd", store.endpoints), zap.String("prefix", discoverysvc.NormalizePrefix(c.prefix)),
 		zap.Bool("embedded_etcd", c.etcd == ""), zap.Bool("token", c.token != ""))
 
 	var runErr error
@@ -336,7 +284,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		logger.Info("shutting down")
 	case err := <-served:
 		runErr = fmt.Errorf("http server: %w", err)
-	case err := <-etcdFailed:
+	case err := <-store.failed:
 		runErr = fmt.Errorf("embedded etcd: %w", err)
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
