@@ -56,7 +56,9 @@ type Registry struct {
 	mu      sync.Mutex
 	granted map[int64]int64
 
-	renewer leaseRenewer
+	// renew renews a lease once: on the process's kept LeaseKeepAlive
+	// streams, or by a call into an in-process member (RenewWith).
+	renew func(ctx context.Context, id clientv3.LeaseID) (renewal, error)
 
 	// heads is the watch-fed copy of the server keys that Run keeps; empty
 	// (and unused) when Run is not called.
@@ -89,7 +91,7 @@ func NewRegistry(c *clientv3.Client, prefix string) *Registry {
 		prefix:        prefix,
 		serversPrefix: ServersPrefix(prefix),
 		granted:       map[int64]int64{},
-		renewer:       leaseRenewer{client: c},
+		renew:         (&leaseRenewer{client: c}).renew,
 		heads:         newHeads(),
 	}
 }
@@ -101,7 +103,16 @@ func NewRegistry(c *clientv3.Client, prefix string) *Registry {
 // gone) and the store revision just before the renewal. Call it before
 // the registry's first use.
 func (r *Registry) RenewWith(renew func(ctx context.Context, id int64) (ttl, revision int64, err error)) {
-	r.renewer.direct = renew
+	r.renew = func(ctx context.Context, id clientv3.LeaseID) (renewal, error) {
+		ttl, rev, err := renew(ctx, int64(id))
+		switch {
+		case err != nil:
+			return renewal{}, err
+		case ttl <= 0:
+			return renewal{}, rpctypes.ErrLeaseNotFound
+		}
+		return renewal{TTL: ttl, Revision: rev}, nil
+	}
 }
 
 // Run keeps a watch-fed copy of the registered servers until ctx is done,
@@ -183,7 +194,7 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64, us
 	var renewedTTL int64
 	if useCopy {
 		if hd, through, ok := r.heads.get(srv.ID); ok && hd.valid && hd.lease != clientv3.NoLease {
-			rn, err := r.renewer.renew(ctx, hd.lease)
+			rn, err := r.renew(ctx, hd.lease)
 			switch {
 			case errors.Is(err, rpctypes.ErrLeaseNotFound):
 				// The copy is behind, or the lease just expired: read.
@@ -216,7 +227,7 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64, us
 		ttl, err := renewedTTL, error(nil)
 		if lease != renewed {
 			var rn renewal
-			rn, err = r.renewer.renew(ctx, lease)
+			rn, err = r.renew(ctx, lease)
 			ttl = rn.TTL
 		}
 		switch {

@@ -36,9 +36,6 @@ import (
 // stream, which keeps its answers in request order.
 type leaseRenewer struct {
 	client *clientv3.Client
-	// direct, when set, renews by a call into an in-process etcd member
-	// instead of over the streams.
-	direct func(ctx context.Context, id int64) (ttl, revision int64, err error)
 	slots  [renewStreams]renewSlot
 }
 
@@ -68,16 +65,6 @@ var errRenewStreamStuck = errors.New("lease keep-alive stream answered nothing b
 // retries on a new stream until ctx ends when a stream breaks, and returns
 // any other error at once.
 func (l *leaseRenewer) renew(ctx context.Context, id clientv3.LeaseID) (renewal, error) {
-	if l.direct != nil {
-		ttl, rev, err := l.direct(ctx, int64(id))
-		switch {
-		case err != nil:
-			return renewal{}, err
-		case ttl <= 0:
-			return renewal{}, rpctypes.ErrLeaseNotFound
-		}
-		return renewal{TTL: ttl, Revision: rev}, nil
-	}
 	slot := &l.slots[renewSlotOf(id)]
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
