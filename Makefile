@@ -54,7 +54,7 @@ bench-registry:
 bench-fleet:
 	$(GO) run ./bench/fleet
 
-## xcaddy: prove the build line of xcaddy.md works
+## xcaddy: prove the checkout build line of docs/xcaddy.md works
 xcaddy:
 	./scripts/xcaddy-build.sh
 
