@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet xcaddy chaos fuzz mutation clean
+.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet xcaddy chaos fuzz mutation doclinks clean
 
 all: build
 
@@ -69,6 +69,10 @@ fuzz:
 ## mutation: mutation testing of the pure packages, efficacy per package (slow; not in make test)
 mutation:
 	./scripts/mutation.sh $(MUTATION_PKGS)
+
+## doclinks: every relative link and #anchor in the Markdown files resolves
+doclinks:
+	./scripts/doclinks.sh
 
 clean:
 	rm -rf $(BIN) data
