@@ -1,12 +1,4 @@
-// Package discoverysvc is the sessionpin server registry: the server record
-// and its validation, the etcd key schema, registration under leases,
-// heartbeats, the registry watcher that edges use, the HTTP API and the
-// heartbeat agent.
-//
-// Nothing in this package links the etcd server; the embedded single-node
-// etcd lives in discoverysvc/embedetcd so that the Caddy plugin, which
-// imports this package for the watcher, stays a pure etcd client.
-package discoverysvc
+package schema
 
 import (
 	"encoding/json"
@@ -44,8 +36,8 @@ const maxNameLen = 64
 // NameRule is the rule a server id or region breaks, for error messages.
 const NameRule = "must be 1-64 characters of [A-Za-z0-9._-]"
 
-// invalidName is the error for a field that breaks NameRule.
-func invalidName(field string) *FieldError { return &FieldError{field, NameRule} }
+// InvalidName is the error for a field that breaks NameRule.
+func InvalidName(field string) *FieldError { return &FieldError{field, NameRule} }
 
 // ValidName reports whether s is a valid server id or region:
 // 1–64 characters of [A-Za-z0-9._-], not only dots. "." and ".." are
@@ -73,10 +65,10 @@ func ValidName(s string) bool {
 // error is a *FieldError naming the first bad field.
 func (s Server) Validate() error {
 	if !ValidName(s.ID) {
-		return invalidName("id")
+		return InvalidName("id")
 	}
 	if !ValidName(s.Region) {
-		return invalidName("region")
+		return InvalidName("region")
 	}
 	if err := ValidateURL(s.URL); err != nil {
 		return &FieldError{"url", err.Error()}
@@ -99,7 +91,7 @@ func ValidateURL(raw string) error {
 	if len(raw) > 2048 {
 		return errors.New("too long")
 	}
-	u, err := parseHTTPURL(raw)
+	u, err := ParseHTTPURL(raw)
 	if err != nil {
 		return err
 	}
@@ -125,8 +117,8 @@ func ValidateURL(raw string) error {
 	return nil
 }
 
-// parseHTTPURL parses raw as a URL whose scheme is http or https.
-func parseHTTPURL(raw string) (*url.URL, error) {
+// ParseHTTPURL parses raw as a URL whose scheme is http or https.
+func ParseHTTPURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, errors.New("not a valid URL")
@@ -173,8 +165,8 @@ func DecodeServer(serversPrefix string, key, value []byte) (Server, error) {
 	return decodeValue(serverValue, serversPrefix, key, value, func(s *Server) string { return s.ID })
 }
 
-// encodeServer is the etcd value of a validated record.
-func encodeServer(srv Server) string {
+// EncodeServer is the etcd value of a validated record.
+func EncodeServer(srv Server) string {
 	b, err := json.Marshal(srv)
 	if err != nil { // a validated Server has a finite load and always encodes
 		panic(fmt.Sprintf("encode server %q: %v", srv.ID, err))

@@ -1,4 +1,4 @@
-package discoverysvc_test
+package agent_test
 
 import (
 	"context"
@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,190 +18,89 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/agent"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/internal/agenttest"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
-// agentInterval is short so the tests move quickly, yet leaves the health
-// probe (3/4 of it) ample time on a loaded machine under -race.
-const agentInterval = 200 * time.Millisecond
-
-// fakeApp is an unchanged app: a /healthz whose status and body the test sets.
-type fakeApp struct {
-	mu     sync.Mutex
-	status int
-	body   string
-	delay  time.Duration // how long /healthz takes to answer
-	probes int           // health requests answered, counted as each reads status and body
-	srv    *httptest.Server
-	hits   atomic.Int64 // probes received
-}
-
-func startApp(t *testing.T, status int, body string) *fakeApp {
-	t.Helper()
-	a := &fakeApp{status: status, body: body}
-	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" {
-			http.NotFound(w, r)
-			return
-		}
-		a.hits.Add(1)
-		a.mu.Lock()
-		status, body, delay := a.status, a.body, a.delay
-		a.probes++
-		a.mu.Unlock()
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		w.Write([]byte(body))
-	}))
-	t.Cleanup(a.srv.Close)
-	return a
-}
-
-func (a *fakeApp) set(status int, body string) {
-	a.mu.Lock()
-	a.status, a.body = status, body
-	a.mu.Unlock()
-}
-
-// setAndWaitHeartbeat sets the app's health and waits until the agent has
-// finished a whole round on it: a probe that read it, and the heartbeat
-// that followed, which ended before the agent's next probe began.
-func (a *fakeApp) setAndWaitHeartbeat(t *testing.T, status int, body string) {
-	t.Helper()
-	a.mu.Lock()
-	a.status, a.body = status, body
-	n := a.probes
-	a.mu.Unlock()
-	poll.True(t, 20*time.Second, "a round of the agent on the new health", func() bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		return a.probes >= n+2
-	})
-}
-
-// runAgent runs ag until the returned stop function is called; stop waits
-// for Run to return and hands back its error.
-func runAgent(t *testing.T, ag *discoverysvc.Agent) (stop func() error) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ag.Run(ctx) }()
-	var once sync.Once
-	var err error
-	stop = func() error {
-		once.Do(func() {
-			cancel()
-			err = <-done
-		})
-		return err
-	}
-	t.Cleanup(func() { stop() })
-	return stop
-}
-
-// stored returns the server's record in etcd, or nil when it is absent.
-func stored(t *testing.T, c *clientv3.Client, id string) *discoverysvc.Server {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := c.Get(ctx, discoverysvc.ServerKey("", id))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(resp.Kvs) == 0 {
-		return nil
-	}
-	var s discoverysvc.Server
-	if err := json.Unmarshal(resp.Kvs[0].Value, &s); err != nil {
-		t.Fatal(err)
-	}
-	return &s
-}
-
 func TestAgentFollowsAppHealthAndDeregistersOnStop(t *testing.T) {
 	f := startAPI(t, testToken)
-	app := startApp(t, 200, `{"status":"ok","load":0.42}`)
-	stop := runAgent(t, &discoverysvc.Agent{
+	app := agenttest.StartApp(t, 200, `{"status":"ok","load":0.42}`)
+	stop := agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu-west", URL: "http://10.1.2.3:9001",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL + "/",
-		Token: testToken, Interval: agentInterval,
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL + "/",
+		Token: testToken, Interval: agenttest.Interval,
 	})
 
 	poll.True(t, 20*time.Second, "registration with the load of the health body", func() bool {
-		s := stored(t, f.client, "eu-1")
+		s := agenttest.Stored(t, f.client, "eu-1")
 		return s != nil && s.Load == 0.42
 	})
-	if s := stored(t, f.client, "eu-1"); s.Region != "eu-west" || s.URL != "http://10.1.2.3:9001" || s.Draining {
+	if s := agenttest.Stored(t, f.client, "eu-1"); s.Region != "eu-west" || s.URL != "http://10.1.2.3:9001" || s.Draining {
 		t.Fatalf("stored %+v", s)
 	}
 
-	app.set(503, `{"status":"down"}`)
+	app.Set(503, `{"status":"down"}`)
 	// Gone at once by DELETE, long before the 10 s lease would expire.
 	poll.True(t, 5*time.Second, "deregistration while the app is unhealthy", func() bool {
-		return stored(t, f.client, "eu-1") == nil
+		return agenttest.Stored(t, f.client, "eu-1") == nil
 	})
 
-	app.set(200, `{"load":0.7}`)
+	app.Set(200, `{"load":0.7}`)
 	poll.True(t, 20*time.Second, "registration again after recovery", func() bool {
-		s := stored(t, f.client, "eu-1")
+		s := agenttest.Stored(t, f.client, "eu-1")
 		return s != nil && s.Load == 0.7
 	})
 
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if s := stored(t, f.client, "eu-1"); s != nil {
+	if s := agenttest.Stored(t, f.client, "eu-1"); s != nil {
 		t.Fatalf("still registered after stop: %+v", s)
 	}
 }
 
 func TestAgentKeepsASlowAppRegistered(t *testing.T) {
 	f := startAPI(t, testToken)
-	app := startApp(t, 200, `{"load":0.1}`)
+	app := agenttest.StartApp(t, 200, `{"load":0.1}`)
 	core, logs := observer.New(zap.WarnLevel)
-	runAgent(t, &discoverysvc.Agent{
+	agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu-west", URL: "http://10.1.2.3:9001",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
-		Token: testToken, Interval: agentInterval, Logger: zap.New(core),
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL,
+		Token: testToken, Interval: agenttest.Interval, Logger: zap.New(core),
 	})
-	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	poll.True(t, 20*time.Second, "registration", func() bool { return agenttest.Stored(t, f.client, "eu-1") != nil })
 
 	// Probes now time out: heartbeats stop, but a slow app is not a dead
 	// one, so the server stays until its lease says otherwise.
-	app.mu.Lock()
-	app.delay = 2 * agentInterval
-	app.mu.Unlock()
+	app.SetDelay(2 * agenttest.Interval)
 	poll.True(t, 20*time.Second, "three skipped heartbeats", func() bool {
 		return logs.FilterMessage("health probe timed out; heartbeat skipped").Len() >= 3
 	})
-	if stored(t, f.client, "eu-1") == nil {
+	if agenttest.Stored(t, f.client, "eu-1") == nil {
 		t.Fatal("a slow health probe deregistered the server")
 	}
 }
 
 func TestAgentReportsFixedLoadAndTTL(t *testing.T) {
 	f := startAPI(t, "")
-	app := startApp(t, 204, ``)
+	app := agenttest.StartApp(t, 204, ``)
 	load := 0.3
-	runAgent(t, &discoverysvc.Agent{
+	agenttest.Run(t, &agent.Agent{
 		ID: "us-1", Region: "us", URL: "https://us1.example.com",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
-		Interval: agentInterval, Load: &load, TTL: 5 * time.Second,
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agenttest.Interval, Load: &load, TTL: 5 * time.Second,
 	})
-	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "us-1") != nil })
-	app.setAndWaitHeartbeat(t, 200, `{"load":0.9}`) // ignored: --load wins
-	if s := stored(t, f.client, "us-1"); s.Load != 0.3 {
+	poll.True(t, 20*time.Second, "registration", func() bool { return agenttest.Stored(t, f.client, "us-1") != nil })
+	app.SetAndWaitHeartbeat(t, 200, `{"load":0.9}`) // ignored: --load wins
+	if s := agenttest.Stored(t, f.client, "us-1"); s.Load != 0.3 {
 		t.Fatalf("load %v, want the fixed 0.3", s.Load)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := f.client.Get(ctx, discoverysvc.ServerKey("", "us-1"))
+	resp, err := f.client.Get(ctx, schema.ServerKey("", "us-1"))
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("get: %v", err)
 	}
@@ -223,15 +121,15 @@ func (s *switchHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
 	m := etcdtest.Start(t)
 	c := etcdtest.NewClient(t, m)
-	app := startApp(t, 200, `{"load":0.1}`)
+	app := agenttest.StartApp(t, 200, `{"load":0.1}`)
 	core, logs := observer.New(zap.InfoLevel)
 	addr := etcdtest.FreePort(t)
 
 	// The agent starts before discovery exists.
-	runAgent(t, &discoverysvc.Agent{
+	agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-		HealthURL: app.srv.URL + "/healthz", Discovery: "http://" + addr,
-		Interval: agentInterval, Logger: zap.New(core),
+		HealthURL: app.URL + "/healthz", Discovery: "http://" + addr,
+		Interval: agenttest.Interval, Logger: zap.New(core),
 	})
 	count := func(msg string) int { return logs.FilterMessage(msg).Len() }
 	poll.True(t, 20*time.Second, "the outage to be logged", func() bool { return count("discovery unreachable; retrying with backoff") == 1 })
@@ -246,7 +144,7 @@ func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
 	hs := &http.Server{Handler: sw}
 	go hs.Serve(l)
 	t.Cleanup(func() { hs.Close() })
-	poll.True(t, 20*time.Second, "registration once discovery is up", func() bool { return stored(t, c, "eu-1") != nil })
+	poll.True(t, 20*time.Second, "registration once discovery is up", func() bool { return agenttest.Stored(t, c, "eu-1") != nil })
 	poll.True(t, 5*time.Second, "the recovery to be logged", func() bool { return count("discovery reachable again") == 1 })
 
 	// A second outage: discovery answers 503 (its etcd is down, say) to many
@@ -261,9 +159,9 @@ func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
 		t.Fatalf("%d outage logs for two outages", n)
 	}
 	sw.set(api)
-	app.set(200, `{"load":0.9}`)
+	app.Set(200, `{"load":0.9}`)
 	poll.True(t, 20*time.Second, "heartbeats to resume", func() bool {
-		s := stored(t, c, "eu-1")
+		s := agenttest.Stored(t, c, "eu-1")
 		return s != nil && s.Load == 0.9
 	})
 	// The agent logs the recovery after the answer that etcd already shows.
@@ -275,17 +173,17 @@ func TestAgentSurvivesDiscoveryOutages(t *testing.T) {
 
 func TestAgentDrainsBeforeDeregistering(t *testing.T) {
 	f := startAPI(t, "")
-	app := startApp(t, 200, `{"load":0.2}`)
-	stop := runAgent(t, &discoverysvc.Agent{
+	app := agenttest.StartApp(t, 200, `{"load":0.2}`)
+	stop := agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
-		Interval: agentInterval, DrainTimeout: 4 * agentInterval,
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agenttest.Interval, DrainTimeout: 4 * agenttest.Interval,
 	})
-	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	poll.True(t, 20*time.Second, "registration", func() bool { return agenttest.Stored(t, f.client, "eu-1") != nil })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	events := f.client.Watch(ctx, discoverysvc.ServerKey("", "eu-1"), clientv3.WithRev(f.revision(t)+1))
+	events := f.client.Watch(ctx, schema.ServerKey("", "eu-1"), clientv3.WithRev(etcdtest.Revision(t, f.client)+1))
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
@@ -301,7 +199,7 @@ func TestAgentDrainsBeforeDeregistering(t *testing.T) {
 				}
 				return
 			}
-			var s discoverysvc.Server
+			var s schema.Server
 			if err := json.Unmarshal(ev.Kv.Value, &s); err != nil {
 				t.Fatal(err)
 			}
@@ -313,57 +211,57 @@ func TestAgentDrainsBeforeDeregistering(t *testing.T) {
 
 func TestAgentDrainEndsWhenTheAppDies(t *testing.T) {
 	f := startAPI(t, "")
-	app := startApp(t, 200, `{}`)
-	stop := runAgent(t, &discoverysvc.Agent{
+	app := agenttest.StartApp(t, 200, `{}`)
+	stop := agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
-		Interval: agentInterval, DrainTimeout: time.Hour,
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agenttest.Interval, DrainTimeout: time.Hour,
 	})
-	poll.True(t, 20*time.Second, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	poll.True(t, 20*time.Second, "registration", func() bool { return agenttest.Stored(t, f.client, "eu-1") != nil })
 	// The app goes down with the agent, as under one SIGTERM: draining to a
 	// dead app would strand its clients, so the agent deregisters instead of
 	// waiting out the hour.
-	app.set(503, ``)
+	app.Set(503, ``)
 	if err := stop(); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if s := stored(t, f.client, "eu-1"); s != nil {
+	if s := agenttest.Stored(t, f.client, "eu-1"); s != nil {
 		t.Fatalf("still registered: %+v", s)
 	}
 }
 
 func TestAgentValidatesItsConfig(t *testing.T) {
-	good := func() discoverysvc.Agent {
-		return discoverysvc.Agent{ID: "a", Region: "r", URL: "http://a", HealthURL: "http://a/healthz?full=1", Discovery: "http://d:7070"}
+	good := func() agent.Agent {
+		return agent.Agent{ID: "a", Region: "r", URL: "http://a", HealthURL: "http://a/healthz?full=1", Discovery: "http://d:7070"}
 	}
 	neg := -1.0
 	nan := math.NaN()
 	tests := []struct {
 		field  string
-		mutate func(*discoverysvc.Agent)
+		mutate func(*agent.Agent)
 	}{
-		{"id", func(a *discoverysvc.Agent) { a.ID = "" }},
-		{"id", func(a *discoverysvc.Agent) { a.ID = "a/b" }},
-		{"region", func(a *discoverysvc.Agent) { a.Region = "r r" }},
-		{"url", func(a *discoverysvc.Agent) { a.URL = "http://a/?q" }},
-		{"health-url", func(a *discoverysvc.Agent) { a.HealthURL = "" }},
-		{"health-url", func(a *discoverysvc.Agent) { a.HealthURL = "localhost:8080/healthz" }},
-		{"discovery", func(a *discoverysvc.Agent) { a.Discovery = "" }},
-		{"discovery", func(a *discoverysvc.Agent) { a.Discovery = "http://d/?x=1" }},
-		{"interval", func(a *discoverysvc.Agent) { a.Interval = -time.Second }},
-		{"load", func(a *discoverysvc.Agent) { a.Load = &neg }},
-		{"load", func(a *discoverysvc.Agent) { a.Load = &nan }},
-		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 1500 * time.Millisecond }},
-		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 2 * time.Hour }},
-		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 3 * time.Second }}, // not longer than the 3 s interval
-		{"ttl", func(a *discoverysvc.Agent) { a.Interval = 20 * time.Second }},
-		{"drain-timeout", func(a *discoverysvc.Agent) { a.DrainTimeout = -1 }},
+		{"id", func(a *agent.Agent) { a.ID = "" }},
+		{"id", func(a *agent.Agent) { a.ID = "a/b" }},
+		{"region", func(a *agent.Agent) { a.Region = "r r" }},
+		{"url", func(a *agent.Agent) { a.URL = "http://a/?q" }},
+		{"health-url", func(a *agent.Agent) { a.HealthURL = "" }},
+		{"health-url", func(a *agent.Agent) { a.HealthURL = "localhost:8080/healthz" }},
+		{"discovery", func(a *agent.Agent) { a.Discovery = "" }},
+		{"discovery", func(a *agent.Agent) { a.Discovery = "http://d/?x=1" }},
+		{"interval", func(a *agent.Agent) { a.Interval = -time.Second }},
+		{"load", func(a *agent.Agent) { a.Load = &neg }},
+		{"load", func(a *agent.Agent) { a.Load = &nan }},
+		{"ttl", func(a *agent.Agent) { a.TTL = 1500 * time.Millisecond }},
+		{"ttl", func(a *agent.Agent) { a.TTL = 2 * time.Hour }},
+		{"ttl", func(a *agent.Agent) { a.TTL = 3 * time.Second }}, // not longer than the 3 s interval
+		{"ttl", func(a *agent.Agent) { a.Interval = 20 * time.Second }},
+		{"drain-timeout", func(a *agent.Agent) { a.DrainTimeout = -1 }},
 	}
 	for _, tt := range tests {
 		a := good()
 		tt.mutate(&a)
 		err := a.Run(context.Background()) // validates before anything else
-		fe, ok := errors.AsType[*discoverysvc.FieldError](err)
+		fe, ok := errors.AsType[*schema.FieldError](err)
 		if !ok || fe.Field != tt.field {
 			t.Errorf("%+v: error %v, want one for %s", a, err, tt.field)
 		}
@@ -391,10 +289,10 @@ func TestAgentKeepsItsTokenOffPlainHTTP(t *testing.T) {
 		{"http://[::1]:7070", "t", false, true},
 		{"http://localhost:7070", "t", false, true},
 	} {
-		a := discoverysvc.Agent{ID: "a", Region: "r", URL: "http://a", HealthURL: "http://a/healthz",
+		a := agent.Agent{ID: "a", Region: "r", URL: "http://a", HealthURL: "http://a/healthz",
 			Discovery: tt.discovery, Token: tt.token, InsecureHTTP: tt.insecure}
 		err := a.Validate()
-		fe, isField := errors.AsType[*discoverysvc.FieldError](err)
+		fe, isField := errors.AsType[*schema.FieldError](err)
 		switch {
 		case tt.ok && err != nil:
 			t.Errorf("%s (token %v, insecure %v): %v", tt.discovery, tt.token != "", tt.insecure, err)
@@ -424,7 +322,7 @@ func TestLoadFromHealth(t *testing.T) {
 		{`{"load":true}`, 0, false},
 	}
 	for _, tt := range tests {
-		if got, ok := discoverysvc.LoadFromHealth([]byte(tt.body)); got != tt.want || ok != tt.ok {
+		if got, ok := agent.LoadFromHealth([]byte(tt.body)); got != tt.want || ok != tt.ok {
 			t.Errorf("LoadFromHealth(%s) = %v, %v; want %v, %v", tt.body, got, ok, tt.want, tt.ok)
 		}
 	}
@@ -435,7 +333,7 @@ func FuzzLoadFromHealth(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		load, ok := discoverysvc.LoadFromHealth(body)
+		load, ok := agent.LoadFromHealth(body)
 		if math.IsNaN(load) || math.IsInf(load, 0) || load < 0 {
 			t.Fatalf("LoadFromHealth(%q) = %v, %v: not a load", body, load, ok)
 		}
@@ -451,31 +349,31 @@ func FuzzLoadFromHealth(f *testing.F) {
 // so once.
 func TestAgentKeepsTheLastValidLoad(t *testing.T) {
 	f := startAPI(t, "")
-	app := startApp(t, 200, `{"load":0.7}`)
+	app := agenttest.StartApp(t, 200, `{"load":0.7}`)
 	core, logs := observer.New(zap.InfoLevel)
-	runAgent(t, &discoverysvc.Agent{
+	agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
-		Interval: agentInterval, Logger: zap.New(core),
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agenttest.Interval, Logger: zap.New(core),
 	})
 	poll.True(t, 20*time.Second, "load 0.7 registered", func() bool {
-		s := stored(t, f.client, "eu-1")
+		s := agenttest.Stored(t, f.client, "eu-1")
 		return s != nil && s.Load == 0.7
 	})
 	for _, bad := range []string{`{"load":-1}`, `{"load":1e999}`, `{"load":"low"}`, `{"load":null}`} {
-		app.set(200, bad)
-		before := app.hits.Load()
-		poll.True(t, 20*time.Second, "two probes of "+bad, func() bool { return app.hits.Load() >= before+2 })
-		if s := stored(t, f.client, "eu-1"); s == nil || s.Load != 0.7 {
+		app.Set(200, bad)
+		before := app.Hits()
+		poll.True(t, 20*time.Second, "two probes of "+bad, func() bool { return app.Hits() >= before+2 })
+		if s := agenttest.Stored(t, f.client, "eu-1"); s == nil || s.Load != 0.7 {
 			t.Fatalf("after health body %s: stored %+v, want load 0.7 kept", bad, s)
 		}
 	}
 	if n := logs.FilterMessage("health body has an invalid load; keeping the last valid one").Len(); n != 1 {
 		t.Errorf("invalid load logged %d times over one streak, want 1", n)
 	}
-	app.set(200, `{"load":0.2}`)
+	app.Set(200, `{"load":0.2}`)
 	poll.True(t, 20*time.Second, "load 0.2 registered", func() bool {
-		s := stored(t, f.client, "eu-1")
+		s := agenttest.Stored(t, f.client, "eu-1")
 		return s != nil && s.Load == 0.2
 	})
 }
@@ -484,13 +382,13 @@ func TestAgentKeepsTheLastValidLoad(t *testing.T) {
 // reports 1, the top of the conventional range, not 0.
 func TestAgentWithoutAValidLoadLooksBusy(t *testing.T) {
 	f := startAPI(t, "")
-	app := startApp(t, 200, `{"load":-5}`)
-	runAgent(t, &discoverysvc.Agent{
+	app := agenttest.StartApp(t, 200, `{"load":-5}`)
+	agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL, Interval: agentInterval,
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL, Interval: agenttest.Interval,
 	})
-	poll.True(t, 20*time.Second, "registered", func() bool { return stored(t, f.client, "eu-1") != nil })
-	if s := stored(t, f.client, "eu-1"); s.Load != 1 {
+	poll.True(t, 20*time.Second, "registered", func() bool { return agenttest.Stored(t, f.client, "eu-1") != nil })
+	if s := agenttest.Stored(t, f.client, "eu-1"); s.Load != 1 {
 		t.Fatalf("stored %+v, want load 1", s)
 	}
 }
@@ -505,12 +403,12 @@ func TestAgentLogsARefusalOnceAndKeepsTrying(t *testing.T) {
 		f.srv.Config.Handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(counting.Close)
-	app := startApp(t, 200, `{}`)
+	app := agenttest.StartApp(t, 200, `{}`)
 	core, logs := observer.New(zap.InfoLevel)
-	runAgent(t, &discoverysvc.Agent{
+	agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-		HealthURL: app.srv.URL + "/healthz", Discovery: counting.URL,
-		Token: "wrong", Interval: agentInterval, Logger: zap.New(core),
+		HealthURL: app.URL + "/healthz", Discovery: counting.URL,
+		Token: "wrong", Interval: agenttest.Interval, Logger: zap.New(core),
 	})
 	poll.True(t, 20*time.Second, "several refused heartbeats", func() bool { return puts.Load() >= 3 })
 	refusals := logs.FilterMessage("discovery refused the request").All()
@@ -520,7 +418,7 @@ func TestAgentLogsARefusalOnceAndKeepsTrying(t *testing.T) {
 	if n := logs.FilterMessage("discovery unreachable; retrying with backoff").Len(); n != 0 {
 		t.Fatalf("a refusal was logged as an outage %d times", n)
 	}
-	if s := stored(t, f.client, "eu-1"); s != nil {
+	if s := agenttest.Stored(t, f.client, "eu-1"); s != nil {
 		t.Fatalf("registered with a wrong token: %+v", s)
 	}
 }
@@ -543,12 +441,12 @@ func TestAgentKeepsItsConnectionToDiscovery(t *testing.T) {
 	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	app := startApp(t, 204, ``)
+	app := agenttest.StartApp(t, 204, ``)
 	load := 0.3
-	runAgent(t, &discoverysvc.Agent{
+	agenttest.Run(t, &agent.Agent{
 		ID: "us-1", Region: "us", URL: "https://us1.example.com",
-		HealthURL: app.srv.URL + "/healthz", Discovery: srv.URL,
-		Interval: agentInterval, Load: &load,
+		HealthURL: app.URL + "/healthz", Discovery: srv.URL,
+		Interval: agenttest.Interval, Load: &load,
 	})
 	poll.True(t, 30*time.Second, "six heartbeats", func() bool { return beats.Load() >= 6 })
 	if n := conns.Load(); n > 2 {

@@ -1,10 +1,12 @@
-package discoverysvc
+package watch_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -31,7 +36,7 @@ const (
 const waitFor = 20 * time.Second
 
 // runWatcher starts w and stops it when the test ends.
-func runWatcher(t *testing.T, w *Watcher) {
+func runWatcher(t *testing.T, w *watch.Watcher) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -45,7 +50,7 @@ func runWatcher(t *testing.T, w *Watcher) {
 	})
 }
 
-func waitSynced(t *testing.T, w *Watcher) {
+func waitSynced(t *testing.T, w *watch.Watcher) {
 	t.Helper()
 	select {
 	case <-w.Synced():
@@ -55,7 +60,7 @@ func waitSynced(t *testing.T, w *Watcher) {
 }
 
 // snapshotIDs lists the ids in the watcher's snapshot.
-func snapshotIDs(w *Watcher) []string {
+func snapshotIDs(w *watch.Watcher) []string {
 	var ids []string
 	for _, e := range w.Snapshot().Servers() {
 		ids = append(ids, e.ID)
@@ -63,7 +68,7 @@ func snapshotIDs(w *Watcher) []string {
 	return ids
 }
 
-func hasIDs(w *Watcher, ids ...string) bool {
+func hasIDs(w *watch.Watcher, ids ...string) bool {
 	got := snapshotIDs(w)
 	if len(got) == 0 && len(ids) == 0 {
 		return true
@@ -71,37 +76,23 @@ func hasIDs(w *Watcher, ids ...string) bool {
 	return reflect.DeepEqual(got, ids)
 }
 
-func newClient(t *testing.T, endpoint string) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{
-		Endpoints:   []string{endpoint},
-		DialTimeout: 5 * time.Second,
-		Logger:      zap.NewNop(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func TestWatcherSnapshotFollowsPutsDeletesAndLeaseExpiry(t *testing.T) {
 	m := etcdtest.Start(t)
 	c := etcdtest.NewClient(t, m)
 	ctx := testContext(t)
-	reg := NewRegistry(c, "/fleet")
+	reg := discoverysvc.NewRegistry(c, "/fleet")
 	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0.5), 0); err != nil {
 		t.Fatal(err)
 	}
 
 	var updates atomic.Int64
 	core, logs := observer.New(zapcore.DebugLevel)
-	w := NewWatcher(WatcherConfig{
+	w := watch.NewWatcher(watch.WatcherConfig{
 		Client:   etcdtest.NewClient(t, m),
 		Logger:   zap.New(core),
 		Prefix:   "/fleet/",
-		Attach:   func(s Server) any { return "upstream:" + s.ID },
-		OnUpdate: func(*Snapshot) { updates.Add(1) },
+		Attach:   func(s schema.Server) any { return "upstream:" + s.ID },
+		OnUpdate: func(*watch.Snapshot) { updates.Add(1) },
 	})
 	if s := w.Snapshot(); s == nil || s.Len() != 0 {
 		t.Fatalf("snapshot before the first list: %v", s)
@@ -169,11 +160,11 @@ func TestWatcherHonoursForeignPutsAndIgnoresMalformedValues(t *testing.T) {
 	c := etcdtest.NewClient(t, m)
 	ctx := testContext(t)
 	core, logs := observer.New(zapcore.WarnLevel)
-	w := NewWatcher(WatcherConfig{Client: etcdtest.NewClient(t, m), Logger: zap.New(core)})
+	w := watch.NewWatcher(watch.WatcherConfig{Client: etcdtest.NewClient(t, m), Logger: zap.New(core)})
 	runWatcher(t, w)
 	waitSynced(t, w)
 
-	key := func(id string) string { return ServerKey("", id) }
+	key := func(id string) string { return schema.ServerKey("", id) }
 	// As `etcdctl put` would write it: no lease, an extra field.
 	if _, err := c.Put(ctx, key("eu-1"), `{"id":"eu-1","region":"eu","url":"https://eu-1.example.com","load":0.3,"zone":"a"}`); err != nil {
 		t.Fatal(err)
@@ -213,7 +204,7 @@ func TestWatcherHonoursForeignPutsAndIgnoresMalformedValues(t *testing.T) {
 	poll.True(t, waitFor, "corrupted eu-1 dropped", func() bool { return hasIDs(w, "marker") })
 
 	// Registry.List agrees with the watcher.
-	_, listed, err := NewRegistry(c, "").List(ctx, "")
+	_, listed, err := discoverysvc.NewRegistry(c, "").List(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,11 +216,11 @@ func TestWatcherHonoursForeignPutsAndIgnoresMalformedValues(t *testing.T) {
 func TestWatcherSurvivesEtcdRestartAndKeepsLastSnapshot(t *testing.T) {
 	m := etcdtest.Start(t)
 	ctx := testContext(t)
-	reg := NewRegistry(etcdtest.NewClient(t, m), "")
+	reg := discoverysvc.NewRegistry(etcdtest.NewClient(t, m), "")
 	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0), time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	w := NewWatcher(WatcherConfig{Client: etcdtest.NewClient(t, m), MaxBackoff: 500 * time.Millisecond})
+	w := watch.NewWatcher(watch.WatcherConfig{Client: etcdtest.NewClient(t, m), MaxBackoff: 500 * time.Millisecond})
 	runWatcher(t, w)
 	waitSynced(t, w)
 
@@ -258,14 +249,14 @@ func TestWatcherSurvivesEtcdRestartAndKeepsLastSnapshot(t *testing.T) {
 
 func TestWatcherStartedWithoutEtcdSyncsWhenItAppears(t *testing.T) {
 	m := etcdtest.Start(t)
-	if _, err := NewRegistry(etcdtest.NewClient(t, m), "").Heartbeat(testContext(t), testServer("eu-1", "eu", 0), time.Minute); err != nil {
+	if _, err := discoverysvc.NewRegistry(etcdtest.NewClient(t, m), "").Heartbeat(testContext(t), testServer("eu-1", "eu", 0), time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	m.Stop()
 
 	core, logs := observer.New(zapcore.WarnLevel)
-	w := NewWatcher(WatcherConfig{
-		Client:      newClient(t, m.Client),
+	w := watch.NewWatcher(watch.WatcherConfig{
+		Client:      etcdtest.Dial(t, m.Client),
 		Logger:      zap.New(core),
 		MinBackoff:  10 * time.Millisecond,
 		MaxBackoff:  50 * time.Millisecond,
@@ -298,7 +289,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 	m := etcdtest.Start(t)
 	c := etcdtest.NewClient(t, m)
 	ctx := testContext(t)
-	reg := NewRegistry(c, "")
+	reg := discoverysvc.NewRegistry(c, "")
 	for _, id := range []string{"a", "b", "c"} {
 		if _, err := reg.Heartbeat(ctx, testServer(id, "eu", 0.5), time.Minute); err != nil {
 			t.Fatal(err)
@@ -306,7 +297,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 	}
 	proxy := etcdtest.StartCutProxy(t, m.Client)
 	core, logs := observer.New(zapcore.DebugLevel)
-	w := NewWatcher(WatcherConfig{Client: newClient(t, proxy.Addr()), Logger: zap.New(core), MaxBackoff: 200 * time.Millisecond})
+	w := watch.NewWatcher(watch.WatcherConfig{Client: etcdtest.Dial(t, proxy.Addr()), Logger: zap.New(core), MaxBackoff: 200 * time.Millisecond})
 	runWatcher(t, w)
 	waitSynced(t, w)
 	poll.True(t, waitFor, "initial servers", func() bool { return hasIDs(w, "a", "b", "c") })
@@ -329,7 +320,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	rev := currentRevision(t, c)
+	rev := etcdtest.Revision(t, c)
 	if _, err := c.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +344,7 @@ func TestWatcherRelistsWithNoGapAfterCompactionWhileBehind(t *testing.T) {
 func TestWatcherDetectsSilentOutageOnceAndConfirmsWhileIdle(t *testing.T) {
 	m := etcdtest.Start(t)
 	ctx := testContext(t)
-	reg := NewRegistry(etcdtest.NewClient(t, m), "")
+	reg := discoverysvc.NewRegistry(etcdtest.NewClient(t, m), "")
 	if _, err := reg.Heartbeat(ctx, testServer("eu-1", "eu", 0), time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -366,8 +357,8 @@ func TestWatcherDetectsSilentOutageOnceAndConfirmsWhileIdle(t *testing.T) {
 			}
 		}
 	})
-	w := NewWatcher(WatcherConfig{
-		Client:           newClient(t, proxy.Addr()),
+	w := watch.NewWatcher(watch.WatcherConfig{
+		Client:           etcdtest.Dial(t, proxy.Addr()),
 		Logger:           zap.New(core),
 		MaxBackoff:       100 * time.Millisecond,
 		ListTimeout:      200 * time.Millisecond,
@@ -407,8 +398,8 @@ func TestWatcherDetectsSilentOutageOnceAndConfirmsWhileIdle(t *testing.T) {
 func TestWatcherConcurrentReadersDuringUpdates(t *testing.T) {
 	m := etcdtest.Start(t)
 	ctx := testContext(t)
-	reg := NewRegistry(etcdtest.NewClient(t, m), "")
-	w := NewWatcher(WatcherConfig{Client: etcdtest.NewClient(t, m)})
+	reg := discoverysvc.NewRegistry(etcdtest.NewClient(t, m), "")
+	w := watch.NewWatcher(watch.WatcherConfig{Client: etcdtest.NewClient(t, m)})
 	runWatcher(t, w)
 	waitSynced(t, w)
 
@@ -431,7 +422,7 @@ func TestWatcherConcurrentReadersDuringUpdates(t *testing.T) {
 				n := 0
 				for _, name := range s.RegionNames() {
 					r := s.Region(name)
-					for _, e := range append(append([]*Entry{}, r.Active...), r.Draining...) {
+					for _, e := range append(append([]*watch.Entry{}, r.Active...), r.Draining...) {
 						if s.Server(e.ID) != e {
 							inconsistent.Store(fmt.Sprintf("%s in region %s but not by id", e.ID, name))
 						}
@@ -481,7 +472,140 @@ func TestWatcherConcurrentReadersDuringUpdates(t *testing.T) {
 }
 
 // dialOf is the address an edge dials for the entry.
-func dialOf(e *Entry) string {
-	d, _ := DialAddress(e.URL)
+func dialOf(e *watch.Entry) string {
+	d, _ := schema.DialAddress(e.URL)
 	return d
+}
+
+// TestWatcherOnWatchHandsOverDrainsAndEdges: with OnWatch set, a list
+// hands over every drain and edge key at its revision, and a watch response
+// that touches only an edge's key is handed over too, though it changes no
+// server.
+func TestWatcherOnWatchHandsOverDrainsAndEdges(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for k, v := range map[string]string{
+		schema.ServerKey("", "eu-1"): `{"id":"eu-1","region":"eu","url":"http://10.0.0.1:80","load":0}`,
+		schema.DrainKey("", "eu-1"):  `{"id":"eu-1","since":"2026-01-01T00:00:00Z"}`,
+		schema.EdgeKey("", "edge-a"): `{"edge":"edge-a","at":"2026-01-01T00:00:00Z","servers":{}}`,
+		"/sessionpin/unrelated":      "x",
+	} {
+		if _, err := c.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		mu      sync.Mutex
+		updates []watch.WatchUpdate
+	)
+	w := watch.NewWatcher(watch.WatcherConfig{Client: c, OnWatch: func(u watch.WatchUpdate) {
+		mu.Lock()
+		defer mu.Unlock()
+		updates = append(updates, u)
+	}})
+	runWatcher(t, w)
+	waitSynced(t, w)
+	mu.Lock()
+	first := updates[0]
+	mu.Unlock()
+	keys := map[string]bool{}
+	for _, ev := range first.Others {
+		keys[string(ev.Kv.Key)] = true
+	}
+	if !first.Listed || first.Snapshot.Len() != 1 || !keys[schema.DrainKey("", "eu-1")] || !keys[schema.EdgeKey("", "edge-a")] || len(keys) != 2 {
+		t.Fatalf("after the list: listed %v, %d servers, others %v", first.Listed, first.Snapshot.Len(), keys)
+	}
+	if _, err := c.Put(ctx, schema.EdgeKey("", "edge-a"), `{"edge":"edge-a","at":"2026-01-01T00:00:05Z","servers":{}}`); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 20*time.Second, "the edge's write to be handed over", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		last := updates[len(updates)-1]
+		if last.Listed || len(last.Others) != 1 || string(last.Others[0].Kv.Key) != schema.EdgeKey("", "edge-a") {
+			return fmt.Errorf("%d updates, last listed %v with %d others", len(updates), last.Listed, len(last.Others))
+		}
+		if last.Snapshot != w.Snapshot() || last.Revision <= first.Revision {
+			return fmt.Errorf("last update: revision %d, snapshot current %v", last.Revision, last.Snapshot == w.Snapshot())
+		}
+		return nil
+	})
+}
+
+// TestWatcherRefusedEntryIsDroppedAndLoggedOnce: an entry the Refuse rule
+// turns down (the edge's own admin port, here) stays out of the snapshot
+// whether it was there at the first list or arrives as an event, and each
+// such value is logged once: not again on every re-list after an outage,
+// which would flood an edge's log for as long as the entry stays in etcd.
+func TestWatcherRefusedEntryIsDroppedAndLoggedOnce(t *testing.T) {
+	m := etcdtest.Start(t)
+	c := etcdtest.NewClient(t, m)
+	ctx := testContext(t)
+	put := func(id, url string) {
+		t.Helper()
+		if _, err := c.Put(ctx, schema.ServerKey("", id), `{"id":"`+id+`","region":"eu","url":"`+url+`","load":0}`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("admin", "http://127.0.0.1:2019")
+	put("eu-1", "http://10.0.0.1:9001")
+
+	proxy := etcdtest.StartCutProxy(t, m.Client)
+	core, logs := observer.New(zapcore.DebugLevel)
+	w := watch.NewWatcher(watch.WatcherConfig{
+		Client:           etcdtest.Dial(t, proxy.Addr()),
+		Logger:           zap.New(core),
+		MaxBackoff:       100 * time.Millisecond,
+		ListTimeout:      200 * time.Millisecond,
+		ProgressInterval: 100 * time.Millisecond,
+		Refuse: func(s schema.Server) error {
+			if strings.HasSuffix(s.URL, ":2019") {
+				return errors.New("names the admin endpoint")
+			}
+			return nil
+		},
+	})
+	runWatcher(t, w)
+	waitSynced(t, w)
+	refusedLogs := func(id string) int {
+		return logs.FilterMessage("ignoring malformed registry value").
+			FilterField(zap.String("key", schema.ServerKey("", id))).Len()
+	}
+	if !hasIDs(w, "eu-1") || refusedLogs("admin") != 1 {
+		t.Fatalf("first list: snapshot %v, refusal of admin logged %d times, want [eu-1] and once", snapshotIDs(w), refusedLogs("admin"))
+	}
+
+	// A known server overwritten to point at the admin port is dropped,
+	// not kept with its old address.
+	put("eu-1", "http://127.0.0.1:2019")
+	poll.True(t, waitFor, "eu-1 dropped once it names the admin port", func() bool { return hasIDs(w) })
+	if n := refusedLogs("eu-1"); n != 1 {
+		t.Fatalf("refusal of eu-1 logged %d times, want once", n)
+	}
+
+	// An outage makes the watcher list again; the refused values are the
+	// same, so nothing more is logged.
+	lists := logs.FilterMessage(msgListed).Len()
+	proxy.Cut()
+	poll.True(t, waitFor, "outage noticed", func() bool { return logs.FilterMessageSnippet("unreachable").Len() > 0 })
+	proxy.Heal()
+	poll.True(t, waitFor, "listed again after the outage", func() bool { return logs.FilterMessage(msgListed).Len() > lists })
+	put("eu-2", "http://10.0.0.2:9001")
+	poll.True(t, waitFor, "eu-2 in the snapshot", func() bool { return hasIDs(w, "eu-2") })
+	if a, e := refusedLogs("admin"), refusedLogs("eu-1"); a != 1 || e != 1 {
+		t.Errorf("after a re-list: refusals logged %d (admin) and %d (eu-1) times, want once each", a, e)
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func testServer(id, region string, load float64) schema.Server {
+	return schema.Server{ID: id, Region: region, URL: "http://127.0.0.1:9001", Load: load}
 }

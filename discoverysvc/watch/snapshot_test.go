@@ -1,4 +1,4 @@
-package discoverysvc
+package watch
 
 import (
 	"fmt"
@@ -7,6 +7,8 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // snapshotView is everything a reader can observe of a snapshot, in a form
@@ -47,7 +49,7 @@ func viewOf(s *Snapshot) snapshotView {
 
 // modelApply is the obvious meaning of Apply on a map of records and the
 // set of operator drains.
-func modelApply(fleet map[string]Server, drains map[string]bool, changes []Change) {
+func modelApply(fleet map[string]schema.Server, drains map[string]bool, changes []Change) {
 	for _, c := range changes {
 		if c.Drain != nil {
 			if *c.Drain {
@@ -64,7 +66,7 @@ func modelApply(fleet map[string]Server, drains map[string]bool, changes []Chang
 	}
 }
 
-func rebuild(rev int64, fleet map[string]Server, drains map[string]bool, attach func(Server) any) *Snapshot {
+func rebuild(rev int64, fleet map[string]schema.Server, drains map[string]bool, attach func(schema.Server) any) *Snapshot {
 	return buildSnapshot(rev, slices.Collect(maps.Values(fleet)), maps.Clone(drains), attach)
 }
 
@@ -77,14 +79,14 @@ func randomChange(r *rand.Rand, ids, regions int, drainP float64) Change {
 	case n < 2:
 		return Change{ID: id}
 	case n == 2: // malformed record: the server must vanish
-		return Change{ID: id, Server: &Server{ID: id, Region: "eu", URL: "ftp://x"}}
+		return Change{ID: id, Server: &schema.Server{ID: id, Region: "eu", URL: "ftp://x"}}
 	case n == 3: // a value naming another id
-		return Change{ID: id, Server: &Server{ID: id + "x", Region: "eu", URL: "http://h"}}
+		return Change{ID: id, Server: &schema.Server{ID: id + "x", Region: "eu", URL: "http://h"}}
 	case n == 4: // an operator drain starts or ends, registered or not
 		drained := r.IntN(2) == 0
 		return Change{ID: id, Drain: &drained}
 	default:
-		srv := Server{
+		srv := schema.Server{
 			ID:       id,
 			Region:   fmt.Sprintf("r%d", r.IntN(regions)),
 			URL:      fmt.Sprintf("http://10.0.0.%d:%d", r.IntN(256), 8000+r.IntN(100)),
@@ -113,11 +115,11 @@ func TestSnapshotApplyMatchesRebuild(t *testing.T) {
 		{"none draining", 6, 30, 3, 0, 5, 200},
 		{"large batches", 7, 40, 4, 0.2, 60, 50},
 	}
-	attach := func(s Server) any { return s.ID + "@" + s.URL }
+	attach := func(s schema.Server) any { return s.ID + "@" + s.URL }
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(tc.seed, 0))
-			fleet, drains := map[string]Server{}, map[string]bool{}
+			fleet, drains := map[string]schema.Server{}, map[string]bool{}
 			snap := BuildSnapshot(1, nil, attach)
 			for round := range tc.rounds {
 				changes := make([]Change, 1+r.IntN(tc.batch))
@@ -142,10 +144,10 @@ func TestSnapshotApplyMatchesRebuild(t *testing.T) {
 
 func TestSnapshotApplyCases(t *testing.T) {
 	yes, no := true, false
-	srv := func(id, region string, load float64, draining bool) *Server {
-		return &Server{ID: id, Region: region, URL: "http://" + id + ".example:8080", Load: load, Draining: draining}
+	srv := func(id, region string, load float64, draining bool) *schema.Server {
+		return &schema.Server{ID: id, Region: region, URL: "http://" + id + ".example:8080", Load: load, Draining: draining}
 	}
-	base := []Server{*srv("a", "eu", 0.5, false), *srv("b", "eu", 0.2, false), *srv("c", "us", 0.1, false), *srv("d", "eu", 0, true)}
+	base := []schema.Server{*srv("a", "eu", 0.5, false), *srv("b", "eu", 0.2, false), *srv("c", "us", 0.1, false), *srv("d", "eu", 0, true)}
 	cases := []struct {
 		name    string
 		changes []Change
@@ -161,7 +163,7 @@ func TestSnapshotApplyCases(t *testing.T) {
 		{"add then delete in one batch", []Change{{ID: "e", Server: srv("e", "ap", 0, false)}, {ID: "e"}}},
 		{"delete then add in one batch", []Change{{ID: "a"}, {ID: "a", Server: srv("a", "ap", 0.3, false)}}},
 		{"two updates of one server", []Change{{ID: "b", Server: srv("b", "eu", 0.9, false)}, {ID: "b", Server: srv("b", "us", 0.05, true)}}},
-		{"malformed update drops the server", []Change{{ID: "b", Server: &Server{ID: "b", Region: "eu", URL: "http://x/?q"}}}},
+		{"malformed update drops the server", []Change{{ID: "b", Server: &schema.Server{ID: "b", Region: "eu", URL: "http://x/?q"}}}},
 		{"id mismatch drops the server", []Change{{ID: "b", Server: srv("c", "eu", 0.9, false)}}},
 		{"delete everything", []Change{{ID: "a"}, {ID: "b"}, {ID: "c"}, {ID: "d"}}},
 		{"operator drain", []Change{{ID: "a", Drain: &yes}}},
@@ -174,7 +176,7 @@ func TestSnapshotApplyCases(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			fleet, drains := map[string]Server{}, map[string]bool{}
+			fleet, drains := map[string]schema.Server{}, map[string]bool{}
 			for _, s := range base {
 				fleet[s.ID] = s
 			}
@@ -188,7 +190,7 @@ func TestSnapshotApplyCases(t *testing.T) {
 }
 
 func TestSnapshotBuildSkipsInvalidAndOrders(t *testing.T) {
-	s := BuildSnapshot(7, []Server{
+	s := BuildSnapshot(7, []schema.Server{
 		{ID: "b", Region: "eu", URL: "http://b:1", Load: 0.5},
 		{ID: "a", Region: "eu", URL: "http://a:1", Load: 0.5},
 		{ID: "c", Region: "eu", URL: "https://[::1]", Load: 0.1},
@@ -208,7 +210,7 @@ func TestSnapshotBuildSkipsInvalidAndOrders(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("\n got %+v\nwant %+v", got, want)
 	}
-	if d, _ := DialAddress(s.Server("c").URL); d != "[::1]:443" {
+	if d, _ := schema.DialAddress(s.Server("c").URL); d != "[::1]:443" {
 		t.Fatalf("dial %q", d)
 	}
 	if s.Server("bad") != nil || s.Len() != 5 {
@@ -220,14 +222,14 @@ func TestSnapshotBuildSkipsInvalidAndOrders(t *testing.T) {
 }
 
 // fleet10k is 10,000 servers over 20 regions, a tenth of them draining.
-func fleet10k() []Server { return fleetOf(10000) }
+func fleet10k() []schema.Server { return fleetOf(10000) }
 
 // fleetOf is n servers in 20 regions, one in ten draining.
-func fleetOf(n int) []Server {
-	servers := make([]Server, n)
+func fleetOf(n int) []schema.Server {
+	servers := make([]schema.Server, n)
 	r := rand.New(rand.NewPCG(10, 0))
 	for i := range servers {
-		servers[i] = Server{
+		servers[i] = schema.Server{
 			ID:       fmt.Sprintf("srv-%05d", i),
 			Region:   fmt.Sprintf("region-%02d", i%20),
 			URL:      fmt.Sprintf("http://10.%d.%d.%d:8080", i/65536, i/256%256, i%256),
@@ -246,7 +248,7 @@ func BenchmarkSnapshotApply10k(b *testing.B) { benchmarkSnapshotApply(b, fleet10
 // servers, for the registry's scale estimate.
 func BenchmarkSnapshotApply100k(b *testing.B) { benchmarkSnapshotApply(b, fleetOf(100000)) }
 
-func benchmarkSnapshotApply(b *testing.B, servers []Server) {
+func benchmarkSnapshotApply(b *testing.B, servers []schema.Server) {
 	snap := BuildSnapshot(1, servers, nil)
 	r := rand.New(rand.NewPCG(11, 0))
 	changes := make([]Change, 1024)
@@ -269,7 +271,7 @@ func BenchmarkBuildSnapshot10k(b *testing.B) { benchmarkBuildSnapshot(b, fleet10
 // BenchmarkBuildSnapshot100k is a full list of 100,000 servers.
 func BenchmarkBuildSnapshot100k(b *testing.B) { benchmarkBuildSnapshot(b, fleetOf(100000)) }
 
-func benchmarkBuildSnapshot(b *testing.B, servers []Server) {
+func benchmarkBuildSnapshot(b *testing.B, servers []schema.Server) {
 	b.ReportAllocs()
 	for b.Loop() {
 		BuildSnapshot(1, servers, nil)
@@ -278,7 +280,7 @@ func benchmarkBuildSnapshot(b *testing.B, servers []Server) {
 
 func TestSnapshotOperatorDrainKeepsTheServerOutOfPlacement(t *testing.T) {
 	yes, no := true, false
-	snap := BuildSnapshot(1, []Server{{ID: "eu-1", Region: "eu", URL: "http://h1", Load: 0}, {ID: "eu-2", Region: "eu", URL: "http://h2", Load: 0.9}}, nil)
+	snap := BuildSnapshot(1, []schema.Server{{ID: "eu-1", Region: "eu", URL: "http://h1", Load: 0}, {ID: "eu-2", Region: "eu", URL: "http://h2", Load: 0.9}}, nil)
 	snap = snap.Apply(2, []Change{{ID: "eu-1", Drain: &yes}})
 	e := snap.Server("eu-1")
 	if e == nil || !e.Draining || !e.OperatorDrain || !snap.OperatorDrained("eu-1") {
@@ -288,7 +290,7 @@ func TestSnapshotOperatorDrainKeepsTheServerOutOfPlacement(t *testing.T) {
 		t.Fatalf("active %v, want only eu-2", viewOf(snap).Active)
 	}
 	// A heartbeat rewrites the record with draining:false; the drain holds.
-	snap = snap.Apply(3, []Change{{ID: "eu-1", Server: &Server{ID: "eu-1", Region: "eu", URL: "http://h1", Load: 0.1}}})
+	snap = snap.Apply(3, []Change{{ID: "eu-1", Server: &schema.Server{ID: "eu-1", Region: "eu", URL: "http://h1", Load: 0.1}}})
 	if e := snap.Server("eu-1"); !e.Draining || e.Load != 0.1 {
 		t.Fatalf("after a heartbeat %+v", e)
 	}

@@ -1,16 +1,19 @@
-package discoverysvc
+package watch
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/internal/backoff"
 )
 
 // WatcherConfig configures a registry Watcher.
@@ -23,12 +26,12 @@ type WatcherConfig struct {
 	Logger *zap.Logger
 	// Attach derives each snapshot entry's Attachment (see BuildSnapshot).
 	// Optional.
-	Attach func(Server) any
+	Attach func(schema.Server) any
 	// Refuse, when it returns an error for a valid record, keeps that
 	// server out of the snapshot as if its value were malformed (and logs
 	// it once): the edge's own rules of where it never sends traffic.
 	// Optional.
-	Refuse func(Server) error
+	Refuse func(schema.Server) error
 	// OnUpdate is called on the watcher goroutine after each snapshot swap,
 	// e.g. to update metrics. It must not block. Optional.
 	OnUpdate func(*Snapshot)
@@ -38,6 +41,15 @@ type WatcherConfig struct {
 	// makes each list read the edges' activity too, which the edge itself
 	// never needs. It must not block. Optional.
 	OnWatch func(WatchUpdate)
+	// Raw, when set, is handed the server keys as the watch reads them,
+	// before any decoding: the discovery service keeps its own copy of
+	// their revisions and leases, which a snapshot does not hold. Its
+	// methods run on the watcher goroutine and must not block. Optional.
+	Raw RawHook
+	// RawOnly skips building snapshots, so that only Raw is fed: for a
+	// watch that routes nothing. Snapshot then stays EmptySnapshot().
+	// Default: false.
+	RawOnly bool
 	// MinBackoff is the first delay before listing again after a failure.
 	// Default: 100ms.
 	MinBackoff time.Duration
@@ -71,6 +83,21 @@ type WatchUpdate struct {
 	Others []*clientv3.Event
 }
 
+// RawHook receives the server keys as a Watcher reads them (see
+// WatcherConfig.Raw).
+type RawHook interface {
+	// Listed is every key under the servers prefix at revision rev, after
+	// each list of the registry.
+	Listed(rev int64, kvs []*mvccpb.KeyValue)
+	// Changed is the events of one watch response, on every key under the
+	// registry's prefix; events at or before listed, the revision of the
+	// last list, are in that list already.
+	Changed(listed int64, events []*clientv3.Event)
+	// Progressed is etcd's confirmation that nothing under the prefix
+	// changed up to revision rev.
+	Progressed(rev int64)
+}
+
 // Watcher keeps an immutable Snapshot of the registry up to date: it lists
 // the servers and the operator drains, then watches the whole prefix from
 // the next revision, applying each watch response as one update. One watch
@@ -92,13 +119,6 @@ type Watcher struct {
 	// unreachable is set from the first failure of an outage until the
 	// next successful list, so an outage is logged once. Run goroutine only.
 	unreachable bool
-
-	// heads, when set, is kept as a copy of the server keys with their
-	// revisions and leases (the discovery service's, for its heartbeats).
-	// With headsOnly no snapshot is built: the discovery service routes
-	// nothing.
-	heads     *heads
-	headsOnly bool
 
 	// malformed remembers the mod revision of each malformed value already
 	// logged, so a bad key is logged once, not on every re-list. Only the
@@ -124,12 +144,12 @@ func NewWatcher(cfg WatcherConfig) *Watcher {
 	if cfg.ProgressInterval <= 0 {
 		cfg.ProgressInterval = 5 * time.Second
 	}
-	cfg.Prefix = NormalizePrefix(cfg.Prefix)
+	cfg.Prefix = schema.NormalizePrefix(cfg.Prefix)
 	w := &Watcher{
 		cfg:           cfg,
 		log:           cfg.Logger,
-		serversPrefix: ServersPrefix(cfg.Prefix),
-		drainPrefix:   DrainPrefix(cfg.Prefix),
+		serversPrefix: schema.ServersPrefix(cfg.Prefix),
+		drainPrefix:   schema.DrainPrefix(cfg.Prefix),
 		synced:        make(chan struct{}),
 		malformed:     map[string]int64{},
 	}
@@ -155,7 +175,7 @@ func (w *Watcher) LastUpdate() time.Time {
 
 // Run lists and watches the registry until ctx is done. Call it once.
 func (w *Watcher) Run(ctx context.Context) {
-	backoff := w.cfg.MinBackoff
+	retry := w.cfg.MinBackoff
 	for ctx.Err() == nil {
 		rev, err := w.list(ctx)
 		if err != nil {
@@ -163,12 +183,12 @@ func (w *Watcher) Run(ctx context.Context) {
 				return
 			}
 			w.outage(err)
-			wait := jitter(backoff)
+			wait := backoff.Jitter(retry)
 			w.log.Debug("registry list failed, retrying", zap.Duration("retry_in", wait), zap.Error(err))
-			if !sleep(ctx, wait) {
+			if !backoff.Sleep(ctx, wait) {
 				return
 			}
-			backoff = min(2*backoff, w.cfg.MaxBackoff)
+			retry = min(2*retry, w.cfg.MaxBackoff)
 			continue
 		}
 		if w.unreachable {
@@ -191,12 +211,12 @@ func (w *Watcher) Run(ctx context.Context) {
 		// A watch that fails before delivering anything (no leader, say)
 		// must not turn the loop into a busy list-watch spin.
 		if progressed {
-			backoff = w.cfg.MinBackoff
+			retry = w.cfg.MinBackoff
 		} else {
-			if !sleep(ctx, jitter(backoff)) {
+			if !backoff.Sleep(ctx, backoff.Jitter(retry)) {
 				return
 			}
-			backoff = min(2*backoff, w.cfg.MaxBackoff)
+			retry = min(2*retry, w.cfg.MaxBackoff)
 		}
 	}
 }
@@ -227,29 +247,29 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 		clientv3.OpGet(w.drainPrefix, clientv3.WithPrefix()),
 	}
 	if w.cfg.OnWatch != nil {
-		ops = append(ops, clientv3.OpGet(EdgesPrefix(w.cfg.Prefix), clientv3.WithPrefix()))
+		ops = append(ops, clientv3.OpGet(schema.EdgesPrefix(w.cfg.Prefix), clientv3.WithPrefix()))
 	}
 	resp, err := w.cfg.Client.Txn(lctx).Then(ops...).Commit()
 	if err != nil {
 		return 0, err
 	}
 	serverKVs := resp.Responses[0].GetResponseRange().Kvs
-	if w.heads != nil {
-		w.heads.reset(w.serversPrefix, resp.Header.Revision, serverKVs)
-		if w.headsOnly {
+	if w.cfg.Raw != nil {
+		w.cfg.Raw.Listed(resp.Header.Revision, serverKVs)
+		if w.cfg.RawOnly {
 			w.listed(resp.Header.Revision, len(serverKVs))
 			return resp.Header.Revision, nil
 		}
 	}
-	servers := make([]Server, 0, len(serverKVs))
+	servers := make([]schema.Server, 0, len(serverKVs))
 	stillMalformed := make(map[string]int64)
 	var drains map[string]bool
 	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
 		key := string(kv.Key)
-		if idFromKey(w.drainPrefix, key) == "" {
+		if schema.IDFromKey(w.drainPrefix, key) == "" {
 			continue
 		}
-		d, err := DecodeDrain(w.drainPrefix, kv.Key, kv.Value)
+		d, err := schema.DecodeDrain(w.drainPrefix, kv.Key, kv.Value)
 		if err != nil {
 			w.logMalformed(key, kv.ModRevision, err)
 			stillMalformed[key] = kv.ModRevision
@@ -262,7 +282,7 @@ func (w *Watcher) list(ctx context.Context) (int64, error) {
 	}
 	for _, kv := range serverKVs {
 		key := string(kv.Key)
-		if idFromKey(w.serversPrefix, key) == "" {
+		if schema.IDFromKey(w.serversPrefix, key) == "" {
 			continue // a nested key is not a server
 		}
 		srv, err := w.decodeServer(kv.Key, kv.Value)
@@ -327,14 +347,14 @@ func (w *Watcher) watch(ctx context.Context, rev int64) (progressed bool, err er
 			heard = time.Now()
 			if resp.IsProgressNotify() {
 				w.lastUpdate.Store(heard.UnixNano())
-				if w.heads != nil {
-					w.heads.advance(resp.Header.Revision)
+				if w.cfg.Raw != nil {
+					w.cfg.Raw.Progressed(resp.Header.Revision)
 				}
 			} else if len(resp.Events) > 0 {
-				if w.heads != nil {
-					w.heads.apply(w.serversPrefix, rev, resp.Events)
+				if w.cfg.Raw != nil {
+					w.cfg.Raw.Changed(rev, resp.Events)
 				}
-				if !w.headsOnly {
+				if !w.cfg.RawOnly {
 					w.apply(rev, resp.Events)
 				}
 			}
@@ -365,14 +385,14 @@ func (w *Watcher) apply(listed int64, events []*clientv3.Event) {
 		}
 		rev = max(rev, ev.Kv.ModRevision)
 		key := string(ev.Kv.Key)
-		if id := idFromKey(w.drainPrefix, key); id != "" {
+		if id := schema.IDFromKey(w.drainPrefix, key); id != "" {
 			changes = append(changes, w.drainChange(id, ev))
 			if keepOthers {
 				others = append(others, ev)
 			}
 			continue
 		}
-		id := idFromKey(w.serversPrefix, key)
+		id := schema.IDFromKey(w.serversPrefix, key)
 		if id == "" {
 			if keepOthers { // an edge's activity or a key of no concern
 				others = append(others, ev)
@@ -412,7 +432,7 @@ func (w *Watcher) drainChange(id string, ev *clientv3.Event) Change {
 	drained := false
 	if ev.Type == clientv3.EventTypeDelete {
 		delete(w.malformed, key)
-	} else if _, err := DecodeDrain(w.drainPrefix, ev.Kv.Key, ev.Kv.Value); err != nil {
+	} else if _, err := schema.DecodeDrain(w.drainPrefix, ev.Kv.Key, ev.Kv.Value); err != nil {
 		w.logMalformed(key, ev.Kv.ModRevision, err)
 	} else {
 		delete(w.malformed, key)
@@ -430,11 +450,11 @@ func (w *Watcher) publish(s *Snapshot) {
 }
 
 // decodeServer is DecodeServer followed by the Refuse rule.
-func (w *Watcher) decodeServer(key, value []byte) (Server, error) {
-	srv, err := DecodeServer(w.serversPrefix, key, value)
+func (w *Watcher) decodeServer(key, value []byte) (schema.Server, error) {
+	srv, err := schema.DecodeServer(w.serversPrefix, key, value)
 	if err == nil && w.cfg.Refuse != nil {
 		if rerr := w.cfg.Refuse(srv); rerr != nil {
-			return Server{}, fmt.Errorf("server %q: %w", srv.ID, rerr)
+			return schema.Server{}, fmt.Errorf("server %q: %w", srv.ID, rerr)
 		}
 	}
 	return srv, err
@@ -447,26 +467,4 @@ func (w *Watcher) logMalformed(key string, modRev int64, err error) {
 	w.malformed[key] = modRev
 	w.log.Warn("ignoring malformed registry value", zap.String("key", key),
 		zap.Int64("mod_revision", modRev), zap.Error(err))
-}
-
-// jitter spreads d over [d/2, d), so edges that lost etcd together do not
-// reconnect in lockstep.
-func jitter(d time.Duration) time.Duration {
-	half := d / 2
-	if half <= 0 {
-		return d
-	}
-	return half + rand.N(half)
-}
-
-// sleep waits for d or until ctx is done; it reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

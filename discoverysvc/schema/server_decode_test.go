@@ -1,4 +1,4 @@
-package discoverysvc
+package schema
 
 import (
 	"strings"
@@ -69,7 +69,7 @@ func FuzzDecodeServer(f *testing.F) {
 			t.Fatalf("decoded url %q has no dial address: %v", srv.URL, err)
 		}
 		// What the registry writes back must decode to the same record.
-		again, err := DecodeServer(sp, key, []byte(encodeServer(srv)))
+		again, err := DecodeServer(sp, key, []byte(EncodeServer(srv)))
 		if err != nil || again != srv {
 			t.Fatalf("round trip of %+v: %+v, %v", srv, again, err)
 		}

@@ -1,6 +1,8 @@
-package discoverysvc
+package watch
 
 import (
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+
 	"cmp"
 	"maps"
 	"slices"
@@ -15,7 +17,7 @@ import (
 type Entry struct {
 	// Server is the record, except that Draining is true also when an
 	// operator drain names the server.
-	Server
+	schema.Server
 	// OperatorDrain is true when an operator drain names the server.
 	OperatorDrain bool
 	// ownDraining is the record's own draining flag, kept so that ending the
@@ -43,7 +45,7 @@ type Region struct {
 // it now, and Server is unused.
 type Change struct {
 	ID     string
-	Server *Server
+	Server *schema.Server
 	Drain  *bool
 }
 
@@ -72,7 +74,7 @@ type Snapshot struct {
 	// drains holds the ids an operator drain names, registered or not, so
 	// that a server registering later starts out draining.
 	drains map[string]bool
-	attach func(Server) any
+	attach func(schema.Server) any
 }
 
 // emptySnapshot is what an edge routes from before its first list.
@@ -119,12 +121,12 @@ func EmptySnapshot() *Snapshot { return emptySnapshot }
 // BuildSnapshot builds a snapshot from a full list of servers. Records that
 // fail validation are skipped; the caller is expected to have logged them.
 // attach, when not nil, derives each entry's Attachment.
-func BuildSnapshot(rev int64, servers []Server, attach func(Server) any) *Snapshot {
+func BuildSnapshot(rev int64, servers []schema.Server, attach func(schema.Server) any) *Snapshot {
 	return buildSnapshot(rev, servers, nil, attach)
 }
 
 // buildSnapshot is BuildSnapshot with the ids that operator drains name.
-func buildSnapshot(rev int64, servers []Server, drains map[string]bool, attach func(Server) any) *Snapshot {
+func buildSnapshot(rev int64, servers []schema.Server, drains map[string]bool, attach func(schema.Server) any) *Snapshot {
 	s := &Snapshot{
 		Revision: rev,
 		regions:  make(map[string]*Region),
@@ -162,11 +164,11 @@ func buildSnapshot(rev int64, servers []Server, drains map[string]bool, attach f
 	return s
 }
 
-func newEntry(srv Server, operatorDrain bool, attach func(Server) any) *Entry {
+func newEntry(srv schema.Server, operatorDrain bool, attach func(schema.Server) any) *Entry {
 	if srv.Validate() != nil {
 		return nil
 	}
-	if _, err := DialAddress(srv.URL); err != nil {
+	if _, err := schema.DialAddress(srv.URL); err != nil {
 		return nil // an edge could not dial it
 	}
 	e := &Entry{Server: srv, OperatorDrain: operatorDrain, ownDraining: srv.Draining}
@@ -177,8 +179,8 @@ func newEntry(srv Server, operatorDrain bool, attach func(Server) any) *Entry {
 	return e
 }
 
-// record is the server's record as stored, without the operator drain.
-func (e *Entry) record() Server {
+// Record is the server's record as stored, without the operator drain.
+func (e *Entry) Record() schema.Server {
 	srv := e.Server
 	srv.Draining = e.ownDraining
 	return srv
@@ -276,7 +278,7 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 			if old == nil {
 				continue
 			}
-			r := old.record()
+			r := old.Record()
 			rec = &r // re-enter the server with its new draining state
 		}
 		if old := n.byID.get(c.ID); old != nil {

@@ -1,32 +1,25 @@
-package discoverysvc
+package agent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/client"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // DefaultAgentInterval is how often the agent probes the app and heartbeats.
 // With the default 10 s lease, three heartbeats fit in one lease, so a single
 // lost heartbeat never drops a healthy server.
 const DefaultAgentInterval = 3 * time.Second
-
-// maxHealthBody bounds how much of the app's health response is read for the
-// load; a health body is small, and the agent must not be made to buffer an
-// arbitrary one.
-const maxHealthBody = 64 << 10
 
 // Agent is the heartbeat sidecar for an unchanged app: it probes the app's
 // health URL every Interval and, while the app answers 2xx, heartbeats the
@@ -84,39 +77,39 @@ type Agent struct {
 func (a *Agent) Validate() error {
 	for _, req := range []struct{ field, v string }{{"id", a.ID}, {"region", a.Region}, {"url", a.URL}} {
 		if req.v == "" {
-			return &FieldError{req.field, "is required"}
+			return &schema.FieldError{Field: req.field, Reason: "is required"}
 		}
 	}
 	// The agent's record must pass the registry's own checks.
-	if err := (Server{ID: a.ID, Region: a.Region, URL: a.URL}).Validate(); err != nil {
+	if err := (schema.Server{ID: a.ID, Region: a.Region, URL: a.URL}).Validate(); err != nil {
 		return err
 	}
 	if err := validateHTTPURL(a.HealthURL, true); err != nil {
-		return &FieldError{"health-url", err.Error()}
+		return &schema.FieldError{Field: "health-url", Reason: err.Error()}
 	}
 	if err := validateHTTPURL(a.Discovery, false); err != nil {
-		return &FieldError{"discovery", err.Error()}
+		return &schema.FieldError{Field: "discovery", Reason: err.Error()}
 	}
 	if a.Token != "" && !a.InsecureHTTP && !tokenSafeOver(a.Discovery) {
-		return &FieldError{"discovery", "plain http to a host that is not loopback would show the token to anyone on the path; use https (or --insecure-http to accept that)"}
+		return &schema.FieldError{Field: "discovery", Reason: "plain http to a host that is not loopback would show the token to anyone on the path; use https (or --insecure-http to accept that)"}
 	}
 	if a.Interval < 0 {
-		return &FieldError{"interval", "must not be negative"}
+		return &schema.FieldError{Field: "interval", Reason: "must not be negative"}
 	}
 	if a.Load != nil && (math.IsNaN(*a.Load) || math.IsInf(*a.Load, 0) || *a.Load < 0) {
-		return &FieldError{"load", "must be a finite number >= 0"}
+		return &schema.FieldError{Field: "load", Reason: "must be a finite number >= 0"}
 	}
-	if a.TTL != 0 && (a.TTL%time.Second != 0 || a.TTL < MinTTL || a.TTL > MaxTTL) {
-		return &FieldError{"ttl", fmt.Sprintf("must be whole seconds from %s to %s", MinTTL, MaxTTL)}
+	if a.TTL != 0 && (a.TTL%time.Second != 0 || a.TTL < schema.MinTTL || a.TTL > schema.MaxTTL) {
+		return &schema.FieldError{Field: "ttl", Reason: fmt.Sprintf("must be whole seconds from %s to %s", schema.MinTTL, schema.MaxTTL)}
 	}
 	if ttl, interval := a.ttl(), a.interval(); ttl <= interval {
-		return &FieldError{"ttl", fmt.Sprintf("lease %s must be longer than the interval %s, or the server drops out between heartbeats", ttl, interval)}
+		return &schema.FieldError{Field: "ttl", Reason: fmt.Sprintf("lease %s must be longer than the interval %s, or the server drops out between heartbeats", ttl, interval)}
 	}
 	if a.DrainTimeout < 0 {
-		return &FieldError{"drain-timeout", "must not be negative"}
+		return &schema.FieldError{Field: "drain-timeout", Reason: "must not be negative"}
 	}
-	if a.DrainQuiet < 0 || a.DrainQuiet > maxQuiet {
-		return &FieldError{"drain-quiet", fmt.Sprintf("must be between 0 and %s", maxQuiet)}
+	if a.DrainQuiet < 0 || a.DrainQuiet > schema.MaxQuiet {
+		return &schema.FieldError{Field: "drain-quiet", Reason: fmt.Sprintf("must be between 0 and %s", schema.MaxQuiet)}
 	}
 	return nil
 }
@@ -130,7 +123,7 @@ func (a *Agent) interval() time.Duration {
 
 func (a *Agent) ttl() time.Duration {
 	if a.TTL == 0 {
-		return DefaultTTL
+		return schema.DefaultTTL
 	}
 	return a.TTL
 }
@@ -141,7 +134,7 @@ func validateHTTPURL(raw string, queryOK bool) error {
 	if raw == "" {
 		return errors.New("is required")
 	}
-	u, err := parseHTTPURL(raw)
+	u, err := schema.ParseHTTPURL(raw)
 	if err != nil {
 		return err
 	}
@@ -158,7 +151,7 @@ func validateHTTPURL(raw string, queryOK bool) error {
 // discovery base URL: over https, or plain http that stays on this host.
 func tokenSafeOver(discovery string) bool {
 	u, err := url.Parse(discovery)
-	return err == nil && (u.Scheme == "https" || IsLoopbackHost(u.Hostname()))
+	return err == nil && (u.Scheme == "https" || schema.IsLoopbackHost(u.Hostname()))
 }
 
 // Run heartbeats until ctx ends, then drains (when DrainTimeout > 0) and
@@ -171,13 +164,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	r := &agentRun{
 		agent:    a,
 		interval: a.interval(),
-		endpoint: strings.TrimRight(a.Discovery, "/") + "/v1/servers/" + url.PathEscape(a.ID),
 		client:   a.Client,
 		log:      a.Logger,
 	}
 	if r.client == nil {
 		r.client = &http.Client{}
 	}
+	r.api = &client.Client{Base: a.Discovery, Token: a.Token, HTTP: r.client}
 	if r.log == nil {
 		r.log = zap.NewNop()
 	}
@@ -200,8 +193,8 @@ const (
 type agentRun struct {
 	agent    *Agent
 	interval time.Duration
-	endpoint string
-	client   *http.Client
+	client   *http.Client // the probes'
+	api      *client.Client
 	log      *zap.Logger
 
 	listed  listing
@@ -310,12 +303,11 @@ func (r *agentRun) stop() error {
 func (r *agentRun) drain(d time.Duration) {
 	quiet := r.agent.DrainQuiet
 	if quiet == 0 {
-		quiet = DefaultQuiet
+		quiet = schema.DefaultQuiet
 	}
 	r.log.Info("draining", zap.Duration("drain_timeout", d), zap.Duration("quiet", quiet))
 	start := time.Now()
 	deadline := start.Add(d)
-	statusURL := r.endpoint + "/drain?quiet=" + url.QueryEscape(quiet.String())
 	for {
 		load, err := r.probe(context.Background())
 		if err != nil {
@@ -326,7 +318,7 @@ func (r *agentRun) drain(d time.Duration) {
 			r.discoveryFailed(err)
 		} else {
 			r.discoveryOK()
-			if r.drained(statusURL, start, quiet) {
+			if r.drained(start, quiet) {
 				r.log.Info("drained: no pinned requests lately", zap.Duration("after", time.Since(start).Round(time.Millisecond)))
 				return
 			}
@@ -349,189 +341,52 @@ func (r *agentRun) drain(d time.Duration) {
 // operator drain that began before start kept new clients away already, and
 // discovery judged quiet from its start, so its answer stands as is. Any
 // failure counts as not drained: the drain then lasts until its timeout.
-func (r *agentRun) drained(statusURL string, start time.Time, quiet time.Duration) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), max(r.interval, 2*time.Second))
+func (r *agentRun) drained(start time.Time, quiet time.Duration) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), r.callTimeout())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, statusURL, nil)
+	st, err := r.api.DrainStatus(ctx, r.agent.ID, quiet)
 	if err != nil {
-		return false
-	}
-	if r.agent.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+r.agent.Token)
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return false
-	}
-	defer resp.Body.Close()
-	var st DrainStatus
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&st) != nil {
 		return false
 	}
 	return st.Drained && (time.Since(start) >= quiet || (st.Since != nil && !st.Since.After(start)))
 }
 
-// slowProbe reports whether a probe failed by running out of time rather
-// than by an answer or a refused connection.
-func slowProbe(err error) bool {
-	var ne net.Error
-	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
-}
-
-// probe asks the app for its health. It returns the load to report, or an
-// error when the app is not healthy.
-func (r *agentRun) probe(ctx context.Context) (float64, error) {
-	// The probe must end before the next round is due.
-	ctx, cancel := context.WithTimeout(ctx, r.interval*3/4)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.agent.HealthURL, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return 0, fmt.Errorf("health status %d", resp.StatusCode)
-	}
-	if r.agent.Load != nil {
-		return *r.agent.Load, nil
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxHealthBody))
-	if err != nil {
-		return 0, fmt.Errorf("read health body: %w", err)
-	}
-	load, ok := LoadFromHealth(body)
-	if !ok {
-		// Load 0 would be the most attractive value in the registry: a
-		// broken or hostile health page must not draw every new client.
-		if !r.badLoad {
-			r.badLoad = true
-			r.log.Warn("health body has an invalid load; keeping the last valid one",
-				zap.Float64("load", r.load), zap.ByteString("body", body[:min(len(body), 256)]))
-		}
-		return r.load, nil
-	}
-	r.badLoad = false
-	r.load = load
-	return load, nil
-}
-
-// LoadFromHealth reads the top-level "load" of a health body. A body that
-// is not a JSON object, or has no "load", reports 0 with ok true: a health
-// page is the app's business, and a plain one must not keep an otherwise
-// healthy server out of the registry. A "load" that is not a finite number
-// >= 0 (negative, out of range, a string, null) gives ok false.
-func LoadFromHealth(body []byte) (load float64, ok bool) {
-	var doc map[string]json.RawMessage
-	if json.Unmarshal(body, &doc) != nil {
-		return 0, true
-	}
-	raw, present := doc["load"]
-	if !present {
-		return 0, true
-	}
-	// A number out of float64 range fails to decode: not finite.
-	if err := json.Unmarshal(raw, &load); err != nil || string(raw) == "null" || math.IsNaN(load) || math.IsInf(load, 0) || load < 0 {
-		return 0, false
-	}
-	return load, true
-}
-
 // heartbeat PUTs the server's record to discovery.
 func (r *agentRun) heartbeat(ctx context.Context, load float64, draining bool) error {
-	body := HeartbeatRequest{Region: &r.agent.Region, URL: &r.agent.URL, Load: &load, Draining: &draining}
+	body := client.HeartbeatRequest{Region: &r.agent.Region, URL: &r.agent.URL, Load: &load, Draining: &draining}
 	if r.agent.TTL > 0 {
 		ttl := float64(r.agent.TTL / time.Second)
 		body.TTL = &ttl
 	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	status, msg, err := r.call(ctx, http.MethodPut, b)
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return statusError(status, msg)
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
+	defer cancel()
+	return r.api.Heartbeat(ctx, r.agent.ID, body)
 }
 
 // deregister DELETEs the server; unknown already counts as done.
 func (r *agentRun) deregister(ctx context.Context) error {
-	status, msg, err := r.call(ctx, http.MethodDelete, nil)
+	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
+	defer cancel()
+	found, err := r.api.Deregister(ctx, r.agent.ID)
 	if err != nil {
 		return err
 	}
-	if status != http.StatusNoContent && status != http.StatusNotFound {
-		return statusError(status, msg)
-	}
-	if status == http.StatusNoContent {
+	if found {
 		r.log.Info("deregistered")
 	}
 	return nil
 }
 
-// call makes one discovery API request and returns the status and the
-// "error" text of the answer.
-func (r *agentRun) call(ctx context.Context, method string, body []byte) (int, string, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(r.interval, 2*time.Second))
-	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, r.endpoint, rd)
-	if err != nil {
-		return 0, "", err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if r.agent.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+r.agent.Token)
-	}
-	resp, err := r.client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	var e struct {
-		Error string `json:"error"`
-	}
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e) // the status is what counts
-	return resp.StatusCode, e.Error, nil
-}
-
-// refusedError is a 4xx answer: discovery works but will not take the
-// request (a wrong token, a bad record), so retrying faster does not help.
-type refusedError struct {
-	status int
-	msg    string
-}
-
-func (e *refusedError) Error() string {
-	return fmt.Sprintf("discovery answered %d: %s", e.status, e.msg)
-}
-
-func statusError(status int, msg string) error {
-	if status >= 400 && status < 500 {
-		return &refusedError{status, msg}
-	}
-	return fmt.Errorf("discovery answered %d: %s", status, msg)
-}
+// callTimeout bounds one call to discovery.
+func (r *agentRun) callTimeout() time.Duration { return max(r.interval, 2*time.Second) }
 
 // discoveryFailed records a failed call and returns the wait before the
 // next try. An outage is logged once, not on every retry.
 func (r *agentRun) discoveryFailed(err error) time.Duration {
-	if re, ok := errors.AsType[*refusedError](err); ok {
-		if r.refusal != re.Error() {
-			r.refusal = re.Error()
-			r.log.Error("discovery refused the request", zap.Int("status", re.status), zap.String("error", re.msg))
+	if se, ok := errors.AsType[*client.StatusError](err); ok && se.Refused() {
+		if r.refusal != se.Error() {
+			r.refusal = se.Error()
+			r.log.Error("discovery refused the request", zap.Int("status", se.Status), zap.String("error", se.Message))
 		}
 		return r.interval
 	}

@@ -1,4 +1,4 @@
-package discoverysvc
+package schema
 
 import (
 	"errors"

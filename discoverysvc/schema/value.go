@@ -1,4 +1,4 @@
-package discoverysvc
+package schema
 
 import (
 	"encoding/json"
@@ -29,7 +29,7 @@ func decodeValue[T any, PT interface {
 	Validate() error
 }](k valueKind, dir string, key, value []byte, idOf func(*T) string) (T, error) {
 	var zero T
-	id := idFromKey(dir, string(key))
+	id := IDFromKey(dir, string(key))
 	if id == "" {
 		return zero, fmt.Errorf("key %q is not %s under %q", key, k.key, dir)
 	}

@@ -1,15 +1,17 @@
-package discoverysvc
+package watch
 
 import (
 	"fmt"
 	"testing"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 func TestSnapshotDiff(t *testing.T) {
-	srv := func(id, region string, load float64) Server {
-		return Server{ID: id, Region: region, URL: "http://127.0.0.1:9000", Load: load}
+	srv := func(id, region string, load float64) schema.Server {
+		return schema.Server{ID: id, Region: region, URL: "http://127.0.0.1:9000", Load: load}
 	}
-	var servers []Server
+	var servers []schema.Server
 	for i := range 500 {
 		servers = append(servers, srv(fmt.Sprintf("s-%03d", i), "r", 0.1))
 	}
@@ -57,9 +59,9 @@ func describe(cs []ServerChange) []string {
 }
 
 func BenchmarkSnapshotDiffOneChange(b *testing.B) {
-	var servers []Server
+	var servers []schema.Server
 	for i := range 10000 {
-		servers = append(servers, Server{ID: fmt.Sprintf("s-%05d", i), Region: fmt.Sprintf("r%d", i%4), URL: "http://127.0.0.1:9000", Load: 0.1})
+		servers = append(servers, schema.Server{ID: fmt.Sprintf("s-%05d", i), Region: fmt.Sprintf("r%d", i%4), URL: "http://127.0.0.1:9000", Load: 0.1})
 	}
 	base := BuildSnapshot(1, servers, nil)
 	changed := servers[42]

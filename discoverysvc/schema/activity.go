@@ -1,4 +1,4 @@
-package discoverysvc
+package schema
 
 import (
 	"fmt"
@@ -53,10 +53,10 @@ type ServerReport struct {
 // Validate checks an activity value; the error names the bad part.
 func (a *Activity) Validate() error {
 	if !ValidName(a.Edge) {
-		return invalidName("edge")
+		return InvalidName("edge")
 	}
 	if a.Region != "" && !ValidName(a.Region) {
-		return invalidName("region")
+		return InvalidName("region")
 	}
 	if a.At.IsZero() {
 		return &FieldError{"at", "is required"}

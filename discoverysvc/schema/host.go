@@ -1,4 +1,4 @@
-package discoverysvc
+package schema
 
 import (
 	"errors"
@@ -59,8 +59,8 @@ func endsInNumber(host string) bool {
 	return strings.Trim(last, "0123456789") == ""
 }
 
-// isLoopbackURL reports whether a validated server URL names this machine.
-func isLoopbackURL(raw string) bool {
+// IsLoopbackURL reports whether a validated server URL names this machine.
+func IsLoopbackURL(raw string) bool {
 	u, err := url.Parse(raw)
 	return err == nil && IsLoopbackHost(u.Hostname())
 }

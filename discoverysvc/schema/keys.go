@@ -1,4 +1,4 @@
-package discoverysvc
+package schema
 
 import "strings"
 
@@ -41,9 +41,9 @@ func EdgesPrefix(prefix string) string { return NormalizePrefix(prefix) + edgesD
 // EdgeKey is the etcd key of the pinned activity of edge id.
 func EdgeKey(prefix, id string) string { return EdgesPrefix(prefix) + id }
 
-// idFromKey returns the id part of a key below dir (a server, drain or edge
+// IDFromKey returns the id part of a key below dir (a server, drain or edge
 // prefix), or "" when the key is not a direct child of dir.
-func idFromKey(dir, key string) string {
+func IDFromKey(dir, key string) string {
 	id, ok := strings.CutPrefix(key, dir)
 	if !ok || strings.Contains(id, "/") {
 		return ""
