@@ -212,4 +212,3 @@ func (r *Relay) Close() error {
 	r.wg.Wait()
 	return errors.Join(errs...)
 }
-
