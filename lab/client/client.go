@@ -190,8 +190,11 @@ func (c *Client) Run(ctx context.Context) {
 		start := a.server
 		c.Tally.add(func(t *Tally) { t.Workflows++; t.Started[phase]++ })
 		ok := true
+		// A workflow the end of the run interrupts is not counted.
+		uncount := func() { c.Tally.add(func(t *Tally) { t.Workflows--; t.Started[phase]-- }) }
 		for step := 0; step < Steps && ok; step++ {
 			if !think(ctx, 150*time.Millisecond, 350*time.Millisecond) {
+				uncount()
 				return
 			}
 			if step == 1 {
@@ -203,6 +206,7 @@ func (c *Client) Run(ctx context.Context) {
 			}
 			a, err := c.do(ctx, http.MethodPost, "/workflows/"+id+"/steps?expect="+strconv.Itoa(step), nil)
 			if ctx.Err() != nil {
+				uncount()
 				return
 			}
 			switch {

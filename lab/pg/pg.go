@@ -18,14 +18,16 @@ import (
 // BinDir finds PostgreSQL's server programs (Debian installs them under
 // /usr/lib/postgresql/<version>/bin, off the PATH).
 func BinDir() (string, error) {
-	if p, err := exec.LookPath("postgres"); err == nil {
-		return filepath.Dir(p), nil
-	}
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
 	for _, d := range dirs {
 		if _, err := os.Stat(filepath.Join(d, "postgres")); err == nil {
 			return d, nil
+		}
+	}
+	if p, err := exec.LookPath("pg_basebackup"); err == nil {
+		if _, err := os.Stat(filepath.Join(filepath.Dir(p), "postgres")); err == nil {
+			return filepath.Dir(p), nil
 		}
 	}
 	return "", errors.New("PostgreSQL's server is missing (Debian package postgresql)")

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -52,7 +53,7 @@ func (s *Stack) runAsPG(ctx context.Context, ns string, args ...string) error {
 
 func (s *Stack) startPG(name, ns, dir string) error {
 	bin, _ := pg.BinDir()
-	p, err := s.sup.Start(proc.Spec{Name: "pg-" + name, NS: ns, User: "postgres", Args: []string{filepath.Join(bin, "postgres"), "-D", dir}})
+	p, err := s.sup.Start(proc.Spec{Name: "pg-" + strings.ReplaceAll(name, "/", "-of-"), NS: ns, User: "postgres", Args: []string{filepath.Join(bin, "postgres"), "-D", dir}})
 	if err != nil {
 		return err
 	}
