@@ -21,8 +21,10 @@ func Chart(path string, rows []Row) (bool, error) {
 	p.Y.Label.Text = "workflows failed (%)"
 	p.Y.Min, p.Y.Max = 0, 100
 	p.Add(plotter.NewGrid())
+	// Right, below round robin's line and above the lines along 0.
 	p.Legend.Top = true
-	p.Legend.Left = true
+	p.Legend.YOffs = -1.2 * vg.Inch
+	p.Legend.XOffs = -0.2 * vg.Inch
 	colors := map[string]color.Color{
 		"rr":         color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 		"cookie":     color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
@@ -51,6 +53,11 @@ func Chart(path string, rows []Row) (bool, error) {
 			c = color.Black
 		}
 		line.Color, line.Width = c, vg.Points(2)
+		if r.Mode == "cookie" {
+			// Drawn under sessionpin's line where both stay at 0.
+			line.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+			line.Width = vg.Points(4)
+		}
 		points.Color, points.Shape = c, draw.CircleGlyph{}
 		p.Add(line, points)
 		name := labels[r.Mode]
