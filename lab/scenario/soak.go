@@ -44,6 +44,9 @@ func (e *Env) sample(ctx context.Context) {
 		vals[kind+"_threads"] = u.Threads
 		vals[kind+"_open_files"] = u.FDs
 	}
+	for kind, n := range e.Stack.Goroutines(ctx) {
+		vals[kind+"_goroutines"] = n
+	}
 	if n, err := e.Stack.EtcdDBSize(ctx, "us-east"); err == nil {
 		vals["etcd_db_bytes"] = float64(n)
 	}

@@ -1,8 +1,12 @@
 package stack
 
 import (
+	"context"
+	"time"
+
 	"bufio"
 	"fmt"
+	"github.com/sessionpin/sessionpin/lab/topo"
 	"os"
 	"strings"
 )
@@ -74,4 +78,44 @@ func (s *Stack) Usage() map[string]Usage {
 		out[k] = sum
 	}
 	return out
+}
+
+// Goroutines sums go_goroutines from the edges' admin metrics and the
+// discovery replicas' /metrics, by kind. The agent has no metrics endpoint;
+// its threads and open files stand in.
+func (s *Stack) Goroutines(ctx context.Context) map[string]float64 {
+	out := map[string]float64{}
+	for _, r := range topo.Regions {
+		if n, err := s.scrapeGoroutines(ctx, s.Net.NS(topo.EdgeHost(r)), "http://localhost:2019/metrics"); err == nil {
+			out["edge"] += n
+		}
+		if n, err := s.scrapeGoroutines(ctx, s.Net.NS(topo.InfraHost(r)), DiscoveryURL(r)+"/metrics"); err == nil {
+			out["discovery"] += n
+		}
+	}
+	return out
+}
+
+func (s *Stack) scrapeGoroutines(ctx context.Context, ns, url string) (float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := httpGet(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := s.HTTP(ns).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
+			var n float64
+			_, err := fmt.Sscan(v, &n)
+			return n, err
+		}
+	}
+	return 0, fmt.Errorf("%s: no go_goroutines", url)
 }
