@@ -56,8 +56,17 @@ func (t *Tally) add(f func(t *Tally)) {
 	t.mu.Unlock()
 }
 
+// CookiePolicyName is the cookie of Caddy's lb_policy cookie in the lab.
+const CookiePolicyName = "lb_lab"
+
 // Client is one user.
 type Client struct {
+	// pin is the server the client is pinned to: the one named by the
+	// last pin or policy cookie it got, or, where the edge pins nothing
+	// (round robin), the server that started its workflow.
+	pin    string
+	sticky bool
+
 	ID    int
 	Edge  string // base URL of its region's edge
 	HTTP  *http.Client
@@ -80,7 +89,10 @@ type answer struct {
 	status  int
 	server  string
 	changed bool
-	body    map[string]any
+	// pinned: the response (re)issued stickiness — a sessionpin pin, or
+	// the cookie of Caddy's cookie policy — for the server that answered.
+	pinned bool
+	body   map[string]any
 }
 
 func (c *Client) do(ctx context.Context, method, path string, body any) (answer, error) {
@@ -101,7 +113,16 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (answer,
 		return answer{}, err
 	}
 	defer resp.Body.Close()
-	a := answer{status: resp.StatusCode, server: resp.Header.Get("X-Lab-Server"), changed: resp.Header.Get("X-Session-Server-Changed") == "1"}
+	a := answer{status: resp.StatusCode, server: resp.Header.Get("X-Lab-Server"), changed: resp.Header.Get("X-Session-Server-Changed") == "1",
+		pinned: resp.Header.Get("X-Session-Pin") != ""}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == CookiePolicyName {
+			a.pinned = true
+		}
+	}
+	if a.pinned && a.server != "" && a.status < 500 {
+		c.pin, c.sticky = a.server, true
+	}
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&a.body)
 	return a, nil
 }
@@ -187,7 +208,9 @@ func (c *Client) Run(ctx context.Context) {
 		}
 		c.record(true)
 		id, _ := a.body["id"].(string)
-		start := a.server
+		if !c.sticky {
+			c.pin = a.server
+		}
 		c.Tally.add(func(t *Tally) { t.Workflows++; t.Started[phase]++ })
 		ok := true
 		// A workflow the end of the run interrupts is not counted.
@@ -212,14 +235,14 @@ func (c *Client) Run(ctx context.Context) {
 			switch {
 			case err == nil && a.status == 200:
 				c.record(true)
-				if a.server != start {
+				if a.server != c.pin {
 					c.Tally.add(func(t *Tally) { t.WrongServer++ })
 				}
 				lastStep = step + 1
 			case err == nil && a.status == 409 && a.body["error"] == "stale_read":
 				c.record(true) // served, but by data that had not caught up
 				c.Tally.add(func(t *Tally) { t.StaleSteps++ })
-				if a.server != start {
+				if a.server != c.pin {
 					c.Tally.add(func(t *Tally) { t.WrongServer++ })
 				}
 				ok = false
@@ -233,7 +256,7 @@ func (c *Client) Run(ctx context.Context) {
 		} else {
 			c.Tally.add(func(t *Tally) { t.Failed[phase]++ })
 		}
-		lastID, lastServer = id, start
+		lastID, lastServer = id, a.server
 		if !ok {
 			lastStep = -1 // what the client knows of an abandoned workflow is unsure
 		}
