@@ -54,7 +54,7 @@ func Check() error {
 	if os.Geteuid() != 0 {
 		return errors.New("network namespaces need root")
 	}
-	name := fmt.Sprintf("splab-probe-%d", os.Getpid())
+	name := fmt.Sprintf("spprobe-%d", os.Getpid())
 	if err := IP("netns", "add", name); err != nil {
 		return fmt.Errorf("cannot create a network namespace: %w", err)
 	}

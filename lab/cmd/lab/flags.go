@@ -28,6 +28,7 @@ type options struct {
 	out       string
 	chart     string
 	leaseTTL  time.Duration
+	logs      string
 }
 
 // parseOptions reads and checks the flags; nothing starts before it
@@ -48,6 +49,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.scale, "scale", 1, "multiplies every phase of every timeline (0.5 halves the runs)")
 	fs.StringVar(&o.out, "out", "lab-results.json", "where the results go")
 	fs.StringVar(&o.chart, "chart", "docs/lab-failure-vs-lag.png", "where the chart goes (written when lag-step ran)")
+	fs.StringVar(&o.logs, "logs", "", "directory the processes' logs are kept in after the run (default /tmp/sessionpin-lab-logs-<run id>)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "lease TTL of every server's registration")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -49,21 +49,34 @@ func buildLab(t *testing.T) (bin, root string) {
 
 var runIDRe = regexp.MustCompile(`lab: run ([0-9a-f]+):`)
 
-// leftAlone checks that the run left no namespace and no process behind.
-func leftAlone(t *testing.T, before []string, stderr string) {
+// labNamespaces lists the namespaces named like the lab's (other tests
+// make namespaces of their own at the same time).
+func labNamespaces(t *testing.T) []string {
 	t.Helper()
-	after, err := netns.List()
+	all, err := netns.List()
 	if err != nil {
 		t.Fatal(err)
 	}
-	slices.Sort(before)
-	slices.Sort(after)
-	if !slices.Equal(before, after) {
-		t.Errorf("namespaces before %v, after %v", before, after)
+	var lab []string
+	for _, n := range all {
+		if strings.HasPrefix(n, "splab") {
+			lab = append(lab, n)
+		}
 	}
+	slices.Sort(lab)
+	return lab
+}
+
+// leftAlone checks that the run left no namespace and no process behind.
+func leftAlone(t *testing.T, before []string, stderr string) {
+	t.Helper()
 	m := runIDRe.FindStringSubmatch(stderr)
 	if m == nil {
 		t.Fatalf("no run id in the lab's output:\n%s", stderr)
+	}
+	after := labNamespaces(t)
+	if !slices.Equal(before, after) {
+		t.Errorf("lab namespaces before %v, after %v", before, after)
 	}
 	if left := proc.Leftovers(m[1]); len(left) > 0 {
 		t.Errorf("processes of run %s left behind: %v", m[1], left)
@@ -76,13 +89,10 @@ func leftAlone(t *testing.T, before []string, stderr string) {
 func TestLabShortKill(t *testing.T) {
 	needLab(t)
 	bin, root := buildLab(t)
-	before, err := netns.List()
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := labNamespaces(t)
 	out := filepath.Join(t.TempDir(), "lab-results.json")
 	cmd := exec.Command(bin, "-scenario", "kill", "-scale", "0.6", "-clients", "3",
-		"-out", out, "-chart", filepath.Join(t.TempDir(), "chart.png"))
+		"-out", out, "-chart", filepath.Join(t.TempDir(), "chart.png"), "-logs", filepath.Join(t.TempDir(), "logs"))
 	cmd.Dir = root
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -115,12 +125,9 @@ func TestLabShortKill(t *testing.T) {
 func TestLabInterruptCleansUp(t *testing.T) {
 	needLab(t)
 	bin, root := buildLab(t)
-	before, err := netns.List()
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := labNamespaces(t)
 	cmd := exec.Command(bin, "-scenario", "steady", "-modes", "sessionpin", "-clients", "1",
-		"-out", filepath.Join(t.TempDir(), "r.json"), "-chart", filepath.Join(t.TempDir(), "c.png"))
+		"-out", filepath.Join(t.TempDir(), "r.json"), "-chart", filepath.Join(t.TempDir(), "c.png"), "-logs", filepath.Join(t.TempDir(), "logs"))
 	cmd.Dir = root
 	var stderr syncBuffer
 	cmd.Stderr = &stderr

@@ -90,11 +90,17 @@ func run(ctx context.Context, o options, args []string) (err error) {
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	runID := hex.EncodeToString(b)
-	work, err := os.MkdirTemp("", "sessionpin-lab-")
+	// Under /tmp, not $TMPDIR: PostgreSQL runs as its own user and must
+	// reach its data directory, which a TMPDIR under a home directory
+	// would not let it.
+	work, err := os.MkdirTemp("/tmp", "sessionpin-lab-")
 	if err != nil {
 		return err
 	}
-	keepLogs := filepath.Join(os.TempDir(), "sessionpin-lab-logs-"+runID)
+	keepLogs := o.logs
+	if keepLogs == "" {
+		keepLogs = filepath.Join("/tmp", "sessionpin-lab-logs-"+runID)
+	}
 	defer func() {
 		// The logs outlive the run; the data does not.
 		_ = os.Rename(filepath.Join(work, "logs"), keepLogs)
