@@ -121,7 +121,8 @@ func TestLabShortKill(t *testing.T) {
 	}
 }
 
-// Ctrl-C while the lab runs takes everything down.
+// Ctrl-C while the lab is being built (namespaces, relay, etcd and
+// PostgreSQL up, the rest starting) takes everything down.
 func TestLabInterruptCleansUp(t *testing.T) {
 	needLab(t)
 	bin, root := buildLab(t)
@@ -135,10 +136,10 @@ func TestLabInterruptCleansUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(150 * time.Second)
-	for !strings.Contains(stderr.String(), "scenario steady") {
+	for !strings.Contains(stderr.String(), "postgresql up") {
 		if time.Now().After(deadline) {
 			cmd.Process.Kill()
-			t.Fatalf("the lab did not start its scenario:\n%s", stderr.String())
+			t.Fatalf("the lab did not bring PostgreSQL up:\n%s", stderr.String())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
