@@ -90,7 +90,11 @@ func (s *Stack) waitPG(ctx context.Context, name, ns, dsn string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("postgres %s not ready: %w", name, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
 
