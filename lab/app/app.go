@@ -115,8 +115,13 @@ func parseID(id string) (region string, n int64, ok bool) {
 	if i <= 0 {
 		return "", 0, false
 	}
-	n, err := strconv.ParseInt(id[i+1:], 10, 64)
-	if err != nil || n <= 0 {
+	num := id[i+1:]
+	// Digits only, no leading zero: one id, one spelling.
+	if num == "" || num[0] == '0' || strings.Trim(num, "0123456789") != "" {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
 		return "", 0, false
 	}
 	return id[:i], n, true
