@@ -117,9 +117,9 @@ var LagSteps = []time.Duration{0, 500 * time.Millisecond, 2 * time.Second, 5 * t
 
 // MinLength is the shortest phase a scenario runs at scale 1, which a lag
 // must stay below.
-const MinLength = 20 * time.Second
+const MinLength = 15 * time.Second
 
-func steady(ctx context.Context, e *Env) error { return sleep(ctx, e.D(20*time.Second)) }
+func steady(ctx context.Context, e *Env) error { return sleep(ctx, e.D(15*time.Second)) }
 
 func kill(ctx context.Context, e *Env) error {
 	if err := sleep(ctx, e.D(8*time.Second)); err != nil {
@@ -131,7 +131,7 @@ func kill(ctx context.Context, e *Env) error {
 		return err
 	}
 	e.Note("killed %s (SIGKILL)", id)
-	return sleep(ctx, e.D(17*time.Second))
+	return sleep(ctx, e.D(15*time.Second))
 }
 
 func cutServer(ctx context.Context, e *Env) error {
@@ -145,7 +145,7 @@ func cutServer(ctx context.Context, e *Env) error {
 		return err
 	}
 	e.Note("cut %s from %s", sv.Name, edge.Name)
-	if err := sleep(ctx, e.D(17*time.Second)); err != nil {
+	if err := sleep(ctx, e.D(15*time.Second)); err != nil {
 		return err
 	}
 	if err := e.Stack.Net.Heal("server"); err != nil {
@@ -186,7 +186,7 @@ func cutRegion(ctx context.Context, e *Env) error {
 	if err := cutOff(ctx, e, "ap-south", 60*time.Second); err != nil {
 		return err
 	}
-	return sleep(ctx, e.D(17*time.Second))
+	return sleep(ctx, e.D(15*time.Second))
 }
 
 func cutLeader(ctx context.Context, e *Env) error {
@@ -198,13 +198,13 @@ func cutLeader(ctx context.Context, e *Env) error {
 		return err
 	}
 	e.Note("etcd leader in %s", leader)
-	if err := cutOff(ctx, e, leader, e.D(25*time.Second)); err != nil {
+	if err := cutOff(ctx, e, leader, e.D(20*time.Second)); err != nil {
 		return err
 	}
 	if l, err := e.Stack.EtcdLeader(ctx); err == nil {
 		e.Note("etcd leader after heal in %s", l)
 	}
-	return sleep(ctx, e.D(17*time.Second))
+	return sleep(ctx, e.D(15*time.Second))
 }
 
 func lagStep(ctx context.Context, e *Env) error {
@@ -214,7 +214,7 @@ func lagStep(ctx context.Context, e *Env) error {
 		}
 		e.SetPhase(lag.String())
 		e.Note("apply delay %v", lag)
-		if err := sleep(ctx, max(e.D(9*time.Second), lag+4*time.Second)); err != nil {
+		if err := sleep(ctx, max(e.D(8*time.Second), lag+4*time.Second)); err != nil {
 			return err
 		}
 	}
