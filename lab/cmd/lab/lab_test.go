@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,34 +48,24 @@ func buildLab(t *testing.T) (bin, root string) {
 
 var runIDRe = regexp.MustCompile(`lab: run ([0-9a-f]+):`)
 
-// labNamespaces lists the namespaces named like the lab's (other tests
-// make namespaces of their own at the same time).
-func labNamespaces(t *testing.T) []string {
-	t.Helper()
-	all, err := netns.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var lab []string
-	for _, n := range all {
-		if strings.HasPrefix(n, "splab") {
-			lab = append(lab, n)
-		}
-	}
-	slices.Sort(lab)
-	return lab
-}
-
 // leftAlone checks that the run left no namespace and no process behind.
-func leftAlone(t *testing.T, before []string, stderr string) {
+// It looks only at what this run made (its namespaces are named after its
+// run id): another lab, or another test, may make namespaces of its own at
+// the same time.
+func leftAlone(t *testing.T, stderr string) {
 	t.Helper()
 	m := runIDRe.FindStringSubmatch(stderr)
 	if m == nil {
 		t.Fatalf("no run id in the lab's output:\n%s", stderr)
 	}
-	after := labNamespaces(t)
-	if !slices.Equal(before, after) {
-		t.Errorf("lab namespaces before %v, after %v", before, after)
+	all, err := netns.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range all {
+		if strings.HasPrefix(n, "splab"+m[1]+"-") {
+			t.Errorf("namespace %s of run %s left behind", n, m[1])
+		}
 	}
 	if left := proc.Leftovers(m[1]); len(left) > 0 {
 		t.Errorf("processes of run %s left behind: %v", m[1], left)
@@ -89,7 +78,6 @@ func leftAlone(t *testing.T, before []string, stderr string) {
 func TestLabShortKill(t *testing.T) {
 	needLab(t)
 	bin, root := buildLab(t)
-	before := labNamespaces(t)
 	out := filepath.Join(t.TempDir(), "lab-results.json")
 	cmd := exec.Command(bin, "-scenario", "kill", "-scale", "0.6", "-clients", "3",
 		"-out", out, "-chart", filepath.Join(t.TempDir(), "chart.png"), "-logs", filepath.Join(t.TempDir(), "logs"))
@@ -99,7 +87,7 @@ func TestLabShortKill(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("lab: %v\n%s", err, stderr.String())
 	}
-	leftAlone(t, before, stderr.String())
+	leftAlone(t, stderr.String())
 	b, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +114,6 @@ func TestLabShortKill(t *testing.T) {
 func TestLabInterruptCleansUp(t *testing.T) {
 	needLab(t)
 	bin, root := buildLab(t)
-	before := labNamespaces(t)
 	cmd := exec.Command(bin, "-scenario", "steady", "-modes", "sessionpin", "-clients", "1",
 		"-out", filepath.Join(t.TempDir(), "r.json"), "-chart", filepath.Join(t.TempDir(), "c.png"), "-logs", filepath.Join(t.TempDir(), "logs"))
 	cmd.Dir = root
@@ -154,5 +141,5 @@ func TestLabInterruptCleansUp(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("the lab did not stop within 90s of SIGINT:\n%s", stderr.String())
 	}
-	leftAlone(t, before, stderr.String())
+	leftAlone(t, stderr.String())
 }
