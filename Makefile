@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet xcaddy chaos fuzz mutation lab clean
+.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet xcaddy chaos fuzz mutation lab doclinks clean
 
 all: build
 
@@ -54,7 +54,7 @@ bench-registry:
 bench-fleet:
 	$(GO) run ./bench/fleet
 
-## xcaddy: prove the build line of xcaddy.md works
+## xcaddy: prove the checkout build line of docs/xcaddy.md works
 xcaddy:
 	./scripts/xcaddy-build.sh
 
@@ -75,6 +75,10 @@ fuzz:
 ## mutation: mutation testing of the pure packages, efficacy per package (slow; not in make test)
 mutation:
 	./scripts/mutation.sh $(MUTATION_PKGS)
+
+## doclinks: every relative link and #anchor in the Markdown files resolves
+doclinks:
+	./scripts/doclinks.sh
 
 clean:
 	rm -rf $(BIN) data
