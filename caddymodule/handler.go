@@ -254,7 +254,7 @@ func (h *Handler) setup() error {
 	if h.bearer {
 		h.pinHeaderOut = DefaultHeader
 	}
-	h.cookieAttrs = "; Path=/; Max-Age=" + strconv.FormatInt(int64(time.Duration(h.PinTTL)/time.Second), 10) + "; HttpOnly; SameSite=Lax"
+	h.cookieAttrs = pinCookieAttrs(time.Duration(h.PinTTL))
 	h.retryAfter = []string{strconv.FormatInt(h.retryAfterSeconds(), 10)}
 	return nil
 }

@@ -130,13 +130,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if !h.bearer {
 		delete(r.Header, h.Header)
 	}
-	if lines, ok := stripPinCookie(r.Header["Cookie"], h.Cookie); ok {
-		if len(lines) == 0 {
-			delete(r.Header, "Cookie")
-		} else {
-			r.Header["Cookie"] = lines
-		}
-	}
+	h.dropPinCookie(r.Header)
 	px := &proxied{
 		// A verify-only edge proxies placed clients without a pin.
 		decision: decision{target: t, reason: reason, moved: moved, issue: issue && h.issues},

@@ -2,40 +2,13 @@ package caddymodule
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 )
 
-// The edge owns the session headers: an app, or anything the app reflects,
-// must not hand the client a pin, a server URL or a move of its own, and
-// the app never receives the pin the edge issued.
-
-// sessionHeaders are the response headers only the edge may set, besides
-// the pin header and the pin cookie.
-var sessionHeaders = []string{"X-Session-Server-Url", "X-Session-Server-Changed"}
-
-// stripUpstreamSession removes from an upstream response what only the
-// edge may say: the pin header, X-Session-Server-URL,
-// X-Session-Server-Changed and any Set-Cookie of the pin cookie.
-func (h *Handler) stripUpstreamSession(hdr http.Header) {
-	delete(hdr, h.pinHeaderOut)
-	delete(hdr, DefaultHeader)
-	for _, k := range sessionHeaders {
-		delete(hdr, k)
-	}
-	if cookies, ok := hdr["Set-Cookie"]; ok {
-		kept := cookies[:0]
-		for _, c := range cookies {
-			if setCookieName(c) != h.Cookie {
-				kept = append(kept, c)
-			}
-		}
-		if len(kept) == 0 {
-			delete(hdr, "Set-Cookie")
-		} else {
-			hdr["Set-Cookie"] = kept
-		}
-	}
-}
+// The pin cookie: read from a request, stripped from what the app
+// receives and from what the app answers, written with a new pin.
 
 // setCookieName is the cookie name of a Set-Cookie value, as a browser
 // reads it: up to the first '=', without surrounding blanks.
@@ -114,4 +87,72 @@ func hasCookie(line, name string) bool {
 func isCookie(part, name string) bool {
 	k, _, ok := strings.Cut(part, "=")
 	return ok && strings.TrimSpace(k) == name
+}
+
+// pinCookieAttrs are the attributes of the pin cookie for pins living ttl.
+func pinCookieAttrs(ttl time.Duration) string {
+	return "; Path=/; Max-Age=" + strconv.FormatInt(int64(ttl/time.Second), 10) + "; HttpOnly; SameSite=Lax"
+}
+
+// setPinCookie adds the Set-Cookie of pin tok to a response, Secure when
+// the request came over TLS.
+func (h *Handler) setPinCookie(hdr http.Header, tok string, secure bool) {
+	cookie := h.Cookie + "=" + tok + h.cookieAttrs
+	if secure {
+		cookie += "; Secure"
+	}
+	hdr["Set-Cookie"] = append(hdr["Set-Cookie"], cookie)
+}
+
+// dropPinSetCookie removes every Set-Cookie of the pin cookie from an
+// upstream response: only the edge issues pins.
+func (h *Handler) dropPinSetCookie(hdr http.Header) {
+	cookies, ok := hdr["Set-Cookie"]
+	if !ok {
+		return
+	}
+	kept := cookies[:0]
+	for _, c := range cookies {
+		if setCookieName(c) != h.Cookie {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == 0 {
+		delete(hdr, "Set-Cookie")
+	} else {
+		hdr["Set-Cookie"] = kept
+	}
+}
+
+// dropPinCookie removes the pin cookie from the Cookie headers of a
+// request before the app receives it.
+func (h *Handler) dropPinCookie(hdr http.Header) {
+	if lines, ok := stripPinCookie(hdr["Cookie"], h.Cookie); ok {
+		if len(lines) == 0 {
+			delete(hdr, "Cookie")
+		} else {
+			hdr["Cookie"] = lines
+		}
+	}
+}
+
+// cookieValue finds cookie name in Cookie header lines; http.Request.Cookie
+// would parse and allocate every cookie of the request.
+func cookieValue(lines []string, name string) string {
+	for _, line := range lines {
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			part = strings.TrimSpace(part)
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			return v
+		}
+	}
+	return ""
 }
