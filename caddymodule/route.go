@@ -159,7 +159,8 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	w.Header()["X-Session-Server"] = pw.server[:]
 
 	err := next.ServeHTTP(pw, r)
-	if err != nil && isConnectFailure(err) {
+	switch fault := classifyDialError(err); fault {
+	case faultServer:
 		h.markUnreachable(t, err)
 		if reason == reasonPinned && !pw.wroteHeader {
 			// The request never reached the server, and for this edge
@@ -167,8 +168,16 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			// server that is not, so the client refreshes.
 			return h.pinnedUnavailable(pw, t.id)
 		}
-	} else if trial != 0 {
-		t.reach.answered(trial)
+	case faultNone:
+		if trial != 0 {
+			t.reach.answered(trial)
+		}
+	case faultEdge:
+		// The edge's own failure says nothing about the server: no mark,
+		// and a trial stays open until its lease runs out.
+		if !pw.wroteHeader {
+			return h.edgeResources(pw, t, err)
+		}
 	}
 	if err != nil && !pw.wroteHeader {
 		// reverse_proxy could not reach the server: answer in JSON like
