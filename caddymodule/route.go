@@ -63,14 +63,11 @@ const maxAdmits = 3
 func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *discoverysvc.Snapshot) error {
 	body, err := readRefreshBody(r)
 	if err != nil {
-		if errors.Is(err, errRefreshTooLarge) {
-			return writeJSONError(w, http.StatusRequestEntityTooLarge, err.Error(), nil)
-		}
-		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
+		return writeJSONError(w, refreshErrorStatus(err), err.Error(), nil)
 	}
 	req, err := parseRefresh(body, r.Header)
 	if err != nil {
-		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
+		return writeJSONError(w, refreshErrorStatus(err), err.Error(), nil)
 	}
 	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
 		req.Current = p.Server
