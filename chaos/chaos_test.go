@@ -94,7 +94,7 @@ func TestChaos(t *testing.T) {
 	if os.Getenv("SESSIONPIN_CHAOS") == "long" {
 		plan = chaosPlan{clients: 400, rounds: 6, think: 400 * time.Millisecond}
 	}
-	const token = "chaos-discovery-token"
+	const token = chaosDiscoveryToken
 
 	members := etcdtest.StartCluster(t, 3)
 	endpoints := etcdtest.Endpoints(members)
@@ -383,11 +383,14 @@ func TestChaos(t *testing.T) {
 	}
 }
 
+// chaosDiscoveryToken is the admin token of the chaos run's discovery.
+const chaosDiscoveryToken = "chaos-discovery-token"
+
 // waitRegistered polls the discovery API until id is (or is not) listed.
 func waitRegistered(t testing.TB, disc, id string, want bool) {
 	t.Helper()
 	poll.Until(t, registerTimeout, fmt.Sprintf("%s registered=%v", id, want), func() error {
-		ids, err := registeredIDs(disc)
+		ids, err := registeredIDs(disc, chaosDiscoveryToken)
 		if err != nil {
 			return err
 		}
@@ -398,11 +401,22 @@ func waitRegistered(t testing.TB, disc, id string, want bool) {
 	})
 }
 
-func registeredIDs(disc string) ([]string, error) {
-	status, b, err := getBody(disc + "/v1/servers")
+func registeredIDs(disc, token string) ([]string, error) {
+	req, err := http.NewRequest(http.MethodGet, disc+"/v1/servers", nil)
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	status := resp.StatusCode
 	if status != http.StatusOK {
 		return nil, fmt.Errorf("list: %d %s", status, b)
 	}

@@ -45,7 +45,7 @@ type FleetConfig struct {
 // stream and the fleet page, all fed by one registry watch per process
 // however many clients follow them.
 type Fleet struct {
-	exposure *exposure
+	exposure Exposure
 	watcher  *Watcher
 	hub      *Hub
 	metrics  *Metrics
@@ -60,7 +60,7 @@ func NewFleet(cfg FleetConfig) *Fleet {
 	f.hub = newHub(cfg.Prefix, cfg.SubscriberBuffer, cfg.EventHistory, cfg.Metrics)
 	f.hub.limit = newSubscriberLimit(orDefault(cfg.MaxSubscribers, DefaultMaxSubscribers),
 		orDefault(cfg.MaxSubscribersPerClient, DefaultMaxSubscribersPerClient))
-	f.exposure = cfg.Exposure.compile()
+	f.exposure = cfg.Exposure
 	f.watcher = NewWatcher(WatcherConfig{
 		Client:  cfg.Client,
 		Prefix:  cfg.Prefix,
@@ -140,7 +140,12 @@ func (f *Fleet) Handler(api http.Handler) http.Handler {
 	mux.HandleFunc("/{$}", serveFleetPage)
 	mux.HandleFunc("/fleet/", serveFleetAssets)
 	mux.Handle("/", api)
-	return f.metrics.Instrument(f.exposure.guard(mux))
+	// The API's admin token reads too, unless the exposure names one.
+	e := f.exposure
+	if a, ok := api.(*apiHandler); ok && e.AdminToken == "" {
+		e.AdminToken = a.token
+	}
+	return f.metrics.Instrument(e.compile().guard(mux))
 }
 
 // fleetCollector reports the fleet as the hub last saw it, at scrape time,

@@ -63,9 +63,6 @@ func startFleet(t *testing.T, o fleetOptions) *fleetFixture {
 	reg := discoverysvc.NewRegistry(c, "")
 	cfg := o.config
 	cfg.Client, cfg.Registry, cfg.Metrics = c, reg, metrics
-	if cfg.Exposure.AdminToken == "" {
-		cfg.Exposure.AdminToken = o.token
-	}
 	fleet := discoverysvc.NewFleet(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -6,7 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
+	"runtime/pprof"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,7 +65,7 @@ func TestEventsSubscriberLimits(t *testing.T) {
 		f.srv.CloseClientConnections()
 	}
 	settle()
-	baseline := runtime.NumGoroutine()
+	baseline := goroutinesIn("net/http.(*conn).serve")
 
 	var closers []func()
 	a, b := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
@@ -108,8 +109,11 @@ func TestEventsSubscriberLimits(t *testing.T) {
 	poll.True(t, fleetWait, "every subscriber gone", func() bool { return f.fleet.Hub().Subscribers() == 0 })
 	poll.Until(t, fleetWait, "goroutines back to their baseline", func() error {
 		settle()
-		if n := runtime.NumGoroutine(); n > baseline+2 {
-			return fmt.Errorf("%d goroutines, baseline %d", n, baseline)
+		if n := goroutinesIn("serveEvents"); n != 0 {
+			return fmt.Errorf("%d goroutines still serve a stream", n)
+		}
+		if n := goroutinesIn("net/http.(*conn).serve"); n > baseline {
+			return fmt.Errorf("%d connection goroutines, baseline %d", n, baseline)
 		}
 		return nil
 	})
@@ -180,6 +184,20 @@ func TestLimitListener(t *testing.T) {
 		defer c.Close()
 		return get(c)
 	})
+}
+
+// goroutinesIn counts the goroutines of this process whose stack contains
+// fn: other tests' fixtures winding down do not count.
+func goroutinesIn(fn string) int {
+	var b strings.Builder
+	_ = pprof.Lookup("goroutine").WriteTo(&b, 2)
+	n := 0
+	for _, g := range strings.Split(b.String(), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
 }
 
 // scrapeRegistry renders metrics as /metrics would.
