@@ -93,7 +93,10 @@ func run(o options) error {
 		return err
 	}
 
-	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: etcd.Client, Prefix: prefix})
+	// Every subscriber comes from this one host, and there are more of
+	// them than the service admits by default: the limits are off here.
+	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: etcd.Client, Prefix: prefix,
+		MaxSubscribers: -1, MaxSubscribersPerClient: -1})
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -32,8 +32,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	set := setFlags(fs)
+	tokenOnCommandLine := false
 	var err error
-	if a.Token, err = token.resolve(set, stderr); err != nil {
+	if a.Token, tokenOnCommandLine, err = token.resolve(set); err != nil {
 		return err
 	}
 	if set["interval"] && a.Interval <= 0 {
@@ -51,6 +52,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer logger.Sync()
+	if tokenOnCommandLine {
+		logger.Warn(token.warning())
+	}
 	a.Logger = logger
 	return a.Run(ctx)
 }

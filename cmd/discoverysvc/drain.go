@@ -80,12 +80,12 @@ func (c *drainCommand) parse(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	c.id = id
-	warn := c.stderr
-	if warn == nil {
-		warn = io.Discard
-	}
-	if c.token, err = c.secret.resolve(setFlags(fs), warn); err != nil {
+	var onCommandLine bool
+	if c.token, onCommandLine, err = c.secret.resolve(setFlags(fs)); err != nil {
 		return err
+	}
+	if onCommandLine && c.stderr != nil {
+		fmt.Fprintln(c.stderr, "warning: "+c.secret.warning())
 	}
 	u, err := url.Parse(c.discovery)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {

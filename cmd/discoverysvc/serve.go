@@ -89,11 +89,18 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	set := setFlags(fs)
 	var err error
-	if c.token, err = token.resolve(set, stderr); err != nil {
-		return err
-	}
-	if c.readToken, err = readToken.resolve(set, stderr); err != nil {
-		return err
+	var warnings []string
+	for _, sf := range []struct {
+		flag *secretFlag
+		dst  *string
+	}{{token, &c.token}, {readToken, &c.readToken}} {
+		var onCommandLine bool
+		if *sf.dst, onCommandLine, err = sf.flag.resolve(set); err != nil {
+			return err
+		}
+		if onCommandLine {
+			warnings = append(warnings, sf.flag.warning())
+		}
 	}
 	if c.readToken != "" && c.readToken == c.token {
 		return flagError("read-token", "must differ from the admin token")
@@ -119,6 +126,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer logger.Sync()
+	for _, w := range warnings {
+		logger.Warn(w)
+	}
 	return serve(ctx, c, logger)
 }
 

@@ -24,9 +24,12 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return &usageError{err: err, printed: true}
 	}
-	adminToken, err := secret.resolve(setFlags(fs), stderr)
+	adminToken, onCommandLine, err := secret.resolve(setFlags(fs))
 	if err != nil {
 		return err
+	}
+	if onCommandLine {
+		fmt.Fprintln(stderr, "warning: "+secret.warning())
 	}
 	if fs.NArg() != 1 {
 		return &usageError{err: fmt.Errorf("want exactly one server id, got %d arguments", fs.NArg())}

@@ -3,7 +3,6 @@ package main
 import (
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 )
@@ -25,26 +24,30 @@ func addSecretFlag(fs *flag.FlagSet, name, env, what string) *secretFlag {
 	return s
 }
 
-// resolve returns the secret; warn receives a warning when it came from
-// the command line.
-func (s *secretFlag) resolve(set map[string]bool, warn io.Writer) (string, error) {
+// resolve returns the secret, and whether it came from the command line,
+// which the caller warns about.
+func (s *secretFlag) resolve(set map[string]bool) (value string, onCommandLine bool, err error) {
 	if set[s.name] && set[s.name+"-file"] {
-		return "", flagError(s.name+"-file", "give --%s or --%s-file, not both", s.name, s.name)
+		return "", false, flagError(s.name+"-file", "give --%s or --%s-file, not both", s.name, s.name)
 	}
 	switch {
 	case set[s.name]:
-		fmt.Fprintf(warn, "warning: --%s puts the secret in the process list, where every user of this host can read it; use --%s-file or $%s\n", s.name, s.name, s.env)
-		return s.value, nil
+		return s.value, true, nil
 	case set[s.name+"-file"]:
 		b, err := os.ReadFile(s.file)
 		if err != nil {
-			return "", flagError(s.name+"-file", "%v", err)
+			return "", false, flagError(s.name+"-file", "%v", err)
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "" {
-			return "", flagError(s.name+"-file", "%s is empty", s.file)
+			return "", false, flagError(s.name+"-file", "%s is empty", s.file)
 		}
-		return v, nil
+		return v, false, nil
 	}
-	return os.Getenv(s.env), nil
+	return os.Getenv(s.env), false, nil
+}
+
+// warning is what is said of a secret given on the command line.
+func (s *secretFlag) warning() string {
+	return fmt.Sprintf("--%s puts the secret in the process list, where every user of this host can read it; use --%s-file or $%s", s.name, s.name, s.env)
 }
