@@ -88,7 +88,8 @@ var chaosLayout = [][2]string{
 // restart (planned, with drain, and unplanned), a server is cut off from the
 // edges while it keeps heartbeating, an etcd member stops and an edge
 // reloads its config, and checks that no workflow step ever lands on a
-// server other than the one holding its workflow. SESSIONPIN_CHAOS=long (make
+// server other than the one holding its workflow, and that no client gets
+// a 5xx for a healthy server, while hostile clients attack beside them. SESSIONPIN_CHAOS=long (make
 // chaos) runs more clients for more rounds.
 func TestChaos(t *testing.T) {
 	plan := chaosPlan{clients: 200, rounds: 1, think: 400 * time.Millisecond}
@@ -164,6 +165,9 @@ func TestChaos(t *testing.T) {
 		}
 		wg.Go(func() { c.run(ctx) })
 	}
+	// Attackers beside the clients: the limits must hold without costing
+	// the clients anything.
+	attackers := startHostile(t, disc, token, edgeURLs)
 	start := time.Now()
 	tl.restart(start)
 
@@ -306,6 +310,7 @@ func TestChaos(t *testing.T) {
 	}
 	stopClients()
 	wg.Wait()
+	attackers.end()
 	elapsed := time.Since(start)
 	transport.CloseIdleConnections()
 
@@ -350,6 +355,7 @@ func TestChaos(t *testing.T) {
 		st.lostCrash.Load(), st.lostCut.Load(), st.lostPlan.Load(), st.failPlan.Load(), reasons, st.repinWorst.Round(time.Millisecond), leaseTTL+repinSlack,
 		st.cutRepinWorst.Round(time.Millisecond), unreachableFor+cutRepinSlack, st.reloadResets.Load(), st.otherTotal(), leaked)
 
+	attackers.report(t)
 	if n := st.wrongSrv.Load(); n != 0 {
 		t.Errorf("%d workflow steps landed on a server other than their workflow's", n)
 	}
