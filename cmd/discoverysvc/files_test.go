@@ -1,6 +1,7 @@
 package main
 
 import (
+	"syscall"
 	"testing"
 )
 
@@ -32,5 +33,20 @@ func TestSizeConnections(t *testing.T) {
 				t.Fatalf("%d connections and the reserve exceed the limit %d", conns, tt.soft)
 			}
 		})
+	}
+}
+
+// At start the soft open-file limit is raised to the hard limit.
+func TestRaiseFileLimit(t *testing.T) {
+	soft, _, err := raiseFileLimit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Cur != lim.Max || soft != lim.Cur {
+		t.Fatalf("soft %d (reported %d), hard %d: want soft raised to hard", lim.Cur, soft, lim.Max)
 	}
 }
