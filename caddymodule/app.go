@@ -32,7 +32,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 func init() {
@@ -125,9 +126,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		a.Etcd = []string{DefaultEtcdEndpoint}
 	}
 	if a.Prefix == "" {
-		a.Prefix = discoverysvc.DefaultPrefix
+		a.Prefix = schema.DefaultPrefix
 	}
-	a.Prefix = discoverysvc.NormalizePrefix(a.Prefix)
+	a.Prefix = schema.NormalizePrefix(a.Prefix)
 	if a.DialTimeout == 0 {
 		a.DialTimeout = caddy.Duration(DefaultDialTimeout)
 	}
@@ -178,7 +179,7 @@ func (a *App) Validate() error {
 	if a.TLS != nil && (a.TLS.Cert == "") != (a.TLS.Key == "") {
 		return errors.New("tls: cert and key: set both or neither")
 	}
-	if a.EdgeID != "" && !discoverysvc.ValidName(a.EdgeID) {
+	if a.EdgeID != "" && !schema.ValidName(a.EdgeID) {
 		return fmt.Errorf("edge_id: %q must be 1-64 characters of [A-Za-z0-9._-]", a.EdgeID)
 	}
 	if a.ActivityInterval != 0 && time.Duration(a.ActivityInterval) < MinActivityInterval {
@@ -274,9 +275,9 @@ func (a *App) noteRegion(region string) {
 }
 
 // Snapshot is the registry as last seen; never nil.
-func (a *App) Snapshot() *discoverysvc.Snapshot {
+func (a *App) Snapshot() *watch.Snapshot {
 	if a.registry == nil {
-		return discoverysvc.EmptySnapshot()
+		return watch.EmptySnapshot()
 	}
 	return a.registry.Snapshot()
 }
@@ -289,8 +290,8 @@ var currentRegistry atomic.Pointer[registryConn]
 // config that names the same connection settings.
 type registryConn struct {
 	// snap is the watcher's latest snapshot, stored on each swap.
-	snap    atomic.Pointer[discoverysvc.Snapshot]
-	watcher atomic.Pointer[discoverysvc.Watcher]
+	snap    atomic.Pointer[watch.Snapshot]
+	watcher atomic.Pointer[watch.Watcher]
 	started time.Time
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -347,13 +348,13 @@ func (rc *registryConn) run(ctx context.Context, cfg clientv3.Config, prefix str
 	}
 	rc.client.Store(client)
 	defer client.Close()
-	w := discoverysvc.NewWatcher(discoverysvc.WatcherConfig{
+	w := watch.NewWatcher(watch.WatcherConfig{
 		Client: client,
 		Prefix: prefix,
 		Logger: rc.logger,
 		Attach: rc.tracker.attach,
 		Refuse: guard.check,
-		OnUpdate: func(s *discoverysvc.Snapshot) {
+		OnUpdate: func(s *watch.Snapshot) {
 			rc.snap.Store(s)
 			updateRegistryMetrics(s)
 		},
@@ -361,7 +362,7 @@ func (rc *registryConn) run(ctx context.Context, cfg clientv3.Config, prefix str
 	rc.watcher.Store(w)
 	pub := &activityPublisher{
 		client:   client,
-		key:      discoverysvc.EdgeKey(prefix, rc.edgeID),
+		key:      schema.EdgeKey(prefix, rc.edgeID),
 		edge:     rc.edgeID,
 		region:   rc.regionName,
 		interval: rc.interval,
@@ -386,11 +387,11 @@ func (rc *registryConn) regionName() string {
 }
 
 // Snapshot is the current registry snapshot; empty until the first list.
-func (rc *registryConn) Snapshot() *discoverysvc.Snapshot {
+func (rc *registryConn) Snapshot() *watch.Snapshot {
 	if s := rc.snap.Load(); s != nil {
 		return s
 	}
-	return discoverysvc.EmptySnapshot()
+	return watch.EmptySnapshot()
 }
 
 // secondsSinceUpdate is the age of the snapshot; before the first list, the

@@ -7,7 +7,7 @@ import (
 	"time"
 	"weak"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // DefaultUnreachableFor is how long a server this edge failed to connect to
@@ -90,7 +90,7 @@ func (r *reachability) answered(trial int64) {
 }
 
 // reachableAtEdge is placement's view of which servers this edge may use.
-func reachableAtEdge(e *discoverysvc.Entry) bool {
+func reachableAtEdge(e *watch.Entry) bool {
 	t := targetOf(e)
 	return t != nil && t.reach.usable()
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // maxRefreshBody is the largest refresh body the edge reads to find the
@@ -57,7 +57,7 @@ func parseRefreshBody(body []byte) (in placement.RefreshRequest, foundClosest, f
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return placement.RefreshRequest{}, false, false, fmt.Errorf("refresh body: %s must be a string", fieldClosest)
 		}
-		if s != "" && !discoverysvc.ValidName(s) {
+		if s != "" && !schema.ValidName(s) {
 			return placement.RefreshRequest{}, false, false, fmt.Errorf("refresh body: %s %q is not a valid server id", fieldClosest, truncate(s))
 		}
 		in.Closest, foundClosest = s, true
@@ -117,7 +117,7 @@ func parseRefreshHeaders(h http.Header) (in placement.RefreshRequest, foundClose
 	if v, ok, err := singleHeader(h, headerClosest); err != nil {
 		return placement.RefreshRequest{}, false, false, err
 	} else if ok {
-		if v != "" && !discoverysvc.ValidName(v) {
+		if v != "" && !schema.ValidName(v) {
 			return placement.RefreshRequest{}, false, false, fmt.Errorf("header %s: %q is not a valid server id", headerClosest, truncate(v))
 		}
 		in.Closest, foundClosest = v, true

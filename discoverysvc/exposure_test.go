@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
 )
 
 const readToken = "read-only-dashboard-token-0123456789"
@@ -84,7 +86,7 @@ func TestExposureMatrix(t *testing.T) {
 		}
 	}
 	for _, publicRead := range []bool{false, true} {
-		f := startFleet(t, fleetOptions{token: testToken, config: discoverysvc.FleetConfig{
+		f := startFleet(t, fleetOptions{token: testToken, config: discoverysvc.Config{
 			Exposure: discoverysvc.Exposure{ReadToken: readToken, PublicRead: publicRead},
 		}})
 		for _, c := range exposureCalls {
@@ -118,7 +120,7 @@ func TestExposureWithoutTokensIsOpen(t *testing.T) {
 // /metrics stays open for scrapers but names no server URL.
 func TestMetricsNameNoURL(t *testing.T) {
 	f := startFleet(t, fleetOptions{token: testToken})
-	putServer(t, f.client, discoverysvc.Server{ID: "eu-1", Region: "eu-west", URL: "http://10.9.8.7:9001/very-internal", Load: 0.2})
+	etcdtest.PutServer(t, f.client, "", schema.Server{ID: "eu-1", Region: "eu-west", URL: "http://10.9.8.7:9001/very-internal", Load: 0.2})
 	f.waitMetric(t, `sessionpin_discovery_servers{region="eu-west",state="active"}`, 1)
 	text := f.scrape(t)
 	for _, leak := range []string{"10.9.8.7", "9001", "very-internal"} {
@@ -132,7 +134,7 @@ func TestMetricsNameNoURL(t *testing.T) {
 // on every endpoint, /healthz included, so that a page whose DNS name
 // rebinds to discovery's address reads nothing from an operator's browser.
 func TestHostCheck(t *testing.T) {
-	f := startFleet(t, fleetOptions{token: testToken, config: discoverysvc.FleetConfig{
+	f := startFleet(t, fleetOptions{token: testToken, config: discoverysvc.Config{
 		Exposure: discoverysvc.Exposure{PublicRead: true, Hosts: []string{"discovery.internal"}},
 	}})
 	port := f.srv.URL[strings.LastIndexByte(f.srv.URL, ':')+1:]

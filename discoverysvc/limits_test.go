@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/metrictest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
@@ -52,7 +55,7 @@ func openStream(t *testing.T, hc *http.Client, url, token string) (int, http.Hea
 // etcd behind the service are unaffected, and once the streams end the
 // service's goroutines return to where they were.
 func TestEventsSubscriberLimits(t *testing.T) {
-	f := startFleet(t, fleetOptions{token: testToken, config: discoverysvc.FleetConfig{
+	f := startFleet(t, fleetOptions{token: testToken, config: discoverysvc.Config{
 		MaxSubscribers: 5, MaxSubscribersPerClient: 3,
 	}})
 	// The baseline is taken once each kind of request has run, and with
@@ -100,7 +103,7 @@ func TestEventsSubscriberLimits(t *testing.T) {
 	if s := f.heartbeat(t, testToken, "eu-1", hbBody("eu-west", 9001, 0.1, false)); s != http.StatusOK {
 		t.Fatalf("heartbeat at the limit: %d", s)
 	}
-	putServer(t, f.client, discoverysvc.Server{ID: "us-1", Region: "us-east", URL: "http://127.0.0.1:9003", Load: 0})
+	etcdtest.PutServer(t, f.client, "", schema.Server{ID: "us-1", Region: "us-east", URL: "http://127.0.0.1:9003", Load: 0})
 	poll.True(t, fleetWait, "the hub to see both servers through etcd", func() bool { return f.fleet.Hub().State().Len() == 2 })
 
 	for _, c := range closers {
@@ -172,7 +175,7 @@ func TestLimitListener(t *testing.T) {
 		t.Fatal("a third connection was served")
 	}
 	text := scrapeRegistry(t, metrics)
-	if v, _ := metricValue(text, "sessionpin_discovery_connections_refused_total"); v != 1 {
+	if v, _ := metrictest.Value(text, "sessionpin_discovery_connections_refused_total"); v != 1 {
 		t.Fatalf("refused = %v, want 1", v)
 	}
 	held[0].Close()

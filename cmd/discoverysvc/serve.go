@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // shutdownTimeout bounds how long in-flight API requests may finish after a
@@ -66,7 +67,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.etcdCA, "etcd-ca", "", "PEM `file` of the CA that signed etcd's certificate (with --etcd)")
 	fs.StringVar(&c.etcdCert, "etcd-cert", "", "PEM client certificate `file` for etcd, with --etcd-key (with --etcd)")
 	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM client key `file` for etcd, with --etcd-cert (with --etcd)")
-	fs.StringVar(&c.prefix, "prefix", discoverysvc.DefaultPrefix, "etcd key `prefix` of the registry")
+	fs.StringVar(&c.prefix, "prefix", schema.DefaultPrefix, "etcd key `prefix` of the registry")
 	token := addSecretFlag(fs, "token", envToken, "the admin bearer `token`: every write, and reads; agents get theirs from \"discoverysvc token\" (none: writes and reads are open)")
 	readToken := addSecretFlag(fs, "read-token", envReadToken, "a read-only bearer `token` for dashboards and the fleet page: reads GET /v1/events and GET /v1/servers, writes nothing")
 	fs.BoolVar(&c.publicRead, "public-read", false, "let anyone who reaches the API read GET /v1/events and GET /v1/servers without a token (every server's URL), for a private network")
@@ -225,7 +226,7 @@ func (c *serveConfig) embeddedTLS() bool { return c.etcdListenCert != "" }
 // loopbackHostPort reports whether addr listens on loopback only.
 func loopbackHostPort(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	return err == nil && host != "" && discoverysvc.IsLoopbackHost(host)
+	return err == nil && host != "" && schema.IsLoopbackHost(host)
 }
 
 func validateHostPort(addr string) error {
@@ -284,41 +285,37 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	}
 	defer store.close()
 
-	reg := discoverysvc.NewRegistry(store.client, c.prefix)
-	if store.renew != nil {
-		reg.RenewWith(store.renew)
-	}
+	// One watch feeds /metrics, /v1/events, the fleet page and the
+	// registry's copy of the servers (which spares a heartbeat that changes
+	// nothing its etcd read). It stops before the etcd client closes, and
+	// its end closes the events streams so that the HTTP shutdown does not
+	// wait for them.
+	svc := discoverysvc.New(discoverysvc.Config{
+		Client: store.client, Prefix: c.prefix, Token: c.token, AllowLoopback: c.allowLoopback,
+		Renew: store.renew, Metrics: metrics, Logger: logger,
+		MaxSubscribers: maxSubs, MaxSubscribersPerClient: c.maxSubsPerClient,
+		Exposure: discoverysvc.Exposure{
+			ReadToken: c.readToken, PublicRead: c.publicRead,
+			Listen: c.listen, Hosts: splitList(c.allowHosts),
+		},
+	})
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	if err := reg.Ping(pingCtx); err != nil {
+	if err := svc.Registry().Ping(pingCtx); err != nil {
 		// Start anyway: /healthz reports it, and etcd may come up later.
 		logger.Warn("etcd not answering yet; serving 503 until it does", zap.Strings("etcd", store.endpoints), zap.Error(err))
 	}
 	cancel()
 	if c.token == "" {
-		logger.Warn("no token: anyone who can reach the API can register servers; set --token or $" + envToken)
-	}
-
-	// One watch feeds /metrics, /v1/events, the fleet page and the
-	// registry's copy of the servers (which spares a heartbeat that changes
-	// nothing its etcd read). It stops
-	// before the etcd client closes, and its end closes the events streams
-	// so that the HTTP shutdown does not wait for them.
-	if c.token != "" && c.readToken == "" && !c.publicRead {
+		logger.Warn("no token: anyone who can reach the API can register servers and read the fleet; set --token-file or $" + envToken)
+	} else if c.readToken == "" && !c.publicRead {
 		logger.Info("reading the fleet (GET /v1/events, GET /v1/servers, the fleet page's data) needs the admin token; give dashboards a --read-token-file")
 	}
-	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{
-		Client: store.client, Prefix: c.prefix, Registry: reg, Metrics: metrics, Logger: logger.Named("fleet"),
-		MaxSubscribers: maxSubs, MaxSubscribersPerClient: c.maxSubsPerClient,
-		Exposure: discoverysvc.Exposure{
-			AdminToken: c.token, ReadToken: c.readToken, PublicRead: c.publicRead,
-			Listen: c.listen, Hosts: splitList(c.allowHosts),
-		},
-	})
+
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	fleetDone := make(chan struct{})
 	go func() {
 		defer close(fleetDone)
-		fleet.Run(fleetCtx)
+		svc.Run(fleetCtx)
 	}()
 	defer func() {
 		stopFleet()
@@ -331,7 +328,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	}
 	ln = discoverysvc.LimitListener(ln, maxConns, metrics)
 	srv := &http.Server{
-		Handler:           fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{Token: c.token, AllowLoopback: c.allowLoopback, Logger: logger})),
+		Handler:           svc.Handler(),
 		ReadHeaderTimeout: c.readHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -343,7 +340,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("discovery serving", zap.String("listen", ln.Addr().String()),
 		zap.String("fleet_page", "http://"+ln.Addr().String()+"/"),
-		zap.Strings("etcd", store.endpoints), zap.String("prefix", discoverysvc.NormalizePrefix(c.prefix)),
+		zap.Strings("etcd", store.endpoints), zap.String("prefix", schema.NormalizePrefix(c.prefix)),
 		zap.Bool("embedded_etcd", c.etcd == ""), zap.Bool("token", c.token != ""))
 
 	var runErr error
