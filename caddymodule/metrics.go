@@ -66,7 +66,7 @@ func registerAppMetrics(reg *prometheus.Registry) error {
 }
 
 func registerHandlerMetrics(reg *prometheus.Registry) error {
-	return register(reg, pinsIssuedTotal, pinnedUnavailableTotal, unreachableTotal)
+	return register(reg, pinsIssuedTotal, pinnedUnavailableTotal, unreachableTotal, edgeResourceErrorsTotal)
 }
 
 // register adds collectors to a config's registry; several handlers in one

@@ -1,14 +1,11 @@
 package caddymodule
 
 import (
-	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 	"weak"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
@@ -22,7 +19,9 @@ const DefaultUnreachableFor = 10 * time.Second
 // to it. When a connection fails (refused, no route, or timed out while
 // connecting) the server is marked unreachable at this edge for a while,
 // and for this edge it is then not alive: never placed, never kept at
-// refresh, and its pinned clients are told to refresh. An HTTP answer,
+// refresh, and its pinned clients are told to refresh. A connection the
+// edge could not open for lack of its own ports, files or buffers never
+// marks (see classifyDialError). An HTTP answer,
 // whatever its status, never marks: the server was reached.
 //
 // Caddy's passive health checks keep a failure count per dial address too,
@@ -88,14 +87,6 @@ func (r *reachability) failed(d time.Duration) bool {
 // meanwhile renewed the mark.
 func (r *reachability) answered(trial int64) {
 	r.until.CompareAndSwap(trial, 0)
-}
-
-// isConnectFailure reports whether err from reverse_proxy means that no
-// connection to the server could be made: the request never left the edge.
-// It is the same distinction Caddy makes to decide that a retry is safe.
-func isConnectFailure(err error) bool {
-	var de reverseproxy.DialError
-	return errors.As(err, &de)
 }
 
 // reachableAtEdge is placement's view of which servers this edge may use.

@@ -1,16 +1,10 @@
 package caddymodule
 
 import (
-	"errors"
-	"fmt"
-	"net/http"
 	"runtime"
 	"testing"
 	"time"
 	"weak"
-
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -77,25 +71,6 @@ func TestReachabilityAdmitDoesNotAllocate(t *testing.T) {
 	var r reachability
 	if n := testing.AllocsPerRun(100, func() { r.admit(time.Second) }); n != 0 {
 		t.Fatalf("admit allocates %.1f times", n)
-	}
-}
-
-func TestIsConnectFailure(t *testing.T) {
-	dial := reverseproxy.NewDialError(errors.New("dial tcp 127.0.0.1:1: connect: connection refused"))
-	cases := []struct {
-		err  error
-		want bool
-	}{
-		{caddyhttp.Error(http.StatusBadGateway, dial), true},
-		{fmt.Errorf("proxy: %w", dial), true},
-		{caddyhttp.Error(http.StatusBadGateway, errors.New("EOF")), false},
-		{caddyhttp.Error(http.StatusGatewayTimeout, errors.New("timeout awaiting response headers")), false},
-		{nil, false},
-	}
-	for _, c := range cases {
-		if got := isConnectFailure(c.err); got != c.want {
-			t.Errorf("isConnectFailure(%v) = %v, want %v", c.err, got, c.want)
-		}
 	}
 }
 

@@ -38,9 +38,10 @@ const (
 // disagree on which one wins (JavaScript's JSON.parse takes the last, others
 // the first), so the app behind the edge could read another value than the
 // edge decided on. foundClosest and foundCritical report which fields were
-// present, so that headers can fill the rest.
+// present, so that headers can fill the rest. A leading UTF-8 byte-order
+// mark is skipped, as the app's parser may skip it.
 func parseRefreshBody(body []byte) (in placement.RefreshRequest, foundClosest, foundCritical bool, err error) {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	trimmed := bytes.TrimLeft(bytes.TrimPrefix(body, utf8BOM), " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
 		return placement.RefreshRequest{}, false, false, nil
 	}
@@ -142,7 +143,13 @@ func parseRefreshHeaders(h http.Header) (in placement.RefreshRequest, foundClose
 // headers fill what the body does not have. An invalid body field or an
 // invalid header is an error even when the other source has the field, so
 // that a client bug shows up instead of being masked.
+//
+// The body is first read as the app will read it (see decodeRefreshBody).
 func parseRefresh(body []byte, h http.Header) (placement.RefreshRequest, error) {
+	body, err := decodeRefreshBody(body, h)
+	if err != nil {
+		return placement.RefreshRequest{}, err
+	}
 	in, bodyClosest, bodyCritical, err := parseRefreshBody(body)
 	if err != nil {
 		return placement.RefreshRequest{}, err

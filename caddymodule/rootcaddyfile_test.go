@@ -51,6 +51,7 @@ func TestRootCaddyfile(t *testing.T) {
 		`"region":"us-east"`,
 		`"dynamic_upstreams":{"source":"session_pin"}`,
 		`"/demo/*"`,
+		`"max_idle_conns_per_host":256`,
 	} {
 		if !strings.Contains(js, want) {
 			t.Errorf("adapted config lacks %s:\n%s", want, js)

@@ -63,14 +63,11 @@ const maxAdmits = 3
 func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *watch.Snapshot) error {
 	body, err := readRefreshBody(r)
 	if err != nil {
-		if errors.Is(err, errRefreshTooLarge) {
-			return writeJSONError(w, http.StatusRequestEntityTooLarge, err.Error(), nil)
-		}
-		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
+		return writeJSONError(w, refreshErrorStatus(err), err.Error(), nil)
 	}
 	req, err := parseRefresh(body, r.Header)
 	if err != nil {
-		return writeJSONError(w, http.StatusBadRequest, err.Error(), nil)
+		return writeJSONError(w, refreshErrorStatus(err), err.Error(), nil)
 	}
 	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
 		req.Current = p.Server
@@ -153,7 +150,8 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	w.Header()["X-Session-Server"] = pw.server[:]
 
 	err := next.ServeHTTP(pw, r)
-	if err != nil && isConnectFailure(err) {
+	switch fault := classifyDialError(err); fault {
+	case faultServer:
 		h.markUnreachable(t, err)
 		if reason == reasonPinned && !pw.wroteHeader {
 			// The request never reached the server, and for this edge
@@ -161,8 +159,16 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 			// server that is not, so the client refreshes.
 			return h.pinnedUnavailable(pw, t.id)
 		}
-	} else if trial != 0 {
-		t.reach.answered(trial)
+	case faultNone:
+		if trial != 0 {
+			t.reach.answered(trial)
+		}
+	case faultEdge:
+		// The edge's own failure says nothing about the server: no mark,
+		// and a trial stays open until its lease runs out.
+		if !pw.wroteHeader {
+			return h.edgeResources(pw, t, err)
+		}
 	}
 	if err != nil && !pw.wroteHeader {
 		// reverse_proxy could not reach the server: answer in JSON like

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -88,14 +89,15 @@ var chaosLayout = [][2]string{
 // restart (planned, with drain, and unplanned), a server is cut off from the
 // edges while it keeps heartbeating, an etcd member stops and an edge
 // reloads its config, and checks that no workflow step ever lands on a
-// server other than the one holding its workflow. SESSIONPIN_CHAOS=long (make
+// server other than the one holding its workflow, and that no client gets
+// a 5xx for a healthy server, while hostile clients attack beside them. SESSIONPIN_CHAOS=long (make
 // chaos) runs more clients for more rounds.
 func TestChaos(t *testing.T) {
 	plan := chaosPlan{clients: 200, rounds: 1, think: 400 * time.Millisecond}
 	if os.Getenv("SESSIONPIN_CHAOS") == "long" {
 		plan = chaosPlan{clients: 400, rounds: 6, think: 400 * time.Millisecond}
 	}
-	const token = "chaos-discovery-token"
+	const token = chaosDiscoveryToken
 
 	members := etcdtest.StartCluster(t, 3)
 	endpoints := etcdtest.Endpoints(members)
@@ -164,6 +166,9 @@ func TestChaos(t *testing.T) {
 		}
 		wg.Go(func() { c.run(ctx) })
 	}
+	// Attackers beside the clients: the limits must hold without costing
+	// the clients anything.
+	attackers := startHostile(t, disc, token, edgeURLs)
 	start := time.Now()
 	tl.restart(start)
 
@@ -306,6 +311,7 @@ func TestChaos(t *testing.T) {
 	}
 	stopClients()
 	wg.Wait()
+	attackers.end()
 	elapsed := time.Since(start)
 	transport.CloseIdleConnections()
 
@@ -350,6 +356,7 @@ func TestChaos(t *testing.T) {
 		st.lostCrash.Load(), st.lostCut.Load(), st.lostPlan.Load(), st.failPlan.Load(), reasons, st.repinWorst.Round(time.Millisecond), leaseTTL+repinSlack,
 		st.cutRepinWorst.Round(time.Millisecond), unreachableFor+cutRepinSlack, st.reloadResets.Load(), st.otherTotal(), leaked)
 
+	attackers.report(t)
 	if n := st.wrongSrv.Load(); n != 0 {
 		t.Errorf("%d workflow steps landed on a server other than their workflow's", n)
 	}
@@ -384,11 +391,14 @@ func TestChaos(t *testing.T) {
 	}
 }
 
+// chaosDiscoveryToken is the admin token of the chaos run's discovery.
+const chaosDiscoveryToken = "chaos-discovery-token"
+
 // waitRegistered polls the discovery API until id is (or is not) listed.
 func waitRegistered(t testing.TB, disc, id string, want bool) {
 	t.Helper()
 	poll.Until(t, registerTimeout, fmt.Sprintf("%s registered=%v", id, want), func() error {
-		ids, err := registeredIDs(disc)
+		ids, err := registeredIDs(disc, chaosDiscoveryToken)
 		if err != nil {
 			return err
 		}
@@ -399,11 +409,22 @@ func waitRegistered(t testing.TB, disc, id string, want bool) {
 	})
 }
 
-func registeredIDs(disc string) ([]string, error) {
-	status, b, err := getBody(disc + "/v1/servers")
+func registeredIDs(disc, token string) ([]string, error) {
+	req, err := http.NewRequest(http.MethodGet, disc+"/v1/servers", nil)
 	if err != nil {
 		return nil, err
 	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	status := resp.StatusCode
 	if status != http.StatusOK {
 		return nil, fmt.Errorf("list: %d %s", status, b)
 	}

@@ -28,13 +28,19 @@ type proc struct {
 // startProc runs bin/<bin> with args; env adds to the test's environment.
 func startProc(t testing.TB, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
+	return startCmd(t, name, binPath(bin), env, args...)
+}
+
+// startCmd runs the program at path with args, as startProc does.
+func startCmd(t testing.TB, name, path string, env []string, args ...string) *proc {
+	t.Helper()
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatalf("%s: log file: %v", name, err)
 	}
-	cmd := exec.Command(binPath(bin), args...)
+	cmd := exec.Command(path, args...)
 	// HOME and XDG dirs in the temp dir: Caddy writes its autosave and
 	// storage there, never into the user's home.
 	cmd.Env = append(os.Environ(), "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)

@@ -81,7 +81,14 @@ func NewAPI(reg *Registry, cfg APIConfig) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found: "+r.URL.Path)
 	})
-	return mux
+	return &apiHandler{Handler: mux, token: cfg.Token}
+}
+
+// apiHandler is the API with its admin token, which reads the fleet too
+// (see Fleet.Handler).
+type apiHandler struct {
+	http.Handler
+	token string
 }
 
 func (a *api) serveServer(w http.ResponseWriter, r *http.Request) {

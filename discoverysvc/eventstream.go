@@ -32,6 +32,17 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if h.limit != nil {
+		release, refused := h.limit.acquire(clientAddress(r))
+		if refused != "" {
+			if h.metrics != nil {
+				h.metrics.limits.countRefusedSubscriber(refused)
+			}
+			refuseSubscriber(w, refused)
+			return
+		}
+		defer release()
+	}
 	select {
 	case <-h.Ready():
 	case <-r.Context().Done():

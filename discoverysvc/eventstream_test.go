@@ -266,7 +266,8 @@ func etcdWatchers(t *testing.T) float64 {
 }
 
 func TestEventsSubscribersShareOneWatch(t *testing.T) {
-	f := startFleet(t, fleetOptions{})
+	// All from one address, beyond the per-client default.
+	f := startFleet(t, fleetOptions{config: discoverysvc.Config{MaxSubscribers: -1, MaxSubscribersPerClient: -1}})
 	etcdtest.PutServer(t, f.client, "", schema.Server{ID: "eu-1", Region: "eu-west", URL: "http://127.0.0.1:9001", Load: 0.2})
 	poll.True(t, fleetWait, "the hub to see eu-1", func() bool { return f.fleet.Hub().State().Len() == 1 })
 	before := etcdWatchers(t)
@@ -325,7 +326,7 @@ func TestEventsSlowSubscriberIsDropped(t *testing.T) {
 	}
 	defer stuck.Close()
 	_ = stuck.(*net.TCPConn).SetReadBuffer(4096)
-	fmt.Fprintf(stuck, "GET /v1/events HTTP/1.1\r\nHost: fleet\r\n\r\n")
+	fmt.Fprintf(stuck, "GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
 	good := openEvents(t, f.srv.URL, "")
 	good.initial(t)
 	poll.True(t, fleetWait, "both subscribers to be registered", func() bool { return f.fleet.Hub().Subscribers() == 2 })

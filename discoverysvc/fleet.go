@@ -33,15 +33,25 @@ type fleetConfig struct {
 	// EventHistory is how many revisions are kept for clients resuming
 	// with Last-Event-ID. Default: DefaultEventHistory.
 	EventHistory int
+	// MaxSubscribers bounds the events subscribers in total, and
+	// MaxSubscribersPerClient those of one client address; beyond either
+	// a subscriber gets 503 with Retry-After. Defaults:
+	// DefaultMaxSubscribers, DefaultMaxSubscribersPerClient; negative: no
+	// limit.
+	MaxSubscribers, MaxSubscribersPerClient int
+	// Exposure says who may read the fleet, and under which Host names
+	// the service answers.
+	Exposure Exposure
 }
 
 // Fleet is what lets an operator see the fleet: the metrics, the events
 // stream and the fleet page, all fed by one registry watch per process
 // however many clients follow them.
 type Fleet struct {
-	watcher *watch.Watcher
-	hub     *Hub
-	metrics *Metrics
+	exposure Exposure
+	watcher  *watch.Watcher
+	hub      *Hub
+	metrics  *Metrics
 }
 
 // newFleet returns a fleet; call Run to start its watch. New builds the
@@ -52,6 +62,9 @@ func newFleet(cfg fleetConfig) *Fleet {
 	}
 	f := &Fleet{metrics: cfg.Metrics}
 	f.hub = newHub(cfg.Prefix, cfg.SubscriberBuffer, cfg.EventHistory, cfg.Metrics)
+	f.hub.limit = newSubscriberLimit(orDefault(cfg.MaxSubscribers, DefaultMaxSubscribers),
+		orDefault(cfg.MaxSubscribersPerClient, DefaultMaxSubscribersPerClient))
+	f.exposure = cfg.Exposure
 	wcfg := watch.WatcherConfig{
 		Client:  cfg.Client,
 		Prefix:  cfg.Prefix,
@@ -116,7 +129,8 @@ func (f *Fleet) Metrics() *Metrics { return f.metrics }
 //	GET /v1/events   Server-Sent Events: the fleet's state, then its changes
 //	GET /            the fleet page (its script and style under /fleet/)
 //
-// Every other path goes to api. Every request is counted in the metrics.
+// Every other path goes to api. Every request is counted in the metrics,
+// and first passes the exposure's Host and read checks (see Exposure).
 func (f *Fleet) Handler(api http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	metrics := f.metrics.Handler()
@@ -131,7 +145,12 @@ func (f *Fleet) Handler(api http.Handler) http.Handler {
 	mux.HandleFunc("/{$}", serveFleetPage)
 	mux.HandleFunc("/fleet/", serveFleetAssets)
 	mux.Handle("/", api)
-	return f.metrics.Instrument(mux)
+	// The API's admin token reads too, unless the exposure names one.
+	e := f.exposure
+	if a, ok := api.(*apiHandler); ok && e.AdminToken == "" {
+		e.AdminToken = a.token
+	}
+	return f.metrics.Instrument(e.compile().guard(mux))
 }
 
 // fleetCollector reports the fleet as the hub last saw it, at scrape time,

@@ -23,6 +23,7 @@ import (
 // client must not hold back the others, and a dropped EventSource reconnects
 // with Last-Event-ID and resumes from the hub's history.
 type Hub struct {
+	limit       *subscriberLimit // nil: none
 	buffer      int
 	maxHistory  int
 	metrics     *Metrics

@@ -34,6 +34,7 @@ type Metrics struct {
 	etcdLatency *prometheus.HistogramVec
 	subscribers prometheus.Gauge
 	dropped     prometheus.Counter
+	limits      *limitMetrics
 }
 
 // NewMetrics returns the metrics with every collector registered. The fleet
@@ -68,6 +69,7 @@ func NewMetrics() *Metrics {
 	m.reg.MustRegister(hb, m.requests, m.etcdLatency, m.subscribers, m.dropped,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.limits = newLimitMetrics(m.reg)
 	return m
 }
 

@@ -39,6 +39,15 @@ type Config struct {
 	// EventHistory is how many revisions are kept for clients resuming
 	// with Last-Event-ID. Default: DefaultEventHistory.
 	EventHistory int
+	// MaxSubscribers bounds the events subscribers in total, and
+	// MaxSubscribersPerClient those of one client address; beyond either
+	// a subscriber gets 503 with Retry-After. Defaults:
+	// DefaultMaxSubscribers, DefaultMaxSubscribersPerClient; negative: no
+	// limit.
+	MaxSubscribers, MaxSubscribersPerClient int
+	// Exposure says who may read the fleet, and under which Host names
+	// the service answers; its AdminToken defaults to Token.
+	Exposure Exposure
 }
 
 // Service is the discovery service: the registry, the API over it, and the
@@ -64,6 +73,8 @@ func New(cfg Config) *Service {
 	fleet := newFleet(fleetConfig{
 		Client: cfg.Client, Prefix: cfg.Prefix, Registry: reg, Metrics: cfg.Metrics,
 		Logger: logger.Named("fleet"), SubscriberBuffer: cfg.SubscriberBuffer, EventHistory: cfg.EventHistory,
+		MaxSubscribers: cfg.MaxSubscribers, MaxSubscribersPerClient: cfg.MaxSubscribersPerClient,
+		Exposure: cfg.Exposure,
 	})
 	api := NewAPI(reg, APIConfig{Token: cfg.Token, AllowLoopback: cfg.AllowLoopback, Logger: logger})
 	return &Service{registry: reg, fleet: fleet, handler: fleet.Handler(api)}

@@ -142,15 +142,20 @@ rand_secret() { head -c 32 /dev/urandom | base64 | tr -d '\n'; }
 PIN_SECRET=$(rand_secret)      # the edges' pin key, shared by both edges
 APP_KEY=$(rand_secret)         # the demo app's own token key, shared by the backends
 ADMIN_TOKEN=$(rand_secret)     # discovery's admin token; each agent gets its own token from it
+# A read-only token for the fleet page and dashboards. Base64url, so that it
+# goes into a URL fragment as it is.
+READ_TOKEN=$(head -c 32 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_')
 
-# Kept for the operator's own writes (drains, undrains) while the demo runs.
-(umask 077 && printf '%s\n' "$ADMIN_TOKEN" >"$DEMO_DIR/discovery-token")
+# Files, not flags: a flag's value shows in the process list. Kept for the
+# operator's own writes (drains, undrains) and reads while the demo runs.
+(umask 077 && printf '%s\n' "$ADMIN_TOKEN" >"$DEMO_DIR/discovery-token" &&
+  printf '%s\n' "$READ_TOKEN" >"$DEMO_DIR/discovery-read-token")
 
 echo "starting discovery (embedded etcd, data in $DEMO_DIR/etcd)…"
 # The demo's servers all listen on 127.0.0.1, which discovery refuses
 # unless told that loopback is fine here.
-start discovery discovery env SESSIONPIN_DISCOVERY_TOKEN="$ADMIN_TOKEN" \
-  "$BIN/discoverysvc" serve --data-dir "$DEMO_DIR/etcd" --allow-loopback
+start discovery discovery "$BIN/discoverysvc" serve --data-dir "$DEMO_DIR/etcd" --allow-loopback \
+  --token-file "$DEMO_DIR/discovery-token" --read-token-file "$DEMO_DIR/discovery-read-token"
 wait_http "$DISCOVERY/healthz" "discovery"
 
 echo "starting backends…"
@@ -174,7 +179,7 @@ echo "starting agents…"
 for b in "${BACKENDS[@]}"; do
   read -r id region port _ <<<"$b"
   # An agent token writes this server's record and nothing else.
-  agent_token=$(SESSIONPIN_DISCOVERY_TOKEN="$ADMIN_TOKEN" "$BIN/discoverysvc" token "$id")
+  agent_token=$("$BIN/discoverysvc" token --token-file "$DEMO_DIR/discovery-token" "$id")
   start agent "agent-$id" env SESSIONPIN_DISCOVERY_TOKEN="$agent_token" "$BIN/discoverysvc" agent \
     --id "$id" --region "$region" --url "http://127.0.0.1:$port" \
     --health-url "http://127.0.0.1:$port/healthz" --discovery "$DISCOVERY" --interval 1s
@@ -182,7 +187,7 @@ done
 
 # Edges started now see every server in their first listing.
 deadline=$((SECONDS + 60))
-until [ "$(curl -fsS --max-time 2 "$DISCOVERY/v1/servers" 2>/dev/null | grep -o '"id"' | wc -l)" -eq "${#BACKENDS[@]}" ]; do
+until [ "$(curl -fsS --max-time 2 -H "Authorization: Bearer $READ_TOKEN" "$DISCOVERY/v1/servers" 2>/dev/null | grep -o '"id"' | wc -l)" -eq "${#BACKENDS[@]}" ]; do
   fail_if_dead
   [ "$SECONDS" -lt "$deadline" ] || die "the agents did not register all ${#BACKENDS[@]} servers within 60s; see $LOG_DIR/"
   sleep 0.2
@@ -210,8 +215,11 @@ sessionpin demo is up.
 
   edge eu-west   http://127.0.0.1:8080    (Caddy admin localhost:2019)
   edge us-east   http://127.0.0.1:8081    (Caddy admin localhost:2020)
-  discovery      $DISCOVERY    (embedded etcd 127.0.0.1:2379; admin token in $DEMO_DIR/discovery-token)
-  fleet page     $DISCOVERY/   (live: regions, load, drains; paste the admin token to drain from it)
+  discovery      $DISCOVERY    (embedded etcd 127.0.0.1:2379; admin token in $DEMO_DIR/discovery-token,
+                 read-only token in $DEMO_DIR/discovery-read-token)
+  fleet page     $DISCOVERY/#token=$READ_TOKEN
+                 (live: regions, load, drains; the read-only token rides in the fragment,
+                 which the browser never sends; paste the admin token to drain from it)
   backends       eu-1 :9001  eu-2 :9002 (eu-west)   us-1 :9003  us-2 :9004 (us-east)
                  admin :9101..:9104, replication delay $REPLICATION_DELAY
   logs           $LOG_DIR/
@@ -219,7 +227,8 @@ sessionpin demo is up.
 Try:
   curl -s localhost:8080/closestToMe          # a server in eu-west
   curl -s localhost:8081/closestToMe          # a server in us-east
-  curl -s localhost:7070/v1/servers           # the registry
+  READ=\$(cat $DEMO_DIR/discovery-read-token)
+  curl -s localhost:7070/v1/servers -H "Authorization: Bearer \$READ"   # the registry
 
   # log in through the eu-west edge: the edge pins you (X-Session-Server, X-Session-Pin)
   PIN=\$(curl -si -X POST localhost:8080/auth/login -d '{"user":"alice"}' | tr -d '\r' | sed -n 's/^X-Session-Pin: //Ip')
@@ -233,9 +242,9 @@ Try:
   curl -s localhost:7070/v1/servers/eu-1/drain -H "Authorization: Bearer \$SESSIONPIN_DISCOVERY_TOKEN"
   $BIN/discoverysvc undrain eu-1
 
-  open $DISCOVERY/                 # the fleet page, live from /v1/events
+  open '$DISCOVERY/#token=$READ_TOKEN'   # the fleet page, live from /v1/events
   open http://127.0.0.1:8080/demo/            # the browser client (examples/web)
-  curl -N localhost:7070/v1/events            # the fleet's changes as Server-Sent Events
+  curl -N localhost:7070/v1/events -H "Authorization: Bearer \$READ"   # the fleet's changes as Server-Sent Events
   curl -s localhost:7070/metrics              # discovery's metrics (sessionpin_discovery_*)
   make demo-client                            # the whole walkthrough, in another terminal
 

@@ -94,7 +94,10 @@ func run(o options) error {
 		return err
 	}
 
-	svc := discoverysvc.New(discoverysvc.Config{Client: etcd.Client, Prefix: prefix})
+	// Every subscriber comes from this one host, and there are more of
+	// them than the service admits by default: the limits are off here.
+	svc := discoverysvc.New(discoverysvc.Config{Client: etcd.Client, Prefix: prefix,
+		MaxSubscribers: -1, MaxSubscribersPerClient: -1})
 	fleet := svc.Fleet()
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})

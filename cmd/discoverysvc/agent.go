@@ -22,7 +22,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&a.HealthURL, "health-url", "", "`URL` probed with GET; 2xx means healthy (required)")
 	fs.StringVar(&a.Discovery, "discovery", "", "base `URL` of the discovery API, e.g. http://127.0.0.1:7070 (required)")
 	fs.DurationVar(&a.Interval, "interval", agent.DefaultAgentInterval, "`duration` between health probes and heartbeats")
-	fs.StringVar(&a.Token, "token", "", "discovery bearer `token`: this server's agent token from \"discoverysvc token ID\" (default $"+envToken+")")
+	token := addSecretFlag(fs, "token", envToken, "the discovery bearer `token`: this server's agent token from \"discoverysvc token ID\"")
 	fs.BoolVar(&a.InsecureHTTP, "insecure-http", false, "send the token over plain http to a discovery address that is not loopback")
 	fs.Var(&load, "load", "fixed `load` to report (default: the health body's top-level \"load\" number, else 0)")
 	fs.Var(seconds{&a.TTL}, "ttl", "lease `duration` (10s or 10), longer than --interval (default: the service's, 10s)")
@@ -33,7 +33,11 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	set := setFlags(fs)
-	fromEnv(set, "token", &a.Token, envToken)
+	tokenOnCommandLine := false
+	var err error
+	if a.Token, tokenOnCommandLine, err = token.resolve(set); err != nil {
+		return err
+	}
 	if set["interval"] && a.Interval <= 0 {
 		return flagError("interval", "must be positive")
 	}
@@ -49,6 +53,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer logger.Sync()
+	if tokenOnCommandLine {
+		logger.Warn(token.warning())
+	}
 	a.Logger = logger
 	return a.Run(ctx)
 }

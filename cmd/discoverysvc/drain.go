@@ -33,6 +33,8 @@ type drainCommand struct {
 	id        string
 	discovery string
 	token     string
+	secret    *secretFlag
+	stderr    io.Writer
 	api       *client.Client
 }
 
@@ -67,7 +69,7 @@ func parseDrainArgs(fs *flag.FlagSet, args []string) (string, error) {
 
 func (c *drainCommand) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.discovery, "discovery", defaultDiscovery, "base `URL` of the discovery API")
-	fs.StringVar(&c.token, "token", "", "admin bearer `token` of the discovery API (default $"+envToken+")")
+	c.secret = addSecretFlag(fs, "token", envToken, "the admin bearer `token` of the discovery API")
 }
 
 // parse reads the command line of drain or undrain: the server id and the
@@ -78,7 +80,13 @@ func (c *drainCommand) parse(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	c.id = id
-	fromEnv(setFlags(fs), "token", &c.token, envToken)
+	var onCommandLine bool
+	if c.token, onCommandLine, err = c.secret.resolve(setFlags(fs)); err != nil {
+		return err
+	}
+	if onCommandLine && c.stderr != nil {
+		fmt.Fprintln(c.stderr, "warning: "+c.secret.warning())
+	}
 	u, err := url.Parse(c.discovery)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 		return flagError("discovery", "%q is not an http(s) base URL", c.discovery)
@@ -89,8 +97,8 @@ func (c *drainCommand) parse(fs *flag.FlagSet, args []string) error {
 }
 
 func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := drainCommand{stderr: stderr}
 	var (
-		c       drainCommand
 		wait    bool
 		quiet   time.Duration
 		timeout time.Duration
@@ -189,7 +197,7 @@ func sinceText(st client.DrainStatus) string {
 }
 
 func runUndrain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c drainCommand
+	c := drainCommand{stderr: stderr}
 	fs := newFlagSet("undrain", "undrain <id> [--discovery URL] [--token TOKEN]", stderr)
 	c.flags(fs)
 	if err := c.parse(fs, args); err != nil {

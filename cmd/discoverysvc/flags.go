@@ -18,6 +18,7 @@ import (
 // they need not appear in the process list.
 const (
 	envToken        = "SESSIONPIN_DISCOVERY_TOKEN"
+	envReadToken    = "SESSIONPIN_DISCOVERY_READ_TOKEN"
 	envEtcdPassword = "SESSIONPIN_ETCD_PASSWORD"
 )
 

@@ -77,7 +77,9 @@ func TestServeEmbeddedEtcdOverMutualTLS(t *testing.T) {
 	if got := httpStatus("PUT", replica+"/v1/servers/eu-2", "admin-token", `{"region":"eu","url":"http://127.0.0.1:9002","load":0}`); got != 200 {
 		t.Fatalf("PUT through the replica over mTLS: %d\n%s", got, replicaLog)
 	}
-	resp, err := http.Get(base + "/v1/servers")
+	req, _ := http.NewRequest(http.MethodGet, base+"/v1/servers", nil)
+	req.Header.Set("Authorization", "Bearer admin-token") // listing the fleet takes a token
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,8 +29,17 @@ type serveConfig struct {
 	etcdUser, etcdPassword    string
 	etcdCA, etcdCert, etcdKey string
 	prefix                    string
-	token                     string
+	token, readToken          string
 	allowLoopback             bool
+
+	// What is public, and under which names (see discoverysvc.Exposure).
+	publicRead bool
+	allowHosts string
+
+	// Hostile load: how many connections and subscribers, and how long a
+	// connection may idle or take to send its headers.
+	maxConns, maxSubs, maxSubsPerClient int
+	readHeaderTimeout, idleTimeout      time.Duration
 
 	dataDir, etcdListen, etcdPeerListen               string
 	etcdListenCert, etcdListenKey, etcdListenClientCA string
@@ -59,7 +68,15 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.etcdCert, "etcd-cert", "", "PEM client certificate `file` for etcd, with --etcd-key (with --etcd)")
 	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM client key `file` for etcd, with --etcd-cert (with --etcd)")
 	fs.StringVar(&c.prefix, "prefix", schema.DefaultPrefix, "etcd key `prefix` of the registry")
-	fs.StringVar(&c.token, "token", "", "admin bearer `token` required for PUT and DELETE; agents get theirs from \"discoverysvc token\" (default $"+envToken+"; none: writes are open)")
+	token := addSecretFlag(fs, "token", envToken, "the admin bearer `token`: every write, and reads; agents get theirs from \"discoverysvc token\" (none: writes and reads are open)")
+	readToken := addSecretFlag(fs, "read-token", envReadToken, "a read-only bearer `token` for dashboards and the fleet page: reads GET /v1/events and GET /v1/servers, writes nothing")
+	fs.BoolVar(&c.publicRead, "public-read", false, "let anyone who reaches the API read GET /v1/events and GET /v1/servers without a token (every server's URL), for a private network")
+	fs.StringVar(&c.allowHosts, "allow-host", "", "more `names`, comma-separated, that requests may be addressed to (Host); IP addresses, localhost and the --listen host always are")
+	fs.IntVar(&c.maxConns, "max-connections", discoverysvc.DefaultMaxConnections, "most open connections to the API; more are closed at once (lowered to fit the open-file limit)")
+	fs.IntVar(&c.maxSubs, "max-subscribers", discoverysvc.DefaultMaxSubscribers, "most GET /v1/events subscribers; more get 503 with Retry-After")
+	fs.IntVar(&c.maxSubsPerClient, "max-subscribers-per-client", discoverysvc.DefaultMaxSubscribersPerClient, "most GET /v1/events subscribers from one client address; more get 503 with Retry-After")
+	fs.DurationVar(&c.readHeaderTimeout, "read-header-timeout", discoverysvc.DefaultReadHeaderTimeout, "how long a connection may take to send a request's headers")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", discoverysvc.DefaultIdleTimeout, "how long a kept-alive connection may wait for its next request")
 	fs.BoolVar(&c.allowLoopback, "allow-loopback", false, "let servers register loopback URLs (127.0.0.1, localhost), for a demo or tests on one host")
 	fs.StringVar(&c.dataDir, "data-dir", "./data/etcd", "`dir` of the embedded etcd's data")
 	fs.StringVar(&c.etcdListen, "etcd-listen", "127.0.0.1:2379", "client `host:port` of the embedded etcd, where edges connect; beyond loopback only with --etcd-listen-cert, --etcd-listen-key and --etcd-client-ca")
@@ -72,7 +89,33 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	set := setFlags(fs)
-	fromEnv(set, "token", &c.token, envToken)
+	var err error
+	var warnings []string
+	for _, sf := range []struct {
+		flag *secretFlag
+		dst  *string
+	}{{token, &c.token}, {readToken, &c.readToken}} {
+		var onCommandLine bool
+		if *sf.dst, onCommandLine, err = sf.flag.resolve(set); err != nil {
+			return err
+		}
+		if onCommandLine {
+			warnings = append(warnings, sf.flag.warning())
+		}
+	}
+	if c.readToken != "" && c.readToken == c.token {
+		return flagError("read-token", "must differ from the admin token")
+	}
+	for name, v := range map[string]int{"max-connections": c.maxConns, "max-subscribers": c.maxSubs, "max-subscribers-per-client": c.maxSubsPerClient} {
+		if v < 1 {
+			return flagError(name, "%d: want at least 1", v)
+		}
+	}
+	for name, v := range map[string]time.Duration{"read-header-timeout": c.readHeaderTimeout, "idle-timeout": c.idleTimeout} {
+		if v <= 0 {
+			return flagError(name, "%s: want a positive duration", v)
+		}
+	}
 	if c.etcd != "" {
 		fromEnv(set, "etcd-password", &c.etcdPassword, envEtcdPassword)
 	}
@@ -84,6 +127,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer logger.Sync()
+	for _, w := range warnings {
+		logger.Warn(w)
+	}
 	return serve(ctx, c, logger)
 }
 
@@ -211,11 +257,24 @@ func validateEndpoint(ep string) error {
 // down in order: stop taking requests, let in-flight ones finish, close the
 // etcd client, stop the embedded etcd.
 func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
+	// Before etcd starts: its files count against the same limit.
+	soft, raised, err := raiseFileLimit()
+	if err != nil {
+		logger.Warn("open-file limit", zap.Error(err))
+	} else if raised {
+		logger.Info("raised the open-file limit to its hard limit", zap.Uint64("limit", soft))
+	}
+	maxConns, maxSubs, err := sizeConnections(soft, c.maxConns, c.maxSubs)
+	if err != nil {
+		return err
+	}
+	if maxConns < c.maxConns || maxSubs < c.maxSubs {
+		logger.Warn("limits lowered to fit the open-file limit, keeping files for etcd",
+			zap.Uint64("open_file_limit", soft), zap.Int("reserve", fileReserve),
+			zap.Int("max_connections", maxConns), zap.Int("max_subscribers", maxSubs))
+	}
 	metrics := discoverysvc.NewMetrics()
-	var (
-		store *etcdStore
-		err   error
-	)
+	var store *etcdStore
 	if c.etcd == "" {
 		store, err = startEmbedded(c, logger, metrics)
 	} else {
@@ -234,6 +293,11 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	svc := discoverysvc.New(discoverysvc.Config{
 		Client: store.client, Prefix: c.prefix, Token: c.token, AllowLoopback: c.allowLoopback,
 		Renew: store.renew, Metrics: metrics, Logger: logger,
+		MaxSubscribers: maxSubs, MaxSubscribersPerClient: c.maxSubsPerClient,
+		Exposure: discoverysvc.Exposure{
+			ReadToken: c.readToken, PublicRead: c.publicRead,
+			Listen: c.listen, Hosts: splitList(c.allowHosts),
+		},
 	})
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := svc.Registry().Ping(pingCtx); err != nil {
@@ -242,7 +306,9 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	}
 	cancel()
 	if c.token == "" {
-		logger.Warn("no token: anyone who can reach the API can register servers; set --token or $" + envToken)
+		logger.Warn("no token: anyone who can reach the API can register servers and read the fleet; set --token-file or $" + envToken)
+	} else if c.readToken == "" && !c.publicRead {
+		logger.Info("reading the fleet (GET /v1/events, GET /v1/servers, the fleet page's data) needs the admin token; give dashboards a --read-token-file")
 	}
 
 	fleetCtx, stopFleet := context.WithCancel(ctx)
@@ -260,12 +326,13 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
+	ln = discoverysvc.LimitListener(ln, maxConns, metrics)
 	srv := &http.Server{
 		Handler:           svc.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: c.readHeaderTimeout,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       c.idleTimeout,
 		ErrorLog:          zap.NewStdLog(logger.Named("http")),
 	}
 	srv.RegisterOnShutdown(stopFleet)

@@ -16,9 +16,8 @@ import (
 // server's record. It needs the admin token, and nothing else: every
 // discovery replica holding the admin token verifies the result.
 func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	var adminToken string
 	fs := newFlagSet("token", "token [--token ADMIN] ID", stderr)
-	fs.StringVar(&adminToken, "token", "", "the admin `token` of discovery serve (default $"+envToken+")")
+	secret := addSecretFlag(fs, "token", envToken, "the admin `token` of discovery serve")
 	// The id follows the flags, which parseFlags would refuse.
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -26,7 +25,13 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return &usageError{err: err, printed: true}
 	}
-	fromEnv(setFlags(fs), "token", &adminToken, envToken)
+	adminToken, onCommandLine, err := secret.resolve(setFlags(fs))
+	if err != nil {
+		return err
+	}
+	if onCommandLine {
+		fmt.Fprintln(stderr, "warning: "+secret.warning())
+	}
 	if fs.NArg() != 1 {
 		return &usageError{err: fmt.Errorf("want exactly one server id, got %d arguments", fs.NArg())}
 	}
@@ -35,8 +40,8 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		return &usageError{err: fmt.Errorf("server id %q: %s", id, schema.NameRule)}
 	}
 	if adminToken == "" {
-		return flagError("token", "the admin token is required (--token or $%s)", envToken)
+		return flagError("token", "the admin token is required (--token-file or $%s)", envToken)
 	}
-	_, err := fmt.Fprintln(stdout, discoverysvc.AgentToken(adminToken, id))
+	_, err = fmt.Fprintln(stdout, discoverysvc.AgentToken(adminToken, id))
 	return err
 }

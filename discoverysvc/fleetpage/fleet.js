@@ -171,60 +171,137 @@
     el.textContent = text;
   }
 
-  function on(source, name, handle) {
-    source.addEventListener(name, (ev) => {
-      const data = JSON.parse(ev.data);
-      if (data.revision) revision = Math.max(revision, data.revision);
-      handle(data);
-      summary();
-    });
+  // The events stream needs a token, which EventSource cannot send, so
+  // the page reads the Server-Sent Events itself. The reading token comes
+  // in the page's fragment (#token=...), which the browser never sends to
+  // any server, and is removed from the address bar at once; an admin
+  // token typed below reads too.
+  let readToken = "";
+  {
+    const params = new URLSearchParams(location.hash.slice(1));
+    readToken = params.get("token") || "";
+    if (location.hash) history.replaceState(null, "", location.pathname + location.search);
   }
+  let lastEventId = "";
+  let retryMs = 2000;
+  let stream = null;   // the AbortController of the current connection
+  let retryTimer = 0;
 
-  function connect() {
-    const source = new EventSource("/v1/events");
-    source.onopen = () => connection("live", "live");
-    source.onerror = () => connection("reconnecting", "reconnecting…");
-    on(source, "reset", () => {
+  const handlers = {
+    reset: () => {
       synced = false;
       [...cards.keys()].forEach(remove);
       servers.clear();
       drains.clear();
       activity.clear();
-    });
-    on(source, "synced", () => { synced = true; });
-    on(source, "server_added", (s) => {
+    },
+    synced: () => { synced = true; },
+    server_added: (s) => {
       servers.set(s.id, s);
       render(s.id);
       announce(`${s.id} joined ${s.region}`);
-    });
-    on(source, "server_changed", (s) => {
+    },
+    server_changed: (s) => {
       const old = servers.get(s.id);
       servers.set(s.id, s);
       render(s.id);
       if (old && old.draining !== s.draining) announce(`${s.id} is ${stateOf(s.id)}`);
-    });
-    on(source, "server_removed", (s) => {
+    },
+    server_removed: (s) => {
       servers.delete(s.id);
       activity.delete(s.id);
       remove(s.id);
       announce(`${s.id} left ${s.region}`);
-    });
-    on(source, "drain_started", (d) => {
+    },
+    drain_started: (d) => {
       drains.set(d.id, d);
       render(d.id);
       announce(`${d.id} is draining`);
-    });
-    on(source, "drain_ended", (d) => {
+    },
+    drain_ended: (d) => {
       drains.delete(d.id);
       render(d.id);
       announce(`${d.id} is active again`);
-    });
-    on(source, "activity", (a) => {
+    },
+    activity: (a) => {
       const before = stateOf(a.id);
       activity.set(a.id, a);
       render(a.id);
       if (before !== stateOf(a.id)) announce(`${a.id} is ${stateOf(a.id)}`);
-    });
+    },
+  };
+
+  function dispatch(name, data) {
+    const handle = handlers[name];
+    if (!handle) return;
+    const parsed = JSON.parse(data);
+    if (parsed && parsed.revision) revision = Math.max(revision, parsed.revision);
+    handle(parsed);
+    summary();
+  }
+
+  // handleBlock applies one event of the text/event-stream format.
+  function handleBlock(block) {
+    let name = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line === "" || line.startsWith(":")) continue;
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") name = value;
+      else if (field === "data") data.push(value);
+      else if (field === "id") lastEventId = value;
+      else if (field === "retry" && /^\d+$/.test(value)) retryMs = Number(value);
+    }
+    if (data.length > 0) dispatch(name, data.join("\n"));
+  }
+
+  function reconnect(ms) {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, ms);
+  }
+
+  async function connect() {
+    if (stream) stream.abort();
+    const ctl = new AbortController();
+    stream = ctl;
+    const headers = {};
+    const auth = readToken || token;
+    if (auth) headers["Authorization"] = "Bearer " + auth;
+    if (lastEventId) headers["Last-Event-ID"] = lastEventId;
+    try {
+      const resp = await fetch("/v1/events", { headers, cache: "no-store", signal: ctl.signal });
+      if (resp.status === 401) {
+        connection("reconnecting", "token needed: open the page's link with #token=…, or use a token below");
+        return; // a new token reconnects
+      }
+      if (!resp.ok || !resp.body) {
+        connection("reconnecting", `reconnecting… (${resp.status})`);
+        const after = Number(resp.headers.get("Retry-After"));
+        reconnect(after > 0 ? after * 1000 : retryMs);
+        return;
+      }
+      connection("live", "live");
+      const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value.replace(/\r\n?/g, "\n");
+        let end;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          handleBlock(buf.slice(0, end));
+          buf = buf.slice(end + 2);
+        }
+      }
+    } catch (err) {
+      if (ctl.signal.aborted) return; // replaced by a newer connection
+    }
+    if (stream !== ctl) return;
+    connection("reconnecting", "reconnecting…");
+    reconnect(retryMs);
   }
 
   async function toggleDrain(id) {
@@ -257,6 +334,7 @@
     $("forget-token").hidden = token === "";
     $("operator-result").textContent = token ? "Token set for this page: drain controls are shown." : "";
     servers.forEach((_, id) => render(id));
+    if (!readToken) connect(); // the admin token reads too
   });
   $("forget-token").addEventListener("click", () => {
     token = "";

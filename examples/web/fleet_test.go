@@ -41,8 +41,13 @@ func TestFleetPage(t *testing.T) {
 	}
 
 	p.do(chromedp.EmulateViewport(1280, 760))
-	p.do(chromedp.Navigate(st.Discovery + "/"))
+	// Reading the fleet takes a token: the page gets it in its fragment,
+	// which no request carries, and takes it out of the address bar.
+	p.do(chromedp.Navigate(st.Discovery + "/#token=" + token))
 	p.waitJS(`document.getElementById("connection").dataset.state === "live"`, "the page to connect")
+	if got := p.eval(`location.href`); strings.Contains(got, token) {
+		t.Fatalf("the token stayed in the address bar: %s", got)
+	}
 	for id, b := range st.Backends {
 		p.waitJS(fmt.Sprintf(`!!document.querySelector('section[data-region=%q] li[data-server-id=%q]')`, b.Region, id),
 			fmt.Sprintf("%s under %s", id, b.Region))

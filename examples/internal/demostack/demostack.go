@@ -58,6 +58,8 @@ type Stack struct {
 	Discovery    string // discovery API base URL
 	Backends     map[string]*Backend
 	Admins       map[string]string // id → admin URL
+
+	token string // discovery's admin token, which reads the fleet
 }
 
 // layout is the demo's topology, the same as examples/run.sh.
@@ -98,7 +100,7 @@ func Start(t *testing.T, opts Options) *Stack {
 	// Before disc.Close: the end of the fleet's watch ends its streams.
 	t.Cleanup(func() { stopFleet(); <-fleetDone })
 
-	st := &Stack{Discovery: disc.URL, Backends: map[string]*Backend{}, Admins: map[string]string{}}
+	st := &Stack{Discovery: disc.URL, Backends: map[string]*Backend{}, Admins: map[string]string{}, token: opts.Token}
 	st.startBackends(t, opts)
 	st.startAgents(t, opts)
 	st.startCaddy(t, member.Client)
@@ -270,9 +272,20 @@ func (st *Stack) Registered() (int, error) {
 
 // Servers lists the registered servers, from the discovery API.
 func (st *Stack) Servers() ([]schema.Server, error) {
-	resp, err := http.Get(st.Discovery + "/v1/servers")
+	req, err := http.NewRequest(http.MethodGet, st.Discovery+"/v1/servers", nil)
 	if err != nil {
 		return nil, err
+	}
+	if st.token != "" {
+		req.Header.Set("Authorization", "Bearer "+st.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("list servers: %s", resp.Status)
 	}
 	defer resp.Body.Close()
 	var list struct {
