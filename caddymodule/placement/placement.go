@@ -36,6 +36,15 @@ type Edge struct {
 	// never placed, never kept at refresh, never answered as closest.
 	// nil means every server of the snapshot is reachable.
 	Reachable func(*discoverysvc.Entry) bool
+	// Standing returns what this edge knows of a server beyond its record:
+	// how many clients it has placed there since the server's last load
+	// report, and the server's slow-start ramp (SlowStart.Ramp). nil
+	// means none placed and every server established.
+	Standing func(*discoverysvc.Entry) (placed uint64, ramp float64)
+	// Plain reports that no server of active declares a capacity or a
+	// limit and none is in slow start, so that placement among them need
+	// not look past the least loaded few. nil means it cannot tell.
+	Plain func(active []*discoverysvc.Entry) bool
 }
 
 // Place returns the server a new client goes to: the least-loaded alive,
@@ -101,64 +110,29 @@ func (e *Edge) reachable(s *discoverysvc.Entry) bool {
 }
 
 // pick chooses among the reachable servers of active (sorted least loaded
-// first) whose load is within hysteresis of the least reachable one. It
-// returns nil when none is reachable.
+// first) by the rule Choose describes. It returns nil when none is
+// reachable or every reachable one is at its limit.
 func (e *Edge) pick(active []*discoverysvc.Entry, rnd uint64) *discoverysvc.Entry {
-	first := 0
-	for first < len(active) && !e.reachable(active[first]) {
-		first++
-	}
-	if first == len(active) {
+	i := choose(len(active), func(i int) (Candidate, bool) {
+		s := active[i]
+		if !e.reachable(s) {
+			return Candidate{}, false
+		}
+		return e.candidate(s), true
+	}, e.Hysteresis, rnd, e.Plain != nil && e.Plain(active))
+	if i < 0 {
 		return nil
 	}
-	limit := active[first].Load + clampHysteresis(e.Hysteresis)
-	// Binary search for the first server above the limit; loads are sorted,
-	// so this is O(log n) even at 10,000 servers.
-	// Mutation testing: first-1 here is an equivalent mutant; the search
-	// only starts lower, among servers already known to be within limit.
-	lo, hi := first+1, len(active)
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if active[mid].Load <= limit {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
+	return active[i]
+}
+
+// candidate is what placement knows of s at this edge.
+func (e *Edge) candidate(s *discoverysvc.Entry) Candidate {
+	c := Candidate{Load: s.Load}
+	if e.Standing != nil {
+		c.Placed, c.Ramp = e.Standing(s)
 	}
-	candidates := active[first:lo]
-	n := uint64(len(candidates))
-	if s := candidates[rnd%n]; e.reachable(s) {
-		return s
-	}
-	// Some candidates cannot be reached: choose among those that can. The
-	// draw uses the part of rnd the first draw did not, so that it is as
-	// even as the first.
-	k := uint64(0)
-	for _, s := range candidates {
-		if e.reachable(s) {
-			k++
-		}
-	}
-	if k == 0 {
-		// Reachable reads live state, which may change between calls:
-		// candidates[0] was reachable a moment ago.
-		return candidates[0]
-	}
-	k = (rnd / n) % k
-	var last *discoverysvc.Entry
-	for _, s := range candidates {
-		if e.reachable(s) {
-			if k == 0 {
-				return s
-			}
-			k--
-			last = s
-		}
-	}
-	if last == nil {
-		return candidates[0]
-	}
-	return last
+	return c
 }
 
 // clampHysteresis turns a negative or NaN hysteresis into 0, so a bad value
