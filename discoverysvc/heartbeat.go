@@ -29,6 +29,12 @@ type HeartbeatRequest struct {
 	// Draining servers keep their pinned clients but get no new ones.
 	// Default: false.
 	Draining *bool `json:"draining,omitempty"`
+	// Capacity is how many clients the server holds at load 1, its weight
+	// at placement. Default: 0, not declared.
+	Capacity *float64 `json:"capacity,omitempty"`
+	// Limit is the load at or above which the server takes no new
+	// clients. Default: 0, none.
+	Limit *float64 `json:"limit,omitempty"`
 	// TTL is the lease in whole seconds, 1 to 3600. Default: 10.
 	TTL *float64 `json:"ttl,omitempty"`
 }
@@ -81,6 +87,12 @@ func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
 	if req.Draining != nil {
 		srv.Draining = *req.Draining
 	}
+	if req.Capacity != nil {
+		srv.Capacity = *req.Capacity
+	}
+	if req.Limit != nil {
+		srv.Limit = *req.Limit
+	}
 	if err := srv.Validate(); err != nil {
 		return Server{}, 0, err
 	}
@@ -97,7 +109,7 @@ func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
 }
 
 // heartbeatFields are the keys of a HeartbeatRequest, spelled exactly.
-var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "load": true, "draining": true, "ttl": true}
+var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "load": true, "draining": true, "capacity": true, "limit": true, "ttl": true}
 
 // checkKeys refuses top-level keys that are unknown in their exact spelling
 // or repeated. encoding/json alone would match "REGION" to region and let
