@@ -353,6 +353,11 @@ func TestAgentValidatesItsConfig(t *testing.T) {
 		{"interval", func(a *discoverysvc.Agent) { a.Interval = -time.Second }},
 		{"load", func(a *discoverysvc.Agent) { a.Load = &neg }},
 		{"load", func(a *discoverysvc.Agent) { a.Load = &nan }},
+		{"capacity", func(a *discoverysvc.Agent) { a.Capacity = -1 }},
+		{"capacity", func(a *discoverysvc.Agent) { a.Capacity = math.NaN() }},
+		{"capacity", func(a *discoverysvc.Agent) { a.Capacity = 1e12 }},
+		{"limit", func(a *discoverysvc.Agent) { a.Limit = math.Inf(1) }},
+		{"limit", func(a *discoverysvc.Agent) { a.Limit = -0.1 }},
 		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 1500 * time.Millisecond }},
 		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 2 * time.Hour }},
 		{"ttl", func(a *discoverysvc.Agent) { a.TTL = 3 * time.Second }}, // not longer than the 3 s interval
