@@ -243,7 +243,8 @@ func (h *Handler) setup() error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
-	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis, Reachable: reachableAtEdge}
+	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis, Reachable: reachableAtEdge,
+		SlowStart: h.slowStart(), Placed: placedAtEdge}
 
 	var sign pin.KeyConfig
 	if h.Key != nil {
