@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 )
 
 // snapshotView is everything a reader can observe of a snapshot, in a form
@@ -22,7 +23,9 @@ type snapshotView struct {
 func viewOf(s *Snapshot) snapshotView {
 	v := snapshotView{Revision: s.Revision, Regions: map[string][2][]string{}, Names: s.RegionNames()}
 	for _, e := range s.Servers() {
-		v.Servers = append(v.Servers, *e)
+		c := *e
+		c.Joined = time.Time{} // when the update ran, which a rebuild cannot know
+		v.Servers = append(v.Servers, c)
 	}
 	ids := func(es []*Entry) []string {
 		out := []string{}
