@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
@@ -74,9 +75,14 @@ func TestLimitSendsToFallback(t *testing.T) {
 // its slow-start share of new clients at first, however idle it reports
 // itself.
 func TestNewServerRamps(t *testing.T) {
-	f := newFixture(t, "\t\tslow_start 1h")
-	busy := newBackend(t, "eu-1")
-	f.reg.put("eu-1", "eu-west", busy.srv.URL, 0.5, false)
+	// eu-1 is registered before the edge starts: in its first list, so
+	// established.
+	m := etcdtest.Start(t)
+	prefix := "/" + t.Name() + "/"
+	f := &fixture{reg: &registry{t: t, cli: etcdtest.NewClient(t, m), prefix: prefix}, member: m}
+	f.reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.5, false)
+	f.edge = startEdge(t, m.Client, prefix, "\t\tslow_start 1h\n\t\thysteresis 0")
+	f.keys = testKeyring(t)
 	f.waitRouted("eu-1", "eu-west")
 	f.reg.put("eu-2", "eu-west", newBackend(t, "eu-2").srv.URL, 0, false)
 	poll.Until(t, eventuallyTimeout, "eu-2 listed", func() error {
