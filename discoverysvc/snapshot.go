@@ -96,6 +96,9 @@ type Snapshot struct {
 	// that a server registering later starts out draining.
 	drains map[string]bool
 	attach func(Server) any
+	// declared and joined are Declared's answer, derived once an update.
+	declared bool
+	joined   time.Time
 }
 
 // emptySnapshot is what an edge routes from before its first list.
@@ -183,6 +186,7 @@ func buildSnapshot(rev int64, servers []Server, drains map[string]bool, attach f
 		slices.SortFunc(r.Draining, compareID)
 		r.note()
 	}
+	s.noteFleet()
 	return s
 }
 
@@ -336,6 +340,7 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 			r.note()
 		}
 	}
+	n.noteFleet()
 	return n
 }
 
@@ -454,14 +459,19 @@ func cloneWithRoom(list []*Entry, extra int) []*Entry {
 }
 
 // Declared reports whether an active server of any region declares a
-// capacity or a limit, and Joined is the latest Joined among them, for a
-// choice over the whole fleet (Active). Linear in the number of regions.
+// capacity or a limit, and joined is the latest Joined among them, for a
+// choice over the whole fleet (Active).
 func (s *Snapshot) Declared() (declared bool, joined time.Time) {
+	return s.declared, s.joined
+}
+
+// noteFleet derives the fleet's Declared from its regions'.
+func (s *Snapshot) noteFleet() {
+	s.declared, s.joined = false, time.Time{}
 	for _, r := range s.regions {
-		declared = declared || r.Declared
-		if r.Joined.After(joined) {
-			joined = r.Joined
+		s.declared = s.declared || r.Declared
+		if r.Joined.After(s.joined) {
+			s.joined = r.Joined
 		}
 	}
-	return declared, joined
 }

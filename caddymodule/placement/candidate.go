@@ -54,10 +54,3 @@ func (c Candidate) ramp() float64 {
 	}
 	return 1
 }
-
-// special reports whether the server needs the weighted rule: it declared a
-// capacity or a limit, or it is in slow start. A region of servers with
-// none of these is placed exactly as before capacities existed.
-func (c Candidate) special() bool {
-	return c.Capacity > 0 || c.Limit > 0 || c.ramp() < 1
-}

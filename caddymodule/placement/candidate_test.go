@@ -34,9 +34,6 @@ func TestCandidateEstimateAndLimit(t *testing.T) {
 			if got := tt.c.AtLimit(); got != tt.atLimit {
 				t.Errorf("AtLimit() = %v, want %v", got, tt.atLimit)
 			}
-			if got := tt.c.special(); got != tt.special {
-				t.Errorf("special() = %v, want %v", got, tt.special)
-			}
 		})
 	}
 }

@@ -28,7 +28,9 @@ import "math"
 // servers considered that did (as 1 when none did). When no server
 // considered declared a capacity or a limit and none is in slow start, the
 // band is drawn uniformly and takes every client: the rule before
-// capacities existed.
+// capacities existed. When every server is in slow start (a fresh start, a
+// fleet restart) the ramps are ignored: there is no established server to
+// hold new clients back for.
 func Choose(c []Candidate, hysteresis float64, rnd uint64) int {
 	return choose(len(c), func(i int) (Candidate, bool) { return c[i], true }, hysteresis, rnd, false)
 }
@@ -50,7 +52,7 @@ func choose(n int, at func(int) (Candidate, bool), hysteresis float64, rnd uint6
 	// sorted, so the scan stops at the first server above the band.
 	established, all := math.Inf(1), math.Inf(1)
 	var declared, nDeclared float64
-	end, special, least := n, false, -1
+	end, special, anyRamping, least := n, false, false, -1
 	for i := range n {
 		c, ok := at(i)
 		if !ok || c.AtLimit() {
@@ -63,6 +65,8 @@ func choose(n int, at func(int) (Candidate, bool), hysteresis float64, rnd uint6
 		est := c.Estimate()
 		if c.ramp() == 1 {
 			established = min(established, est)
+		} else {
+			anyRamping = true
 		}
 		if est < all {
 			all, least = est, i
@@ -71,7 +75,7 @@ func choose(n int, at func(int) (Candidate, bool), hysteresis float64, rnd uint6
 			declared += c.Capacity
 			nDeclared++
 		}
-		special = special || c.special()
+		special = special || c.Capacity > 0 || c.Limit > 0
 	}
 	if least < 0 {
 		return -1
@@ -80,15 +84,25 @@ func choose(n int, at func(int) (Candidate, bool), hysteresis float64, rnd uint6
 	if nDeclared > 0 {
 		unweighted = declared / nDeclared
 	}
-	weight := func(c Candidate) float64 {
-		if c.Capacity > 0 {
-			return c.Capacity * c.ramp()
-		}
-		return unweighted * c.ramp()
-	}
+	// When every server is in slow start (a fresh start, a fleet restart)
+	// there is no established server to hold the new clients back for:
+	// the ramps are ignored.
+	rampAll := math.IsInf(established, 1)
 	floor := established
-	if math.IsInf(floor, 1) {
+	if rampAll {
 		floor = all
+	} else {
+		special = special || anyRamping
+	}
+	weight := func(c Candidate) float64 {
+		w := unweighted
+		if c.Capacity > 0 {
+			w = c.Capacity
+		}
+		if rampAll {
+			return w
+		}
+		return w * c.ramp()
 	}
 	limit := floor + h
 	considered := func(i int) (Candidate, bool) {

@@ -94,9 +94,12 @@ func TestChooseShares(t *testing.T) {
 			// Band {1,2} weighs 2000 of 2100: share 1.
 			[]Candidate{{Load: 0.5, Capacity: 1000}, {Load: 0.5, Capacity: 1000}, {Load: 0.9, Capacity: 1000, Ramp: 0.1}}, 0.1,
 			map[int]float64{0: 0.5, 1: 0.5}},
-		{"everything in slow start: the band is around the least of all",
-			[]Candidate{{Load: 0, Capacity: 1000, Ramp: 0.2}, {Load: 0.05, Capacity: 1000, Ramp: 0.6}, {Load: 0.5, Capacity: 1000, Ramp: 0.2}}, 0.1,
+		{"everything in slow start: ramps ignored, the band is around the least of all",
+			[]Candidate{{Load: 0, Capacity: 1000, Ramp: 0.2}, {Load: 0.05, Capacity: 3000, Ramp: 0.6}, {Load: 0.5, Capacity: 1000, Ramp: 0.2}}, 0.1,
 			map[int]float64{0: 0.25, 1: 0.75}},
+		{"everything in slow start without capacities: today's rule",
+			[]Candidate{{Load: 0, Ramp: 0.2}, {Load: 0.05, Ramp: 0.6}, {Load: 0.5, Ramp: 0.2}}, 0.1,
+			map[int]float64{0: 0.5, 1: 0.5}},
 		{"one server far below: twice its share from the band, and its share of the rest",
 			// Band {0} weighs 1000 of 10,000: it takes 0.2, and the other
 			// 0.8 is drawn by weight from all: 0.08 more for it.
