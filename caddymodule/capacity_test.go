@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -17,13 +17,13 @@ import (
 // putSized writes a record with a capacity and a limit straight into etcd.
 func (r *registry) putSized(id, region, url string, load, capacity, limit float64) {
 	r.t.Helper()
-	v, err := json.Marshal(discoverysvc.Server{ID: id, Region: region, URL: url, Load: load, Capacity: capacity, Limit: limit})
+	v, err := json.Marshal(schema.Server{ID: id, Region: region, URL: url, Load: load, Capacity: capacity, Limit: limit})
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := r.cli.Put(ctx, discoverysvc.ServerKey(r.prefix, id), string(v)); err != nil {
+	if _, err := r.cli.Put(ctx, schema.ServerKey(r.prefix, id), string(v)); err != nil {
 		r.t.Fatalf("put %s: %v", id, err)
 	}
 }

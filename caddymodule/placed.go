@@ -3,7 +3,7 @@ package caddymodule
 import (
 	"time"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // placedSpan is the span of each target's placement tally (see
@@ -25,7 +25,7 @@ func (t *target) notePlaced(now time.Time) {
 
 // placedAtEdge is placement's Edge.Placed: the clients this edge placed on
 // the server since its record last changed.
-func placedAtEdge(e *discoverysvc.Entry, now time.Time) uint64 {
+func placedAtEdge(e *watch.Entry, now time.Time) uint64 {
 	t := targetOf(e)
 	if t == nil {
 		return 0

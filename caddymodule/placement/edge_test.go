@@ -4,24 +4,25 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // sized is a registry record with a capacity and a limit.
-func sized(id, region string, load, capacity, limit float64) discoverysvc.Server {
+func sized(id, region string, load, capacity, limit float64) schema.Server {
 	s := srv(id, region, load, false)
 	s.Capacity, s.Limit = capacity, limit
 	return s
 }
 
 // placedCounts is an Edge.Placed over a table of counts by id.
-func placedCounts(n map[string]uint64) func(*discoverysvc.Entry, time.Time) uint64 {
-	return func(s *discoverysvc.Entry, _ time.Time) uint64 { return n[s.ID] }
+func placedCounts(n map[string]uint64) func(*watch.Entry, time.Time) uint64 {
+	return func(s *watch.Entry, _ time.Time) uint64 { return n[s.ID] }
 }
 
 // placeShares places n clients with consecutive rnd and returns each
 // server's share.
-func placeShares(e *Edge, snap *discoverysvc.Snapshot, n int) map[string]float64 {
+func placeShares(e *Edge, snap *watch.Snapshot, n int) map[string]float64 {
 	out := map[string]float64{}
 	for rnd := range uint64(n) {
 		out[id(e.Place(snap, rnd))] += 1 / float64(n)
@@ -32,38 +33,38 @@ func placeShares(e *Edge, snap *discoverysvc.Snapshot, n int) map[string]float64
 func TestPlaceByCapacityAndLimit(t *testing.T) {
 	tests := []struct {
 		name     string
-		servers  []discoverysvc.Server
+		servers  []schema.Server
 		placed   map[string]uint64
 		fallback []string
 		want     map[string]float64
 	}{
 		{"capacity is a weight",
-			[]discoverysvc.Server{sized("eu-1", "eu", 0.5, 1000, 0), sized("eu-2", "eu", 0.5, 2000, 0)}, nil, nil,
+			[]schema.Server{sized("eu-1", "eu", 0.5, 1000, 0), sized("eu-2", "eu", 0.5, 2000, 0)}, nil, nil,
 			map[string]float64{"eu-1": 1.0 / 3, "eu-2": 2.0 / 3}},
 		{"the edge's placements count toward the load",
 			// eu-1: 0.3 + 300/1000 = 0.6, out of the band above eu-2's 0.4.
-			[]discoverysvc.Server{sized("eu-1", "eu", 0.3, 1000, 0), sized("eu-2", "eu", 0.4, 1000, 0)},
+			[]schema.Server{sized("eu-1", "eu", 0.3, 1000, 0), sized("eu-2", "eu", 0.4, 1000, 0)},
 			map[string]uint64{"eu-1": 300}, nil,
 			map[string]float64{"eu-2": 1}},
 		{"a server at its limit takes no new client",
-			[]discoverysvc.Server{sized("eu-1", "eu", 0.1, 1000, 0.5), sized("eu-2", "eu", 0.45, 1000, 0.9)},
+			[]schema.Server{sized("eu-1", "eu", 0.1, 1000, 0.5), sized("eu-2", "eu", 0.45, 1000, 0.9)},
 			map[string]uint64{"eu-1": 400}, nil,
 			map[string]float64{"eu-2": 1}},
 		{"every server of the region at its limit: the fallback region",
-			[]discoverysvc.Server{sized("eu-1", "eu", 0.1, 1000, 0.5), sized("eu-2", "eu", 0.9, 1000, 0.9), sized("us-1", "us", 0.95, 0, 0), sized("ap-1", "ap", 0, 0, 0)},
+			[]schema.Server{sized("eu-1", "eu", 0.1, 1000, 0.5), sized("eu-2", "eu", 0.9, 1000, 0.9), sized("us-1", "us", 0.95, 0, 0), sized("ap-1", "ap", 0, 0, 0)},
 			map[string]uint64{"eu-1": 400}, []string{"us"},
 			map[string]float64{"us-1": 1}},
 		{"at its limit by the report alone, without a capacity",
-			[]discoverysvc.Server{sized("eu-1", "eu", 0.8, 0, 0.8), sized("us-1", "us", 0.95, 0, 0)}, nil, []string{"us"},
+			[]schema.Server{sized("eu-1", "eu", 0.8, 0, 0.8), sized("us-1", "us", 0.95, 0, 0)}, nil, []string{"us"},
 			map[string]float64{"us-1": 1}},
 		{"one server of the region below its limit keeps the clients in the region",
-			[]discoverysvc.Server{sized("eu-1", "eu", 0.89, 1000, 0.9), sized("eu-2", "eu", 0.9, 1000, 0.9), sized("us-1", "us", 0, 0, 0)}, nil, []string{"us"},
+			[]schema.Server{sized("eu-1", "eu", 0.89, 1000, 0.9), sized("eu-2", "eu", 0.9, 1000, 0.9), sized("us-1", "us", 0, 0, 0)}, nil, []string{"us"},
 			map[string]float64{"eu-1": 1}},
 		{"every server everywhere at its limit: none",
-			[]discoverysvc.Server{sized("eu-1", "eu", 0.9, 1000, 0.9), sized("us-1", "us", 0.95, 10, 0.5)}, nil, []string{"us"},
+			[]schema.Server{sized("eu-1", "eu", 0.9, 1000, 0.9), sized("us-1", "us", 0.95, 10, 0.5)}, nil, []string{"us"},
 			map[string]float64{"<nil>": 1}},
 		{"servers without capacity: as before, uniform within hysteresis",
-			[]discoverysvc.Server{srv("eu-1", "eu", 0.3, false), srv("eu-2", "eu", 0.35, false), srv("eu-3", "eu", 0.5, false)},
+			[]schema.Server{srv("eu-1", "eu", 0.3, false), srv("eu-2", "eu", 0.35, false), srv("eu-3", "eu", 0.5, false)},
 			map[string]uint64{"eu-1": 1e6}, nil,
 			map[string]float64{"eu-1": 0.5, "eu-2": 0.5}},
 	}
@@ -97,7 +98,7 @@ func TestPlaceByCapacityAndLimit(t *testing.T) {
 func TestPlaceSlowStart(t *testing.T) {
 	base := snapshot(sized("eu-1", "eu", 0.5, 1000, 0), sized("eu-2", "eu", 0.5, 1000, 0))
 	joiner := sized("eu-3", "eu", 0, 1000, 0)
-	snap := base.Apply(2, []discoverysvc.Change{{ID: "eu-3", Server: &joiner}})
+	snap := base.Apply(2, []watch.Change{{ID: "eu-3", Server: &joiner}})
 	joined := snap.Server("eu-3").Joined
 	if joined.IsZero() || !snap.Server("eu-1").Joined.IsZero() {
 		t.Fatalf("joined %v and %v, want the joiner's set and the listed one's zero", joined, snap.Server("eu-1").Joined)
@@ -133,7 +134,7 @@ func TestPlaceSlowStart(t *testing.T) {
 func TestPlaceSlowStartWithoutCapacity(t *testing.T) {
 	base := snapshot(srv("eu-1", "eu", 0.5, false), srv("eu-2", "eu", 0.5, false))
 	joiner := srv("eu-3", "eu", 0, false)
-	snap := base.Apply(2, []discoverysvc.Change{{ID: "eu-3", Server: &joiner}})
+	snap := base.Apply(2, []watch.Change{{ID: "eu-3", Server: &joiner}})
 	joined := snap.Server("eu-3").Joined
 	e := &Edge{Region: "eu", Hysteresis: 0.1, SlowStart: SlowStart{Window: 10 * time.Second},
 		Now: func() time.Time { return joined }}
@@ -160,9 +161,9 @@ func TestPlaceAnywhereByCapacity(t *testing.T) {
 func TestDecisionsWithCapacityDoNotAllocate(t *testing.T) {
 	base := snapshot(sized("a", "eu", 0.1, 1000, 0.9), sized("b", "eu", 0.15, 2000, 0.9), sized("c", "us", 0, 10, 0))
 	joiner := sized("d", "eu", 0, 1000, 0)
-	snap := base.Apply(2, []discoverysvc.Change{{ID: "d", Server: &joiner}})
+	snap := base.Apply(2, []watch.Change{{ID: "d", Server: &joiner}})
 	e := &Edge{Region: "eu", Hysteresis: 0.1, SlowStart: SlowStart{Window: time.Hour},
-		Placed: func(*discoverysvc.Entry, time.Time) uint64 { return 3 }}
+		Placed: func(*watch.Entry, time.Time) uint64 { return 3 }}
 	req := RefreshRequest{Current: "c", Closest: "a"}
 	if n := testing.AllocsPerRun(100, func() {
 		e.Place(snap, 7)

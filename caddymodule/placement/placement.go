@@ -10,7 +10,7 @@ import (
 	"math"
 	"time"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // Reasons a pin is issued; they label the pins-issued metric.
@@ -36,14 +36,14 @@ type Edge struct {
 	// the snapshot. A server it cannot reach is, for this edge, not alive:
 	// never placed, never kept at refresh, never answered as closest.
 	// nil means every server of the snapshot is reachable.
-	Reachable func(*discoverysvc.Entry) bool
+	Reachable func(*watch.Entry) bool
 	// SlowStart ramps up the servers that have just joined (from their
 	// Entry.Joined). The zero value turns it off.
 	SlowStart SlowStart
 	// Placed returns how many clients this edge has placed on a server
 	// since its last load report (Candidate.Placed), at now. nil means
 	// none.
-	Placed func(s *discoverysvc.Entry, now time.Time) uint64
+	Placed func(s *watch.Entry, now time.Time) uint64
 	// Now is the clock of slow start and Placed; nil means time.Now.
 	Now func() time.Time
 }
@@ -58,14 +58,14 @@ type Edge struct {
 //
 // rnd is any random number; the caller supplies it so that the decision
 // stays a pure function of the snapshot, the edge's counts and its clock.
-func (e *Edge) Place(snap *discoverysvc.Snapshot, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) Place(snap *watch.Snapshot, rnd uint64) *watch.Entry {
 	return e.placeIn(snap, e.Region, rnd)
 }
 
 // placeIn is Place starting from region rather than the edge's own: the
 // least-loaded usable server of region, else of the edge's fallback regions
 // in order, else anywhere.
-func (e *Edge) placeIn(snap *discoverysvc.Snapshot, region string, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) placeIn(snap *watch.Snapshot, region string, rnd uint64) *watch.Entry {
 	if snap == nil {
 		return nil
 	}
@@ -83,7 +83,7 @@ func (e *Edge) placeIn(snap *discoverysvc.Snapshot, region string, rnd uint64) *
 	return e.pickAnywhere(snap, rnd)
 }
 
-func (e *Edge) pickRegion(snap *discoverysvc.Snapshot, region string, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) pickRegion(snap *watch.Snapshot, region string, rnd uint64) *watch.Entry {
 	if r := snap.Region(region); r != nil {
 		return e.pick(r.Active, r.Declared, r.Joined, rnd)
 	}
@@ -91,7 +91,7 @@ func (e *Edge) pickRegion(snap *discoverysvc.Snapshot, region string, rnd uint64
 }
 
 // pickAnywhere picks among every active server of the snapshot.
-func (e *Edge) pickAnywhere(snap *discoverysvc.Snapshot, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) pickAnywhere(snap *watch.Snapshot, rnd uint64) *watch.Entry {
 	declared, joined := snap.Declared()
 	return e.pick(snap.Active(), declared, joined, rnd)
 }
@@ -100,7 +100,7 @@ func (e *Edge) pickAnywhere(snap *discoverysvc.Snapshot, rnd uint64) *discoverys
 // names when it is alive and reachable (draining or not), otherwise the
 // server placement would choose (which is what /closestToMe answers). nil
 // means no server is available.
-func (e *Edge) closest(snap *discoverysvc.Snapshot, closestID string, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) closest(snap *watch.Snapshot, closestID string, rnd uint64) *watch.Entry {
 	if snap == nil {
 		return nil
 	}
@@ -112,7 +112,7 @@ func (e *Edge) closest(snap *discoverysvc.Snapshot, closestID string, rnd uint64
 	return e.Place(snap, rnd)
 }
 
-func (e *Edge) reachable(s *discoverysvc.Entry) bool {
+func (e *Edge) reachable(s *watch.Entry) bool {
 	return e.Reachable == nil || e.Reachable(s)
 }
 
@@ -123,7 +123,7 @@ func (e *Edge) reachable(s *discoverysvc.Entry) bool {
 // as before capacities existed, looking no further than the band. It
 // returns nil when no server is reachable or every reachable one is at its
 // limit.
-func (e *Edge) pick(active []*discoverysvc.Entry, declared bool, joined time.Time, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) pick(active []*watch.Entry, declared bool, joined time.Time, rnd uint64) *watch.Entry {
 	var now time.Time // read only when a rule needs it
 	if declared || e.ramping(joined, time.Time{}) {
 		now = e.now()
@@ -149,7 +149,7 @@ func (e *Edge) pick(active []*discoverysvc.Entry, declared bool, joined time.Tim
 // least loaded first) whose load is within hysteresis of the least
 // reachable one, found by binary search, so that a plain region costs
 // O(log n) a placement. It returns nil when none is reachable.
-func (e *Edge) pickPlain(active []*discoverysvc.Entry, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) pickPlain(active []*watch.Entry, rnd uint64) *watch.Entry {
 	first := 0
 	for first < len(active) && !e.reachable(active[first]) {
 		first++
@@ -191,7 +191,7 @@ func (e *Edge) pickPlain(active []*discoverysvc.Entry, rnd uint64) *discoverysvc
 		return candidates[0]
 	}
 	k = (rnd / n) % k
-	var last *discoverysvc.Entry
+	var last *watch.Entry
 	for _, s := range candidates {
 		if e.reachable(s) {
 			if k == 0 {
@@ -224,7 +224,7 @@ func (e *Edge) now() time.Time {
 }
 
 // candidate is what placement knows of s at this edge at now.
-func (e *Edge) candidate(s *discoverysvc.Entry, now time.Time) Candidate {
+func (e *Edge) candidate(s *watch.Entry, now time.Time) Candidate {
 	c := Candidate{Load: s.Load, Capacity: s.Capacity, Limit: s.Limit, Ramp: 1}
 	if e.Placed != nil {
 		c.Placed = e.Placed(s, now)
