@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet xcaddy chaos fuzz mutation lab doclinks clean
+.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet bench-placement xcaddy chaos fuzz mutation lab doclinks clean
 
 all: build
 
@@ -49,6 +49,12 @@ bench-go:
 ## bench-registry: 10,000 heartbeating servers against discoverysvc and an edge watcher
 bench-registry:
 	$(GO) run ./bench/registry
+
+## bench-placement: the placement simulation (bursts, a join, failover, a
+## restart) against the classic rules; writes its BENCHMARKS.md section and
+## docs/placement-bursts.png
+bench-placement:
+	$(GO) run ./bench/placement -out BENCHMARKS.md -png docs/placement-bursts.png
 
 ## bench-fleet: 1,000 /v1/events subscribers at 10,000 servers (memory per subscriber, write-to-event time)
 bench-fleet:

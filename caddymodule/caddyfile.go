@@ -147,6 +147,10 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //		retry_after <duration>
 //		unreachable_for <duration>
 //		hysteresis <number>
+//		slow_start <duration> {
+//			aggression <number>
+//			min_share <fraction>
+//		}
 //		token_cache <entries>
 //	}
 //
@@ -217,6 +221,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("hysteresis: %q is not a number >= 0", s)
 			}
 			h.Hysteresis = &v
+		case "slow_start":
+			err = h.parseSlowStart(d)
 		case "token_cache":
 			var s string
 			if err = oneArg(d, &s); err != nil {

@@ -262,6 +262,11 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 				t.Fatalf("accepted %q with fallback region %q", input, r)
 			}
 		}
+		if err == nil {
+			if verr := h.validateSlowStart(); verr != nil {
+				t.Fatalf("accepted %q with a slow start that fails validation: %v", input, verr)
+			}
+		}
 		var a App
 		_ = a.UnmarshalCaddyfile(caddyfile.NewTestDispenser(input))
 	})

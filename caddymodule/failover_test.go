@@ -300,6 +300,7 @@ http://%s {
 		region eu-west
 		key hs256 %s
 		hysteresis 0
+		slow_start 0
 		unreachable_for 10m
 	}
 	reverse_proxy {

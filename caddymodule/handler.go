@@ -153,6 +153,18 @@ type Handler struct {
 	// at refresh). Default: 0.1.
 	Hysteresis *float64 `json:"hysteresis,omitempty"`
 
+	// SlowStart is how long a server that has just joined the registry,
+	// or come back to it, takes to ramp up to its full share of new
+	// clients: from a tenth of it, linearly by default (see
+	// SlowStartRamp), so that a fresh server reporting load 0 does not take
+	// every new client of its region until its next heartbeats. Pinned
+	// clients are never affected. 0 turns slow start off.
+	// Default: 15s.
+	SlowStart *caddy.Duration `json:"slow_start,omitempty"`
+
+	// SlowStartRamp shapes the slow-start ramp. Default: linear from 0.1.
+	SlowStartRamp *SlowStartConfig `json:"slow_start_ramp,omitempty"`
+
 	app          *App
 	keyring      *pin.Keyring
 	logger       *zap.Logger
@@ -231,7 +243,8 @@ func (h *Handler) setup() error {
 	if err := h.Validate(); err != nil {
 		return err
 	}
-	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis, Reachable: reachableAtEdge}
+	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis, Reachable: reachableAtEdge,
+		SlowStart: h.slowStart(), Placed: placedAtEdge}
 
 	var sign pin.KeyConfig
 	if h.Key != nil {
@@ -297,6 +310,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.UnreachableFor < 0 {
 		return errors.New("unreachable_for: must not be negative")
+	}
+	if err := h.validateSlowStart(); err != nil {
+		return err
 	}
 	if h.Hysteresis != nil {
 		if v := *h.Hysteresis; math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {

@@ -328,6 +328,11 @@ func newFixture(t *testing.T, opts string) *fixture {
 	if !strings.Contains(opts, "hysteresis") {
 		opts += "\n\t\thysteresis 0" // deterministic placement unless a test wants spread
 	}
+	if !strings.Contains(opts, "slow_start") {
+		// Servers a test registers after the edge's first list would ramp
+		// up for 15 s: least loaded, unless a test wants slow start.
+		opts += "\n\t\tslow_start 0"
+	}
 	f.edge = startEdge(t, m.Client, prefix, opts)
 	f.keys = testKeyring(t)
 	return f

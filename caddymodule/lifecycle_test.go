@@ -30,7 +30,7 @@ func TestReloadKeepsSnapshot(t *testing.T) {
 	f.waitRouted("eu-1", "eu-west")
 
 	f.member.Stop()
-	if err := f.load("hysteresis 0\n\t\tretry_after 7s"); err != nil {
+	if err := f.load("hysteresis 0\n\t\tslow_start 0\n\t\tretry_after 7s"); err != nil {
 		t.Fatalf("reload: %v", err)
 	}
 	r := f.do(request{pin: f.pinFor("eu-1", "eu-west")})
@@ -52,7 +52,7 @@ func TestReloadKeepsSnapshot(t *testing.T) {
 func TestStartWithoutEtcd(t *testing.T) {
 	m := etcdtest.Start(t)
 	m.Stop()
-	e := startEdge(t, m.Client, "/nostart/", "hysteresis 0")
+	e := startEdge(t, m.Client, "/nostart/", "hysteresis 0\n\t\tslow_start 0")
 	for _, path := range []string{"/", "/closestToMe"} {
 		r := e.do(request{path: path})
 		if r.status != http.StatusServiceUnavailable {

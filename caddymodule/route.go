@@ -46,6 +46,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			break
 		}
 		if trial, ok := t.reach.admit(time.Duration(h.UnreachableFor)); ok {
+			t.notePlaced(now)
 			return h.proxy(w, r, next, t, trial, placement.ReasonPlacement, false, true)
 		}
 	}
@@ -81,6 +82,9 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 		trial, ok := t.reach.admit(time.Duration(h.UnreachableFor))
 		if !ok {
 			continue
+		}
+		if out.Reason != placement.ReasonRefreshKeep {
+			t.notePlaced(time.Now())
 		}
 		if c := h.logger.Check(zapcore.DebugLevel, "refresh rebalanced"); c != nil {
 			c.Write(zap.String("current", req.Current), zap.String("closest", req.Closest),

@@ -53,7 +53,7 @@ func TestEtcdOverTLS(t *testing.T) {
 			ca %s
 			cert %s
 			key %s
-		}`, ca.CertFile, edgeCert.CertFile, edgeCert.KeyFile), "hysteresis 0")
+		}`, ca.CertFile, edgeCert.CertFile, edgeCert.KeyFile), "hysteresis 0\n\t\tslow_start 0")
 	f := &fixture{edge: e, reg: reg, keys: testKeyring(t)}
 	f.waitRouted("eu-1", "eu-west")
 	if r := f.do(request{}); r.server() != "eu-1" || r.pinOut() == "" {

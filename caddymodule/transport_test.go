@@ -51,7 +51,7 @@ func newTransportEdge(t *testing.T) *transportEdge {
 	}
 	te.roots = x509.NewCertPool()
 	te.roots.AppendCertsFromPEM(caPEM)
-	handler := fmt.Sprintf("session_pin {\n\t\tregion eu-west\n\t\tkey hs256 %s\n\t\thysteresis 0\n\t}", testSecret)
+	handler := fmt.Sprintf("session_pin {\n\t\tregion eu-west\n\t\tkey hs256 %s\n\t\thysteresis 0\n\t\tslow_start 0\n\t}", testSecret)
 	cf := fmt.Sprintf(`{
 	admin %s
 	persist_config off

@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
 	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
@@ -32,6 +33,10 @@ type target struct {
 	// reach is whether this edge can connect to the server; it outlives
 	// the target, which is rebuilt on every change of the record.
 	reach *reachability
+	// placed counts the clients this edge sent here since the record that
+	// built this target: a new record is a new load report, and starts a
+	// new count.
+	placed placement.Tally
 }
 
 // attachTarget is the watcher's Attach hook.

@@ -66,6 +66,12 @@ func DecodeHeartbeat(id string, body []byte) (schema.Server, time.Duration, erro
 	if req.Draining != nil {
 		srv.Draining = *req.Draining
 	}
+	if req.Capacity != nil {
+		srv.Capacity = *req.Capacity
+	}
+	if req.Limit != nil {
+		srv.Limit = *req.Limit
+	}
 	if err := srv.Validate(); err != nil {
 		return schema.Server{}, 0, err
 	}
@@ -82,7 +88,7 @@ func DecodeHeartbeat(id string, body []byte) (schema.Server, time.Duration, erro
 }
 
 // heartbeatFields are the keys of a HeartbeatRequest, spelled exactly.
-var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "load": true, "draining": true, "ttl": true}
+var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "load": true, "draining": true, "capacity": true, "limit": true, "ttl": true}
 
 // checkKeys refuses top-level keys that are unknown in their exact spelling
 // or repeated. encoding/json alone would match "REGION" to region and let

@@ -242,7 +242,8 @@ func (r *Registry) replaceLease(ctx context.Context, key string, srv schema.Serv
 // needsWrite reports whether a heartbeat of srv over the stored old must be
 // written: anything but the load changed, or the load moved by LoadEpsilon.
 func needsWrite(old, srv schema.Server) bool {
-	if old.ID != srv.ID || old.Region != srv.Region || old.URL != srv.URL || old.Draining != srv.Draining {
+	if old.ID != srv.ID || old.Region != srv.Region || old.URL != srv.URL || old.Draining != srv.Draining ||
+		old.Capacity != srv.Capacity || old.Limit != srv.Limit {
 		return true
 	}
 	return math.Abs(old.Load-srv.Load) >= LoadEpsilon-loadTolerance

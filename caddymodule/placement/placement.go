@@ -8,6 +8,7 @@ package placement
 
 import (
 	"math"
+	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
@@ -36,18 +37,27 @@ type Edge struct {
 	// never placed, never kept at refresh, never answered as closest.
 	// nil means every server of the snapshot is reachable.
 	Reachable func(*watch.Entry) bool
+	// SlowStart ramps up the servers that have just joined (from their
+	// Entry.Joined). The zero value turns it off.
+	SlowStart SlowStart
+	// Placed returns how many clients this edge has placed on a server
+	// since its last load report (Candidate.Placed), at now. nil means
+	// none.
+	Placed func(s *watch.Entry, now time.Time) uint64
+	// Now is the clock of slow start and Placed; nil means time.Now.
+	Now func() time.Time
 }
 
-// Place returns the server a new client goes to: the least-loaded alive,
-// non-draining server of the edge's region; when the region has none, of
-// the first fallback region that has one; else the least loaded anywhere;
+// Place returns the server a new client goes to: a server of the edge's
+// region chosen by the rule Choose describes (least loaded, within
+// hysteresis; by capacity, estimated load, limit and slow start where
+// servers declare them); when the region has no server that may take the
+// client (none is active and reachable, or every one is at its limit), one
+// of the first fallback region that has one; else one of all the servers;
 // nil when there is none at all.
 //
-// Servers whose load is within hysteresis of the least are equally good, and
-// one of them is chosen with rnd, so that a burst of new clients spreads out
-// instead of piling onto one server until its next heartbeat lowers its rank.
-// rnd is any random number; the caller supplies it so that the decision stays
-// a pure function.
+// rnd is any random number; the caller supplies it so that the decision
+// stays a pure function of the snapshot, the edge's counts and its clock.
 func (e *Edge) Place(snap *watch.Snapshot, rnd uint64) *watch.Entry {
 	return e.placeIn(snap, e.Region, rnd)
 }
@@ -70,14 +80,20 @@ func (e *Edge) placeIn(snap *watch.Snapshot, region string, rnd uint64) *watch.E
 			return s
 		}
 	}
-	return e.pick(snap.Active(), rnd)
+	return e.pickAnywhere(snap, rnd)
 }
 
 func (e *Edge) pickRegion(snap *watch.Snapshot, region string, rnd uint64) *watch.Entry {
 	if r := snap.Region(region); r != nil {
-		return e.pick(r.Active, rnd)
+		return e.pick(r.Active, r.Declared, r.Joined, rnd)
 	}
 	return nil
+}
+
+// pickAnywhere picks among every active server of the snapshot.
+func (e *Edge) pickAnywhere(snap *watch.Snapshot, rnd uint64) *watch.Entry {
+	declared, joined := snap.Declared()
+	return e.pick(snap.Active(), declared, joined, rnd)
 }
 
 // closest returns the server a refresh takes as C: the server closestID
@@ -101,9 +117,39 @@ func (e *Edge) reachable(s *watch.Entry) bool {
 }
 
 // pick chooses among the reachable servers of active (sorted least loaded
-// first) whose load is within hysteresis of the least reachable one. It
-// returns nil when none is reachable.
-func (e *Edge) pick(active []*watch.Entry, rnd uint64) *watch.Entry {
+// first) by the rule Choose describes. declared and joined are the list's
+// Region.Declared and Region.Joined: when no server declares a capacity or
+// a limit and none joined within the slow-start window, the list is placed
+// as before capacities existed, looking no further than the band. It
+// returns nil when no server is reachable or every reachable one is at its
+// limit.
+func (e *Edge) pick(active []*watch.Entry, declared bool, joined time.Time, rnd uint64) *watch.Entry {
+	var now time.Time // read only when a rule needs it
+	if declared || e.ramping(joined, time.Time{}) {
+		now = e.now()
+	}
+	if !declared && !e.ramping(joined, now) {
+		return e.pickPlain(active, rnd)
+	}
+	i := choose(len(active), func(i int) (Candidate, bool) {
+		s := active[i]
+		if !e.reachable(s) {
+			return Candidate{}, false
+		}
+		return e.candidate(s, now), true
+	}, e.Hysteresis, rnd, false)
+	if i < 0 {
+		return nil
+	}
+	return active[i]
+}
+
+// pickPlain is pick for servers that declare no capacity or limit and are
+// not in slow start: uniform among the reachable servers of active (sorted
+// least loaded first) whose load is within hysteresis of the least
+// reachable one, found by binary search, so that a plain region costs
+// O(log n) a placement. It returns nil when none is reachable.
+func (e *Edge) pickPlain(active []*watch.Entry, rnd uint64) *watch.Entry {
 	first := 0
 	for first < len(active) && !e.reachable(active[first]) {
 		first++
@@ -159,6 +205,34 @@ func (e *Edge) pick(active []*watch.Entry, rnd uint64) *watch.Entry {
 		return candidates[0]
 	}
 	return last
+}
+
+// ramping reports whether a server that joined at joined may still be in
+// slow start at now; with now zero, whether it may be at all.
+func (e *Edge) ramping(joined, now time.Time) bool {
+	if joined.IsZero() || e.SlowStart.Window <= 0 {
+		return false
+	}
+	return now.IsZero() || now.Sub(joined) < e.SlowStart.Window
+}
+
+func (e *Edge) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
+}
+
+// candidate is what placement knows of s at this edge at now.
+func (e *Edge) candidate(s *watch.Entry, now time.Time) Candidate {
+	c := Candidate{Load: s.Load, Capacity: s.Capacity, Limit: s.Limit, Ramp: 1}
+	if e.Placed != nil {
+		c.Placed = e.Placed(s, now)
+	}
+	if !s.Joined.IsZero() {
+		c.Ramp = e.SlowStart.Ramp(now.Sub(s.Joined))
+	}
+	return c
 }
 
 // clampHysteresis turns a negative or NaN hysteresis into 0, so a bad value

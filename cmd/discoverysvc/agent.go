@@ -25,6 +25,8 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	token := addSecretFlag(fs, "token", envToken, "the discovery bearer `token`: this server's agent token from \"discoverysvc token ID\"")
 	fs.BoolVar(&a.InsecureHTTP, "insecure-http", false, "send the token over plain http to a discovery address that is not loopback")
 	fs.Var(&load, "load", "fixed `load` to report (default: the health body's top-level \"load\" number, else 0)")
+	fs.Float64Var(&a.Capacity, "capacity", 0, "how many clients the server holds at load 1: its `weight` when edges place new clients (default: not declared)")
+	fs.Float64Var(&a.Limit, "limit", 0, "`load` at or above which the server takes no new clients (default: none)")
 	fs.Var(seconds{&a.TTL}, "ttl", "lease `duration` (10s or 10), longer than --interval (default: the service's, 10s)")
 	fs.DurationVar(&a.DrainTimeout, "drain-timeout", 0, "on SIGTERM, stay registered as draining until no edge has seen a pinned request for --drain-quiet, or at most this `duration`, then deregister")
 	fs.DurationVar(&a.DrainQuiet, "drain-quiet", schema.DefaultQuiet, "with --drain-timeout, the quiet `duration` after which the server counts as drained")

@@ -51,6 +51,13 @@ type Agent struct {
 	// is the top-level "load" number of the app's JSON health body, or 0
 	// when it has none (see LoadFromHealth).
 	Load *float64
+	// Capacity is how many clients the server holds at load 1, its weight
+	// when edges place new clients: at equal load, a server of twice the
+	// capacity takes twice the new clients. Default: 0, not declared.
+	Capacity float64
+	// Limit is the load at or above which the server takes no new clients.
+	// Default: 0, none.
+	Limit float64
 	// TTL is the lease of the registration, in whole seconds; it must be
 	// longer than Interval. Default: 0, the discovery service's default (10s).
 	TTL time.Duration
@@ -98,6 +105,9 @@ func (a *Agent) Validate() error {
 	}
 	if a.Load != nil && (math.IsNaN(*a.Load) || math.IsInf(*a.Load, 0) || *a.Load < 0) {
 		return &schema.FieldError{Field: "load", Reason: "must be a finite number >= 0"}
+	}
+	if err := schema.ValidateSize(schema.Server{Capacity: a.Capacity, Limit: a.Limit}); err != nil {
+		return err
 	}
 	if a.TTL != 0 && (a.TTL%time.Second != 0 || a.TTL < schema.MinTTL || a.TTL > schema.MaxTTL) {
 		return &schema.FieldError{Field: "ttl", Reason: fmt.Sprintf("must be whole seconds from %s to %s", schema.MinTTL, schema.MaxTTL)}
@@ -354,6 +364,12 @@ func (r *agentRun) drained(start time.Time, quiet time.Duration) bool {
 // heartbeat PUTs the server's record to discovery.
 func (r *agentRun) heartbeat(ctx context.Context, load float64, draining bool) error {
 	body := client.HeartbeatRequest{Region: &r.agent.Region, URL: &r.agent.URL, Load: &load, Draining: &draining}
+	if r.agent.Capacity > 0 {
+		body.Capacity = &r.agent.Capacity
+	}
+	if r.agent.Limit > 0 {
+		body.Limit = &r.agent.Limit
+	}
 	if r.agent.TTL > 0 {
 		ttl := float64(r.agent.TTL / time.Second)
 		body.TTL = &ttl

@@ -251,6 +251,11 @@ func TestAgentValidatesItsConfig(t *testing.T) {
 		{"interval", func(a *agent.Agent) { a.Interval = -time.Second }},
 		{"load", func(a *agent.Agent) { a.Load = &neg }},
 		{"load", func(a *agent.Agent) { a.Load = &nan }},
+		{"capacity", func(a *agent.Agent) { a.Capacity = -1 }},
+		{"capacity", func(a *agent.Agent) { a.Capacity = math.NaN() }},
+		{"capacity", func(a *agent.Agent) { a.Capacity = 1e12 }},
+		{"limit", func(a *agent.Agent) { a.Limit = math.Inf(1) }},
+		{"limit", func(a *agent.Agent) { a.Limit = -0.1 }},
 		{"ttl", func(a *agent.Agent) { a.TTL = 1500 * time.Millisecond }},
 		{"ttl", func(a *agent.Agent) { a.TTL = 2 * time.Hour }},
 		{"ttl", func(a *agent.Agent) { a.TTL = 3 * time.Second }}, // not longer than the 3 s interval

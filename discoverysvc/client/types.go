@@ -20,6 +20,12 @@ type HeartbeatRequest struct {
 	// Draining servers keep their pinned clients but get no new ones.
 	// Default: false.
 	Draining *bool `json:"draining,omitempty"`
+	// Capacity is how many clients the server holds at load 1, its weight
+	// at placement. Default: 0, not declared.
+	Capacity *float64 `json:"capacity,omitempty"`
+	// Limit is the load at or above which the server takes no new
+	// clients. Default: 0, none.
+	Limit *float64 `json:"limit,omitempty"`
 	// TTL is the lease in whole seconds, 1 to 3600. Default: 10.
 	TTL *float64 `json:"ttl,omitempty"`
 }

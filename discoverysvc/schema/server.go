@@ -18,6 +18,12 @@ type Server struct {
 	URL      string  `json:"url"`
 	Load     float64 `json:"load"`
 	Draining bool    `json:"draining"`
+	// Capacity is how many clients the server holds at load 1, its weight
+	// at placement; 0 when it declares none.
+	Capacity float64 `json:"capacity,omitempty"`
+	// Limit is the load at or above which the server takes no new
+	// clients; 0 when it declares none.
+	Limit float64 `json:"limit,omitempty"`
 }
 
 // FieldError is a validation error that names the offending field, so the
@@ -76,7 +82,7 @@ func (s Server) Validate() error {
 	if math.IsNaN(s.Load) || math.IsInf(s.Load, 0) || s.Load < 0 {
 		return &FieldError{"load", "must be a finite number >= 0"}
 	}
-	return nil
+	return ValidateSize(s)
 }
 
 // ValidateURL checks a server's public URL: absolute http or https, a host

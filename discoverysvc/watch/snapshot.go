@@ -9,6 +9,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Entry is a server as the edge sees it in a snapshot: the record plus what
@@ -27,6 +28,12 @@ type Entry struct {
 	// edge keeps the server's dial address and its precomputed answers
 	// here). Set once, then read only.
 	Attachment any
+	// Joined is when an update first brought the server into the
+	// snapshot: it registered, or came back after its record was gone. It
+	// is the zero time for the servers of a full list (the first one, or
+	// one after a lost watch), which are taken as established. Slow start
+	// ramps from it.
+	Joined time.Time
 }
 
 // Region is one region's servers in a snapshot.
@@ -37,6 +44,22 @@ type Region struct {
 	// Draining are the draining servers, by id. They keep their pinned
 	// clients but receive no new ones.
 	Draining []*Entry
+	// Declared is true when an active server declares a capacity or a
+	// limit.
+	Declared bool
+	// Joined is the latest Joined among the active servers.
+	Joined time.Time
+}
+
+// note derives Declared and Joined from the region's active servers.
+func (r *Region) note() {
+	r.Declared, r.Joined = false, time.Time{}
+	for _, e := range r.Active {
+		r.Declared = r.Declared || e.Capacity > 0 || e.Limit > 0
+		if e.Joined.After(r.Joined) {
+			r.Joined = e.Joined
+		}
+	}
 }
 
 // Change is one registry event: Server is the new record, or nil when the
@@ -75,6 +98,9 @@ type Snapshot struct {
 	// that a server registering later starts out draining.
 	drains map[string]bool
 	attach func(schema.Server) any
+	// declared and joined are Declared's answer, derived once an update.
+	declared bool
+	joined   time.Time
 }
 
 // emptySnapshot is what an edge routes from before its first list.
@@ -160,7 +186,9 @@ func buildSnapshot(rev int64, servers []schema.Server, drains map[string]bool, a
 	for _, r := range s.regions {
 		slices.SortFunc(r.Active, compareLoad)
 		slices.SortFunc(r.Draining, compareID)
+		r.note()
 	}
+	s.noteFleet()
 	return s
 }
 
@@ -209,6 +237,7 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		attach:   s.attach,
 	}
 	drainsCopied := false
+	var now time.Time // read once, when a server joins
 	var shardCopied [idShards]bool
 	shard := func(id string) map[string]*Entry {
 		i := shardOf(id)
@@ -281,7 +310,8 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 			r := old.Record()
 			rec = &r // re-enter the server with its new draining state
 		}
-		if old := n.byID.get(c.ID); old != nil {
+		old := n.byID.get(c.ID)
+		if old != nil {
 			list(old, removeSorted)
 			delete(shard(c.ID), c.ID)
 			n.size--
@@ -293,6 +323,14 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 		if e == nil {
 			continue
 		}
+		if old != nil {
+			e.Joined = old.Joined
+		} else {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			e.Joined = now
+		}
 		shard(c.ID)[c.ID] = e
 		n.size++
 		list(e, insertSorted)
@@ -300,8 +338,11 @@ func (s *Snapshot) Apply(rev int64, changes []Change) *Snapshot {
 	for name := range copied {
 		if r := n.regions[name]; len(r.Active) == 0 && len(r.Draining) == 0 {
 			delete(n.regions, name)
+		} else {
+			r.note()
 		}
 	}
+	n.noteFleet()
 	return n
 }
 
@@ -417,4 +458,22 @@ func cloneWithRoom(list []*Entry, extra int) []*Entry {
 	out := make([]*Entry, len(list), len(list)+extra)
 	copy(out, list)
 	return out
+}
+
+// Declared reports whether an active server of any region declares a
+// capacity or a limit, and joined is the latest Joined among them, for a
+// choice over the whole fleet (Active).
+func (s *Snapshot) Declared() (declared bool, joined time.Time) {
+	return s.declared, s.joined
+}
+
+// noteFleet derives the fleet's Declared from its regions'.
+func (s *Snapshot) noteFleet() {
+	s.declared, s.joined = false, time.Time{}
+	for _, r := range s.regions {
+		s.declared = s.declared || r.Declared
+		if r.Joined.After(s.joined) {
+			s.joined = r.Joined
+		}
+	}
 }

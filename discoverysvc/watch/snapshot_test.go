@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
@@ -24,7 +25,9 @@ type snapshotView struct {
 func viewOf(s *Snapshot) snapshotView {
 	v := snapshotView{Revision: s.Revision, Regions: map[string][2][]string{}, Names: s.RegionNames()}
 	for _, e := range s.Servers() {
-		v.Servers = append(v.Servers, *e)
+		c := *e
+		c.Joined = time.Time{} // when the update ran, which a rebuild cannot know
+		v.Servers = append(v.Servers, c)
 	}
 	ids := func(es []*Entry) []string {
 		out := []string{}

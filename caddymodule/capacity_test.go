@@ -1,0 +1,107 @@
+package caddymodule_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/poll"
+)
+
+// putSized writes a record with a capacity and a limit straight into etcd.
+func (r *registry) putSized(id, region, url string, load, capacity, limit float64) {
+	r.t.Helper()
+	v, err := json.Marshal(schema.Server{ID: id, Region: region, URL: url, Load: load, Capacity: capacity, Limit: limit})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := r.cli.Put(ctx, schema.ServerKey(r.prefix, id), string(v)); err != nil {
+		r.t.Fatalf("put %s: %v", id, err)
+	}
+}
+
+// TestLimitSendsToFallback: the edge counts the clients it places on a
+// server between load reports; once that count brings the server to its
+// limit, new clients and /closestToMe go to the fallback region although
+// the server's report still says load 0, and the server's next report
+// starts the count again.
+func TestLimitSendsToFallback(t *testing.T) {
+	f := newFixture(t, "\t\tfallback_regions us-east\n\t\tslow_start 0")
+	eu, us := newBackend(t, "eu-1"), newBackend(t, "us-1")
+	// Capacity 4, limit 0.5: two placements by this edge reach it.
+	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0, 4, 0.5)
+	f.reg.put("us-1", "us-east", us.srv.URL, 0.9, false)
+	f.waitRouted("us-1", "us-east")
+	f.waitListed("eu-1")
+
+	// The edge forgets a placement a few seconds later, so on a slow
+	// machine the count may fall back below the limit: try again until
+	// the fallback is seen right after the limit was reached.
+	poll.Until(t, eventuallyTimeout, "new clients sent to the fallback at the limit", func() error {
+		var placed []string
+		for range 3 {
+			r := f.do(request{})
+			if r.status != http.StatusOK {
+				return fmt.Errorf("placement answered %d: %s", r.status, r.body)
+			}
+			placed = append(placed, r.server())
+		}
+		c := f.do(request{path: "/closestToMe"})
+		if placed[0] != "eu-1" || placed[2] != "us-1" || !strings.Contains(c.body, `"closestServerId":"us-1"`) {
+			return fmt.Errorf("placed on %v, closest %s", placed, c.body)
+		}
+		return nil
+	})
+
+	// A new load report is a new count.
+	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.01, 4, 0.5)
+	poll.Until(t, eventuallyTimeout, "the region's server again after its report", func() error {
+		if r := f.do(request{}); r.server() != "eu-1" {
+			return fmt.Errorf("placed on %q", r.server())
+		}
+		return nil
+	})
+}
+
+// TestNewServerRamps: a server that joins while the edge runs takes only
+// its slow-start share of new clients at first, however idle it reports
+// itself.
+func TestNewServerRamps(t *testing.T) {
+	// eu-1 is registered before the edge starts: in its first list, so
+	// established.
+	m := etcdtest.Start(t)
+	prefix := "/" + t.Name() + "/"
+	f := &fixture{reg: &registry{t: t, cli: etcdtest.NewClient(t, m), prefix: prefix}, member: m}
+	f.reg.put("eu-1", "eu-west", newBackend(t, "eu-1").srv.URL, 0.5, false)
+	f.edge = startEdge(t, m.Client, prefix, "\t\tslow_start 1h\n\t\thysteresis 0")
+	f.keys = testKeyring(t)
+	f.waitRouted("eu-1", "eu-west")
+	f.reg.put("eu-2", "eu-west", newBackend(t, "eu-2").srv.URL, 0, false)
+	poll.Until(t, eventuallyTimeout, "eu-2 listed", func() error {
+		for range 50 {
+			if r := f.do(request{path: "/closestToMe"}); strings.Contains(r.body, `"eu-2"`) {
+				return nil
+			}
+		}
+		return errString("eu-2 never answered as closest")
+	})
+	// Its ramp starts at a tenth: of 200 new clients it takes about 9%
+	// (0.1 / 1.1), where least loaded alone would give it all.
+	n := 0
+	for range 200 {
+		if r := f.do(request{}); r.server() == "eu-2" {
+			n++
+		}
+	}
+	if n == 0 || n > 50 {
+		t.Fatalf("the joining server took %d of 200 new clients, want some but no more than a quarter", n)
+	}
+}

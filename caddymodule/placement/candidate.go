@@ -1,0 +1,56 @@
+package placement
+
+// Candidate is what placement knows of one server when it places a new
+// client: the server's own report, its declared size, and what this edge
+// has done since the report.
+type Candidate struct {
+	// Load is the load the server last reported (0–1 utilisation by
+	// convention).
+	Load float64
+	// Capacity is how many clients the server holds at load 1; 0 when it
+	// declared none. It is also the server's weight: at equal load, a
+	// server of twice the capacity takes twice the new clients.
+	Capacity float64
+	// Limit is the load at or above which the server takes no new clients;
+	// 0 when it declared none.
+	Limit float64
+	// Placed is how many clients this edge has placed on the server since
+	// the report that carried Load.
+	Placed uint64
+	// Ramp is the server's slow-start factor (SlowStart.Ramp): 1 for an
+	// established server, less for one that has just joined. 0 is read as
+	// 1, so that a zero Candidate is an established server.
+	Ramp float64
+}
+
+// Estimate is the server's load as this edge estimates it now: the reported
+// load plus, when the server declared a capacity, 1/capacity for each
+// client this edge has placed there since the report. The estimate is what
+// keeps an edge from sending every new client of a burst to the server that
+// looked least loaded at the last heartbeat. Without a capacity a client's
+// share of the load is unknown, and the reported load stands alone.
+func (c Candidate) Estimate() float64 {
+	if c.Capacity > 0 {
+		return c.Load + float64(c.Placed)/c.Capacity
+	}
+	return c.Load
+}
+
+// AtLimit reports whether the server takes no new clients: it declared a
+// limit and its estimated load has reached it. For a server with a
+// capacity, the clients this edge placed since the last report count
+// (Estimate); for one without, the reported load alone does.
+func (c Candidate) AtLimit() bool {
+	return c.Limit > 0 && c.Estimate() >= c.Limit
+}
+
+// ramp is Ramp with 0 and out-of-range values read as established, so that
+// a bad factor can only leave a server unramped, never starve it.
+func (c Candidate) ramp() float64 {
+	// Mutation testing: c.Ramp <= 1 is an equivalent mutant; 1 is
+	// returned either way.
+	if c.Ramp > 0 && c.Ramp < 1 {
+		return c.Ramp
+	}
+	return 1
+}

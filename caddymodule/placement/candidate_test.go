@@ -1,0 +1,145 @@
+package placement
+
+import (
+	"math"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCandidateEstimateAndLimit(t *testing.T) {
+	tests := []struct {
+		name    string
+		c       Candidate
+		est     float64
+		atLimit bool
+		special bool
+	}{
+		{"no capacity: the report alone", Candidate{Load: 0.4, Placed: 500}, 0.4, false, false},
+		{"capacity: each placement adds 1/capacity", Candidate{Load: 0.4, Capacity: 1000, Placed: 100}, 0.5, false, true},
+		{"nothing placed", Candidate{Load: 0.4, Capacity: 1000}, 0.4, false, true},
+		{"limit reached by placements", Candidate{Load: 0.85, Capacity: 1000, Limit: 0.9, Placed: 50}, 0.9, true, true},
+		{"limit just not reached", Candidate{Load: 0.85, Capacity: 1000, Limit: 0.9, Placed: 49}, 0.899, false, true},
+		{"limit without capacity: the report", Candidate{Load: 0.9, Limit: 0.9, Placed: 1}, 0.9, true, true},
+		{"limit without capacity, below", Candidate{Load: 0.89, Limit: 0.9, Placed: 1e6}, 0.89, false, true},
+		{"no limit: never at it", Candidate{Load: 50, Capacity: 10, Placed: 1e6}, 100050, false, true},
+		{"in slow start", Candidate{Load: 0.1, Ramp: 0.5}, 0.1, false, true},
+		{"ramp 1 is established", Candidate{Load: 0.1, Ramp: 1}, 0.1, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.c.Estimate(); math.Abs(got-tt.est) > 1e-9 {
+				t.Errorf("Estimate() = %v, want %v", got, tt.est)
+			}
+			if got := tt.c.AtLimit(); got != tt.atLimit {
+				t.Errorf("AtLimit() = %v, want %v", got, tt.atLimit)
+			}
+		})
+	}
+}
+
+func TestCandidateRampOutOfRangeIsEstablished(t *testing.T) {
+	for _, r := range []float64{0, -0.5, 1, 1.5, math.NaN(), math.Inf(1)} {
+		if got := (Candidate{Ramp: r}).ramp(); got != 1 {
+			t.Errorf("ramp(%v) = %v, want 1", r, got)
+		}
+	}
+	if got := (Candidate{Ramp: 0.25}).ramp(); got != 0.25 {
+		t.Errorf("ramp(0.25) = %v", got)
+	}
+}
+
+func TestSlowStartRamp(t *testing.T) {
+	w := 10 * time.Second
+	tests := []struct {
+		name string
+		s    SlowStart
+		age  time.Duration
+		want float64
+	}{
+		{"off", SlowStart{}, 0, 1},
+		{"off, negative window", SlowStart{Window: -time.Second}, 0, 1},
+		{"just joined: the minimum share", SlowStart{Window: w}, 0, DefaultMinShare},
+		{"negative age reads as just joined", SlowStart{Window: w}, -time.Hour, DefaultMinShare},
+		{"linear by default", SlowStart{Window: w}, 5 * time.Second, 0.5},
+		{"below the minimum share", SlowStart{Window: w}, 500 * time.Millisecond, DefaultMinShare},
+		{"at the window's end", SlowStart{Window: w}, w, 1},
+		{"past the window", SlowStart{Window: w}, time.Hour, 1},
+		{"aggression 2: faster at the start", SlowStart{Window: w, Aggression: 2}, 2500 * time.Millisecond, 0.5},
+		{"aggression 0.5: slower at the start", SlowStart{Window: w, Aggression: 0.5}, 5 * time.Second, 0.25},
+		{"aggression 1 explicitly", SlowStart{Window: w, Aggression: 1}, 5 * time.Second, 0.5},
+		{"bad aggression is linear", SlowStart{Window: w, Aggression: -1}, 5 * time.Second, 0.5},
+		{"NaN aggression is linear", SlowStart{Window: w, Aggression: math.NaN()}, 5 * time.Second, 0.5},
+		{"infinite aggression is linear", SlowStart{Window: w, Aggression: math.Inf(1)}, 5 * time.Second, 0.5},
+		{"own minimum share", SlowStart{Window: w, MinShare: 0.3}, 2 * time.Second, 0.3},
+		{"minimum share 1: no ramp", SlowStart{Window: w, MinShare: 1}, 0, 1},
+		{"minimum share above 1 is the default", SlowStart{Window: w, MinShare: 1.5}, 0, DefaultMinShare},
+		{"minimum share 0 is the default", SlowStart{Window: w, MinShare: 0}, 0, DefaultMinShare},
+		{"negative minimum share is the default", SlowStart{Window: w, MinShare: -0.2}, 0, DefaultMinShare},
+		{"NaN minimum share is the default", SlowStart{Window: w, MinShare: math.NaN()}, 0, DefaultMinShare},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.s.Ramp(tt.age); math.Abs(got-tt.want) > 1e-9 {
+				t.Fatalf("Ramp(%v) = %v, want %v", tt.age, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTally(t *testing.T) {
+	const span = 3 * time.Second
+	var x Tally
+	at := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+	steps := []struct {
+		add  int
+		at   float64
+		want uint64
+	}{
+		{0, 0, 0},
+		{2, 0.5, 2},
+		{3, 2.9, 5},  // same span
+		{1, 3.1, 6},  // next span: both count
+		{0, 5.9, 6},  // still within the two spans
+		{0, 6.0, 1},  // the first span is forgotten
+		{4, 6.5, 5},  // a third span reuses the first one's word
+		{0, 9.0, 4},  // the second span is forgotten
+		{0, 12.0, 0}, // all forgotten
+		{1, 30, 1},   // long idle: old words do not count
+		{0, -1, 0},   // a time before the origin is span 0
+	}
+	for _, s := range steps {
+		for range s.add {
+			x.Add(at(s.at), span)
+		}
+		if got := x.Count(at(s.at), span); got != s.want {
+			t.Fatalf("at %vs: Count = %d, want %d", s.at, got, s.want)
+		}
+	}
+}
+
+func TestTallySaturates(t *testing.T) {
+	var x Tally
+	x.slots[0].Store(1<<32 - 1) // span 0, full
+	x.Add(0, time.Second)
+	if got := x.Count(0, time.Second); got != 1<<32-1 {
+		t.Fatalf("Count = %d, want it to stay at the maximum", got)
+	}
+}
+
+// Concurrent placements are all counted: Add never loses one to a race.
+func TestTallyConcurrent(t *testing.T) {
+	var x Tally
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 1000 {
+				x.Add(time.Duration(g+i)*time.Microsecond, time.Hour)
+			}
+		})
+	}
+	wg.Wait()
+	if got := x.Count(0, time.Hour); got != 8000 {
+		t.Fatalf("Count = %d, want 8000", got)
+	}
+}
