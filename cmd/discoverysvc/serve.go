@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
 )
 
 // shutdownTimeout bounds how long in-flight API requests may finish after a
@@ -33,6 +34,8 @@ type serveConfig struct {
 
 	dataDir, etcdListen, etcdPeerListen               string
 	etcdListenCert, etcdListenKey, etcdListenClientCA string
+	etcdCompactionRetention                           time.Duration
+	etcdQuotaBytes                                    int64
 
 	logLevel string
 }
@@ -41,7 +44,8 @@ type serveConfig struct {
 // clientTLS need --etcd (discovery calls an embedded etcd in-process, with
 // no user and no certificate).
 var (
-	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen", "etcd-listen-cert", "etcd-listen-key", "etcd-client-ca"}
+	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen", "etcd-listen-cert", "etcd-listen-key", "etcd-client-ca",
+		"etcd-compaction-retention", "etcd-quota-bytes"}
 	externalOnly = []string{"etcd-user", "etcd-password"}
 	clientTLS    = []string{"etcd-ca", "etcd-cert", "etcd-key"}
 	listenTLS    = []string{"etcd-listen-cert", "etcd-listen-key", "etcd-client-ca"}
@@ -66,6 +70,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.etcdListenCert, "etcd-listen-cert", "", "PEM server certificate `file` of the embedded etcd (with --etcd-listen-key and --etcd-client-ca)")
 	fs.StringVar(&c.etcdListenKey, "etcd-listen-key", "", "PEM server key `file` of the embedded etcd")
 	fs.StringVar(&c.etcdListenClientCA, "etcd-client-ca", "", "PEM `file` of the CA whose client certificates the embedded etcd accepts; no other client connects")
+	fs.DurationVar(&c.etcdCompactionRetention, "etcd-compaction-retention", embedetcd.DefaultCompactionRetention, "`duration` of history the embedded etcd keeps: every retention it compacts away what is older, so a watch cut off for less resumes where it was")
+	fs.Int64Var(&c.etcdQuotaBytes, "etcd-quota-bytes", embedetcd.DefaultQuotaBytes, "`bytes` the embedded etcd's database may reach before etcd refuses writes (its NOSPACE alarm)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -149,6 +155,12 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	}
 	if err := validateHostPort(c.etcdPeerListen); err != nil {
 		return flagError("etcd-peer-listen", "%v", err)
+	}
+	if c.etcdCompactionRetention <= 0 {
+		return flagError("etcd-compaction-retention", "must be a positive duration, such as 5m")
+	}
+	if c.etcdQuotaBytes <= 0 {
+		return flagError("etcd-quota-bytes", "must be a positive number of bytes")
 	}
 	if c.etcdListen == c.etcdPeerListen {
 		return flagError("etcd-peer-listen", "must differ from --etcd-listen")
