@@ -3,6 +3,7 @@ package discoverysvc
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -385,4 +386,19 @@ func boolGauge(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// serve answers GET /v1/registry with the latest look at etcd, for the
+// fleet page: sizes, not addresses or errors, so it needs no token.
+func (s *EtcdStatus) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		methodNotAllowed(w, r, http.MethodGet, http.MethodHead)
+		return
+	}
+	st := s.State()
+	if st.At.IsZero() {
+		writeError(w, http.StatusServiceUnavailable, errRegistryUnavailable)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
 }

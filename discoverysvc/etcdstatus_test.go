@@ -2,9 +2,11 @@ package discoverysvc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
@@ -136,6 +138,20 @@ func TestEtcdStatusPublishesSizeRateAndAlarms(t *testing.T) {
 	waitGauge(t, metrics, `sessionpin_discovery_etcd_alarms{alarm="NOSPACE"}`, "= 1", func(v float64) bool { return v == 1 })
 	if st := s.State(); !slices.Equal(st.Alarms, []string{"NOSPACE"}) || st.DBSize < quota/2 {
 		t.Fatalf("state under NOSPACE: %+v", st)
+	}
+	// The fleet page reads the same from GET /v1/registry.
+	fleet := NewFleet(FleetConfig{Client: c, Metrics: NewMetrics(), Etcd: s})
+	rec := httptest.NewRecorder()
+	fleet.Handler(http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/registry", nil))
+	var got struct {
+		DBSize, DBSizeInUse, Quota int64
+		Alarms                     []string
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("GET /v1/registry: %d %s", rec.Code, rec.Body)
+	}
+	if !strings.Contains(rec.Body.String(), `"db_size":`) || got.Quota != quota || !slices.Equal(got.Alarms, []string{"NOSPACE"}) {
+		t.Fatalf("GET /v1/registry under NOSPACE: %s", rec.Body)
 	}
 	if _, err := c.AlarmDisarm(ctx, &clientv3.AlarmMember{}); err != nil {
 		t.Fatal(err)

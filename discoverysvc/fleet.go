@@ -30,6 +30,9 @@ type FleetConfig struct {
 	// EventHistory is how many revisions are kept for clients resuming
 	// with Last-Event-ID. Default: DefaultEventHistory.
 	EventHistory int
+	// Etcd, when set, is served on GET /v1/registry for the fleet page:
+	// etcd's size and alarms. Default: none (404).
+	Etcd *EtcdStatus
 }
 
 // Fleet is what lets an operator see the fleet: the metrics, the events
@@ -39,6 +42,7 @@ type Fleet struct {
 	watcher *Watcher
 	hub     *Hub
 	metrics *Metrics
+	etcd    *EtcdStatus
 }
 
 // NewFleet returns a fleet; call Run to start its watch.
@@ -46,7 +50,7 @@ func NewFleet(cfg FleetConfig) *Fleet {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
-	f := &Fleet{metrics: cfg.Metrics}
+	f := &Fleet{metrics: cfg.Metrics, etcd: cfg.Etcd}
 	f.hub = newHub(cfg.Prefix, cfg.SubscriberBuffer, cfg.EventHistory, cfg.Metrics)
 	f.watcher = NewWatcher(WatcherConfig{
 		Client:  cfg.Client,
@@ -109,6 +113,7 @@ func (f *Fleet) Metrics() *Metrics { return f.metrics }
 //
 //	GET /metrics     the metrics, Prometheus text format
 //	GET /v1/events   Server-Sent Events: the fleet's state, then its changes
+//	GET /v1/registry etcd's size, revision rate and alarms (with FleetConfig.Etcd)
 //	GET /            the fleet page (its script and style under /fleet/)
 //
 // Every other path goes to api. Every request is counted in the metrics.
@@ -123,6 +128,9 @@ func (f *Fleet) Handler(api http.Handler) http.Handler {
 		metrics.ServeHTTP(w, r)
 	})
 	mux.HandleFunc("/v1/events", f.hub.serveEvents)
+	if f.etcd != nil {
+		mux.HandleFunc("/v1/registry", f.etcd.serve)
+	}
 	mux.HandleFunc("/{$}", serveFleetPage)
 	mux.HandleFunc("/fleet/", serveFleetAssets)
 	mux.Handle("/", api)

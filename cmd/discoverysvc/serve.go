@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -36,6 +37,7 @@ type serveConfig struct {
 	etcdListenCert, etcdListenKey, etcdListenClientCA string
 	etcdCompactionRetention                           time.Duration
 	etcdQuotaBytes                                    int64
+	etcdCompact                                       bool
 
 	logLevel string
 }
@@ -45,8 +47,8 @@ type serveConfig struct {
 // no user and no certificate).
 var (
 	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen", "etcd-listen-cert", "etcd-listen-key", "etcd-client-ca",
-		"etcd-compaction-retention", "etcd-quota-bytes"}
-	externalOnly = []string{"etcd-user", "etcd-password"}
+		"etcd-quota-bytes"}
+	externalOnly = []string{"etcd-user", "etcd-password", "etcd-compact"}
 	clientTLS    = []string{"etcd-ca", "etcd-cert", "etcd-key"}
 	listenTLS    = []string{"etcd-listen-cert", "etcd-listen-key", "etcd-client-ca"}
 )
@@ -70,7 +72,8 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.etcdListenCert, "etcd-listen-cert", "", "PEM server certificate `file` of the embedded etcd (with --etcd-listen-key and --etcd-client-ca)")
 	fs.StringVar(&c.etcdListenKey, "etcd-listen-key", "", "PEM server key `file` of the embedded etcd")
 	fs.StringVar(&c.etcdListenClientCA, "etcd-client-ca", "", "PEM `file` of the CA whose client certificates the embedded etcd accepts; no other client connects")
-	fs.DurationVar(&c.etcdCompactionRetention, "etcd-compaction-retention", embedetcd.DefaultCompactionRetention, "`duration` of history the embedded etcd keeps: every retention it compacts away what is older, so a watch cut off for less resumes where it was")
+	fs.DurationVar(&c.etcdCompactionRetention, "etcd-compaction-retention", embedetcd.DefaultCompactionRetention, "`duration` of history etcd keeps: every retention the embedded etcd (or, with --etcd-compact, discovery) compacts away what is older; a watch cut off for less resumes where it was")
+	fs.BoolVar(&c.etcdCompact, "etcd-compact", false, "with --etcd: discovery compacts the cluster's history itself, keeping --etcd-compaction-retention (off: compaction is cluster-wide, and a shared cluster's other users may need its history; configure etcd's own --auto-compaction-retention instead)")
 	fs.Int64Var(&c.etcdQuotaBytes, "etcd-quota-bytes", embedetcd.DefaultQuotaBytes, "`bytes` the embedded etcd's database may reach before etcd refuses writes (its NOSPACE alarm)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
@@ -115,6 +118,12 @@ func (c *serveConfig) validate(set map[string]bool) error {
 				return flagError(name, "configures the embedded etcd, which --etcd replaces")
 			}
 		}
+		if set["etcd-compaction-retention"] && !c.etcdCompact {
+			return flagError("etcd-compaction-retention", "with --etcd needs --etcd-compact (discovery compacts an external cluster only when told to)")
+		}
+		if c.etcdCompactionRetention <= 0 {
+			return flagError("etcd-compaction-retention", "must be a positive duration, such as 5m")
+		}
 		if c.etcdPassword != "" && c.etcdUser == "" {
 			return flagError("etcd-password", "needs --etcd-user")
 		}
@@ -125,7 +134,7 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	}
 	for _, name := range externalOnly {
 		if set[name] {
-			return flagError(name, "needs --etcd (the embedded etcd has no users; it uses client certificates)")
+			return flagError(name, "needs --etcd (the embedded etcd has no users, and compacts itself)")
 		}
 	}
 	for _, name := range clientTLS {
@@ -183,6 +192,16 @@ func (c *serveConfig) validateClientTLS() error {
 		return flagError("etcd-cert", "--etcd-cert and --etcd-key go together")
 	}
 	return nil
+}
+
+// compactRetention is the history discovery keeps when it compacts etcd
+// itself; 0 when it leaves compaction to etcd (always for the embedded
+// member, which compacts itself).
+func (c *serveConfig) compactRetention() time.Duration {
+	if c.etcd != "" && c.etcdCompact {
+		return c.etcdCompactionRetention
+	}
+	return 0
 }
 
 // embeddedTLS reports whether the embedded etcd serves mutual TLS.
@@ -256,14 +275,24 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	// nothing its etcd read). It stops
 	// before the etcd client closes, and its end closes the events streams
 	// so that the HTTP shutdown does not wait for them.
+	// etcd's size, revision rate and alarms, for /metrics and the page;
+	// it also compacts an external cluster when --etcd-compact says so.
+	etcdStatus := discoverysvc.NewEtcdStatus(discoverysvc.EtcdStatusConfig{
+		Client: store.client, Prefix: c.prefix, Metrics: metrics, Logger: logger.Named("etcd"),
+		CompactRetention: c.compactRetention(),
+	})
 	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{
 		Client: store.client, Prefix: c.prefix, Registry: reg, Metrics: metrics, Logger: logger.Named("fleet"),
+		Etcd: etcdStatus,
 	})
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	fleetDone := make(chan struct{})
 	go func() {
 		defer close(fleetDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { etcdStatus.Run(fleetCtx) })
 		fleet.Run(fleetCtx)
+		wg.Wait()
 	}()
 	defer func() {
 		stopFleet()
