@@ -156,6 +156,12 @@ func TestNoSpaceLosesNobodyAndRecovers(t *testing.T) {
 		t.Fatalf("the agent probed %d times while the registry was full: it stopped trying", n)
 	}
 
+	// Deletes are not refused: a server that leaves, leaves.
+	if code, body := apiCall(t, http.MethodDelete, srv.URL+"/v1/servers/eu-2", ""); code != http.StatusNoContent {
+		t.Fatalf("deregistration under NOSPACE: %d %s", code, body)
+	}
+	poll.True(t, noSpaceWait, "the edge drops eu-2", func() bool { return edgeHas("eu-1") })
+
 	// The operator frees space and disarms.
 	get, err := admin.Get(ctx, "/other/filler")
 	if err != nil {
@@ -181,6 +187,6 @@ func TestNoSpaceLosesNobodyAndRecovers(t *testing.T) {
 	}
 	poll.True(t, noSpaceWait, "the edge sees the new load and server", func() bool {
 		s := edge.Snapshot().Server("eu-1")
-		return edgeHas("eu-1", "eu-2", "eu-3") && s != nil && s.Load == 0.9
+		return edgeHas("eu-1", "eu-3") && s != nil && s.Load == 0.9
 	})
 }

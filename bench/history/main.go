@@ -189,8 +189,23 @@ loop:
 	if err != nil {
 		return err
 	}
+	// How long a defragmentation blocks the member at the size the run
+	// levelled off at, whether or not the upkeep ran one.
+	dctx, dcancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer dcancel()
+	before := samples[len(samples)-1]
+	dstart := time.Now()
+	if _, err := cli.Defragment(dctx, etcdAddr); err != nil {
+		return fmt.Errorf("defragment: %w", err)
+	}
+	defragTook := time.Since(dstart)
+	after, err := look(ctx, cli, etcdAddr, base, svc.Process.Pid)
+	if err != nil {
+		return err
+	}
 	r := report{opts: o, machine: machine, loadBefore: loadBefore, loadAfter: benchenv.LoadAverage(), command: command,
-		samples: samples, errors: w.failed.Load(), defrags: defrags}
+		samples: samples, errors: w.failed.Load(), defrags: defrags,
+		defrag: defragAtEnd{took: defragTook, sizeBefore: before.dbSize, inUse: before.dbInUse, sizeAfter: after.dbSize}}
 	text := r.markdown()
 	fmt.Println(text)
 	if written := samples[len(samples)-1].revision - samples[0].revision; written < o.minRevs {

@@ -16,6 +16,14 @@ type report struct {
 	samples               []sample
 	errors                int64
 	defrags               []time.Duration
+	defrag                defragAtEnd
+}
+
+// defragAtEnd is a defragmentation asked for once the run ended, at the
+// size it levelled off at.
+type defragAtEnd struct {
+	took                         time.Duration
+	sizeBefore, inUse, sizeAfter int64
 }
 
 // tableRows is about how many samples the table shows.
@@ -51,10 +59,12 @@ func (r report) markdown() string {
 	row("discoverysvc Go heap in use", func(x sample) int64 { return x.heapInUse })
 
 	if len(r.defrags) == 0 {
-		s.Printf("\nNo defragmentation ran: the file never was mostly free space.\n")
+		s.Printf("\nThe member's upkeep defragmented nothing during the run: compacted space was reused, and the file never was half free.")
 	} else {
-		s.Printf("\nDefragmentations: %d; each blocked the member for %s at most.\n", len(r.defrags), benchenv.Latency(slices.Max(r.defrags)))
+		s.Printf("\nThe member's upkeep defragmented %d times during the run, each blocking the member for %s at most.", len(r.defrags), benchenv.Latency(slices.Max(r.defrags)))
 	}
+	s.Printf(" A defragmentation asked for after the run, at the level reached (file %s, %s in use), blocked the member for **%s** and left a file of %s.\n",
+		benchenv.MiB(r.defrag.sizeBefore), benchenv.MiB(r.defrag.inUse), benchenv.Latency(r.defrag.took), benchenv.MiB(r.defrag.sizeAfter))
 
 	s.Printf("\nSamples (every %s; a few shown):\n\n", r.opts.sample)
 	s.Table("rrrrrrr", "at", "revision", "revisions/s", "db file", "db in use", "RSS", "heap in use")
