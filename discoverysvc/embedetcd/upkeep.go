@@ -121,16 +121,19 @@ func (m *Etcd) disarmNoSpace(ctx context.Context, size int64) {
 // shouldDefrag decides whether a database file of size bytes, of which
 // inUse hold data, is worth defragmenting. Defragmentation rewrites the
 // file and blocks the member's reads and writes while it does, so it runs
-// only when at least half the file is free space, or when the member is
-// full and the free space is what would let it write again; and never to
-// win back less than a sixty-fourth of the quota, which is not worth the
-// pause.
+// only when at least three quarters of the file are free space, or when
+// the member is full and the free space is what would let it write again;
+// and never to win back less than a sixty-fourth of the quota, which is
+// not worth the pause. Periodic compaction alone keeps between one and two
+// retentions of history, so a steady registry's file is up to half free
+// after each compaction and fills again: three quarters leaves that
+// alone and catches a file grown by a burst that has passed.
 func shouldDefrag(size, inUse, quota int64, full bool) bool {
 	free := size - inUse
 	if free <= 0 || free < quota/64 {
 		return false
 	}
-	return full || free >= size/2
+	return full || free >= size-size/4
 }
 
 // canDisarm reports whether a full member's file of size bytes has room

@@ -10,8 +10,9 @@ func TestShouldDefrag(t *testing.T) {
 		full        bool
 		want        bool
 	}{
-		{"mostly free", 10 << 20, 4 << 20, false, true},
-		{"exactly half free", 10 << 20, 5 << 20, false, true},
+		{"mostly free", 10 << 20, 2 << 20, false, true},
+		{"exactly three quarters free", 8 << 20, 2 << 20, false, true},
+		{"half free, as after a periodic compaction", 10 << 20, 5 << 20, false, false},
 		{"mostly data", 10 << 20, 6 << 20, false, false},
 		{"mostly free but below the floor", 1 << 20, 1 << 10, false, false},
 		{"full: any free space above the floor", 64 << 20, 60 << 20, true, true},
