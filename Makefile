@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet bench-history xcaddy chaos fuzz mutation clean
+.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet bench-history xcaddy chaos fuzz mutation lab doclinks clean
 
 all: build
 
@@ -59,13 +59,19 @@ bench-fleet:
 bench-history:
 	$(GO) run ./bench/history $(ARGS)
 
-## xcaddy: prove the build line of xcaddy.md works
+## xcaddy: prove the checkout build line of docs/xcaddy.md works
 xcaddy:
 	./scripts/xcaddy-build.sh
 
 ## chaos: the long chaos run (a short form runs in make test)
 chaos:
 	SESSIONPIN_CHAOS=long $(GO) test -race -count=1 -timeout 30m -run TestChaos -v ./chaos/
+
+## lab: the three-region lab (root; iproute2 and postgresql): every scenario
+## but the soak in every mode, or SCENARIO=name[,name] and MODES=rr,cookie,sessionpin;
+## LAB_ARGS passes more flags (go run ./lab/cmd/lab -h lists them)
+lab:
+	$(GO) run ./lab/cmd/lab $(if $(SCENARIO),-scenario $(SCENARIO)) $(if $(MODES),-modes $(MODES)) $(LAB_ARGS)
 
 ## fuzz: every fuzz target for a bounded time each
 fuzz:
@@ -74,6 +80,10 @@ fuzz:
 ## mutation: mutation testing of the pure packages, efficacy per package (slow; not in make test)
 mutation:
 	./scripts/mutation.sh $(MUTATION_PKGS)
+
+## doclinks: every relative link and #anchor in the Markdown files resolves
+doclinks:
+	./scripts/doclinks.sh
 
 clean:
 	rm -rf $(BIN) data

@@ -17,7 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // Defaults of the edge's activity publishing.
@@ -69,7 +69,7 @@ func newActivityTracker() *activityTracker {
 
 // attach is the watcher's Attach hook: attachTarget, with the server's
 // counter from the tracker.
-func (tr *activityTracker) attach(srv discoverysvc.Server) any {
+func (tr *activityTracker) attach(srv schema.Server) any {
 	t, _ := attachTarget(srv).(*target)
 	if t == nil {
 		return nil
@@ -172,7 +172,7 @@ func (p *activityPublisher) run(ctx context.Context) {
 func (p *activityPublisher) publish(ctx context.Context, now time.Time) {
 	servers := p.tally(now)
 	region := p.region()
-	content := append(discoverysvc.AppendServers(nil, servers), region...)
+	content := append(schema.AppendServers(nil, servers), region...)
 	ctx, cancel := context.WithTimeout(ctx, p.interval)
 	defer cancel()
 	err := p.renew(ctx)
@@ -184,8 +184,8 @@ func (p *activityPublisher) publish(ctx context.Context, now time.Time) {
 
 // tally folds the counters' growth since the last tick into each server's
 // window and returns the servers to report.
-func (p *activityPublisher) tally(now time.Time) map[string]discoverysvc.ServerActivity {
-	out := map[string]discoverysvc.ServerActivity{}
+func (p *activityPublisher) tally(now time.Time) map[string]schema.ServerActivity {
+	out := map[string]schema.ServerActivity{}
 	var orphans []counted
 	for _, x := range p.tracker.all() {
 		c := x.c
@@ -206,7 +206,7 @@ func (p *activityPublisher) tally(now time.Time) map[string]discoverysvc.ServerA
 			c.last = now
 		}
 		if !c.last.IsZero() && now.Sub(c.last) < activityIdle {
-			out[x.id] = discoverysvc.ServerActivity{Pinned: delta, Minute: c.minute, Last: c.last}
+			out[x.id] = schema.ServerActivity{Pinned: delta, Minute: c.minute, Last: c.last}
 			continue
 		}
 		c.window, c.minute, c.last = nil, 0, time.Time{}
@@ -247,10 +247,10 @@ func (p *activityPublisher) renew(ctx context.Context) error {
 	return nil
 }
 
-func (p *activityPublisher) write(ctx context.Context, now time.Time, region string, servers map[string]discoverysvc.ServerActivity, content []byte) error {
+func (p *activityPublisher) write(ctx context.Context, now time.Time, region string, servers map[string]schema.ServerActivity, content []byte) error {
 	serversJSON := content[:len(content)-len(region)]
-	value := discoverysvc.AppendActivity(nil, p.edge, region, now, serversJSON)
-	if len(value) > discoverysvc.MaxActivityLen {
+	value := schema.AppendActivity(nil, p.edge, region, now, serversJSON)
+	if len(value) > schema.MaxActivityLen {
 		value = p.trim(now, region, servers)
 	}
 	if _, err := p.client.Put(ctx, p.key, string(value), clientv3.WithLease(p.lease)); err != nil {
@@ -262,17 +262,17 @@ func (p *activityPublisher) write(ctx context.Context, now time.Time, region str
 
 // trim drops the servers seen longest ago until the value fits under
 // etcd's request limit: the busiest servers are the ones a drain waits on.
-func (p *activityPublisher) trim(now time.Time, region string, servers map[string]discoverysvc.ServerActivity) []byte {
+func (p *activityPublisher) trim(now time.Time, region string, servers map[string]schema.ServerActivity) []byte {
 	ids := make([]string, 0, len(servers))
 	for id := range servers {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(a, b string) int { return servers[b].Last.Compare(servers[a].Last) })
-	budget := discoverysvc.MaxActivityLen - len(discoverysvc.AppendActivity(nil, p.edge, region, now, []byte("{}")))
-	kept := map[string]discoverysvc.ServerActivity{}
+	budget := schema.MaxActivityLen - len(schema.AppendActivity(nil, p.edge, region, now, []byte("{}")))
+	kept := map[string]schema.ServerActivity{}
 	var scratch []byte
 	for _, id := range ids {
-		scratch = discoverysvc.AppendServer(scratch[:0], id, servers[id])
+		scratch = schema.AppendServer(scratch[:0], id, servers[id])
 		if budget -= len(scratch) + 1; budget < 0 {
 			break
 		}
@@ -280,7 +280,7 @@ func (p *activityPublisher) trim(now time.Time, region string, servers map[strin
 	}
 	p.log.Warn("activity value over etcd's request limit; reporting only the most recently used servers",
 		zap.Int("servers", len(servers)), zap.Int("reported", len(kept)))
-	return discoverysvc.AppendActivity(nil, p.edge, region, now, discoverysvc.AppendServers(nil, kept))
+	return schema.AppendActivity(nil, p.edge, region, now, schema.AppendServers(nil, kept))
 }
 
 func (p *activityPublisher) noteResult(err error) {

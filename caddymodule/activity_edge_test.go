@@ -8,20 +8,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // activity reads the edge's published activity; ok is false while there
 // is none.
-func (f *fixture) activity(edgeID string) (discoverysvc.Activity, bool, error) {
+func (f *fixture) activity(edgeID string) (schema.Activity, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	resp, err := f.reg.cli.Get(ctx, discoverysvc.EdgeKey(f.reg.prefix, edgeID))
+	resp, err := f.reg.cli.Get(ctx, schema.EdgeKey(f.reg.prefix, edgeID))
 	if err != nil || len(resp.Kvs) == 0 {
-		return discoverysvc.Activity{}, false, err
+		return schema.Activity{}, false, err
 	}
-	a, err := discoverysvc.DecodeActivity(discoverysvc.EdgesPrefix(f.reg.prefix), resp.Kvs[0].Key, resp.Kvs[0].Value)
+	a, err := schema.DecodeActivity(schema.EdgesPrefix(f.reg.prefix), resp.Kvs[0].Key, resp.Kvs[0].Value)
 	return a, err == nil, err
 }
 

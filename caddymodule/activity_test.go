@@ -9,7 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 )
 
@@ -19,22 +20,22 @@ type testPublisher struct {
 	*activityPublisher
 	client *clientv3.Client
 	calls  *etcdtest.Calls
-	snap   *discoverysvc.Snapshot
+	snap   *watch.Snapshot
 	now    time.Time
 }
 
 // The publisher's etcd calls are counted on c (see etcdtest.NewCountingClient).
 func newTestPublisher(tb testing.TB, c *clientv3.Client, calls *etcdtest.Calls, edge string, n int) *testPublisher {
 	tb.Helper()
-	servers := make([]discoverysvc.Server, n)
+	servers := make([]schema.Server, n)
 	for i := range servers {
-		servers[i] = discoverysvc.Server{ID: fmt.Sprintf("srv-%05d", i), Region: "eu", URL: fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250)}
+		servers[i] = schema.Server{ID: fmt.Sprintf("srv-%05d", i), Region: "eu", URL: fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250)}
 	}
 	tr := newActivityTracker()
-	tp := &testPublisher{client: c, calls: calls, snap: discoverysvc.BuildSnapshot(1, servers, tr.attach), now: time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)}
+	tp := &testPublisher{client: c, calls: calls, snap: watch.BuildSnapshot(1, servers, tr.attach), now: time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)}
 	tp.activityPublisher = &activityPublisher{
 		client:   c,
-		key:      discoverysvc.EdgeKey("", edge),
+		key:      schema.EdgeKey("", edge),
 		edge:     edge,
 		region:   func() string { return "eu" },
 		interval: DefaultActivityInterval,
@@ -65,13 +66,13 @@ func (tp *testPublisher) tick(tb testing.TB) int64 {
 	return tp.calls.OK("Put") - before
 }
 
-func (tp *testPublisher) value(tb testing.TB) (discoverysvc.Activity, int) {
+func (tp *testPublisher) value(tb testing.TB) (schema.Activity, int) {
 	tb.Helper()
 	resp, err := tp.client.Get(context.Background(), tp.key)
 	if err != nil || len(resp.Kvs) != 1 {
 		tb.Fatalf("get %s: %v %v", tp.key, resp, err)
 	}
-	a, err := discoverysvc.DecodeActivity(discoverysvc.EdgesPrefix(""), resp.Kvs[0].Key, resp.Kvs[0].Value)
+	a, err := schema.DecodeActivity(schema.EdgesPrefix(""), resp.Kvs[0].Key, resp.Kvs[0].Value)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func TestActivityTrackerForgetsOnlyServersThatLeft(t *testing.T) {
 	tp.hit(0, 1)
 	tp.tick(t)
 	// srv-00000 leaves the registry; its count stays reported while recent.
-	tp.snap = tp.snap.Apply(2, []discoverysvc.Change{{ID: "srv-00000"}})
+	tp.snap = tp.snap.Apply(2, []watch.Change{{ID: "srv-00000"}})
 	for range int(activityIdle/tp.interval) + 2 {
 		tp.tick(t)
 	}
@@ -148,8 +149,8 @@ func TestActivityTrackerForgetsOnlyServersThatLeft(t *testing.T) {
 		t.Fatal("the counter of a registered server was dropped")
 	}
 	// A server that comes back gets a counter the publisher sees.
-	srv := discoverysvc.Server{ID: "srv-00000", Region: "eu", URL: "http://10.0.0.9:8080"}
-	tp.snap = tp.snap.Apply(3, []discoverysvc.Change{{ID: srv.ID, Server: &srv}})
+	srv := schema.Server{ID: "srv-00000", Region: "eu", URL: "http://10.0.0.9:8080"}
+	tp.snap = tp.snap.Apply(3, []watch.Change{{ID: srv.ID, Server: &srv}})
 	tp.hit(0, 3)
 	tp.tick(t)
 	if a, _ := tp.value(t); a.Servers["srv-00000"].Pinned != 3 {
@@ -195,7 +196,7 @@ func BenchmarkActivityPublish10k(b *testing.B) {
 	}
 	b.StopTimer()
 	_, size = edges[0].value(b)
-	if size >= discoverysvc.MaxActivityLen {
+	if size >= schema.MaxActivityLen {
 		b.Fatalf("value of %d bytes", size)
 	}
 	b.ReportMetric(float64(size), "bytes/write")
@@ -216,11 +217,11 @@ func BenchmarkActivityPublish10k(b *testing.B) {
 // running edge: the pinned path's count is one atomic add.
 func BenchmarkHandlerPinnedCounting(b *testing.B) {
 	h := benchHandler(b)
-	var servers []discoverysvc.Server
+	var servers []schema.Server
 	for _, e := range h.app.Snapshot().Servers() {
 		servers = append(servers, e.Server)
 	}
-	h.app = appWith(discoverysvc.BuildSnapshot(1, servers, newActivityTracker().attach))
+	h.app = appWith(watch.BuildSnapshot(1, servers, newActivityTracker().attach))
 	tok, err := h.keyring.Issue("srv-7", "us-east", time.Now(), time.Hour)
 	if err != nil {
 		b.Fatal(err)

@@ -13,16 +13,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // benchHandler is a provisioned handler over a 1,000-server snapshot.
 func benchHandler(b *testing.B, tune ...func(*Handler)) *Handler {
 	b.Helper()
-	var servers []discoverysvc.Server
+	var servers []schema.Server
 	for i := range 1000 {
 		region := []string{"eu-west", "us-east", "ap-south"}[i%3]
-		servers = append(servers, discoverysvc.Server{
+		servers = append(servers, schema.Server{
 			ID: "srv-" + strconv.Itoa(i), Region: region, URL: "http://10.0.0." + strconv.Itoa(i%250) + ":8080", Load: float64(i%100) / 100,
 		})
 	}
@@ -34,13 +35,13 @@ func benchHandler(b *testing.B, tune ...func(*Handler)) *Handler {
 	if err := h.setup(); err != nil {
 		b.Fatal(err)
 	}
-	h.app = appWith(discoverysvc.BuildSnapshot(1, servers, attachTarget))
+	h.app = appWith(watch.BuildSnapshot(1, servers, attachTarget))
 	return h
 }
 
 // appWith is an app whose registry connection holds snap, as if its
 // watcher had just listed it.
-func appWith(snap *discoverysvc.Snapshot) *App {
+func appWith(snap *watch.Snapshot) *App {
 	rc := &registryConn{}
 	rc.snap.Store(snap)
 	return &App{registry: rc}

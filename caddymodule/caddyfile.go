@@ -11,7 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 func init() {
@@ -173,8 +173,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("fallback_regions: missing value")
 			}
 			for _, r := range h.FallbackRegions {
-				if !discoverysvc.ValidName(r) {
-					return d.Errf("fallback_regions: %q %s", r, discoverysvc.NameRule)
+				if !schema.ValidName(r) {
+					return d.Errf("fallback_regions: %q %s", r, schema.NameRule)
 				}
 			}
 		case "key":

@@ -10,7 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 const secret32 = "0123456789abcdef0123456789abcdef"
@@ -258,7 +258,7 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 			t.Fatalf("accepted %q without a region", input)
 		}
 		for _, r := range h.FallbackRegions {
-			if err == nil && !discoverysvc.ValidName(r) {
+			if err == nil && !schema.ValidName(r) {
 				t.Fatalf("accepted %q with fallback region %q", input, r)
 			}
 		}

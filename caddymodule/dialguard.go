@@ -13,7 +13,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // dialGuard refuses registry entries that point the edge at itself: its
@@ -67,7 +67,7 @@ func (g *dialGuard) add(what, host, port string) {
 		r.local = true
 	} else {
 		r.names[host] = true
-		r.local = discoverysvc.IsLoopbackHost(host)
+		r.local = schema.IsLoopbackHost(host)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		addrs, _ := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 		cancel()
@@ -89,7 +89,7 @@ func (g *dialGuard) add(what, host, port string) {
 }
 
 // check returns why the edge must not dial srv, or nil.
-func (g *dialGuard) check(srv discoverysvc.Server) error {
+func (g *dialGuard) check(srv schema.Server) error {
 	if g == nil || len(g.rules) == 0 {
 		return nil
 	}
@@ -97,7 +97,7 @@ func (g *dialGuard) check(srv discoverysvc.Server) error {
 	if err != nil {
 		return err
 	}
-	addr, err := discoverysvc.DialAddress(srv.URL)
+	addr, err := schema.DialAddress(srv.URL)
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func (g *dialGuard) check(srv discoverysvc.Server) error {
 			continue
 		}
 		hit := r.names[host] || (ipErr == nil && r.ips[ip]) ||
-			(r.local && discoverysvc.IsLoopbackHost(host))
+			(r.local && schema.IsLoopbackHost(host))
 		if hit {
 			return fmt.Errorf("url %s names this edge's %s", srv.URL, r.what)
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 func TestDialGuard(t *testing.T) {
@@ -61,13 +61,13 @@ func TestDialGuard(t *testing.T) {
 		}{open, "http://" + local + ":2019", true})
 	}
 	for _, tt := range tests {
-		err := tt.g.check(discoverysvc.Server{ID: "x", Region: "r", URL: tt.url})
+		err := tt.g.check(schema.Server{ID: "x", Region: "r", URL: tt.url})
 		if (err != nil) != tt.refused {
 			t.Errorf("check(%s) = %v, want refused %v", tt.url, err, tt.refused)
 		}
 	}
 	var none *dialGuard
-	if err := none.check(discoverysvc.Server{URL: "http://127.0.0.1:2019"}); err != nil {
+	if err := none.check(schema.Server{URL: "http://127.0.0.1:2019"}); err != nil {
 		t.Errorf("a nil guard refused: %v", err)
 	}
 }
@@ -78,11 +78,11 @@ func FuzzDialGuardCheck(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		if discoverysvc.ValidateURL(raw) != nil {
+		if schema.ValidateURL(raw) != nil {
 			return
 		}
-		err := g.check(discoverysvc.Server{URL: raw})
-		addr, _ := discoverysvc.DialAddress(raw)
+		err := g.check(schema.Server{URL: raw})
+		addr, _ := schema.DialAddress(raw)
 		// Whatever the spelling, loopback on the admin or etcd port is refused.
 		if err == nil {
 			ap, perr := netip.ParseAddrPort(addr)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 func init() {
@@ -254,7 +254,7 @@ func (h *Handler) setup() error {
 	if h.bearer {
 		h.pinHeaderOut = DefaultHeader
 	}
-	h.cookieAttrs = "; Path=/; Max-Age=" + strconv.FormatInt(int64(time.Duration(h.PinTTL)/time.Second), 10) + "; HttpOnly; SameSite=Lax"
+	h.cookieAttrs = pinCookieAttrs(time.Duration(h.PinTTL))
 	h.retryAfter = []string{strconv.FormatInt(h.retryAfterSeconds(), 10)}
 	return nil
 }
@@ -264,13 +264,13 @@ func (h *Handler) Validate() error {
 	if h.Region == "" {
 		return errors.New("region is required")
 	}
-	if !discoverysvc.ValidName(h.Region) {
-		return fmt.Errorf("region: %q %s", h.Region, discoverysvc.NameRule)
+	if !schema.ValidName(h.Region) {
+		return fmt.Errorf("region: %q %s", h.Region, schema.NameRule)
 	}
 	seen := map[string]bool{h.Region: true}
 	for _, r := range h.FallbackRegions {
-		if !discoverysvc.ValidName(r) {
-			return fmt.Errorf("fallback_regions: %q %s", r, discoverysvc.NameRule)
+		if !schema.ValidName(r) {
+			return fmt.Errorf("fallback_regions: %q %s", r, schema.NameRule)
 		}
 		if r == h.Region {
 			return fmt.Errorf("fallback_regions: %q is the edge's own region", r)
@@ -309,8 +309,8 @@ func (h *Handler) Validate() error {
 	if h.Cookie != "" && !validHeaderName(h.Cookie) {
 		return fmt.Errorf("cookie: %q is not a valid cookie name", h.Cookie)
 	}
-	if h.Claim != "" && !discoverysvc.ValidName(h.Claim) {
-		return fmt.Errorf("claim: %q %s", h.Claim, discoverysvc.NameRule)
+	if h.Claim != "" && !schema.ValidName(h.Claim) {
+		return fmt.Errorf("claim: %q %s", h.Claim, schema.NameRule)
 	}
 	for _, p := range []struct{ name, val string }{{"refresh_path", h.RefreshPath}, {"closest_path", h.ClosestPath}} {
 		if p.val != "" && !strings.HasPrefix(p.val, "/") {

@@ -3,7 +3,6 @@ package caddymodule_test
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -22,7 +21,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 	"github.com/sessionpin/sessionpin/internal/testcert"
@@ -298,22 +297,14 @@ type registry struct {
 
 func (r *registry) put(id, region, url string, load float64, draining bool) {
 	r.t.Helper()
-	v, err := json.Marshal(discoverysvc.Server{ID: id, Region: region, URL: url, Load: load, Draining: draining})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := r.cli.Put(ctx, discoverysvc.ServerKey(r.prefix, id), string(v)); err != nil {
-		r.t.Fatalf("put %s: %v", id, err)
-	}
+	etcdtest.PutServer(r.t, r.cli, r.prefix, schema.Server{ID: id, Region: region, URL: url, Load: load, Draining: draining})
 }
 
 func (r *registry) delete(id string) {
 	r.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := r.cli.Delete(ctx, discoverysvc.ServerKey(r.prefix, id)); err != nil {
+	if _, err := r.cli.Delete(ctx, schema.ServerKey(r.prefix, id)); err != nil {
 		r.t.Fatalf("delete %s: %v", id, err)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +15,9 @@ import (
 	"github.com/sessionpin/sessionpin/caddymodule"
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
+	"github.com/sessionpin/sessionpin/internal/metrictest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
@@ -120,13 +120,13 @@ func TestMetrics(t *testing.T) {
 		{`sessionpin_registry_servers{region="eu-west",state="active"}`, false, 1},
 		{`sessionpin_registry_servers{region="eu-west",state="draining"}`, false, 1},
 	} {
-		v, ok := metricValue(body, want.series)
+		v, ok := metrictest.Value(body, want.series)
 		if !ok {
 			t.Errorf("metric %s missing from /metrics", want.series)
 			continue
 		}
 		if want.delta {
-			was, _ := metricValue(before, want.series) // absent means never counted
+			was, _ := metrictest.Value(before, want.series) // absent means never counted
 			v -= was
 		}
 		if v != want.value {
@@ -135,7 +135,7 @@ func TestMetrics(t *testing.T) {
 	}
 	// The snapshot changed no earlier than the last put, and not in the
 	// future.
-	if v, ok := metricValue(body, `sessionpin_registry_last_update_seconds`); !ok || v < 0 || v > time.Since(lastPut).Seconds() {
+	if v, ok := metrictest.Value(body, `sessionpin_registry_last_update_seconds`); !ok || v < 0 || v > time.Since(lastPut).Seconds() {
 		t.Errorf("sessionpin_registry_last_update_seconds = %v (present %v), want 0..%.1f: the time since the last put", v, ok, time.Since(lastPut).Seconds())
 	}
 	if t.Failed() {
@@ -153,17 +153,6 @@ func TestMetrics(t *testing.T) {
 	if strings.Contains(scrape(t, f.admin), `region="ap-south"`) {
 		t.Fatal("an empty region is still reported")
 	}
-}
-
-// metricValue is the value of series (name and labels exactly as exposed)
-// in a /metrics body.
-func metricValue(body, series string) (float64, bool) {
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(body)
-	if m == nil {
-		return 0, false
-	}
-	v, err := strconv.ParseFloat(m[1], 64)
-	return v, err == nil
 }
 
 func scrape(t *testing.T, admin string) string {
@@ -238,7 +227,7 @@ func TestHandlerWithoutGlobalOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(etcd.Close)
-	reg := &registry{t: t, cli: etcdtest.NewClient(t, &etcdtest.Member{Client: etcd.Endpoint}), prefix: discoverysvc.DefaultPrefix}
+	reg := &registry{t: t, cli: etcdtest.NewClient(t, &etcdtest.Member{Client: etcd.Endpoint}), prefix: schema.DefaultPrefix}
 	b := newBackend(t, "eu-1")
 	reg.put("eu-1", "eu-west", b.srv.URL, 0.1, false)
 
@@ -276,7 +265,7 @@ http://%s {
 func TestHeartbeatLease(t *testing.T) {
 	f := newFixture(t, "")
 	reg := discoverysvc.NewRegistry(f.reg.cli, f.prefix)
-	srv := discoverysvc.Server{ID: "hb-1", Region: "eu-west", URL: newBackend(t, "hb-1").srv.URL, Load: 0.3}
+	srv := schema.Server{ID: "hb-1", Region: "eu-west", URL: newBackend(t, "hb-1").srv.URL, Load: 0.3}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := reg.Heartbeat(ctx, srv, time.Second); err != nil {

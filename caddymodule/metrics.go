@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // The edge's metrics. The collectors are process-wide (the registry watch is
@@ -96,7 +96,7 @@ var (
 )
 
 // updateRegistryMetrics is the watcher's OnUpdate hook.
-func updateRegistryMetrics(snap *discoverysvc.Snapshot) {
+func updateRegistryMetrics(snap *watch.Snapshot) {
 	registryRegionsMu.Lock()
 	defer registryRegionsMu.Unlock()
 	seen := make(map[string]bool, len(registryRegions))

@@ -70,24 +70,3 @@ func bearerToken(v string) (string, bool) {
 	}
 	return strings.TrimSpace(v[len(prefix):]), true
 }
-
-// cookieValue finds cookie name in Cookie header lines; http.Request.Cookie
-// would parse and allocate every cookie of the request.
-func cookieValue(lines []string, name string) string {
-	for _, line := range lines {
-		for len(line) > 0 {
-			var part string
-			part, line, _ = strings.Cut(line, ";")
-			part = strings.TrimSpace(part)
-			k, v, ok := strings.Cut(part, "=")
-			if !ok || k != name {
-				continue
-			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			return v
-		}
-	}
-	return ""
-}

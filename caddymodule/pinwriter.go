@@ -37,12 +37,7 @@ func (pw *pinWriter) WriteHeader(status int) {
 		return
 	}
 	pw.wroteHeader = true
-	hdr := pw.Header()
-	pw.h.stripUpstreamSession(hdr)
-	hdr["X-Session-Server"] = pw.server[:]
-	if pw.d.issue && status < 500 {
-		pw.h.issuePin(hdr, pw.d, pw.secure)
-	}
+	pw.h.writeSession(pw.Header(), pw.server[:], pw.d, pw.secure, status)
 	pw.ResponseWriter.WriteHeader(status)
 }
 

@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // TestPinWriter: the session headers go out with the final status however
@@ -23,7 +23,7 @@ func TestPinWriter(t *testing.T) {
 	if err := h.setup(); err != nil {
 		t.Fatal(err)
 	}
-	tgt := attachTarget(discoverysvc.Server{ID: "eu-1", Region: "eu", URL: "http://10.0.0.1:80"}).(*target)
+	tgt := attachTarget(schema.Server{ID: "eu-1", Region: "eu", URL: "http://10.0.0.1:80"}).(*target)
 
 	cases := []struct {
 		name      string

@@ -10,7 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // DefaultUnreachableFor is how long a server this edge failed to connect to
@@ -99,7 +99,7 @@ func isConnectFailure(err error) bool {
 }
 
 // reachableAtEdge is placement's view of which servers this edge may use.
-func reachableAtEdge(e *discoverysvc.Entry) bool {
+func reachableAtEdge(e *watch.Entry) bool {
 	t := targetOf(e)
 	return t != nil && t.reach.usable()
 }

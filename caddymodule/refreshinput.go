@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // maxRefreshBody is the largest refresh body the edge reads to find the
@@ -56,7 +57,7 @@ func parseRefreshBody(body []byte) (in placement.RefreshRequest, foundClosest, f
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return placement.RefreshRequest{}, false, false, fmt.Errorf("refresh body: %s must be a string", fieldClosest)
 		}
-		if s != "" && !discoverysvc.ValidName(s) {
+		if s != "" && !schema.ValidName(s) {
 			return placement.RefreshRequest{}, false, false, fmt.Errorf("refresh body: %s %q is not a valid server id", fieldClosest, truncate(s))
 		}
 		in.Closest, foundClosest = s, true
@@ -116,7 +117,7 @@ func parseRefreshHeaders(h http.Header) (in placement.RefreshRequest, foundClose
 	if v, ok, err := singleHeader(h, headerClosest); err != nil {
 		return placement.RefreshRequest{}, false, false, err
 	} else if ok {
-		if v != "" && !discoverysvc.ValidName(v) {
+		if v != "" && !schema.ValidName(v) {
 			return placement.RefreshRequest{}, false, false, fmt.Errorf("header %s: %q is not a valid server id", headerClosest, truncate(v))
 		}
 		in.Closest, foundClosest = v, true
@@ -180,3 +181,35 @@ func truncate(s string) string {
 	}
 	return s[:max] + "..."
 }
+
+// errRefreshTooLarge rejects refresh bodies the edge will not buffer.
+var errRefreshTooLarge = fmt.Errorf("refresh body: larger than %d bytes", maxRefreshBody)
+
+// readRefreshBody reads the refresh body (at most MaxRefreshBody bytes) to
+// find the client's inputs, and puts it back so that the app receives it
+// byte for byte.
+func readRefreshBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > maxRefreshBody {
+		return nil, errRefreshTooLarge
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRefreshBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("refresh body: %w", err)
+	}
+	if len(body) > maxRefreshBody {
+		return nil, errRefreshTooLarge
+	}
+	r.Body = &replayedBody{Reader: bytes.NewReader(body), orig: r.Body}
+	return body, nil
+}
+
+// replayedBody serves the buffered body and closes the original.
+type replayedBody struct {
+	*bytes.Reader
+	orig io.Closer
+}
+
+func (b *replayedBody) Close() error { return b.orig.Close() }

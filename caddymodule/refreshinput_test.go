@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 func TestParseRefreshBody(t *testing.T) {
@@ -135,7 +135,7 @@ func FuzzParseRefreshBody(f *testing.F) {
 				t.Fatalf("error %v with fields %+v %v %v", err, in, fc, fk)
 			}
 		}
-		if fc && in.Closest != "" && !discoverysvc.ValidName(in.Closest) {
+		if fc && in.Closest != "" && !schema.ValidName(in.Closest) {
 			t.Fatalf("invalid closest %q accepted", in.Closest)
 		}
 		if !fc && in.Closest != "" || !fk && in.Critical {

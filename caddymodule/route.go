@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // ServeHTTP routes the request. It reads only the current registry
@@ -60,7 +60,7 @@ const maxAdmits = 3
 
 // serveRefresh rebalances a refresh request (refresh rules a–d, see
 // placement.Edge.Rebalance) and proxies it.
-func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *discoverysvc.Snapshot) error {
+func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, snap *watch.Snapshot) error {
 	body, err := readRefreshBody(r)
 	if err != nil {
 		if errors.Is(err, errRefreshTooLarge) {
@@ -96,7 +96,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 }
 
 // serveClosest answers closest_path with the server placement would choose.
-func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *discoverysvc.Snapshot) error {
+func (h *Handler) serveClosest(w http.ResponseWriter, r *http.Request, snap *watch.Snapshot) error {
 	t := targetOf(h.edge.Place(snap, rand.Uint64()))
 	if t == nil {
 		return h.noServer(w)
@@ -130,13 +130,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.H
 	if !h.bearer {
 		delete(r.Header, h.Header)
 	}
-	if lines, ok := stripPinCookie(r.Header["Cookie"], h.Cookie); ok {
-		if len(lines) == 0 {
-			delete(r.Header, "Cookie")
-		} else {
-			r.Header["Cookie"] = lines
-		}
-	}
+	h.dropPinCookie(r.Header)
 	px := &proxied{
 		// A verify-only edge proxies placed clients without a pin.
 		decision: decision{target: t, reason: reason, moved: moved, issue: issue && h.issues},

@@ -10,7 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 func init() {
@@ -34,8 +35,8 @@ type target struct {
 }
 
 // attachTarget is the watcher's Attach hook.
-func attachTarget(srv discoverysvc.Server) any {
-	dial, err := discoverysvc.DialAddress(srv.URL)
+func attachTarget(srv schema.Server) any {
+	dial, err := schema.DialAddress(srv.URL)
 	// A registry value never contains placeholder braces (ValidateURL
 	// refuses them), but reverse_proxy would expand any it found in a dial
 	// address, so make sure.
@@ -67,7 +68,7 @@ type closestAnswer struct {
 
 // targetOf returns the entry's precomputed target, or nil when the entry
 // cannot be dialled.
-func targetOf(e *discoverysvc.Entry) *target {
+func targetOf(e *watch.Entry) *target {
 	if e == nil {
 		return nil
 	}

@@ -16,7 +16,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/sessionpin/sessionpin/caddymodule"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/agent"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -34,8 +35,8 @@ type chaosPlan struct {
 // test machine time to answer health probes (the agent drops a server after
 // one probe slower than 3/4 of it). The drain outlasts any one workflow.
 const (
-	leaseTTL      = discoverysvc.DefaultTTL
-	agentInterval = discoverysvc.DefaultAgentInterval
+	leaseTTL      = schema.DefaultTTL
+	agentInterval = agent.DefaultAgentInterval
 	drainTimeout  = 5 * time.Second
 	// A planned restart first drains the server as an operator does:
 	// drain --wait until no edge has seen a pinned request to it for
@@ -407,7 +408,7 @@ func registeredIDs(disc string) ([]string, error) {
 		return nil, fmt.Errorf("list: %d %s", status, b)
 	}
 	var list struct {
-		Servers []discoverysvc.Server `json:"servers"`
+		Servers []schema.Server `json:"servers"`
 	}
 	if err := json.Unmarshal(b, &list); err != nil {
 		return nil, err

@@ -12,7 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // timeline records registry changes as the test saw them in etcd, so a
@@ -28,7 +28,7 @@ type timeline struct {
 // from the next revision, so the timeline has no gap.
 func watchRegistry(ctx context.Context, c *clientv3.Client, start time.Time) *timeline {
 	tl := &timeline{start: start}
-	prefix := discoverysvc.ServersPrefix(discoverysvc.DefaultPrefix)
+	prefix := schema.ServersPrefix(schema.DefaultPrefix)
 	go func() {
 		var next int64
 		for ctx.Err() == nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	discoveryapi "github.com/sessionpin/sessionpin/discoverysvc/client"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -50,7 +51,7 @@ func startDrainFleet(t *testing.T, interval time.Duration) *drainFleet {
 }
 
 // status is GET /v1/servers/<id>/drain.
-func (f *drainFleet) status(t *testing.T, id, quiet string) (discoverysvc.DrainStatus, int) {
+func (f *drainFleet) status(t *testing.T, id, quiet string) (discoveryapi.DrainStatus, int) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, f.disc+"/v1/servers/"+id+"/drain?quiet="+quiet, nil)
 	req.Header.Set("Authorization", "Bearer "+drainToken)
@@ -59,7 +60,7 @@ func (f *drainFleet) status(t *testing.T, id, quiet string) (discoverysvc.DrainS
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var st discoverysvc.DrainStatus
+	var st discoveryapi.DrainStatus
 	if resp.StatusCode == http.StatusOK {
 		if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 			t.Fatal(err)

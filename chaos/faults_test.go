@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -66,7 +67,7 @@ func register(t testing.TB, reg *discoverysvc.Registry, b *echoBackend, region s
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := reg.Heartbeat(ctx, discoverysvc.Server{ID: b.ID, Region: region, URL: b.srv.URL, Load: load}, time.Minute); err != nil {
+	if _, err := reg.Heartbeat(ctx, schema.Server{ID: b.ID, Region: region, URL: b.srv.URL, Load: load}, time.Minute); err != nil {
 		t.Fatalf("register %s: %v", b.ID, err)
 	}
 }
@@ -143,7 +144,7 @@ func testEtcdUnreachable(t *testing.T) {
 	poll.Until(t, time.Minute, "the test's etcd client to register c after the restart", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err := reg.Heartbeat(ctx, discoverysvc.Server{ID: c.ID, Region: "eu", URL: c.srv.URL, Load: 0.1}, time.Minute)
+		_, err := reg.Heartbeat(ctx, schema.Server{ID: c.ID, Region: "eu", URL: c.srv.URL, Load: 0.1}, time.Minute)
 		return err
 	})
 	e.waitServers(t, 3)

@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 )
 
@@ -257,7 +258,7 @@ func TestSecurity(t *testing.T) {
 	t.Run("hostile registry entries are ignored", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		prefix := discoverysvc.ServersPrefix(discoverysvc.DefaultPrefix)
+		prefix := schema.ServersPrefix(schema.DefaultPrefix)
 		evil := s.evil.srv.URL
 		host := strings.TrimPrefix(evil, "http://")
 		hostile := map[string]string{
@@ -384,7 +385,7 @@ func TestEtcdAuthEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	const user, password = "sessionpin", "registry-password-0123"
-	prefix := discoverysvc.DefaultPrefix
+	prefix := schema.DefaultPrefix
 	steps := []struct {
 		name string
 		do   func() error

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 	"github.com/sessionpin/sessionpin/internal/testcert"
@@ -186,11 +187,11 @@ func (s *securityStack) testAgentKeepsLastValidLoad(t *testing.T) {
 	load := func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		resp, err := s.etcd.Get(ctx, discoverysvc.ServerKey("", "zz-2"))
+		resp, err := s.etcd.Get(ctx, schema.ServerKey("", "zz-2"))
 		if err != nil || len(resp.Kvs) == 0 {
 			return -1
 		}
-		var srv discoverysvc.Server
+		var srv schema.Server
 		if json.Unmarshal(resp.Kvs[0].Value, &srv) != nil {
 			return -1
 		}
@@ -258,7 +259,7 @@ func testEmbeddedEtcdMutualTLS(t *testing.T) {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		_, err = c.Put(ctx, discoverysvc.ServerKey("", "intruder"), `{"id":"intruder","region":"eu","url":"http://10.0.0.1","load":0}`)
+		_, err = c.Put(ctx, schema.ServerKey("", "intruder"), `{"id":"intruder","region":"eu","url":"http://10.0.0.1","load":0}`)
 		cancel()
 		c.Close()
 		if err == nil {
@@ -326,7 +327,7 @@ func (s *securityStack) testEdgeNeverDialsItsAdmin(t *testing.T) {
 		"admin-v6":        "http://[::1]:" + port,
 	}
 	for id, url := range entries {
-		if _, err := s.etcd.Put(ctx, discoverysvc.ServerKey("", id), fmt.Sprintf(`{"id":%q,"region":"eu","url":%q,"load":0}`, id, url)); err != nil {
+		if _, err := s.etcd.Put(ctx, schema.ServerKey("", id), fmt.Sprintf(`{"id":%q,"region":"eu","url":%q,"load":0}`, id, url)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -352,7 +353,7 @@ func (s *securityStack) testEdgeNeverDialsItsAdmin(t *testing.T) {
 		t.Errorf("connections on the edge's admin port went from %d to %d", before, after)
 	}
 	for id := range entries {
-		s.etcd.Delete(ctx, discoverysvc.ServerKey("", id))
+		s.etcd.Delete(ctx, schema.ServerKey("", id))
 	}
 	if _, err := reg.Deregister(ctx, "eu-2"); err != nil {
 		t.Fatal(err)
@@ -409,7 +410,7 @@ func testEdgeOwnsItsHeaders(t *testing.T) {
 	reg := discoverysvc.NewRegistry(cli, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := reg.Heartbeat(ctx, discoverysvc.Server{ID: "eu-1", Region: "eu", URL: app.URL}, time.Minute); err != nil {
+	if _, err := reg.Heartbeat(ctx, schema.Server{ID: "eu-1", Region: "eu", URL: app.URL}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	e := startEdge(t, "edge-headers", edgeConfig{Region: "eu", Etcd: []string{m.Client}})

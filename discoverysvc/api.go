@@ -12,6 +12,9 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/client"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // apiTimeout bounds the etcd work of one API request, so a request against an
@@ -117,15 +120,15 @@ func (a *api) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if !a.allowLoopback && isLoopbackURL(srv.URL) {
-		writeError(w, http.StatusBadRequest, (&FieldError{"url", "host is a loopback address (serve --allow-loopback permits it)"}).Error())
+	if !a.allowLoopback && schema.IsLoopbackURL(srv.URL) {
+		writeError(w, http.StatusBadRequest, (&schema.FieldError{Field: "url", Reason: "host is a loopback address (serve --allow-loopback permits it)"}).Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
 	res, err := a.reg.Heartbeat(ctx, srv, ttl)
 	if err != nil {
-		if fe, ok := errors.AsType[*FieldError](err); ok {
+		if fe, ok := errors.AsType[*schema.FieldError](err); ok {
 			writeError(w, http.StatusBadRequest, fe.Error())
 			return
 		}
@@ -148,7 +151,7 @@ func (a *api) heartbeat(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 func (a *api) deregister(w http.ResponseWriter, r *http.Request, id string) {
-	if !ValidName(id) {
+	if !schema.ValidName(id) {
 		writeError(w, http.StatusBadRequest, errInvalidID.Error())
 		return
 	}
@@ -173,12 +176,6 @@ func (a *api) answerRemoval(w http.ResponseWriter, id string, found bool, err er
 	}
 }
 
-// listResponse is the body of GET /v1/servers.
-type listResponse struct {
-	Revision int64    `json:"revision"`
-	Servers  []Server `json:"servers"`
-}
-
 func (a *api) serveList(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		methodNotAllowed(w, r, http.MethodGet, http.MethodHead)
@@ -186,8 +183,8 @@ func (a *api) serveList(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	region := q.Get("region")
-	if q.Has("region") && (len(q["region"]) > 1 || !ValidName(region)) {
-		writeError(w, http.StatusBadRequest, (&FieldError{"region", "must be one value of " + strings.TrimPrefix(NameRule, "must be ")}).Error())
+	if q.Has("region") && (len(q["region"]) > 1 || !schema.ValidName(region)) {
+		writeError(w, http.StatusBadRequest, (&schema.FieldError{Field: "region", Reason: "must be one value of " + strings.TrimPrefix(schema.NameRule, "must be ")}).Error())
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
@@ -199,9 +196,9 @@ func (a *api) serveList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if servers == nil {
-		servers = []Server{} // "servers": [] rather than null
+		servers = []schema.Server{} // "servers": [] rather than null
 	}
-	writeJSON(w, http.StatusOK, listResponse{Revision: rev, Servers: servers})
+	writeJSON(w, http.StatusOK, client.ListResponse{Revision: rev, Servers: servers})
 }
 
 func (a *api) serveHealth(w http.ResponseWriter, r *http.Request) {

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -185,11 +186,11 @@ func TestAPIRefusesBadInputAndWritesNothing(t *testing.T) {
 		})
 	}
 	// The existing record is as it was.
-	var list struct{ Servers []discoverysvc.Server }
+	var list struct{ Servers []schema.Server }
 	if err := json.Unmarshal(f.do(t, "GET", "/v1/servers", "", "").body, &list); err != nil {
 		t.Fatal(err)
 	}
-	want := discoverysvc.Server{ID: "eu-1", Region: "eu", URL: "http://10.0.0.1:9000", Load: 0.1}
+	want := schema.Server{ID: "eu-1", Region: "eu", URL: "http://10.0.0.1:9000", Load: 0.1}
 	if len(list.Servers) != 1 || list.Servers[0] != want {
 		t.Fatalf("servers %+v, want only %+v", list.Servers, want)
 	}
@@ -291,7 +292,7 @@ func TestAPIRejectsWrongMethods(t *testing.T) {
 
 func TestAPIRegistersListsAndDeregisters(t *testing.T) {
 	f := startAPI(t, testToken)
-	put := func(id, body string) discoverysvc.Server {
+	put := func(id, body string) schema.Server {
 		t.Helper()
 		r := f.do(t, "PUT", "/v1/servers/"+id, testToken, body)
 		if r.status != http.StatusOK {
@@ -300,14 +301,14 @@ func TestAPIRegistersListsAndDeregisters(t *testing.T) {
 		if ct := r.header.Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type %q", ct)
 		}
-		var s discoverysvc.Server
+		var s schema.Server
 		if err := json.Unmarshal(r.body, &s); err != nil {
 			t.Fatal(err)
 		}
 		return s
 	}
 	got := put("us-1", `{"region":"us-east","url":"https://us1.example.com","load":0.5,"ttl":30}`)
-	if want := (discoverysvc.Server{ID: "us-1", Region: "us-east", URL: "https://us1.example.com", Load: 0.5}); got != want {
+	if want := (schema.Server{ID: "us-1", Region: "us-east", URL: "https://us1.example.com", Load: 0.5}); got != want {
 		t.Fatalf("PUT answered %+v, want %+v", got, want)
 	}
 	put("eu-2", `{"id":"eu-2","region":"eu-west","url":"http://127.0.0.1:9002","load":0.2,"draining":true}`)
@@ -343,7 +344,7 @@ func TestAPIRegistersListsAndDeregisters(t *testing.T) {
 		}
 		var l struct {
 			Revision *int64
-			Servers  []discoverysvc.Server
+			Servers  []schema.Server
 		}
 		if err := json.Unmarshal(r.body, &l); err != nil || l.Revision == nil || l.Servers == nil {
 			t.Fatalf("list body %s: %v", r.body, err)
@@ -466,14 +467,14 @@ func TestDecodeHeartbeat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (discoverysvc.Server{ID: "eu-1", Region: "eu", URL: "http://a:1/p", Load: 0.5, Draining: true}); srv != want || ttl != 2*time.Second {
+	if want := (schema.Server{ID: "eu-1", Region: "eu", URL: "http://a:1/p", Load: 0.5, Draining: true}); srv != want || ttl != 2*time.Second {
 		t.Fatalf("got %+v %s", srv, ttl)
 	}
-	if _, ttl, _ := discoverysvc.DecodeHeartbeat("eu-1", []byte(`{"region":"eu","url":"http://a","load":0}`)); ttl != discoverysvc.DefaultTTL {
+	if _, ttl, _ := discoverysvc.DecodeHeartbeat("eu-1", []byte(`{"region":"eu","url":"http://a","load":0}`)); ttl != schema.DefaultTTL {
 		t.Fatalf("default ttl %s", ttl)
 	}
 	_, _, err = discoverysvc.DecodeHeartbeat("eu-1", []byte(`{"region":"eu","url":"http://a","load":0,"nope":1}`))
-	if fe, ok := errors.AsType[*discoverysvc.FieldError](err); !ok || fe.Field != "body" || !strings.Contains(fe.Reason, `"nope"`) {
+	if fe, ok := errors.AsType[*schema.FieldError](err); !ok || fe.Field != "body" || !strings.Contains(fe.Reason, `"nope"`) {
 		t.Fatalf("unknown field: %v", err)
 	}
 }
@@ -487,7 +488,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 	f.Fuzz(func(t *testing.T, id string, body []byte) {
 		srv, ttl, err := discoverysvc.DecodeHeartbeat(id, body)
 		if err != nil {
-			if _, ok := errors.AsType[*discoverysvc.FieldError](err); !ok {
+			if _, ok := errors.AsType[*schema.FieldError](err); !ok {
 				t.Fatalf("error %T %v is not a *FieldError", err, err)
 			}
 			return
@@ -498,7 +499,7 @@ func FuzzDecodeHeartbeat(f *testing.F) {
 		if err := srv.Validate(); err != nil {
 			t.Fatalf("accepted an invalid server %+v: %v", srv, err)
 		}
-		if ttl < discoverysvc.MinTTL || ttl > discoverysvc.MaxTTL || ttl%time.Second != 0 {
+		if ttl < schema.MinTTL || ttl > schema.MaxTTL || ttl%time.Second != 0 {
 			t.Fatalf("accepted ttl %s", ttl)
 		}
 		if len(body) > discoverysvc.MaxBodyBytes {

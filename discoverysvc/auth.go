@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strings"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // AgentToken returns the bearer token that lets the agent of server id
@@ -75,7 +77,7 @@ func (a *authorizer) check(r *http.Request, id string) access {
 		return accessGranted
 	}
 	tokenID, mac, ok := cutLast(cred, '.')
-	if !ok || !ValidName(tokenID) {
+	if !ok || !schema.ValidName(tokenID) {
 		return accessNone
 	}
 	got, err := hex.DecodeString(mac)

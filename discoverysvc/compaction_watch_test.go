@@ -71,39 +71,6 @@ func registerABC(t *testing.T, ctx context.Context, reg *Registry) {
 	}
 }
 
-// An edge's watcher cut off while the member's periodic compaction
-// removes the history it would resume from lists again, with nothing
-// missed, and keeps watching.
-func TestWatcherRelistsAfterAutoCompaction(t *testing.T) {
-	m := compactingMember(t)
-	c := etcdtest.NewClient(t, m)
-	ctx := testContext(t)
-	reg := NewRegistry(c, "")
-	registerABC(t, ctx, reg)
-	proxy := etcdtest.StartCutProxy(t, m.Client)
-	core, logs := observer.New(zapcore.InfoLevel)
-	w := NewWatcher(WatcherConfig{Client: newClient(t, proxy.Addr()), Logger: zap.New(core), MaxBackoff: 200 * time.Millisecond})
-	runWatcher(t, w)
-	waitSynced(t, w)
-	poll.True(t, waitFor, "initial servers", func() bool { return hasIDs(w, "a", "b", "c") })
-
-	proxy.Cut()
-	changeWhileCut(t, ctx, c, reg)
-	proxy.Heal()
-
-	poll.True(t, waitFor, "snapshot caught up", func() bool {
-		a := w.Snapshot().Server("a")
-		return hasIDs(w, "a", "c", "d") && a != nil && a.Load == 0.01
-	})
-	if logs.FilterMessage(msgFellBehind).Len() == 0 {
-		t.Fatal("caught up without noticing the compaction")
-	}
-	if _, err := reg.Heartbeat(ctx, testServer("e", "us", 0.2), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	poll.True(t, waitFor, "event after the re-list", func() bool { return hasIDs(w, "a", "c", "d", "e") })
-}
-
 // Discovery's own watch (the fleet's metrics, events and page) does the
 // same.
 func TestFleetWatchRelistsAfterAutoCompaction(t *testing.T) {
@@ -115,7 +82,7 @@ func TestFleetWatchRelistsAfterAutoCompaction(t *testing.T) {
 	proxy := etcdtest.StartCutProxy(t, m.Client)
 	core, logs := observer.New(zapcore.InfoLevel)
 	metrics := NewMetrics()
-	fleet := NewFleet(FleetConfig{Client: newClient(t, proxy.Addr()), Metrics: metrics, Logger: zap.New(core)})
+	fleet := newFleet(fleetConfig{Client: etcdtest.Dial(t, proxy.Addr()), Metrics: metrics, Logger: zap.New(core)})
 	fleetCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {

@@ -11,10 +11,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-)
 
-// maxQuiet bounds ?quiet=: longer than any sensible pin refresh cycle.
-const maxQuiet = 24 * time.Hour
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+)
 
 // serveDrain handles /v1/servers/{id}/drain. Drains decide where no new
 // client goes, so starting and ending one takes the admin token. Reading the
@@ -35,7 +34,7 @@ func (a *api) serveDrain(w http.ResponseWriter, r *http.Request) {
 		methodNotAllowed(w, r, http.MethodGet, http.MethodPut, http.MethodDelete)
 		return
 	}
-	if !ValidName(id) {
+	if !schema.ValidName(id) {
 		writeError(w, http.StatusBadRequest, errInvalidID.Error())
 		return
 	}
@@ -69,7 +68,7 @@ func (a *api) startDrain(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	d, err := a.reg.Drain(ctx, id, reason)
 	if err != nil {
-		if fe, ok := errors.AsType[*FieldError](err); ok {
+		if fe, ok := errors.AsType[*schema.FieldError](err); ok {
 			writeError(w, http.StatusBadRequest, fe.Error())
 			return
 		}
@@ -114,14 +113,14 @@ func (a *api) requireServer(w http.ResponseWriter, r *http.Request, id string) b
 // means DefaultQuiet; one Go duration from 1ms to 24h otherwise.
 func ParseQuiet(values []string) (time.Duration, error) {
 	if len(values) == 0 {
-		return DefaultQuiet, nil
+		return schema.DefaultQuiet, nil
 	}
 	if len(values) > 1 {
-		return 0, &FieldError{"quiet", "given more than once"}
+		return 0, &schema.FieldError{Field: "quiet", Reason: "given more than once"}
 	}
 	d, err := time.ParseDuration(values[0])
-	if err != nil || d < time.Millisecond || d > maxQuiet {
-		return 0, &FieldError{"quiet", fmt.Sprintf("must be a duration from 1ms to %s, like 60s", maxQuiet)}
+	if err != nil || d < time.Millisecond || d > schema.MaxQuiet {
+		return 0, &schema.FieldError{Field: "quiet", Reason: fmt.Sprintf("must be a duration from 1ms to %s, like 60s", schema.MaxQuiet)}
 	}
 	return d, nil
 }
@@ -147,7 +146,7 @@ func DecodeDrainRequest(body []byte) (reason string, err error) {
 		return "", decodeError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return "", &FieldError{"body", "unexpected data after the JSON object"}
+		return "", &schema.FieldError{Field: "body", Reason: "unexpected data after the JSON object"}
 	}
 	if err := checkKeysOf(body, drainFields); err != nil {
 		return "", err
@@ -155,7 +154,7 @@ func DecodeDrainRequest(body []byte) (reason string, err error) {
 	if req.Reason == nil {
 		return "", nil
 	}
-	if err := validateReason(*req.Reason); err != nil {
+	if err := schema.ValidateReason(*req.Reason); err != nil {
 		return "", err
 	}
 	return *req.Reason, nil

@@ -12,6 +12,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/agent"
+	"github.com/sessionpin/sessionpin/discoverysvc/client"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
+	"github.com/sessionpin/sessionpin/internal/agenttest"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -20,12 +25,12 @@ import (
 const drainWait = 20 * time.Second
 
 // drainStatus decodes a drain status answer.
-func drainStatus(t *testing.T, r apiResponse) discoverysvc.DrainStatus {
+func drainStatus(t *testing.T, r apiResponse) client.DrainStatus {
 	t.Helper()
 	if r.status != 200 {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	var st discoverysvc.DrainStatus
+	var st client.DrainStatus
 	if err := json.Unmarshal(r.body, &st); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
 	}
@@ -33,9 +38,9 @@ func drainStatus(t *testing.T, r apiResponse) discoverysvc.DrainStatus {
 }
 
 // watch runs a registry watcher over the fixture's etcd, as an edge does.
-func (f *apiFixture) watch(t *testing.T) *discoverysvc.Watcher {
+func (f *apiFixture) watch(t *testing.T) *watch.Watcher {
 	t.Helper()
-	w := discoverysvc.NewWatcher(discoverysvc.WatcherConfig{Client: etcdtest.NewClient(t, f.member)})
+	w := watch.NewWatcher(watch.WatcherConfig{Client: etcdtest.NewClient(t, f.member)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.Run(ctx) }()
@@ -53,15 +58,15 @@ func (f *apiFixture) putActivity(t *testing.T, edge, value string, ttl int64) cl
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.client.Put(ctx, discoverysvc.EdgeKey("", edge), value, clientv3.WithLease(g.ID)); err != nil {
+	if _, err := f.client.Put(ctx, schema.EdgeKey("", edge), value, clientv3.WithLease(g.ID)); err != nil {
 		t.Fatal(err)
 	}
 	return g.ID
 }
 
 func activityValue(edge, server string, minute uint64, last time.Time) string {
-	servers := map[string]discoverysvc.ServerActivity{server: {Pinned: minute, Minute: minute, Last: last}}
-	return string(discoverysvc.AppendActivity(nil, edge, "eu", time.Now(), discoverysvc.AppendServers(nil, servers)))
+	servers := map[string]schema.ServerActivity{server: {Pinned: minute, Minute: minute, Last: last}}
+	return string(schema.AppendActivity(nil, edge, "eu", time.Now(), schema.AppendServers(nil, servers)))
 }
 
 func TestDrainAPIStartsReportsAndEnds(t *testing.T) {
@@ -152,14 +157,14 @@ func TestDrainAPIRefusesBadInputAndWritesNothing(t *testing.T) {
 func TestDrainSurvivesHeartbeatsAgentAndDiscoveryRestarts(t *testing.T) {
 	f := startAPI(t, "")
 	w := f.watch(t)
-	app := startApp(t, 200, `{"load":0.1}`)
-	agent := func() func() error {
-		return runAgent(t, &discoverysvc.Agent{
+	app := agenttest.StartApp(t, 200, `{"load":0.1}`)
+	start := func() func() error {
+		return agenttest.Run(t, &agent.Agent{
 			ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-			HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL, Interval: agentInterval,
+			HealthURL: app.URL + "/healthz", Discovery: f.srv.URL, Interval: agenttest.Interval,
 		})
 	}
-	stopAgent := agent()
+	stopAgent := start()
 	poll.True(t, drainWait, "registration", func() bool { return w.Snapshot().Server("eu-1") != nil })
 	if r := f.do(t, "PUT", "/v1/servers/eu-1/drain", "", ""); r.status != 200 {
 		t.Fatalf("drain: %d %s", r.status, r.body)
@@ -189,7 +194,7 @@ func TestDrainSurvivesHeartbeatsAgentAndDiscoveryRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	poll.True(t, drainWait, "deregistration", func() bool { return w.Snapshot().Server("eu-1") == nil })
-	stopAgent = agent()
+	stopAgent = start()
 	defer stopAgent()
 	draining("draining after an agent restart")
 
@@ -244,14 +249,14 @@ func TestDrainStatusAggregatesLiveEdges(t *testing.T) {
 
 func TestAgentDeregistersOnceDrained(t *testing.T) {
 	f := startAPI(t, "")
-	app := startApp(t, 200, `{"load":0.2}`)
+	app := agenttest.StartApp(t, 200, `{"load":0.2}`)
 	const quiet = 600 * time.Millisecond
-	stop := runAgent(t, &discoverysvc.Agent{
+	stop := agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
-		Interval: agentInterval, DrainTimeout: time.Hour, DrainQuiet: quiet,
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agenttest.Interval, DrainTimeout: time.Hour, DrainQuiet: quiet,
 	})
-	poll.True(t, drainWait, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	poll.True(t, drainWait, "registration", func() bool { return agenttest.Stored(t, f.client, "eu-1") != nil })
 	// An edge saw a pinned request a moment ago; it stays quiet from here.
 	last := time.Now()
 	f.putActivity(t, "edge-a", activityValue("edge-a", "eu-1", 3, last), 60)
@@ -260,27 +265,27 @@ func TestAgentDeregistersOnceDrained(t *testing.T) {
 	if took := time.Since(last); took < quiet {
 		t.Fatalf("deregistered %s after the last pinned request, before the quiet %s", took, quiet)
 	}
-	if s := stored(t, f.client, "eu-1"); s != nil {
+	if s := agenttest.Stored(t, f.client, "eu-1"); s != nil {
 		t.Fatalf("still registered: %+v", s)
 	}
 }
 
 func TestAgentLeavesAtOnceWhenAnOperatorDrainIsOver(t *testing.T) {
 	f := startAPI(t, "")
-	app := startApp(t, 200, `{"load":0.2}`)
-	stop := runAgent(t, &discoverysvc.Agent{
+	app := agenttest.StartApp(t, 200, `{"load":0.2}`)
+	stop := agenttest.Run(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
-		HealthURL: app.srv.URL + "/healthz", Discovery: f.srv.URL,
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL,
 		// The drain would last longer than the wait below, not so long that
 		// a failure hangs the test's clean-up.
-		Interval: agentInterval, DrainTimeout: 3 * drainWait, DrainQuiet: time.Hour,
+		Interval: agenttest.Interval, DrainTimeout: 3 * drainWait, DrainQuiet: time.Hour,
 	})
-	poll.True(t, drainWait, "registration", func() bool { return stored(t, f.client, "eu-1") != nil })
+	poll.True(t, drainWait, "registration", func() bool { return agenttest.Stored(t, f.client, "eu-1") != nil })
 	// The operator drained eu-1 two hours ago and its last pinned request
 	// is as old: it was drained before its agent began to stop, so the
 	// agent's own quiet hour protects no client.
 	since := time.Now().Add(-2 * time.Hour).UTC().Format(time.RFC3339)
-	if _, err := f.client.Put(context.Background(), discoverysvc.DrainKey("", "eu-1"), `{"id":"eu-1","since":"`+since+`"}`); err != nil {
+	if _, err := f.client.Put(context.Background(), schema.DrainKey("", "eu-1"), `{"id":"eu-1","since":"`+since+`"}`); err != nil {
 		t.Fatal(err)
 	}
 	f.putActivity(t, "edge-a", activityValue("edge-a", "eu-1", 0, time.Now().Add(-2*time.Hour)), 60)
@@ -289,7 +294,7 @@ func TestAgentLeavesAtOnceWhenAnOperatorDrainIsOver(t *testing.T) {
 	}
 
 	stopAgentWithin(t, stop, drainWait, "the agent of a server an operator had drained waited out its own quiet period")
-	if s := stored(t, f.client, "eu-1"); s != nil {
+	if s := agenttest.Stored(t, f.client, "eu-1"); s != nil {
 		t.Fatalf("still registered: %+v", s)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/sessionpin/sessionpin/discoverysvc/client"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -30,7 +32,7 @@ func newDrainFixture(t *testing.T, m *etcdtest.Member, fleetClient *clientv3.Cli
 	c, calls := etcdtest.NewCountingClient(t, m)
 	f := &drainFixture{reg: NewRegistry(c, ""), calls: calls, raw: etcdtest.NewClient(t, m)}
 	f.plain = NewRegistry(f.raw, "")
-	f.fleet = NewFleet(FleetConfig{Client: fleetClient, Registry: f.reg})
+	f.fleet = newFleet(fleetConfig{Client: fleetClient, Registry: f.reg})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); f.fleet.Run(ctx) }()
@@ -45,16 +47,16 @@ func newDrainFixture(t *testing.T, m *etcdtest.Member, fleetClient *clientv3.Cli
 // server, the last at last.
 func (f *drainFixture) putActivity(t *testing.T, edge, server string, minute uint64, last time.Time) {
 	t.Helper()
-	servers := map[string]ServerActivity{server: {Pinned: minute, Minute: minute, Last: last}}
-	value := AppendActivity(nil, edge, "eu", time.Now(), AppendServers(nil, servers))
-	if _, err := f.raw.Put(testContext(t), EdgeKey("", edge), string(value)); err != nil {
+	servers := map[string]schema.ServerActivity{server: {Pinned: minute, Minute: minute, Last: last}}
+	value := schema.AppendActivity(nil, edge, "eu", time.Now(), schema.AppendServers(nil, servers))
+	if _, err := f.raw.Put(testContext(t), schema.EdgeKey("", edge), string(value)); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // status is the registry's drain status of eu-1, checked against the plain
 // registry's; decoded reports whether the registry read the values.
-func (f *drainFixture) status(t *testing.T) (st DrainStatus, decoded bool) {
+func (f *drainFixture) status(t *testing.T) (st client.DrainStatus, decoded bool) {
 	t.Helper()
 	reads := f.calls.OK("Range")
 	st, err := f.reg.DrainStatus(testContext(t), "eu-1", time.Hour)
@@ -81,7 +83,7 @@ func TestDrainStatusTakesActivityFromTheFleetWatch(t *testing.T) {
 	f.putActivity(t, "edge-a", "eu-1", 5, last)
 	f.putActivity(t, "edge-b", "eu-1", 7, last.Add(-time.Second))
 	f.putActivity(t, "edge-c", "eu-2", 100, last)
-	if _, err := f.raw.Put(testContext(t), EdgeKey("", "edge-d"), `{"edge":"edge-d","servers":{"eu-1":{"pinned":-4}}}`); err != nil {
+	if _, err := f.raw.Put(testContext(t), schema.EdgeKey("", "edge-d"), `{"edge":"edge-d","servers":{"eu-1":{"pinned":-4}}}`); err != nil {
 		t.Fatal(err)
 	}
 	poll.True(t, waitFor, "a drain status from the watch", func() bool {
@@ -94,7 +96,7 @@ func TestDrainStatusTakesActivityFromTheFleetWatch(t *testing.T) {
 	}
 	// Every change is seen: a new report, an edge that leaves.
 	f.putActivity(t, "edge-a", "eu-1", 9, last)
-	if _, err := f.raw.Delete(testContext(t), EdgeKey("", "edge-b")); err != nil {
+	if _, err := f.raw.Delete(testContext(t), schema.EdgeKey("", "edge-b")); err != nil {
 		t.Fatal(err)
 	}
 	poll.True(t, waitFor, "the new reports from the watch", func() bool {
@@ -112,7 +114,7 @@ func TestDrainStatusReadsWhenTheWatchIsBehind(t *testing.T) {
 	m := etcdtest.Start(t)
 	proxy := etcdtest.StartCutProxy(t, m.Client)
 	proxy.Cut()
-	f := newDrainFixture(t, m, newClient(t, proxy.Addr()))
+	f := newDrainFixture(t, m, etcdtest.Dial(t, proxy.Addr()))
 	last := time.Now().Add(-time.Second).Truncate(time.Millisecond)
 	f.putActivity(t, "edge-a", "eu-1", 5, last)
 	if st, decoded := f.status(t); !decoded || st.PinnedLastMinute != 5 {
@@ -147,12 +149,12 @@ func BenchmarkRegistryDrainStatus10k(b *testing.B) {
 	raw := etcdtest.NewClient(b, m)
 	now := time.Now()
 	for e := range 4 {
-		servers := map[string]ServerActivity{}
+		servers := map[string]schema.ServerActivity{}
 		for i := range 10_000 {
-			servers[fmt.Sprintf("srv-%05d", i)] = ServerActivity{Pinned: uint64(i % 50), Minute: uint64(i % 600), Last: now}
+			servers[fmt.Sprintf("srv-%05d", i)] = schema.ServerActivity{Pinned: uint64(i % 50), Minute: uint64(i % 600), Last: now}
 		}
-		value := AppendActivity(nil, fmt.Sprintf("edge-%d", e), "eu", now, AppendServers(nil, servers))
-		if _, err := raw.Put(context.Background(), EdgeKey("", fmt.Sprintf("edge-%d", e)), string(value)); err != nil {
+		value := schema.AppendActivity(nil, fmt.Sprintf("edge-%d", e), "eu", now, schema.AppendServers(nil, servers))
+		if _, err := raw.Put(context.Background(), schema.EdgeKey("", fmt.Sprintf("edge-%d", e)), string(value)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -160,7 +162,7 @@ func BenchmarkRegistryDrainStatus10k(b *testing.B) {
 		b.Fatal(err)
 	}
 	watched := NewRegistry(etcdtest.NewClient(b, m), "")
-	fleet := NewFleet(FleetConfig{Client: etcdtest.NewClient(b, m), Registry: watched})
+	fleet := newFleet(fleetConfig{Client: etcdtest.NewClient(b, m), Registry: watched})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); fleet.Run(ctx) }()

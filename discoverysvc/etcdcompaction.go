@@ -8,6 +8,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // How discovery sees whether its etcd compacts, and compacts it when told
@@ -31,7 +33,7 @@ func (s *EtcdStatus) checkCompaction(ctx context.Context, st EtcdState, was bool
 	if !ok {
 		return was // not running long enough to tell
 	}
-	_, err := s.cfg.Client.Get(ctx, NormalizePrefix(s.cfg.Prefix), clientv3.WithRev(old.rev), clientv3.WithCountOnly())
+	_, err := s.cfg.Client.Get(ctx, schema.NormalizePrefix(s.cfg.Prefix), clientv3.WithRev(old.rev), clientv3.WithCountOnly())
 	switch {
 	case errors.Is(err, rpctypes.ErrCompacted):
 		if first != nil && old == *first {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -86,7 +87,7 @@ func runEtcdStatus(t *testing.T, cfg EtcdStatusConfig) *EtcdStatus {
 func putMany(t *testing.T, ctx context.Context, c *clientv3.Client, n int) {
 	t.Helper()
 	for i := range n {
-		if _, err := c.Put(ctx, DefaultPrefix+"test/k", fmt.Sprint(i)); err != nil {
+		if _, err := c.Put(ctx, schema.DefaultPrefix+"test/k", fmt.Sprint(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -117,7 +118,7 @@ func TestEtcdStatusPublishesSizeRateAndAlarms(t *testing.T) {
 				return
 			case <-time.After(5 * time.Millisecond):
 			}
-			c.Put(ctx, DefaultPrefix+"test/rate", fmt.Sprint(i))
+			c.Put(ctx, schema.DefaultPrefix+"test/rate", fmt.Sprint(i))
 		}
 	}()
 	waitGauge(t, metrics, "sessionpin_discovery_etcd_revisions_per_second", "> 0", func(v float64) bool { return v > 0 })
@@ -127,7 +128,7 @@ func TestEtcdStatusPublishesSizeRateAndAlarms(t *testing.T) {
 
 	value := strings.Repeat("x", 64<<10)
 	for i := 0; ; i++ {
-		_, err := c.Put(ctx, DefaultPrefix+"test/filler", value)
+		_, err := c.Put(ctx, schema.DefaultPrefix+"test/filler", value)
 		if errors.Is(err, rpctypes.ErrNoSpace) {
 			break
 		}
@@ -140,7 +141,7 @@ func TestEtcdStatusPublishesSizeRateAndAlarms(t *testing.T) {
 		t.Fatalf("state under NOSPACE: %+v", st)
 	}
 	// The fleet page reads the same from GET /v1/registry.
-	fleet := NewFleet(FleetConfig{Client: c, Metrics: NewMetrics(), Etcd: s})
+	fleet := newFleet(fleetConfig{Client: c, Metrics: NewMetrics(), Etcd: s})
 	rec := httptest.NewRecorder()
 	fleet.Handler(http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/registry", nil))
 	var got struct {
@@ -199,13 +200,13 @@ func TestEtcdStatusCompactsWhenTold(t *testing.T) {
 	ctx := testContext(t)
 	metrics := NewMetrics()
 	runEtcdStatus(t, EtcdStatusConfig{Client: c, Metrics: metrics, CompactRetention: 500 * time.Millisecond})
-	first, err := c.Put(ctx, DefaultPrefix+"test/k", "first")
+	first, err := c.Put(ctx, schema.DefaultPrefix+"test/k", "first")
 	if err != nil {
 		t.Fatal(err)
 	}
 	poll.Until(t, waitFor, "first revision compacted", func() error {
 		putMany(t, ctx, c, 1)
-		_, err := c.Get(ctx, DefaultPrefix+"test/k", clientv3.WithRev(first.Header.Revision))
+		_, err := c.Get(ctx, schema.DefaultPrefix+"test/k", clientv3.WithRev(first.Header.Revision))
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			return nil
 		}

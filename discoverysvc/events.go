@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // Event names of GET /v1/events (the SSE "event:" field). Each event's data
@@ -39,7 +42,7 @@ const (
 // the revision it reflects.
 type serverEvent struct {
 	Revision int64 `json:"revision"`
-	Server
+	schema.Server
 }
 
 type removedEvent struct {
@@ -50,7 +53,7 @@ type removedEvent struct {
 
 type drainEvent struct {
 	Revision int64 `json:"revision"`
-	Drain
+	schema.Drain
 }
 
 type drainEndedEvent struct {
@@ -98,7 +101,7 @@ func appendID(buf []byte, rev int64) []byte {
 }
 
 // appendServerChanges appends the events of changes at revision rev.
-func appendServerChanges(buf []byte, rev int64, changes []ServerChange) []byte {
+func appendServerChanges(buf []byte, rev int64, changes []watch.ServerChange) []byte {
 	for _, c := range changes {
 		switch {
 		case c.New == nil:

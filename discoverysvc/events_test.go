@@ -4,6 +4,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 func TestParseEventID(t *testing.T) {
@@ -68,10 +71,10 @@ func FuzzParseEventID(f *testing.F) {
 }
 
 func TestEventEncoding(t *testing.T) {
-	e := &Entry{Server: Server{ID: "eu-1", Region: "eu-west", URL: "http://h:1", Load: 0.5}}
-	buf := appendServerChanges(nil, 7, []ServerChange{
+	e := &watch.Entry{Server: schema.Server{ID: "eu-1", Region: "eu-west", URL: "http://h:1", Load: 0.5}}
+	buf := appendServerChanges(nil, 7, []watch.ServerChange{
 		{ID: "eu-1", New: e},
-		{ID: "eu-2", Old: &Entry{Server: Server{ID: "eu-2", Region: "eu-west"}}},
+		{ID: "eu-2", Old: &watch.Entry{Server: schema.Server{ID: "eu-2", Region: "eu-west"}}},
 	})
 	got := string(appendID(buf, 7))
 	want := "event: server_added\ndata: {\"revision\":7,\"id\":\"eu-1\",\"region\":\"eu-west\",\"url\":\"http://h:1\",\"load\":0.5,\"draining\":false}\n\n" +

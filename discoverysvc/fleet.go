@@ -8,10 +8,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
-// FleetConfig configures a Fleet.
-type FleetConfig struct {
+// fleetConfig configures a Fleet.
+type fleetConfig struct {
 	// Client is the etcd client the fleet watches the registry with.
 	// Required.
 	Client *clientv3.Client
@@ -39,38 +42,40 @@ type FleetConfig struct {
 // stream and the fleet page, all fed by one registry watch per process
 // however many clients follow them.
 type Fleet struct {
-	watcher *Watcher
+	watcher *watch.Watcher
 	hub     *Hub
 	metrics *Metrics
 	etcd    *EtcdStatus
 }
 
-// NewFleet returns a fleet; call Run to start its watch.
-func NewFleet(cfg FleetConfig) *Fleet {
+// newFleet returns a fleet; call Run to start its watch. New builds the
+// service's.
+func newFleet(cfg fleetConfig) *Fleet {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
 	f := &Fleet{metrics: cfg.Metrics, etcd: cfg.Etcd}
 	f.hub = newHub(cfg.Prefix, cfg.SubscriberBuffer, cfg.EventHistory, cfg.Metrics)
-	f.watcher = NewWatcher(WatcherConfig{
+	wcfg := watch.WatcherConfig{
 		Client:  cfg.Client,
 		Prefix:  cfg.Prefix,
 		Logger:  cfg.Logger,
 		OnWatch: f.hub.update,
-	})
+	}
 	if cfg.Registry != nil {
 		cfg.Metrics.ObserveRegistry(cfg.Registry)
 		// The same watch keeps the registry's copy, which spares its
 		// unchanged heartbeats an etcd read: one watch per process.
-		if cfg.Registry.prefix == NormalizePrefix(cfg.Prefix) {
+		if cfg.Registry.prefix == schema.NormalizePrefix(cfg.Prefix) {
 			if cfg.Registry.heads.claim() {
-				f.watcher.heads = cfg.Registry.heads
+				wcfg.Raw = cfg.Registry.heads
 			}
 			// And the edges' activity the hub decodes spares a drain
 			// status decoding every edge's value per request.
 			cfg.Registry.edges.CompareAndSwap(nil, f.hub)
 		}
 	}
+	f.watcher = watch.NewWatcher(wcfg)
 	cfg.Metrics.reg.MustRegister(&fleetCollector{hub: f.hub})
 	return f
 }
@@ -113,7 +118,7 @@ func (f *Fleet) Metrics() *Metrics { return f.metrics }
 //
 //	GET /metrics     the metrics, Prometheus text format
 //	GET /v1/events   Server-Sent Events: the fleet's state, then its changes
-//	GET /v1/registry etcd's size, revision rate and alarms (with FleetConfig.Etcd)
+//	GET /v1/registry etcd's size, revision rate and alarms (with fleetConfig.Etcd)
 //	GET /            the fleet page (its script and style under /fleet/)
 //
 // Every other path goes to api. Every request is counted in the metrics.

@@ -6,6 +6,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // heads is a discovery replica's watch-fed copy of the server keys: for
@@ -22,6 +24,8 @@ import (
 // the key's mod revision. So every replica serves every heartbeat
 // correctly, whatever its copy holds.
 type heads struct {
+	serversPrefix string
+
 	// fed is claimed by the one watch that keeps the copy: two watches
 	// listing at different revisions would leave it claiming a revision
 	// it does not reflect.
@@ -36,13 +40,13 @@ type heads struct {
 type head struct {
 	modRev int64
 	lease  clientv3.LeaseID
-	srv    Server
+	srv    schema.Server
 	// valid is false for a value that does not decode into a valid record;
 	// such a key is left to the read path.
 	valid bool
 }
 
-func newHeads() *heads { return &heads{} }
+func newHeads(serversPrefix string) *heads { return &heads{serversPrefix: serversPrefix} }
 
 // claim reports whether the caller's watch may keep the copy: true once.
 func (h *heads) claim() bool { return h.fed.CompareAndSwap(false, true) }
@@ -59,11 +63,13 @@ func (h *heads) get(id string) (hd head, through int64, ok bool) {
 	return h.byID[id], h.through, true
 }
 
-// reset replaces the copy with a full list of the server keys read at rev.
-func (h *heads) reset(serversPrefix string, rev int64, kvs []*mvccpb.KeyValue) {
+// Listed replaces the copy with a full list of the server keys read at
+// rev (watch.RawHook).
+func (h *heads) Listed(rev int64, kvs []*mvccpb.KeyValue) {
+	serversPrefix := h.serversPrefix
 	m := make(map[string]head, len(kvs))
 	for _, kv := range kvs {
-		if id := idFromKey(serversPrefix, string(kv.Key)); id != "" {
+		if id := schema.IDFromKey(serversPrefix, string(kv.Key)); id != "" {
 			m[id] = headOf(serversPrefix, kv)
 		}
 	}
@@ -73,11 +79,12 @@ func (h *heads) reset(serversPrefix string, rev int64, kvs []*mvccpb.KeyValue) {
 	h.through = rev
 }
 
-// apply adds the events of one watch response; events at or before listed
-// are in the copy already. The copy is then exact at the last event's
-// revision: a watch delivers every event under its prefix in revision
-// order, one revision's events in one response.
-func (h *heads) apply(serversPrefix string, listed int64, events []*clientv3.Event) {
+// Changed adds the events of one watch response; events at or before
+// listed are in the copy already. The copy is then exact at the last
+// event's revision: a watch delivers every event under its prefix in
+// revision order, one revision's events in one response (watch.RawHook).
+func (h *heads) Changed(listed int64, events []*clientv3.Event) {
+	serversPrefix := h.serversPrefix
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, ev := range events {
@@ -85,7 +92,7 @@ func (h *heads) apply(serversPrefix string, listed int64, events []*clientv3.Eve
 			continue
 		}
 		h.through = max(h.through, ev.Kv.ModRevision)
-		id := idFromKey(serversPrefix, string(ev.Kv.Key))
+		id := schema.IDFromKey(serversPrefix, string(ev.Kv.Key))
 		if id == "" {
 			continue
 		}
@@ -97,9 +104,9 @@ func (h *heads) apply(serversPrefix string, listed int64, events []*clientv3.Eve
 	}
 }
 
-// advance records that nothing under the prefix changed up to rev, as an
-// etcd progress notification confirms.
-func (h *heads) advance(rev int64) {
+// Progressed records that nothing under the prefix changed up to rev, as
+// an etcd progress notification confirms (watch.RawHook).
+func (h *heads) Progressed(rev int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.through != 0 {
@@ -109,7 +116,7 @@ func (h *heads) advance(rev int64) {
 
 func headOf(serversPrefix string, kv *mvccpb.KeyValue) head {
 	hd := head{modRev: kv.ModRevision, lease: clientv3.LeaseID(kv.Lease)}
-	if srv, err := DecodeServer(serversPrefix, kv.Key, kv.Value); err == nil {
+	if srv, err := schema.DecodeServer(serversPrefix, kv.Key, kv.Value); err == nil {
 		hd.srv, hd.valid = srv, true
 	}
 	return hd

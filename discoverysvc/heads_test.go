@@ -7,6 +7,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -48,7 +49,7 @@ func registryWithCopy(t *testing.T) (*Registry, *clientv3.Client) {
 
 // heartbeatSeen sends srv's heartbeat through reg and waits until reg's
 // copy holds the write, read back through c.
-func heartbeatSeen(t *testing.T, reg *Registry, c *clientv3.Client, srv Server, ttl time.Duration) {
+func heartbeatSeen(t *testing.T, reg *Registry, c *clientv3.Client, srv schema.Server, ttl time.Duration) {
 	t.Helper()
 	if _, err := reg.Heartbeat(testContext(t), srv, ttl); err != nil {
 		t.Fatal(err)
@@ -58,7 +59,7 @@ func heartbeatSeen(t *testing.T, reg *Registry, c *clientv3.Client, srv Server, 
 
 func modRevision(t *testing.T, c *clientv3.Client, id string) int64 {
 	t.Helper()
-	get, err := c.Get(testContext(t), ServerKey("", id))
+	get, err := c.Get(testContext(t), schema.ServerKey("", id))
 	if err != nil || len(get.Kvs) != 1 {
 		t.Fatalf("read %s: %v %v", id, get, err)
 	}
@@ -98,7 +99,7 @@ func TestRegistryCopyStartedAfterRegistrationRenewsWithoutReading(t *testing.T) 
 // assertLeaseRenewed checks that id's lease has most of its ttl left.
 func assertLeaseRenewed(t *testing.T, c *clientv3.Client, id string, ttl int64) {
 	t.Helper()
-	get, err := c.Get(testContext(t), ServerKey("", id))
+	get, err := c.Get(testContext(t), schema.ServerKey("", id))
 	if err != nil || len(get.Kvs) != 1 {
 		t.Fatalf("read %s: %v %v", id, get, err)
 	}
@@ -132,13 +133,13 @@ func TestRegistryCopyHonoursRawWrites(t *testing.T) {
 	ctx := testContext(t)
 	srv := testServer("eu-1", "eu", 0.3)
 	heartbeatSeen(t, reg, raw, srv, 5*time.Second)
-	get, err := raw.Get(ctx, ServerKey("", "eu-1"))
+	get, err := raw.Get(ctx, schema.ServerKey("", "eu-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	lease := clientv3.LeaseID(get.Kvs[0].Lease)
 	for i, waitForCopy := range []bool{false, true, false, true} {
-		put, err := raw.Put(ctx, ServerKey("", "eu-1"), encodeServer(testServer("eu-1", "eu", 0.9)), clientv3.WithLease(lease))
+		put, err := raw.Put(ctx, schema.ServerKey("", "eu-1"), schema.EncodeServer(testServer("eu-1", "eu", 0.9)), clientv3.WithLease(lease))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,7 +207,7 @@ func TestRegistryCopyLeaseChanges(t *testing.T) {
 	}
 	assertLeaseRenewed(t, raw, "eu-1", 5)
 
-	get, err := raw.Get(ctx, ServerKey("", "eu-1"))
+	get, err := raw.Get(ctx, schema.ServerKey("", "eu-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func TestRegistryCopyKeptByTheFleetWatch(t *testing.T) {
 	c, calls := etcdtest.NewCountingClient(t, etcdtest.Start(t))
 	ctx := testContext(t)
 	reg := NewRegistry(c, "")
-	f := NewFleet(FleetConfig{Client: c, Registry: reg})
+	f := newFleet(fleetConfig{Client: c, Registry: reg})
 	fctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

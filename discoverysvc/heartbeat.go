@@ -9,87 +9,72 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/client"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // MaxBodyBytes bounds a heartbeat request body. A record is a few hundred
 // bytes; anything larger is a mistake or an attack.
 const MaxBodyBytes = 64 << 10
 
-// HeartbeatRequest is the body of PUT /v1/servers/{id}. Pointers tell a
-// missing field from a zero one.
-type HeartbeatRequest struct {
-	// ID, when present, must equal the id in the path.
-	ID *string `json:"id,omitempty"`
-	// Region of the server. Required.
-	Region *string `json:"region"`
-	// URL is the server's public URL. Required.
-	URL *string `json:"url"`
-	// Load is a finite number >= 0, lower is better. Required.
-	Load *float64 `json:"load"`
-	// Draining servers keep their pinned clients but get no new ones.
-	// Default: false.
-	Draining *bool `json:"draining,omitempty"`
-	// TTL is the lease in whole seconds, 1 to 3600. Default: 10.
-	TTL *float64 `json:"ttl,omitempty"`
-}
-
 var (
-	errBodyTooLarge = &FieldError{"body", fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}
-	errNotObject    = &FieldError{"body", "must be one JSON object"}
-	errInvalidID    = invalidName("id")
+	errBodyTooLarge = &schema.FieldError{Field: "body", Reason: fmt.Sprintf("larger than %d bytes", MaxBodyBytes)}
+	errNotObject    = &schema.FieldError{Field: "body", Reason: "must be one JSON object"}
+	errInvalidID    = schema.InvalidName("id")
 )
 
 // DecodeHeartbeat parses and validates the body of PUT /v1/servers/{id}. It
 // touches nothing, so the API can refuse bad input before any etcd call. The
 // error is a *FieldError naming the bad field ("body" for the shape of the
 // document itself).
-func DecodeHeartbeat(id string, body []byte) (Server, time.Duration, error) {
-	if !ValidName(id) {
-		return Server{}, 0, errInvalidID
+func DecodeHeartbeat(id string, body []byte) (schema.Server, time.Duration, error) {
+	if !schema.ValidName(id) {
+		return schema.Server{}, 0, errInvalidID
 	}
 	if len(body) > MaxBodyBytes {
-		return Server{}, 0, errBodyTooLarge
+		return schema.Server{}, 0, errBodyTooLarge
 	}
 	// A JSON null or a scalar would decode into the struct without error.
 	if trimmed := bytes.TrimLeft(body, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
-		return Server{}, 0, errNotObject
+		return schema.Server{}, 0, errNotObject
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	var req HeartbeatRequest
+	var req client.HeartbeatRequest
 	if err := dec.Decode(&req); err != nil {
-		return Server{}, 0, decodeError(err)
+		return schema.Server{}, 0, decodeError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return Server{}, 0, &FieldError{"body", "unexpected data after the JSON object"}
+		return schema.Server{}, 0, &schema.FieldError{Field: "body", Reason: "unexpected data after the JSON object"}
 	}
 	if err := checkKeys(body); err != nil {
-		return Server{}, 0, err
+		return schema.Server{}, 0, err
 	}
 	if req.ID != nil && *req.ID != id {
-		return Server{}, 0, &FieldError{"id", fmt.Sprintf("body id %q differs from path id %q", *req.ID, id)}
+		return schema.Server{}, 0, &schema.FieldError{Field: "id", Reason: fmt.Sprintf("body id %q differs from path id %q", *req.ID, id)}
 	}
 	switch {
 	case req.Region == nil:
-		return Server{}, 0, &FieldError{"region", "is required"}
+		return schema.Server{}, 0, &schema.FieldError{Field: "region", Reason: "is required"}
 	case req.URL == nil:
-		return Server{}, 0, &FieldError{"url", "is required"}
+		return schema.Server{}, 0, &schema.FieldError{Field: "url", Reason: "is required"}
 	case req.Load == nil:
-		return Server{}, 0, &FieldError{"load", "is required"}
+		return schema.Server{}, 0, &schema.FieldError{Field: "load", Reason: "is required"}
 	}
-	srv := Server{ID: id, Region: *req.Region, URL: *req.URL, Load: *req.Load}
+	srv := schema.Server{ID: id, Region: *req.Region, URL: *req.URL, Load: *req.Load}
 	if req.Draining != nil {
 		srv.Draining = *req.Draining
 	}
 	if err := srv.Validate(); err != nil {
-		return Server{}, 0, err
+		return schema.Server{}, 0, err
 	}
-	ttl := DefaultTTL
+	ttl := schema.DefaultTTL
 	if req.TTL != nil {
 		secs := *req.TTL
 		// etcd leases are whole seconds; refusing 1.5 beats silently granting 2.
-		if secs != math.Trunc(secs) || secs < MinTTL.Seconds() || secs > MaxTTL.Seconds() {
-			return Server{}, 0, &FieldError{"ttl", fmt.Sprintf("must be whole seconds from %d to %d", int(MinTTL.Seconds()), int(MaxTTL.Seconds()))}
+		if secs != math.Trunc(secs) || secs < schema.MinTTL.Seconds() || secs > schema.MaxTTL.Seconds() {
+			return schema.Server{}, 0, &schema.FieldError{Field: "ttl", Reason: fmt.Sprintf("must be whole seconds from %d to %d", int(schema.MinTTL.Seconds()), int(schema.MaxTTL.Seconds()))}
 		}
 		ttl = time.Duration(secs) * time.Second
 	}
@@ -119,10 +104,10 @@ func checkKeysOf(body []byte, fields map[string]bool) error {
 		}
 		key, _ := tok.(string)
 		if !fields[key] {
-			return &FieldError{"body", fmt.Sprintf("unknown field %q", key)}
+			return &schema.FieldError{Field: "body", Reason: fmt.Sprintf("unknown field %q", key)}
 		}
 		if seen[key] {
-			return &FieldError{key, "given more than once"}
+			return &schema.FieldError{Field: key, Reason: "given more than once"}
 		}
 		seen[key] = true
 		var skip json.RawMessage
@@ -135,24 +120,24 @@ func checkKeysOf(body []byte, fields map[string]bool) error {
 
 // decodeError turns an encoding/json error into a FieldError naming the
 // field, so the caller sees "invalid load: ..." rather than Go type names.
-func decodeError(err error) *FieldError {
+func decodeError(err error) *schema.FieldError {
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 		if te.Field == "" {
 			return errNotObject
 		}
-		return &FieldError{te.Field, "must be a JSON " + jsonKind(te.Field)}
+		return &schema.FieldError{Field: te.Field, Reason: "must be a JSON " + jsonKind(te.Field)}
 	}
 	if _, ok := errors.AsType[*json.SyntaxError](err); ok {
-		return &FieldError{"body", "malformed JSON: " + err.Error()}
+		return &schema.FieldError{Field: "body", Reason: "malformed JSON: " + err.Error()}
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		return &FieldError{"body", "truncated JSON"}
+		return &schema.FieldError{Field: "body", Reason: "truncated JSON"}
 	}
 	// DisallowUnknownFields reports `json: unknown field "name"`.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return &FieldError{"body", "unknown field " + name}
+		return &schema.FieldError{Field: "body", Reason: "unknown field " + name}
 	}
-	return &FieldError{"body", strings.TrimPrefix(err.Error(), "json: ")}
+	return &schema.FieldError{Field: "body", Reason: strings.TrimPrefix(err.Error(), "json: ")}
 }
 
 func jsonKind(field string) string {

@@ -9,6 +9,9 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // Hub turns the updates of one registry watch into the events of
@@ -32,13 +35,13 @@ type Hub struct {
 
 	mu     sync.Mutex
 	closed bool
-	state  *Snapshot
+	state  *watch.Snapshot
 	// drains are the operator drains by server id; activity is the last
 	// report of each live edge, by edge id; edgeRevs is the mod revision of
 	// every edge key the hub holds, malformed values included, so that a
 	// reader can tell whether activity is what etcd holds.
-	drains   map[string]Drain
-	activity map[string]Activity
+	drains   map[string]schema.Drain
+	activity map[string]schema.Activity
 	edgeRevs map[string]int64
 	// pinned is each server's pinned traffic as last sent, by server id;
 	// a server with no traffic and no drain has none.
@@ -111,18 +114,18 @@ func newHub(prefix string, buffer, history int, m *Metrics) *Hub {
 	if history <= 0 {
 		history = DefaultEventHistory
 	}
-	prefix = NormalizePrefix(prefix)
+	prefix = schema.NormalizePrefix(prefix)
 	return &Hub{
 		buffer:      buffer,
 		maxHistory:  history,
 		metrics:     m,
 		prefix:      prefix,
-		drainPrefix: DrainPrefix(prefix),
-		edgesPrefix: EdgesPrefix(prefix),
+		drainPrefix: schema.DrainPrefix(prefix),
+		edgesPrefix: schema.EdgesPrefix(prefix),
 		ready:       make(chan struct{}),
-		state:       EmptySnapshot(),
-		drains:      map[string]Drain{},
-		activity:    map[string]Activity{},
+		state:       watch.EmptySnapshot(),
+		drains:      map[string]schema.Drain{},
+		activity:    map[string]schema.Activity{},
 		edgeRevs:    map[string]int64{},
 		pinned:      map[string]PinnedActivity{},
 		subs:        map[*subscription]struct{}{},
@@ -142,7 +145,7 @@ func (h *Hub) Subscribers() int {
 // update takes one list or watch response of the fleet's watcher, turns
 // what changed into one batch and offers it to every subscriber. It runs on
 // the watcher's goroutine and never blocks on a subscriber.
-func (h *Hub) update(u WatchUpdate) {
+func (h *Hub) update(u watch.WatchUpdate) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	prev := h.state
@@ -153,7 +156,7 @@ func (h *Hub) update(u WatchUpdate) {
 	var drainEvents []byte
 	rev := u.Snapshot.Revision
 	if u.Listed {
-		drains, activity, edgeRevs := map[string]Drain{}, map[string]Activity{}, map[string]int64{}
+		drains, activity, edgeRevs := map[string]schema.Drain{}, map[string]schema.Activity{}, map[string]int64{}
 		for _, ev := range u.Others {
 			h.applyOther(ev, drains, activity, edgeRevs, nil)
 		}
@@ -180,7 +183,7 @@ func (h *Hub) update(u WatchUpdate) {
 		h.drains, h.activity, h.edgeRevs = drains, activity, edgeRevs
 	} else {
 		for _, ev := range u.Others {
-			before, had := h.drains[idFromKey(h.drainPrefix, string(ev.Kv.Key))]
+			before, had := h.drains[schema.IDFromKey(h.drainPrefix, string(ev.Kv.Key))]
 			id := h.applyOther(ev, h.drains, h.activity, h.edgeRevs, touched)
 			if id == "" {
 				continue
@@ -226,18 +229,18 @@ func (h *Hub) update(u WatchUpdate) {
 // else; the servers an edge reports about, before and after, go into
 // touched. A malformed value counts as no value: its drain does not drain,
 // its edge does not report.
-func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]Drain, activity map[string]Activity, edgeRevs map[string]int64, touched map[string]bool) string {
+func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]schema.Drain, activity map[string]schema.Activity, edgeRevs map[string]int64, touched map[string]bool) string {
 	key := string(ev.Kv.Key)
-	if id := idFromKey(h.drainPrefix, key); id != "" {
+	if id := schema.IDFromKey(h.drainPrefix, key); id != "" {
 		delete(drains, id)
 		if ev.Type == clientv3.EventTypePut {
-			if d, err := DecodeDrain(h.drainPrefix, ev.Kv.Key, ev.Kv.Value); err == nil {
+			if d, err := schema.DecodeDrain(h.drainPrefix, ev.Kv.Key, ev.Kv.Value); err == nil {
 				drains[id] = d
 			}
 		}
 		return id
 	}
-	if edge := idFromKey(h.edgesPrefix, key); edge != "" {
+	if edge := schema.IDFromKey(h.edgesPrefix, key); edge != "" {
 		if touched != nil {
 			touchServers(touched, activity[edge])
 		}
@@ -245,7 +248,7 @@ func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]Drain, activity m
 		delete(edgeRevs, edge)
 		if ev.Type == clientv3.EventTypePut {
 			edgeRevs[edge] = ev.Kv.ModRevision
-			if a, err := DecodeActivity(h.edgesPrefix, ev.Kv.Key, ev.Kv.Value); err == nil {
+			if a, err := schema.DecodeActivity(h.edgesPrefix, ev.Kv.Key, ev.Kv.Value); err == nil {
 				activity[edge] = a
 				if touched != nil {
 					touchServers(touched, a)
@@ -262,11 +265,11 @@ func (h *Hub) applyOther(ev *clientv3.Event, drains map[string]Drain, activity m
 // mod revision). ok is false when the hub holds another version of any of
 // them, or none (its watch is behind, or has not listed yet): the caller
 // then decodes the values itself.
-func (h *Hub) reportsAt(keys []*mvccpb.KeyValue, id string) (reports []ServerReport, ok bool) {
+func (h *Hub) reportsAt(keys []*mvccpb.KeyValue, id string) (reports []schema.ServerReport, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, kv := range keys {
-		edge := idFromKey(h.edgesPrefix, string(kv.Key))
+		edge := schema.IDFromKey(h.edgesPrefix, string(kv.Key))
 		if edge == "" {
 			continue // not an edge key: a reader of the values skips it too
 		}
@@ -275,13 +278,13 @@ func (h *Hub) reportsAt(keys []*mvccpb.KeyValue, id string) (reports []ServerRep
 		}
 		if a, valid := h.activity[edge]; valid {
 			s, seen := a.Servers[id]
-			reports = append(reports, ServerReport{Edge: a.Edge, Seen: seen, Server: s})
+			reports = append(reports, schema.ServerReport{Edge: a.Edge, Seen: seen, Server: s})
 		}
 	}
 	return reports, true
 }
 
-func touchServers(touched map[string]bool, a Activity) {
+func touchServers(touched map[string]bool, a schema.Activity) {
 	for id := range a.Servers {
 		touched[id] = true
 	}
@@ -312,28 +315,28 @@ func (h *Hub) refreshPinnedLocked(buf []byte, rev int64, touched map[string]bool
 // pinnedOfLocked judges server id's pinned traffic from every edge's last
 // report; ok is false for a server with neither traffic nor a drain.
 func (h *Hub) pinnedOfLocked(id string, now time.Time) (PinnedActivity, bool) {
-	var reports []ServerReport
+	var reports []schema.ServerReport
 	seen := 0
 	for _, a := range h.activity {
 		s, ok := a.Servers[id]
 		if ok {
 			seen++
 		}
-		reports = append(reports, ServerReport{Edge: a.Edge, Seen: ok, Server: s})
+		reports = append(reports, schema.ServerReport{Edge: a.Edge, Seen: ok, Server: s})
 	}
-	var drain *Drain
+	var drain *schema.Drain
 	if d, ok := h.drains[id]; ok {
 		drain = &d
 	}
-	var srv *Server
+	var srv *schema.Server
 	if e := h.state.Server(id); e != nil {
-		r := e.record()
+		r := e.Record()
 		srv = &r
 	}
 	if seen == 0 && drain == nil && (srv == nil || !srv.Draining) {
 		return PinnedActivity{}, false
 	}
-	st := JudgeDrain(id, drain, srv, reports, DefaultQuiet, now)
+	st := JudgeDrain(id, drain, srv, reports, schema.DefaultQuiet, now)
 	return PinnedActivity{PinnedLastMinute: st.PinnedLastMinute, LastPinned: st.LastPinned, Edges: seen, Drained: st.Drained}, true
 }
 
@@ -443,7 +446,7 @@ func (h *Hub) encodeFullLocked() []byte {
 
 // fleetView is what the metrics read at scrape time.
 type fleetView struct {
-	state  *Snapshot
+	state  *watch.Snapshot
 	pinned map[string]PinnedActivity
 }
 

@@ -7,6 +7,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -39,7 +40,7 @@ func TestRegistryOverInProcessClient(t *testing.T) {
 	if err != nil || !res.Created {
 		t.Fatalf("first heartbeat: %+v, %v", res, err)
 	}
-	get, err := edge.Get(ctx, ServerKey("", srv.ID))
+	get, err := edge.Get(ctx, schema.ServerKey("", srv.ID))
 	if err != nil || len(get.Kvs) != 1 {
 		t.Fatalf("a network client does not see the registration: %v, %v", get, err)
 	}
@@ -80,7 +81,7 @@ func TestRegistryOverInProcessClient(t *testing.T) {
 		t.Fatalf("lease has %d s left after heartbeats from both replicas", left)
 	}
 	poll.True(t, 2*ttl+2*time.Second, "the server gone once its heartbeats stop", func() bool {
-		get, err := edge.Get(ctx, ServerKey("", srv.ID))
+		get, err := edge.Get(ctx, schema.ServerKey("", srv.ID))
 		return err == nil && len(get.Kvs) == 0
 	})
 

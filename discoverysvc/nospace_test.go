@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,13 +16,70 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/agent"
 	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
 // noSpaceWait bounds conditions that depend only on a responsive machine.
 const noSpaceWait = 30 * time.Second
+
+// loadApp is an app whose health body the test sets; hits counts probes.
+type loadApp struct {
+	srv  *httptest.Server
+	body atomic.Value // string
+	hits atomic.Int64
+}
+
+func startLoadApp(t *testing.T, body string) *loadApp {
+	t.Helper()
+	a := &loadApp{}
+	a.body.Store(body)
+	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.hits.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, a.body.Load().(string))
+	}))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+// runAgent runs ag until the test ends.
+func runAgent(t *testing.T, ag *agent.Agent) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ag.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// stored returns the server's record in etcd, or nil when it is absent.
+func stored(t *testing.T, c *clientv3.Client, id string) *schema.Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, schema.ServerKey("", id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil
+	}
+	s, err := schema.DecodeServer(schema.ServersPrefix(""), resp.Kvs[0].Key, resp.Kvs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
 
 // apiCall sends one request to the discovery API and returns the status
 // and the body.
@@ -59,24 +117,22 @@ func TestNoSpaceLosesNobodyAndRecovers(t *testing.T) {
 	// Discovery as serve runs it beside its embedded member.
 	in := m.Etcd().InProcessClient(nil)
 	t.Cleanup(func() { in.Close() })
-	reg := discoverysvc.NewRegistry(in.Client, "")
-	reg.RenewWith(in.Renew)
-	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: in.Client, Registry: reg})
-	fleetCtx, stopFleet := context.WithCancel(ctx)
-	fleetDone := make(chan struct{})
+	svc := discoverysvc.New(discoverysvc.Config{Client: in.Client, Renew: in.Renew})
+	svcCtx, stopSvc := context.WithCancel(ctx)
+	svcDone := make(chan struct{})
 	go func() {
-		defer close(fleetDone)
-		fleet.Run(fleetCtx)
+		defer close(svcDone)
+		svc.Run(svcCtx)
 	}()
 	t.Cleanup(func() {
-		stopFleet()
-		<-fleetDone
+		stopSvc()
+		<-svcDone
 	})
-	srv := httptest.NewServer(fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{})))
+	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
 
 	// An edge watching over the network.
-	edge := discoverysvc.NewWatcher(discoverysvc.WatcherConfig{Client: etcdtest.NewClient(t, m)})
+	edge := watch.NewWatcher(watch.WatcherConfig{Client: etcdtest.NewClient(t, m)})
 	edgeCtx, stopEdge := context.WithCancel(ctx)
 	edgeDone := make(chan struct{})
 	go func() {
@@ -99,10 +155,10 @@ func TestNoSpaceLosesNobodyAndRecovers(t *testing.T) {
 	if code, body := apiCall(t, http.MethodPut, srv.URL+"/v1/servers/eu-2", eu2); code != http.StatusOK {
 		t.Fatalf("register eu-2: %d %s", code, body)
 	}
-	app := startApp(t, http.StatusOK, `{"load":0.1}`)
-	runAgent(t, &discoverysvc.Agent{
+	app := startLoadApp(t, `{"load":0.1}`)
+	runAgent(t, &agent.Agent{
 		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1:9000", HealthURL: app.srv.URL + "/healthz",
-		Discovery: srv.URL, Interval: agentInterval, TTL: 2 * time.Second,
+		Discovery: srv.URL, Interval: 200 * time.Millisecond, TTL: 2 * time.Second,
 	})
 	poll.True(t, noSpaceWait, "eu-1 registered", func() bool {
 		s := stored(t, admin, "eu-1")
@@ -123,7 +179,7 @@ func TestNoSpaceLosesNobodyAndRecovers(t *testing.T) {
 	}
 
 	// The app's load moves: the agent's heartbeats now need a write.
-	app.set(http.StatusOK, `{"load":0.9}`)
+	app.body.Store(`{"load":0.9}`)
 	probes := app.hits.Load()
 	full := `{"error":"registry_full"}`
 	if code, body := apiCall(t, http.MethodPut, srv.URL+"/v1/servers/eu-2", eu2); code != http.StatusOK {

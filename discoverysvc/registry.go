@@ -14,18 +14,10 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-)
 
-// Lease TTL bounds of a registration.
-const (
-	// DefaultTTL is the lease TTL of a heartbeat that names none.
-	DefaultTTL = 10 * time.Second
-	// MinTTL is the shortest lease a server may ask for. etcd may grant a
-	// little more (its minimum follows the election timeout).
-	MinTTL = 1 * time.Second
-	// MaxTTL is the longest lease: a dead server must leave routing within
-	// a bounded time.
-	MaxTTL = time.Hour
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
+	"github.com/sessionpin/sessionpin/internal/backoff"
 )
 
 // LoadEpsilon is the smallest load change a heartbeat writes. Smaller moves
@@ -76,7 +68,7 @@ type HeartbeatResult struct {
 	// Server is the record as stored. After a lease-only renewal it carries
 	// the stored load, which may differ from the heartbeat's by less than
 	// LoadEpsilon.
-	Server Server
+	Server schema.Server
 	// Created is true when the key did not exist.
 	Created bool
 	// Written is true when etcd was written; false for a lease-only renewal.
@@ -85,14 +77,14 @@ type HeartbeatResult struct {
 
 // NewRegistry returns a registry under prefix ("" means DefaultPrefix).
 func NewRegistry(c *clientv3.Client, prefix string) *Registry {
-	prefix = NormalizePrefix(prefix)
+	prefix = schema.NormalizePrefix(prefix)
 	return &Registry{
 		client:        c,
 		prefix:        prefix,
-		serversPrefix: ServersPrefix(prefix),
+		serversPrefix: schema.ServersPrefix(prefix),
 		granted:       map[int64]int64{},
 		renew:         (&leaseRenewer{client: c}).renew,
-		heads:         newHeads(),
+		heads:         newHeads(schema.ServersPrefix(prefix)),
 	}
 }
 
@@ -126,26 +118,12 @@ func (r *Registry) Run(ctx context.Context, logger *zap.Logger) {
 		<-ctx.Done()
 		return
 	}
-	w := NewWatcher(WatcherConfig{Client: r.client, Prefix: r.prefix, Logger: logger})
-	w.heads, w.headsOnly = r.heads, true
-	w.Run(ctx)
+	watch.NewWatcher(watch.WatcherConfig{Client: r.client, Prefix: r.prefix, Logger: logger, Raw: r.heads, RawOnly: true}).Run(ctx)
 }
 
 // observeHeartbeats makes f hear of every successful heartbeat. Call it
 // before the registry is used.
 func (r *Registry) observeHeartbeats(f func(HeartbeatResult)) { r.observe = f }
-
-// ValidateTTL checks a heartbeat's lease TTL and returns it in whole seconds
-// (rounded up, as etcd counts seconds). Zero means DefaultTTL.
-func ValidateTTL(ttl time.Duration) (int64, error) {
-	if ttl == 0 {
-		ttl = DefaultTTL
-	}
-	if ttl < MinTTL || ttl > MaxTTL {
-		return 0, &FieldError{"ttl", fmt.Sprintf("must be between %v and %v", MinTTL, MaxTTL)}
-	}
-	return int64((ttl + time.Second - 1) / time.Second), nil
-}
 
 // Heartbeat registers srv or renews its registration, under a lease of ttl
 // (0 means DefaultTTL). srv and ttl are validated (a *FieldError) before
@@ -154,11 +132,11 @@ func ValidateTTL(ttl time.Duration) (int64, error) {
 // value is written only when something other than the load changed, or the
 // load moved by LoadEpsilon or more. Writes are compare-and-swap, so
 // replicas racing on one server never clobber each other.
-func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration) (HeartbeatResult, error) {
+func (r *Registry) Heartbeat(ctx context.Context, srv schema.Server, ttl time.Duration) (HeartbeatResult, error) {
 	if err := srv.Validate(); err != nil {
 		return HeartbeatResult{}, err
 	}
-	secs, err := ValidateTTL(ttl)
+	secs, err := schema.ValidateTTL(ttl)
 	if err != nil {
 		return HeartbeatResult{}, err
 	}
@@ -176,7 +154,7 @@ func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration)
 		}
 		// A random pause breaks the lockstep in which two writers with
 		// the same round trip keep overtaking each other.
-		if !sleep(ctx, jitter(time.Duration(attempt+1)*10*time.Millisecond)) {
+		if !backoff.Sleep(ctx, backoff.Jitter(time.Duration(attempt+1)*10*time.Millisecond)) {
 			return HeartbeatResult{}, fmt.Errorf("heartbeat %q: %w", srv.ID, ctx.Err())
 		}
 	}
@@ -186,8 +164,8 @@ func (r *Registry) Heartbeat(ctx context.Context, srv Server, ttl time.Duration)
 // heartbeatOnce does one read-decide-write round; raced reports that the key
 // changed under it and the round must be redone. With useCopy the decision
 // may come from the watch-fed copy instead of an etcd read (see heads).
-func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64, useCopy bool) (res HeartbeatResult, raced bool, err error) {
-	key := ServerKey(r.prefix, srv.ID)
+func (r *Registry) heartbeatOnce(ctx context.Context, srv schema.Server, secs int64, useCopy bool) (res HeartbeatResult, raced bool, err error) {
+	key := schema.ServerKey(r.prefix, srv.ID)
 	// renewed is a lease this round renewed already, so that the read path
 	// does not renew it twice.
 	var renewed clientv3.LeaseID
@@ -244,7 +222,7 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64, us
 		// attach a fresh one so the server dies when it stops heartbeating.
 		return r.write(ctx, key, srv, secs, kv.ModRevision, clientv3.NoLease)
 	}
-	old, err := DecodeServer(r.serversPrefix, kv.Key, kv.Value)
+	old, err := schema.DecodeServer(r.serversPrefix, kv.Key, kv.Value)
 	if err == nil && !needsWrite(old, srv) {
 		return HeartbeatResult{Server: old}, false, nil
 	}
@@ -253,7 +231,7 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv Server, secs int64, us
 
 // replaceLease moves the key to a lease of the new TTL and revokes the old
 // lease once nothing is attached to it.
-func (r *Registry) replaceLease(ctx context.Context, key string, srv Server, secs, modRev int64, old clientv3.LeaseID) (HeartbeatResult, bool, error) {
+func (r *Registry) replaceLease(ctx context.Context, key string, srv schema.Server, secs, modRev int64, old clientv3.LeaseID) (HeartbeatResult, bool, error) {
 	res, raced, err := r.write(ctx, key, srv, secs, modRev, clientv3.NoLease)
 	if err == nil && !raced {
 		r.revokeIfUnused(ctx, old)
@@ -263,7 +241,7 @@ func (r *Registry) replaceLease(ctx context.Context, key string, srv Server, sec
 
 // needsWrite reports whether a heartbeat of srv over the stored old must be
 // written: anything but the load changed, or the load moved by LoadEpsilon.
-func needsWrite(old, srv Server) bool {
+func needsWrite(old, srv schema.Server) bool {
 	if old.ID != srv.ID || old.Region != srv.Region || old.URL != srv.URL || old.Draining != srv.Draining {
 		return true
 	}
@@ -273,7 +251,7 @@ func needsWrite(old, srv Server) bool {
 // write stores srv under key with a compare-and-swap on modRev (0: the key
 // must not exist). With lease NoLease a new lease of secs is granted, and
 // revoked again if the swap loses.
-func (r *Registry) write(ctx context.Context, key string, srv Server, secs, modRev int64, lease clientv3.LeaseID) (HeartbeatResult, bool, error) {
+func (r *Registry) write(ctx context.Context, key string, srv schema.Server, secs, modRev int64, lease clientv3.LeaseID) (HeartbeatResult, bool, error) {
 	granted := lease == clientv3.NoLease
 	if granted {
 		g, err := r.client.Grant(ctx, secs)
@@ -289,7 +267,7 @@ func (r *Registry) write(ctx context.Context, key string, srv Server, secs, modR
 	}
 	txn, err := r.client.Txn(ctx).
 		If(cond).
-		Then(clientv3.OpPut(key, encodeServer(srv), clientv3.WithLease(lease))).
+		Then(clientv3.OpPut(key, schema.EncodeServer(srv), clientv3.WithLease(lease))).
 		Commit()
 	if err != nil {
 		// No cleanup: etcd is likely unreachable, and an unused lease
@@ -337,10 +315,10 @@ func (r *Registry) noteGranted(secs, granted int64) {
 // Deregister removes server id now and revokes its lease. found is false
 // when no such server was registered.
 func (r *Registry) Deregister(ctx context.Context, id string) (found bool, err error) {
-	if !ValidName(id) {
-		return false, invalidName("id")
+	if !schema.ValidName(id) {
+		return false, schema.InvalidName("id")
 	}
-	del, err := r.client.Delete(ctx, ServerKey(r.prefix, id), clientv3.WithPrevKV())
+	del, err := r.client.Delete(ctx, schema.ServerKey(r.prefix, id), clientv3.WithPrevKV())
 	if err != nil {
 		return false, fmt.Errorf("deregister %q: %w", id, err)
 	}
@@ -357,23 +335,23 @@ func (r *Registry) Deregister(ctx context.Context, id string) (found bool, err e
 
 // List returns the registered servers of region ("" for all) sorted by id,
 // and the etcd revision they were read at. Malformed values are skipped.
-func (r *Registry) List(ctx context.Context, region string) (revision int64, servers []Server, err error) {
-	if region != "" && !ValidName(region) {
-		return 0, nil, invalidName("region")
+func (r *Registry) List(ctx context.Context, region string) (revision int64, servers []schema.Server, err error) {
+	if region != "" && !schema.ValidName(region) {
+		return 0, nil, schema.InvalidName("region")
 	}
 	resp, err := r.client.Get(ctx, r.serversPrefix, clientv3.WithPrefix())
 	if err != nil {
 		return 0, nil, fmt.Errorf("list servers: %w", err)
 	}
-	servers = make([]Server, 0, len(resp.Kvs))
+	servers = make([]schema.Server, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		srv, err := DecodeServer(r.serversPrefix, kv.Key, kv.Value)
+		srv, err := schema.DecodeServer(r.serversPrefix, kv.Key, kv.Value)
 		if err != nil || (region != "" && srv.Region != region) {
 			continue
 		}
 		servers = append(servers, srv)
 	}
-	slices.SortFunc(servers, func(a, b Server) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(servers, func(a, b schema.Server) int { return strings.Compare(a.ID, b.ID) })
 	return resp.Header.Revision, servers, nil
 }
 

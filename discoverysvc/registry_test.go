@@ -9,6 +9,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -20,8 +21,8 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-func testServer(id, region string, load float64) Server {
-	return Server{ID: id, Region: region, URL: "http://127.0.0.1:9001", Load: load}
+func testServer(id, region string, load float64) schema.Server {
+	return schema.Server{ID: id, Region: region, URL: "http://127.0.0.1:9001", Load: load}
 }
 
 // currentRevision reads the etcd store revision.
@@ -81,7 +82,7 @@ func TestRegistryRegisterHeartbeatListDeregister(t *testing.T) {
 		t.Fatalf("list eu-west: %+v", eu)
 	}
 
-	get, err := c.Get(ctx, ServerKey(DefaultPrefix, "eu-1"))
+	get, err := c.Get(ctx, schema.ServerKey(schema.DefaultPrefix, "eu-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,15 +126,15 @@ func TestRegistryBadInputChangesNothing(t *testing.T) {
 
 	cases := []struct {
 		name  string
-		srv   Server
+		srv   schema.Server
 		ttl   time.Duration
 		field string
 	}{
 		{"empty id", testServer("", "eu", 0), 0, "id"},
 		{"id with slash", testServer("a/b", "eu", 0), 0, "id"},
 		{"bad region", testServer("a", "eu west", 0), 0, "region"},
-		{"ftp url", Server{ID: "a", Region: "eu", URL: "ftp://x"}, 0, "url"},
-		{"url with query", Server{ID: "a", Region: "eu", URL: "http://x/?q=1"}, 0, "url"},
+		{"ftp url", schema.Server{ID: "a", Region: "eu", URL: "ftp://x"}, 0, "url"},
+		{"url with query", schema.Server{ID: "a", Region: "eu", URL: "http://x/?q=1"}, 0, "url"},
 		{"negative load", testServer("a", "eu", -1), 0, "load"},
 		{"ttl too short", testServer("a", "eu", 0), time.Second / 2, "ttl"},
 		{"ttl too long", testServer("a", "eu", 0), 2 * time.Hour, "ttl"},
@@ -142,7 +143,7 @@ func TestRegistryBadInputChangesNothing(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := reg.Heartbeat(ctx, tc.srv, tc.ttl)
-			var fe *FieldError
+			var fe *schema.FieldError
 			if !errors.As(err, &fe) || fe.Field != tc.field {
 				t.Fatalf("got %v, want a field error on %q", err, tc.field)
 			}
@@ -211,7 +212,7 @@ func TestRegistryHeartbeatRenewsTheLease(t *testing.T) {
 	if _, err := reg.Heartbeat(ctx, srv, ttl); err != nil {
 		t.Fatal(err)
 	}
-	key := ServerKey("", srv.ID)
+	key := schema.ServerKey("", srv.ID)
 	first, err := c.Get(ctx, key)
 	if err != nil || len(first.Kvs) != 1 {
 		t.Fatalf("get after the first heartbeat: %v %v", first, err)
@@ -259,12 +260,12 @@ func TestRegistryMinTTLRaisedByEtcdIsNotATTLChange(t *testing.T) {
 	ctx := testContext(t)
 	reg := NewRegistry(c, "")
 	srv := testServer("eu-1", "eu", 0)
-	if _, err := reg.Heartbeat(ctx, srv, MinTTL); err != nil {
+	if _, err := reg.Heartbeat(ctx, srv, schema.MinTTL); err != nil {
 		t.Fatal(err)
 	}
 	// etcd raises a 1s lease to its own minimum; the renewal must still
 	// count as the same TTL and write nothing.
-	res, err := reg.Heartbeat(ctx, srv, MinTTL)
+	res, err := reg.Heartbeat(ctx, srv, schema.MinTTL)
 	if err != nil || res.Written {
 		t.Fatalf("renewal at MinTTL: %+v %v", res, err)
 	}
@@ -317,7 +318,7 @@ func TestRegistrySecondReplicaRenewsLeaseOfFirst(t *testing.T) {
 	if _, err := first.Heartbeat(ctx, srv, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	get, err := c1.Get(ctx, ServerKey("", "eu-1"))
+	get, err := c1.Get(ctx, schema.ServerKey("", "eu-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,7 +332,7 @@ func TestRegistrySecondReplicaRenewsLeaseOfFirst(t *testing.T) {
 	if res.Written || res.Created {
 		t.Fatalf("second replica rewrote instead of renewing: %+v", res)
 	}
-	get, err = c2.Get(ctx, ServerKey("", "eu-1"))
+	get, err = c2.Get(ctx, schema.ServerKey("", "eu-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +348,7 @@ func TestRegistrySecondReplicaRenewsLeaseOfFirst(t *testing.T) {
 	if res, err = second.Heartbeat(ctx, srv, 5*time.Second); err != nil || !res.Written {
 		t.Fatalf("load change: %+v %v", res, err)
 	}
-	if get, err = c2.Get(ctx, ServerKey("", "eu-1")); err != nil || get.Kvs[0].Lease != lease {
+	if get, err = c2.Get(ctx, schema.ServerKey("", "eu-1")); err != nil || get.Kvs[0].Lease != lease {
 		t.Fatalf("load change moved the lease: %v %v", get.Kvs, err)
 	}
 }
@@ -360,7 +361,7 @@ func TestRegistryTTLChangeGrantsNewLeaseAndRevokesOld(t *testing.T) {
 	if _, err := reg.Heartbeat(ctx, srv, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	get, err := c.Get(ctx, ServerKey("", "eu-1"))
+	get, err := c.Get(ctx, schema.ServerKey("", "eu-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,7 +371,7 @@ func TestRegistryTTLChangeGrantsNewLeaseAndRevokesOld(t *testing.T) {
 	if err != nil || !res.Written {
 		t.Fatalf("ttl change: %+v %v", res, err)
 	}
-	get, err = c.Get(ctx, ServerKey("", "eu-1"))
+	get, err = c.Get(ctx, schema.ServerKey("", "eu-1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +388,7 @@ func TestRegistryAdoptsKeyWrittenWithoutLease(t *testing.T) {
 	c := etcdtest.NewClient(t, etcdtest.Start(t))
 	ctx := testContext(t)
 	reg := NewRegistry(c, "")
-	key := ServerKey("", "eu-1")
+	key := schema.ServerKey("", "eu-1")
 	if _, err := c.Put(ctx, key, `{"id":"eu-1","region":"eu","url":"http://127.0.0.1:9001","load":0}`); err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +426,7 @@ func TestRegistryConcurrentHeartbeatsFromReplicas(t *testing.T) {
 		}
 	}
 	c := etcdtest.NewClient(t, m)
-	get, err := c.Get(ctx, ServerKey("", "eu-1"))
+	get, err := c.Get(ctx, schema.ServerKey("", "eu-1"))
 	if err != nil || len(get.Kvs) != 1 {
 		t.Fatalf("%v %v", get, err)
 	}
@@ -438,3 +439,7 @@ func TestRegistryConcurrentHeartbeatsFromReplicas(t *testing.T) {
 		t.Fatalf("leftover leases: %v, key lease %x", leases.Leases, get.Kvs[0].Lease)
 	}
 }
+
+// waitFor is the deadline of conditions that only depend on the machine
+// being reasonably responsive (watch delivery, reconnects), not on a TTL.
+const waitFor = 20 * time.Second

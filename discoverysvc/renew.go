@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/sessionpin/sessionpin/internal/backoff"
 )
 
 // leaseRenewer renews leases, one renewal per call, over LeaseKeepAlive
@@ -81,7 +83,7 @@ func (l *leaseRenewer) renew(ctx context.Context, id clientv3.LeaseID) (renewal,
 		// The stream broke (etcd restarted, lost its leader, expired our
 		// auth token): a short pause, so that a member refusing every
 		// stream is not hammered, then a new stream.
-		if !sleep(ctx, jitter(time.Duration(min(attempt+1, 10))*20*time.Millisecond)) {
+		if !backoff.Sleep(ctx, backoff.Jitter(time.Duration(min(attempt+1, 10))*20*time.Millisecond)) {
 			return renewal{}, fmt.Errorf("%w (last stream error: %w)", ctx.Err(), err)
 		}
 	}

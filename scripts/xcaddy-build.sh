@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Proves that the build line of xcaddy.md works: runs it with a pinned xcaddy
-# into a temporary directory and checks that the result lists our modules.
+# Proves that the checkout build line of docs/xcaddy.md works: runs it with a
+# pinned xcaddy into a temporary directory and checks that the result lists
+# our modules.
 # Nothing is added to go.mod; xcaddy builds in its own temporary module.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 line='xcaddy build --with github.com/sessionpin/sessionpin=.'
-grep -qxF "$line" xcaddy.md || { echo "xcaddy.md no longer contains: $line" >&2; exit 1; }
+grep -qxF "$line" docs/xcaddy.md || { echo "docs/xcaddy.md no longer contains: $line" >&2; exit 1; }
 
 # xcaddy runs `go get github.com/sessionpin/sessionpin`, which falls back to
 # the local replacement only when the proxy says "not found"; some mirrors

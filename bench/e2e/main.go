@@ -47,6 +47,7 @@ import (
 	"github.com/sessionpin/sessionpin/bench/internal/benchenv"
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // options are the command-line flags.
@@ -380,7 +381,7 @@ func registerBackends(ctx context.Context, etcd *benchenv.Etcd, addrs []string) 
 	reg := discoverysvc.NewRegistry(etcd.Client, registryPrefix)
 	beat := func() error {
 		for i, a := range addrs {
-			srv := discoverysvc.Server{ID: fmt.Sprintf("b%d", i+1), Region: edgeRegion, URL: "http://" + a, Load: 0.1}
+			srv := schema.Server{ID: fmt.Sprintf("b%d", i+1), Region: edgeRegion, URL: "http://" + a, Load: 0.1}
 			if _, err := reg.Heartbeat(ctx, srv, 30*time.Second); err != nil {
 				return err
 			}

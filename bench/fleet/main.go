@@ -36,6 +36,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/bench/internal/benchenv"
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 const prefix = "/sessionpin-bench-fleet/"
@@ -93,7 +94,8 @@ func run(o options) error {
 		return err
 	}
 
-	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: etcd.Client, Prefix: prefix})
+	svc := discoverysvc.New(discoverysvc.Config{Client: etcd.Client, Prefix: prefix})
+	fleet := svc.Fleet()
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -106,7 +108,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: fleet.Handler(http.NotFoundHandler())}
+	srv := &http.Server{Handler: svc.Handler()}
 	go srv.Serve(ln)
 	defer srv.Close()
 	url := "http://" + ln.Addr().String()
@@ -150,9 +152,9 @@ func run(o options) error {
 	for i := range o.writes {
 		time.Sleep(200 * time.Millisecond) // writes apart, as an operator's fleet changes
 		id := "probe-" + strconv.Itoa(i)
-		b, _ := json.Marshal(discoverysvc.Server{ID: id, Region: "bench", URL: "http://127.0.0.1:9000", Load: 0.5})
+		b, _ := json.Marshal(schema.Server{ID: id, Region: "bench", URL: "http://127.0.0.1:9000", Load: 0.5})
 		wrote := time.Now()
-		if _, err := etcd.Client.Put(ctx, discoverysvc.ServerKey(prefix, id), string(b)); err != nil {
+		if _, err := etcd.Client.Put(ctx, schema.ServerKey(prefix, id), string(b)); err != nil {
 			return err
 		}
 		last, err := expect(id + " ")
@@ -185,9 +187,9 @@ func fill(ctx context.Context, c *clientv3.Client, n int) error {
 	var ops []clientv3.Op
 	for i := range n {
 		id := fmt.Sprintf("srv-%05d", i)
-		b, _ := json.Marshal(discoverysvc.Server{ID: id, Region: fmt.Sprintf("region-%d", i%8),
+		b, _ := json.Marshal(schema.Server{ID: id, Region: fmt.Sprintf("region-%d", i%8),
 			URL: fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250+1), Load: float64(i%100) / 100})
-		ops = append(ops, clientv3.OpPut(discoverysvc.ServerKey(prefix, id), string(b)))
+		ops = append(ops, clientv3.OpPut(schema.ServerKey(prefix, id), string(b)))
 		if len(ops) == 128 || i == n-1 {
 			if _, err := c.Txn(ctx).Then(ops...).Commit(); err != nil {
 				return fmt.Errorf("write servers: %w", err)

@@ -18,7 +18,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // The edge runs in a child process of its own so that its CPU and memory
@@ -46,8 +47,8 @@ type edgeAttachment struct {
 	closest []byte
 }
 
-func attach(srv discoverysvc.Server) any {
-	dial, err := discoverysvc.DialAddress(srv.URL)
+func attach(srv schema.Server) any {
+	dial, err := schema.DialAddress(srv.URL)
 	if err != nil {
 		return nil
 	}
@@ -85,11 +86,11 @@ func runEdge(endpoint, prefix string) error {
 		expect  = map[string]float64{}
 		updates atomic.Int64
 	)
-	w := discoverysvc.NewWatcher(discoverysvc.WatcherConfig{
+	w := watch.NewWatcher(watch.WatcherConfig{
 		Client: cli,
 		Prefix: prefix,
 		Attach: attach,
-		OnUpdate: func(s *discoverysvc.Snapshot) {
+		OnUpdate: func(s *watch.Snapshot) {
 			now := time.Now().UnixNano()
 			updates.Add(1)
 			mu.Lock()
@@ -162,7 +163,7 @@ func runEdge(endpoint, prefix string) error {
 // request path: verify (with the cache), then resolve the pinned server in
 // the snapshot. The pins are dropped after use, as a client's pin is once
 // its request is done.
-func verifyPins(w *discoverysvc.Watcher, issuer, verifier *pin.Keyring, pinned *atomic.Int64, n int) error {
+func verifyPins(w *watch.Watcher, issuer, verifier *pin.Keyring, pinned *atomic.Int64, n int) error {
 	servers := w.Snapshot().Servers()
 	if len(servers) == 0 {
 		return fmt.Errorf("edge: no servers to pin to")

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/bench/internal/rawhttp"
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // fleet is the simulated server fleet: n servers that heartbeat through
@@ -68,8 +68,8 @@ func serverRegion(i int) string { return "region-" + strconv.Itoa(i%regions) }
 func (f *fleet) baseLoad(i int) float64 { return math.Float64frombits(f.load[i].Load()) }
 
 // server is server i's record reporting load.
-func (f *fleet) server(i int, load float64) discoverysvc.Server {
-	return discoverysvc.Server{ID: serverID(i), Region: serverRegion(i), URL: serverURL(i), Load: load}
+func (f *fleet) server(i int, load float64) schema.Server {
+	return schema.Server{ID: serverID(i), Region: serverRegion(i), URL: serverURL(i), Load: load}
 }
 
 func serverURL(i int) string {

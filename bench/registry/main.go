@@ -1,7 +1,7 @@
 // Command registry is the registry-scale benchmark of `make bench-registry`.
 // In one process it runs an embedded etcd and the discovery HTTP
 // API (discoverysvc.NewAPI) under a fleet of simulated servers; in a child
-// process, an edge: an etcd client and a discoverysvc.Watcher as Caddy runs
+// process, an edge: an etcd client and a watch.Watcher as Caddy runs
 // it, plus the pin Keyring. It
 //
 //  1. registers 10,000 servers through the HTTP API,
@@ -38,6 +38,7 @@ import (
 
 	"github.com/sessionpin/sessionpin/bench/internal/benchenv"
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 type options struct {
@@ -150,7 +151,7 @@ func run(ctx context.Context, o options) error {
 	var events atomic.Int64
 	wctx, cancelWatch := context.WithCancel(ctx)
 	defer cancelWatch()
-	wch := etcd.Client.Watch(wctx, discoverysvc.ServersPrefix(prefix), clientv3.WithPrefix())
+	wch := etcd.Client.Watch(wctx, schema.ServersPrefix(prefix), clientv3.WithPrefix())
 	go func() {
 		for resp := range wch {
 			events.Add(int64(len(resp.Events)))

@@ -8,7 +8,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // claims are a token's claims as golang-jwt decodes them, into a map: the
@@ -60,14 +60,14 @@ func (c claims) pin(serverClaim string, now time.Time) (Pin, error) {
 	if server == "" {
 		return Pin{}, fmt.Errorf("claim %q missing", serverClaim)
 	}
-	if !discoverysvc.ValidName(server) {
+	if !schema.ValidName(server) {
 		return Pin{}, fmt.Errorf("claim %q is not a valid server id", serverClaim)
 	}
 	region, err := c.str(RegionClaim)
 	if err != nil {
 		return Pin{}, err
 	}
-	if region != "" && !discoverysvc.ValidName(region) {
+	if region != "" && !schema.ValidName(region) {
 		return Pin{}, fmt.Errorf("claim %q is not a valid region", RegionClaim)
 	}
 	iat, err := c.date("iat")

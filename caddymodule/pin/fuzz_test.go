@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // FuzzVerify feeds arbitrary tokens to keyrings holding every algorithm, with
@@ -56,7 +56,7 @@ func FuzzVerify(f *testing.F) {
 		if len(token) > MaxTokenLen {
 			t.Fatalf("accepted a %d-byte token", len(token))
 		}
-		if !discoverysvc.ValidName(p1.Server) || (p1.Region != "" && !discoverysvc.ValidName(p1.Region)) {
+		if !schema.ValidName(p1.Server) || (p1.Region != "" && !schema.ValidName(p1.Region)) {
 			t.Fatalf("accepted an invalid server or region: %+v", p1)
 		}
 		if p1.ExpiresAt.IsZero() {

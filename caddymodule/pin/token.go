@@ -9,7 +9,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // Defaults of the token format.
@@ -224,10 +224,10 @@ func (k *Keyring) Issue(serverID, region string, now time.Time, ttl time.Duratio
 	if k.signer == nil {
 		return "", errors.New("issuing pin: no signing key configured (verify-only keyring)")
 	}
-	if !discoverysvc.ValidName(serverID) {
+	if !schema.ValidName(serverID) {
 		return "", fmt.Errorf("issuing pin: invalid server id %q", serverID)
 	}
-	if region != "" && !discoverysvc.ValidName(region) {
+	if region != "" && !schema.ValidName(region) {
 		return "", fmt.Errorf("issuing pin: invalid region %q", region)
 	}
 	if ttl < time.Second {

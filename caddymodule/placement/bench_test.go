@@ -5,16 +5,17 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // fleet10k is a 10,000-server registry over 20 regions, a tenth draining.
-func fleet10k(b *testing.B) *discoverysvc.Snapshot {
+func fleet10k(b *testing.B) *watch.Snapshot {
 	b.Helper()
 	r := rand.New(rand.NewPCG(1, 2))
-	servers := make([]discoverysvc.Server, 10000)
+	servers := make([]schema.Server, 10000)
 	for i := range servers {
-		servers[i] = discoverysvc.Server{
+		servers[i] = schema.Server{
 			ID:       fmt.Sprintf("srv-%05d", i),
 			Region:   fmt.Sprintf("region-%02d", i%20),
 			URL:      fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250),
@@ -22,7 +23,7 @@ func fleet10k(b *testing.B) *discoverysvc.Snapshot {
 			Draining: i%10 == 0,
 		}
 	}
-	return discoverysvc.BuildSnapshot(1, servers, nil)
+	return watch.BuildSnapshot(1, servers, nil)
 }
 
 func BenchmarkPlace10k(b *testing.B) { benchPlace(b, "region-07") }

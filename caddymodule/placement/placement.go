@@ -9,7 +9,7 @@ package placement
 import (
 	"math"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // Reasons a pin is issued; they label the pins-issued metric.
@@ -35,7 +35,7 @@ type Edge struct {
 	// the snapshot. A server it cannot reach is, for this edge, not alive:
 	// never placed, never kept at refresh, never answered as closest.
 	// nil means every server of the snapshot is reachable.
-	Reachable func(*discoverysvc.Entry) bool
+	Reachable func(*watch.Entry) bool
 }
 
 // Place returns the server a new client goes to: the least-loaded alive,
@@ -48,14 +48,14 @@ type Edge struct {
 // instead of piling onto one server until its next heartbeat lowers its rank.
 // rnd is any random number; the caller supplies it so that the decision stays
 // a pure function.
-func (e *Edge) Place(snap *discoverysvc.Snapshot, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) Place(snap *watch.Snapshot, rnd uint64) *watch.Entry {
 	return e.placeIn(snap, e.Region, rnd)
 }
 
 // placeIn is Place starting from region rather than the edge's own: the
 // least-loaded usable server of region, else of the edge's fallback regions
 // in order, else anywhere.
-func (e *Edge) placeIn(snap *discoverysvc.Snapshot, region string, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) placeIn(snap *watch.Snapshot, region string, rnd uint64) *watch.Entry {
 	if snap == nil {
 		return nil
 	}
@@ -73,7 +73,7 @@ func (e *Edge) placeIn(snap *discoverysvc.Snapshot, region string, rnd uint64) *
 	return e.pick(snap.Active(), rnd)
 }
 
-func (e *Edge) pickRegion(snap *discoverysvc.Snapshot, region string, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) pickRegion(snap *watch.Snapshot, region string, rnd uint64) *watch.Entry {
 	if r := snap.Region(region); r != nil {
 		return e.pick(r.Active, rnd)
 	}
@@ -84,7 +84,7 @@ func (e *Edge) pickRegion(snap *discoverysvc.Snapshot, region string, rnd uint64
 // names when it is alive and reachable (draining or not), otherwise the
 // server placement would choose (which is what /closestToMe answers). nil
 // means no server is available.
-func (e *Edge) closest(snap *discoverysvc.Snapshot, closestID string, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) closest(snap *watch.Snapshot, closestID string, rnd uint64) *watch.Entry {
 	if snap == nil {
 		return nil
 	}
@@ -96,14 +96,14 @@ func (e *Edge) closest(snap *discoverysvc.Snapshot, closestID string, rnd uint64
 	return e.Place(snap, rnd)
 }
 
-func (e *Edge) reachable(s *discoverysvc.Entry) bool {
+func (e *Edge) reachable(s *watch.Entry) bool {
 	return e.Reachable == nil || e.Reachable(s)
 }
 
 // pick chooses among the reachable servers of active (sorted least loaded
 // first) whose load is within hysteresis of the least reachable one. It
 // returns nil when none is reachable.
-func (e *Edge) pick(active []*discoverysvc.Entry, rnd uint64) *discoverysvc.Entry {
+func (e *Edge) pick(active []*watch.Entry, rnd uint64) *watch.Entry {
 	first := 0
 	for first < len(active) && !e.reachable(active[first]) {
 		first++
@@ -145,7 +145,7 @@ func (e *Edge) pick(active []*discoverysvc.Entry, rnd uint64) *discoverysvc.Entr
 		return candidates[0]
 	}
 	k = (rnd / n) % k
-	var last *discoverysvc.Entry
+	var last *watch.Entry
 	for _, s := range candidates {
 		if e.reachable(s) {
 			if k == 0 {

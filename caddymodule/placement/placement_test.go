@@ -4,19 +4,20 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 // srv is a compact way to write a registry record in a table.
-func srv(id, region string, load float64, draining bool) discoverysvc.Server {
-	return discoverysvc.Server{ID: id, Region: region, URL: "http://" + id + ".example:80", Load: load, Draining: draining}
+func srv(id, region string, load float64, draining bool) schema.Server {
+	return schema.Server{ID: id, Region: region, URL: "http://" + id + ".example:80", Load: load, Draining: draining}
 }
 
-func snapshot(servers ...discoverysvc.Server) *discoverysvc.Snapshot {
-	return discoverysvc.BuildSnapshot(1, servers, nil)
+func snapshot(servers ...schema.Server) *watch.Snapshot {
+	return watch.BuildSnapshot(1, servers, nil)
 }
 
-func id(e *discoverysvc.Entry) string {
+func id(e *watch.Entry) string {
 	if e == nil {
 		return "<nil>"
 	}
@@ -34,7 +35,7 @@ func TestPlace(t *testing.T) {
 	)
 	tests := []struct {
 		name   string
-		snap   *discoverysvc.Snapshot
+		snap   *watch.Snapshot
 		region string
 		want   string
 	}{
@@ -46,7 +47,7 @@ func TestPlace(t *testing.T) {
 		{"no servers", snapshot(), "eu", "<nil>"},
 		{"only draining servers", snapshot(srv("a", "eu", 0, true), srv("b", "us", 0, true)), "eu", "<nil>"},
 		{"nil snapshot", nil, "eu", "<nil>"},
-		{"empty snapshot", discoverysvc.EmptySnapshot(), "eu", "<nil>"},
+		{"empty snapshot", watch.EmptySnapshot(), "eu", "<nil>"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,7 +146,7 @@ func TestDecisionsDoNotAllocate(t *testing.T) {
 	for _, e := range []*Edge{
 		{Region: "eu", Hysteresis: 0.1},
 		{Region: "eu", Fallback: []string{"ap", "us"}, Hysteresis: 0.1,
-			Reachable: func(s *discoverysvc.Entry) bool { return s != down }},
+			Reachable: func(s *watch.Entry) bool { return s != down }},
 	} {
 		n := testing.AllocsPerRun(100, func() {
 			e.Place(snap, 7)
@@ -159,12 +160,12 @@ func TestDecisionsDoNotAllocate(t *testing.T) {
 }
 
 // unreachable is an Edge.Reachable for the tables: every server but ids.
-func unreachable(ids ...string) func(*discoverysvc.Entry) bool {
+func unreachable(ids ...string) func(*watch.Entry) bool {
 	down := map[string]bool{}
 	for _, id := range ids {
 		down[id] = true
 	}
-	return func(s *discoverysvc.Entry) bool { return !down[s.ID] }
+	return func(s *watch.Entry) bool { return !down[s.ID] }
 }
 
 func TestPlaceFallbackRegions(t *testing.T) {
@@ -179,7 +180,7 @@ func TestPlaceFallbackRegions(t *testing.T) {
 	)
 	tests := []struct {
 		name     string
-		snap     *discoverysvc.Snapshot
+		snap     *watch.Snapshot
 		region   string
 		fallback []string
 		down     []string

@@ -1,6 +1,8 @@
 package placement
 
-import "github.com/sessionpin/sessionpin/discoverysvc"
+import (
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
+)
 
 // RefreshRequest is what a refresh decision depends on besides the snapshot.
 type RefreshRequest struct {
@@ -16,7 +18,7 @@ type RefreshRequest struct {
 type Outcome struct {
 	// Server is where the client goes; nil means no server is available
 	// (503 no_server_available).
-	Server *discoverysvc.Entry
+	Server *watch.Entry
 	// Reason labels the pin that will be issued (Reason* constants).
 	Reason string
 	// Moved reports that Server differs from a non-empty Current.
@@ -43,9 +45,9 @@ type Outcome struct {
 // region with no such server gives way to the edge's fallback regions, then
 // to anywhere. When a move has no non-draining target at all, a live
 // current is kept: a draining server is still better than a 503.
-func (e *Edge) Rebalance(snap *discoverysvc.Snapshot, req RefreshRequest, rnd uint64) Outcome {
+func (e *Edge) Rebalance(snap *watch.Snapshot, req RefreshRequest, rnd uint64) Outcome {
 	if snap == nil {
-		snap = discoverysvc.EmptySnapshot()
+		snap = watch.EmptySnapshot()
 	}
 	// d. no usable pin.
 	if req.Current == "" {
@@ -73,7 +75,7 @@ func (e *Edge) Rebalance(snap *discoverysvc.Snapshot, req RefreshRequest, rnd ui
 		return keep(cur)
 	}
 	// c. not critical, current alive.
-	var target *discoverysvc.Entry
+	var target *watch.Entry
 	if c.Region == cur.Region {
 		if !cur.Draining && !e.overloaded(snap, cur) {
 			return keep(cur)
@@ -91,14 +93,14 @@ func (e *Edge) Rebalance(snap *discoverysvc.Snapshot, req RefreshRequest, rnd ui
 	return Outcome{Server: target, Reason: ReasonRefreshMove, Moved: true}
 }
 
-func keep(cur *discoverysvc.Entry) Outcome {
+func keep(cur *watch.Entry) Outcome {
 	return Outcome{Server: cur, Reason: ReasonRefreshKeep}
 }
 
 // overloaded reports whether cur's load exceeds the least-loaded reachable
 // non-draining server of its region by more than hysteresis. Hysteresis
 // keeps clients from flapping between servers whose loads are close.
-func (e *Edge) overloaded(snap *discoverysvc.Snapshot, cur *discoverysvc.Entry) bool {
+func (e *Edge) overloaded(snap *watch.Snapshot, cur *watch.Entry) bool {
 	r := snap.Region(cur.Region)
 	if r == nil {
 		return false

@@ -3,7 +3,7 @@ package placement
 import (
 	"testing"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 func TestRebalance(t *testing.T) {
@@ -22,7 +22,7 @@ func TestRebalance(t *testing.T) {
 	const edge = "eu"
 	tests := []struct {
 		name   string
-		snap   *discoverysvc.Snapshot
+		snap   *watch.Snapshot
 		req    RefreshRequest
 		want   string
 		reason string

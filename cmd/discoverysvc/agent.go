@@ -5,12 +5,13 @@ import (
 	"errors"
 	"io"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/agent"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
-		a        discoverysvc.Agent
+		a        agent.Agent
 		load     optionalFloat
 		logLevel string
 	)
@@ -20,13 +21,13 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&a.URL, "url", "", "public `URL` of the server, where edges proxy to (required)")
 	fs.StringVar(&a.HealthURL, "health-url", "", "`URL` probed with GET; 2xx means healthy (required)")
 	fs.StringVar(&a.Discovery, "discovery", "", "base `URL` of the discovery API, e.g. http://127.0.0.1:7070 (required)")
-	fs.DurationVar(&a.Interval, "interval", discoverysvc.DefaultAgentInterval, "`duration` between health probes and heartbeats")
+	fs.DurationVar(&a.Interval, "interval", agent.DefaultAgentInterval, "`duration` between health probes and heartbeats")
 	fs.StringVar(&a.Token, "token", "", "discovery bearer `token`: this server's agent token from \"discoverysvc token ID\" (default $"+envToken+")")
 	fs.BoolVar(&a.InsecureHTTP, "insecure-http", false, "send the token over plain http to a discovery address that is not loopback")
 	fs.Var(&load, "load", "fixed `load` to report (default: the health body's top-level \"load\" number, else 0)")
 	fs.Var(seconds{&a.TTL}, "ttl", "lease `duration` (10s or 10), longer than --interval (default: the service's, 10s)")
 	fs.DurationVar(&a.DrainTimeout, "drain-timeout", 0, "on SIGTERM, stay registered as draining until no edge has seen a pinned request for --drain-quiet, or at most this `duration`, then deregister")
-	fs.DurationVar(&a.DrainQuiet, "drain-quiet", discoverysvc.DefaultQuiet, "with --drain-timeout, the quiet `duration` after which the server counts as drained")
+	fs.DurationVar(&a.DrainQuiet, "drain-quiet", schema.DefaultQuiet, "with --drain-timeout, the quiet `duration` after which the server counts as drained")
 	fs.StringVar(&logLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,7 +39,7 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	a.Load = load.v
 	if err := a.Validate(); err != nil {
-		if fe, ok := errors.AsType[*discoverysvc.FieldError](err); ok {
+		if fe, ok := errors.AsType[*schema.FieldError](err); ok {
 			return flagError(fe.Field, "%s", fe.Reason)
 		}
 		return &usageError{err: err}

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/client"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // defaultDiscovery is where the drain commands find the API by default:
@@ -33,7 +33,7 @@ type drainCommand struct {
 	id        string
 	discovery string
 	token     string
-	client    *http.Client
+	api       *client.Client
 }
 
 // parseDrainArgs parses "<id> [flags]" or "[flags] <id>": the id may come
@@ -59,8 +59,8 @@ func parseDrainArgs(fs *flag.FlagSet, args []string) (string, error) {
 	if id == "" {
 		return "", &usageError{err: errors.New("the server id is required")}
 	}
-	if !discoverysvc.ValidName(id) {
-		return "", &usageError{err: fmt.Errorf("server id %q %s", id, discoverysvc.NameRule)}
+	if !schema.ValidName(id) {
+		return "", &usageError{err: fmt.Errorf("server id %q %s", id, schema.NameRule)}
 	}
 	return id, nil
 }
@@ -84,7 +84,7 @@ func (c *drainCommand) parse(fs *flag.FlagSet, args []string) error {
 		return flagError("discovery", "%q is not an http(s) base URL", c.discovery)
 	}
 	c.discovery = strings.TrimRight(c.discovery, "/")
-	c.client = &http.Client{Timeout: 10 * time.Second}
+	c.api = &client.Client{Base: c.discovery, Token: c.token, HTTP: &http.Client{Timeout: 10 * time.Second}}
 	return nil
 }
 
@@ -99,7 +99,7 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("drain", "drain <id> [--wait] [--quiet 60s] [--timeout 30m] [--reason TEXT] [--discovery URL] [--token TOKEN]", stderr)
 	c.flags(fs)
 	fs.BoolVar(&wait, "wait", false, "wait until the server is drained (exit 0) or --timeout passes (exit 1)")
-	fs.DurationVar(&quiet, "quiet", discoverysvc.DefaultQuiet, "the server is drained once no edge has seen a pinned request to it for this `duration`")
+	fs.DurationVar(&quiet, "quiet", schema.DefaultQuiet, "the server is drained once no edge has seen a pinned request to it for this `duration`")
 	fs.DurationVar(&timeout, "timeout", drainWaitTimeout, "with --wait, give up after this `duration`")
 	fs.StringVar(&reason, "reason", "", "a note for other operators, kept with the drain")
 	if err := c.parse(fs, args); err != nil {
@@ -111,11 +111,7 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if timeout <= 0 {
 		return flagError("timeout", "must be positive")
 	}
-	body, err := json.Marshal(map[string]string{"reason": reason})
-	if err != nil {
-		return err
-	}
-	st, err := c.call(ctx, http.MethodPut, quiet, body)
+	st, err := c.api.Drain(ctx, c.id, reason, quiet)
 	if err != nil {
 		return err
 	}
@@ -131,7 +127,7 @@ func runDrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // wait polls the drain status until the server is drained or timeout passes.
-func (c *drainCommand) wait(ctx context.Context, stdout io.Writer, st discoverysvc.DrainStatus, quiet, timeout time.Duration) error {
+func (c *drainCommand) wait(ctx context.Context, stdout io.Writer, st client.DrainStatus, quiet, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	// Polling a tenth of the quiet period keeps the answer within a small
 	// part of it; a second is plenty for the usual minute.
@@ -159,10 +155,9 @@ func (c *drainCommand) wait(ctx context.Context, stdout io.Writer, st discoverys
 			return fmt.Errorf("stopped waiting; %s stays drained (undrain it with: discoverysvc undrain %s)", c.id, c.id)
 		case <-t.C:
 		}
-		next, err := c.call(ctx, http.MethodGet, quiet, nil)
-		var se *statusError
+		next, err := c.api.DrainStatus(ctx, c.id, quiet)
 		switch {
-		case errors.As(err, &se) && se.status == http.StatusNotFound:
+		case client.IsStatus(err, http.StatusNotFound):
 			return fmt.Errorf("%s is no longer draining: someone ended the drain", c.id)
 		case err != nil:
 			if lastErr == nil || lastErr.Error() != err.Error() {
@@ -177,7 +172,7 @@ func (c *drainCommand) wait(ctx context.Context, stdout io.Writer, st discoverys
 }
 
 // progress is the line drain --wait prints while the server is not drained.
-func progress(st discoverysvc.DrainStatus) string {
+func progress(st client.DrainStatus) string {
 	last := "none seen lately"
 	if st.LastPinned != nil {
 		last = "last " + time.Since(*st.LastPinned).Round(time.Second).String() + " ago"
@@ -186,7 +181,7 @@ func progress(st discoverysvc.DrainStatus) string {
 		st.ID, st.PinnedLastMinute, last, st.EdgesReporting)
 }
 
-func sinceText(st discoverysvc.DrainStatus) string {
+func sinceText(st client.DrainStatus) string {
 	if st.Since == nil {
 		return "now"
 	}
@@ -200,66 +195,13 @@ func runUndrain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
-	if _, err := c.call(ctx, http.MethodDelete, 0, nil); err != nil {
-		var se *statusError
-		if errors.As(err, &se) && se.status == http.StatusNotFound {
-			return fmt.Errorf("%s is not drained by an operator", c.id)
-		}
+	found, err := c.api.Undrain(ctx, c.id)
+	if err != nil {
 		return err
+	}
+	if !found {
+		return fmt.Errorf("%s is not drained by an operator", c.id)
 	}
 	fmt.Fprintf(stdout, "%s: undrained; it takes new clients again\n", c.id)
 	return nil
-}
-
-// statusError is an answer of the API other than the expected one.
-type statusError struct {
-	status int
-	msg    string
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("discovery answered %d: %s", e.status, e.msg)
-}
-
-// call makes one request to /v1/servers/<id>/drain and decodes the drain
-// status of a 200 answer.
-func (c *drainCommand) call(ctx context.Context, method string, quiet time.Duration, body []byte) (discoverysvc.DrainStatus, error) {
-	u := c.discovery + "/v1/servers/" + url.PathEscape(c.id) + "/drain"
-	if quiet > 0 {
-		u += "?quiet=" + url.QueryEscape(quiet.String())
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
-	if err != nil {
-		return discoverysvc.DrainStatus{}, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return discoverysvc.DrainStatus{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return discoverysvc.DrainStatus{}, fmt.Errorf("read answer: %w", err)
-	}
-	if resp.StatusCode == http.StatusNoContent && method == http.MethodDelete {
-		return discoverysvc.DrainStatus{}, nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.Unmarshal(b, &e)
-		return discoverysvc.DrainStatus{}, &statusError{resp.StatusCode, e.Error}
-	}
-	var st discoverysvc.DrainStatus
-	if err := json.Unmarshal(b, &st); err != nil {
-		return discoverysvc.DrainStatus{}, fmt.Errorf("decode drain status: %w", err)
-	}
-	return st, nil
 }

@@ -8,7 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
@@ -49,15 +49,15 @@ func TestDrainCommandsWaitForQuietAndSurviveARestart(t *testing.T) {
 
 	// An edge saw a pinned request just now: --wait must not return before
 	// the quiet period has passed since then.
-	c := etcdClient(t, etcdListen)
+	c := etcdtest.Dial(t, etcdListen)
 	last := time.Now()
 	lease, err := c.Grant(context.Background(), 60)
 	if err != nil {
 		t.Fatal(err)
 	}
-	servers := map[string]discoverysvc.ServerActivity{"eu-1": {Pinned: 2, Minute: 2, Last: last}}
-	value := discoverysvc.AppendActivity(nil, "edge-a", "eu", last, discoverysvc.AppendServers(nil, servers))
-	if _, err := c.Put(context.Background(), discoverysvc.EdgeKey("", "edge-a"), string(value), clientv3.WithLease(lease.ID)); err != nil {
+	servers := map[string]schema.ServerActivity{"eu-1": {Pinned: 2, Minute: 2, Last: last}}
+	value := schema.AppendActivity(nil, "edge-a", "eu", last, schema.AppendServers(nil, servers))
+	if _, err := c.Put(context.Background(), schema.EdgeKey("", "edge-a"), string(value), clientv3.WithLease(lease.ID)); err != nil {
 		t.Fatal(err)
 	}
 	const quiet = 1500 * time.Millisecond

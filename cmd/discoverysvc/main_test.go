@@ -17,7 +17,6 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
@@ -88,16 +87,6 @@ func httpStatus(method, url, token, body string) int {
 	return resp.StatusCode
 }
 
-func etcdClient(t *testing.T, endpoint string) *clientv3.Client {
-	t.Helper()
-	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // getPrefix returns the keys and values under prefix, as etcdctl get --prefix would.
 func getPrefix(t *testing.T, c *clientv3.Client, prefix string) map[string]string {
 	t.Helper()
@@ -130,7 +119,7 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 	if got := httpStatus("PUT", base+"/v1/servers/eu-1", "from-env", body); got != 200 {
 		t.Fatalf("PUT: %d", got)
 	}
-	c := etcdClient(t, etcdListen)
+	c := etcdtest.Dial(t, etcdListen)
 	kvs := getPrefix(t, c, "/sessionpin/servers/")
 	var rec map[string]any
 	if err := json.Unmarshal([]byte(kvs["/sessionpin/servers/eu-1"]), &rec); err != nil || rec["region"] != "eu-west" || rec["load"] != 0.25 {

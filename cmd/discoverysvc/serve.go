@@ -9,13 +9,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
 	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // shutdownTimeout bounds how long in-flight API requests may finish after a
@@ -63,7 +63,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.etcdCA, "etcd-ca", "", "PEM `file` of the CA that signed etcd's certificate (with --etcd)")
 	fs.StringVar(&c.etcdCert, "etcd-cert", "", "PEM client certificate `file` for etcd, with --etcd-key (with --etcd)")
 	fs.StringVar(&c.etcdKey, "etcd-key", "", "PEM client key `file` for etcd, with --etcd-cert (with --etcd)")
-	fs.StringVar(&c.prefix, "prefix", discoverysvc.DefaultPrefix, "etcd key `prefix` of the registry")
+	fs.StringVar(&c.prefix, "prefix", schema.DefaultPrefix, "etcd key `prefix` of the registry")
 	fs.StringVar(&c.token, "token", "", "admin bearer `token` required for PUT and DELETE; agents get theirs from \"discoverysvc token\" (default $"+envToken+"; none: writes are open)")
 	fs.BoolVar(&c.allowLoopback, "allow-loopback", false, "let servers register loopback URLs (127.0.0.1, localhost), for a demo or tests on one host")
 	fs.StringVar(&c.dataDir, "data-dir", "./data/etcd", "`dir` of the embedded etcd's data")
@@ -210,7 +210,7 @@ func (c *serveConfig) embeddedTLS() bool { return c.etcdListenCert != "" }
 // loopbackHostPort reports whether addr listens on loopback only.
 func loopbackHostPort(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	return err == nil && host != "" && discoverysvc.IsLoopbackHost(host)
+	return err == nil && host != "" && schema.IsLoopbackHost(host)
 }
 
 func validateHostPort(addr string) error {
@@ -256,12 +256,18 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	}
 	defer store.close()
 
-	reg := discoverysvc.NewRegistry(store.client, c.prefix)
-	if store.renew != nil {
-		reg.RenewWith(store.renew)
-	}
+	// One watch feeds /metrics, /v1/events, the fleet page and the
+	// registry's copy of the servers (which spares a heartbeat that changes
+	// nothing its etcd read). It stops before the etcd client closes, and
+	// its end closes the events streams so that the HTTP shutdown does not
+	// wait for them.
+	svc := discoverysvc.New(discoverysvc.Config{
+		Client: store.client, Prefix: c.prefix, Token: c.token, AllowLoopback: c.allowLoopback,
+		Renew: store.renew, Metrics: metrics, Logger: logger,
+		EtcdCompactRetention: c.compactRetention(),
+	})
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	if err := reg.Ping(pingCtx); err != nil {
+	if err := svc.Registry().Ping(pingCtx); err != nil {
 		// Start anyway: /healthz reports it, and etcd may come up later.
 		logger.Warn("etcd not answering yet; serving 503 until it does", zap.Strings("etcd", store.endpoints), zap.Error(err))
 	}
@@ -270,29 +276,11 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		logger.Warn("no token: anyone who can reach the API can register servers; set --token or $" + envToken)
 	}
 
-	// One watch feeds /metrics, /v1/events, the fleet page and the
-	// registry's copy of the servers (which spares a heartbeat that changes
-	// nothing its etcd read). It stops
-	// before the etcd client closes, and its end closes the events streams
-	// so that the HTTP shutdown does not wait for them.
-	// etcd's size, revision rate and alarms, for /metrics and the page;
-	// it also compacts an external cluster when --etcd-compact says so.
-	etcdStatus := discoverysvc.NewEtcdStatus(discoverysvc.EtcdStatusConfig{
-		Client: store.client, Prefix: c.prefix, Metrics: metrics, Logger: logger.Named("etcd"),
-		CompactRetention: c.compactRetention(),
-	})
-	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{
-		Client: store.client, Prefix: c.prefix, Registry: reg, Metrics: metrics, Logger: logger.Named("fleet"),
-		Etcd: etcdStatus,
-	})
 	fleetCtx, stopFleet := context.WithCancel(ctx)
 	fleetDone := make(chan struct{})
 	go func() {
 		defer close(fleetDone)
-		var wg sync.WaitGroup
-		wg.Go(func() { etcdStatus.Run(fleetCtx) })
-		fleet.Run(fleetCtx)
-		wg.Wait()
+		svc.Run(fleetCtx)
 	}()
 	defer func() {
 		stopFleet()
@@ -304,7 +292,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 		return fmt.Errorf("--listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{Token: c.token, AllowLoopback: c.allowLoopback, Logger: logger})),
+		Handler:           svc.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -316,7 +304,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info("discovery serving", zap.String("listen", ln.Addr().String()),
 		zap.String("fleet_page", "http://"+ln.Addr().String()+"/"),
-		zap.Strings("etcd", store.endpoints), zap.String("prefix", discoverysvc.NormalizePrefix(c.prefix)),
+		zap.Strings("etcd", store.endpoints), zap.String("prefix", schema.NormalizePrefix(c.prefix)),
 		zap.Bool("embedded_etcd", c.etcd == ""), zap.Bool("token", c.token != ""))
 
 	var runErr error

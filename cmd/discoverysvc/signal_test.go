@@ -82,7 +82,7 @@ func TestSIGTERMShutsDownGracefully(t *testing.T) {
 	defer app.Close()
 	agent, agentLog := startProcess(t, "agent", "--id", "eu-1", "--region", "eu", "--url", app.URL,
 		"--health-url", app.URL, "--discovery", base, "--token", "tok", "--interval", "200ms")
-	c := etcdClient(t, etcdListen)
+	c := etcdtest.Dial(t, etcdListen)
 	poll.True(t, 20*time.Second, "the agent's registration", func() bool {
 		return len(getPrefix(t, c, "/sessionpin/servers/")) == 1
 	})

@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
 // runToken prints the agent token of one server id: what that server's
@@ -30,8 +31,8 @@ func runToken(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		return &usageError{err: fmt.Errorf("want exactly one server id, got %d arguments", fs.NArg())}
 	}
 	id := fs.Arg(0)
-	if !discoverysvc.ValidName(id) {
-		return &usageError{err: fmt.Errorf("server id %q: %s", id, discoverysvc.NameRule)}
+	if !schema.ValidName(id) {
+		return &usageError{err: fmt.Errorf("server id %q: %s", id, schema.NameRule)}
 	}
 	if adminToken == "" {
 		return flagError("token", "the admin token is required (--token or $%s)", envToken)

@@ -63,12 +63,12 @@ func TestFleetPage(t *testing.T) {
 	// A server that joins appears live: the page is not reloaded (the
 	// marker set on this document survives).
 	p.do(chromedp.Evaluate[chromedp.Void](`window.stillTheSamePage = true`))
-	putServer(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120}`)
+	heartbeat(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120}`)
 	p.waitJS(`!!document.querySelector('section[data-region="ap-south"] li[data-server-id="ap-1"]')`, "ap-1 to appear under ap-south")
 
 	// It announces that it is draining: its state changes in place. No
 	// edge has seen pinned traffic to it, so it is drained at once.
-	putServer(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120,"draining":true}`)
+	heartbeat(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120,"draining":true}`)
 	p.waitJS(`document.querySelector('li[data-server-id="ap-1"]').dataset.state === "drained"`, "ap-1 to show as drained")
 	if got := p.eval(`document.querySelector('li[data-server-id="ap-1"] .state').textContent`); got != "drained" {
 		t.Fatalf("ap-1's state reads %q", got)
@@ -208,7 +208,7 @@ func pinnedTraffic(t *testing.T, edge string, n int) string {
 	return server
 }
 
-func putServer(t *testing.T, discovery, token, id, body string) {
+func heartbeat(t *testing.T, discovery, token, id, body string) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPut, discovery+"/v1/servers/"+id, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)

@@ -29,17 +29,16 @@ func TestFleetPageShowsRegistrySizeAndAlarm(t *testing.T) {
 		c.UpkeepInterval = time.Hour // the alarm stays until the test disarms it
 	})
 	client := etcdtest.NewClient(t, m)
-	metrics := discoverysvc.NewMetrics()
-	status := discoverysvc.NewEtcdStatus(discoverysvc.EtcdStatusConfig{Client: client, Metrics: metrics, Interval: 200 * time.Millisecond})
-	reg := discoverysvc.NewRegistry(client, "")
-	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: client, Registry: reg, Metrics: metrics, Etcd: status})
-	disc := httptest.NewServer(fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{})))
+	svc := discoverysvc.New(discoverysvc.Config{Client: client})
+	disc := httptest.NewServer(svc.Handler())
 	t.Cleanup(disc.Close)
 	runCtx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { status.Run(runCtx); done <- struct{}{} }()
-	go func() { fleet.Run(runCtx); done <- struct{}{} }()
-	t.Cleanup(func() { stop(); <-done; <-done })
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		svc.Run(runCtx)
+	}()
+	t.Cleanup(func() { stop(); <-done })
 
 	p := &page{t: t, ctx: ctx}
 	p.do(chromedp.Navigate(disc.URL + "/"))

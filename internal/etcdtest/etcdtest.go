@@ -159,3 +159,16 @@ func newClient(t testing.TB, what string, cfg clientv3.Config) *clientv3.Client 
 	}
 	return c
 }
+
+// Dial returns a client of endpoint, closed when the test ends, without
+// waiting for etcd to answer: the endpoint may be a proxy that is cut, or
+// a member that is not up yet.
+func Dial(t testing.TB, endpoint string) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,23 +1,15 @@
 package walkthrough
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
-)
 
-// drainStatus is the part of discovery's drain status the walkthrough reads.
-type drainStatus struct {
-	Draining         bool   `json:"draining"`
-	PinnedLastMinute uint64 `json:"pinned_last_minute"`
-	EdgesReporting   int    `json:"edges_reporting"`
-	Drained          bool   `json:"drained"`
-}
+	"github.com/sessionpin/sessionpin/discoverysvc/client"
+)
 
 // drain: an operator drains the pinned server. It takes no new clients, a
 // critical workflow still finishes on it, the next refresh without a
@@ -27,8 +19,8 @@ type drainStatus struct {
 func (w *walk) drain(ctx context.Context) error {
 	w.title("An operator drains the pinned server: the workflow finishes, the client moves")
 	drained := w.s.server
-	if _, err := w.drainCall(ctx, http.MethodPut, drained); err != nil {
-		return err
+	if _, err := w.discovery().Drain(ctx, drained, "", w.cfg.DrainQuiet); err != nil {
+		return explain(err, drained)
 	}
 	defer w.undrain(drained)
 	w.note("PUT %s/v1/servers/%s/drain (admin token): %s takes no new clients", w.cfg.Discovery, drained, drained)
@@ -109,11 +101,12 @@ func (w *walk) waitEdgeSkips(ctx context.Context, id string) (edge, error) {
 // waitDrained polls the drain status until no edge has seen a pinned
 // request to id for DrainQuiet. The edges report their pinned traffic every
 // few seconds, so this takes the quiet period and up to two reports.
-func (w *walk) waitDrained(ctx context.Context, id string) (drainStatus, error) {
+func (w *walk) waitDrained(ctx context.Context, id string) (client.DrainStatus, error) {
 	deadline := time.Now().Add(w.cfg.DrainTimeout)
 	var shown string
 	for {
-		st, err := w.drainCall(ctx, http.MethodGet, id)
+		st, err := w.discovery().DrainStatus(ctx, id, w.cfg.DrainQuiet)
+		err = explain(err, id)
 		if err != nil {
 			return st, err
 		}
@@ -138,39 +131,25 @@ func (w *walk) waitDrained(ctx context.Context, id string) (drainStatus, error) 
 	}
 }
 
-// drainCall sends one request to discovery's /v1/servers/<id>/drain with
-// the admin token and decodes the drain status of a 200 answer.
-func (w *walk) drainCall(ctx context.Context, method, id string) (drainStatus, error) {
-	u := w.cfg.Discovery + "/v1/servers/" + url.PathEscape(id) + "/drain?quiet=" + url.QueryEscape(w.cfg.DrainQuiet.String())
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+// discovery is the client of discovery's API, with the admin token that
+// drains take.
+func (w *walk) discovery() *client.Client {
+	return &client.Client{Base: w.cfg.Discovery, Token: w.cfg.Token, HTTP: w.cfg.Client}
+}
+
+// errNotDrained is discovery's 404 to an undrain: no drain to end.
+var errNotDrained = errors.New("not drained by an operator")
+
+// explain says what to do about a wrong admin token, and which server a
+// failed drain call was about.
+func explain(err error, id string) error {
+	if se, ok := errors.AsType[*client.StatusError](err); ok && (se.Status == http.StatusUnauthorized || se.Status == http.StatusForbidden) {
+		return fmt.Errorf("drain %s: %w: the admin token is missing or wrong (see --token)", id, err)
+	}
 	if err != nil {
-		return drainStatus{}, err
+		return fmt.Errorf("drain %s: %w", id, err)
 	}
-	if w.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+w.cfg.Token)
-	}
-	resp, err := w.cfg.Client.Do(req)
-	if err != nil {
-		return drainStatus{}, fmt.Errorf("drain %s: %w", id, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return drainStatus{}, fmt.Errorf("drain %s: read answer: %w", id, err)
-	}
-	switch {
-	case method == http.MethodDelete && resp.StatusCode == http.StatusNoContent:
-		return drainStatus{}, nil
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return drainStatus{}, fmt.Errorf("%s %s: %s: the admin token is missing or wrong (see --token)", method, u, resp.Status)
-	case resp.StatusCode != http.StatusOK:
-		return drainStatus{}, fmt.Errorf("%s %s: %s %s", method, u, resp.Status, strings.TrimSpace(string(raw)))
-	}
-	var st drainStatus
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return drainStatus{}, fmt.Errorf("drain %s: decode status: %w", id, err)
-	}
-	return st, nil
+	return nil
 }
 
 // undrain ends the drain even when a step failed, so that the server takes
@@ -178,8 +157,9 @@ func (w *walk) drainCall(ctx context.Context, method, id string) (drainStatus, e
 func (w *walk) undrain(id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := w.drainCall(ctx, http.MethodDelete, id); err != nil {
-		w.note("could not undrain %s: %v", id, err)
+	found, err := w.discovery().Undrain(ctx, id)
+	if err != nil || !found {
+		w.note("could not undrain %s: %v", id, cmp.Or(explain(err, id), error(errNotDrained)))
 		return
 	}
 	w.note("DELETE %s/v1/servers/%s/drain: %s takes new clients again", w.cfg.Discovery, id, id)

@@ -22,10 +22,11 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
-	"go.uber.org/zap"
 
 	_ "github.com/sessionpin/sessionpin/caddymodule"
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/agent"
+	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/examples/backend/app"
 	"github.com/sessionpin/sessionpin/internal/etcdtest"
 	"github.com/sessionpin/sessionpin/internal/poll"
@@ -85,15 +86,14 @@ func Start(t *testing.T, opts Options) *Stack {
 
 	// Discovery as `discoverysvc serve` runs it: the API behind the fleet's
 	// metrics, events stream and page.
-	reg := discoverysvc.NewRegistry(client, "")
-	fleet := discoverysvc.NewFleet(discoverysvc.FleetConfig{Client: client, Registry: reg})
-	disc := httptest.NewServer(fleet.Handler(discoverysvc.NewAPI(reg, discoverysvc.APIConfig{Token: opts.Token, AllowLoopback: true, Logger: zap.NewNop()})))
+	svc := discoverysvc.New(discoverysvc.Config{Client: client, Token: opts.Token, AllowLoopback: true})
+	disc := httptest.NewServer(svc.Handler())
 	t.Cleanup(disc.Close)
 	fleetCtx, stopFleet := context.WithCancel(context.Background())
 	fleetDone := make(chan struct{})
 	go func() {
 		defer close(fleetDone)
-		fleet.Run(fleetCtx)
+		svc.Run(fleetCtx)
 	}()
 	// Before disc.Close: the end of the fleet's watch ends its streams.
 	t.Cleanup(func() { stopFleet(); <-fleetDone })
@@ -150,7 +150,7 @@ func (st *Stack) startAgents(t *testing.T, opts Options) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, b := range st.Backends {
-		ag := &discoverysvc.Agent{
+		ag := &agent.Agent{
 			ID: b.ID, Region: b.Region, URL: b.URL, HealthURL: b.URL + "/healthz",
 			Discovery: st.Discovery, Interval: opts.AgentInterval, Token: opts.Token,
 		}
@@ -269,14 +269,14 @@ func (st *Stack) Registered() (int, error) {
 }
 
 // Servers lists the registered servers, from the discovery API.
-func (st *Stack) Servers() ([]discoverysvc.Server, error) {
+func (st *Stack) Servers() ([]schema.Server, error) {
 	resp, err := http.Get(st.Discovery + "/v1/servers")
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
 	var list struct {
-		Servers []discoverysvc.Server `json:"servers"`
+		Servers []schema.Server `json:"servers"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
 		return nil, err

@@ -1,0 +1,66 @@
+package caddymodule
+
+import (
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// The edge owns the session headers: an app, or anything the app reflects,
+// must not hand the client a pin, a server URL or a move of its own, and
+// the app never receives the pin the edge issued.
+
+// sessionHeaders are the response headers only the edge may set, besides
+// the pin header and the pin cookie.
+var sessionHeaders = []string{"X-Session-Server-Url", "X-Session-Server-Changed"}
+
+// stripUpstreamSession removes from an upstream response what only the
+// edge may say: the pin header, X-Session-Server-URL,
+// X-Session-Server-Changed and any Set-Cookie of the pin cookie.
+func (h *Handler) stripUpstreamSession(hdr http.Header) {
+	delete(hdr, h.pinHeaderOut)
+	delete(hdr, DefaultHeader)
+	for _, k := range sessionHeaders {
+		delete(hdr, k)
+	}
+	h.dropPinSetCookie(hdr)
+}
+
+var one = []string{"1"}
+
+// issuePin adds a new pin for the decision's server to the response
+// headers: in the pin header, as a cookie (Secure over TLS), with the
+// server's URL, and with X-Session-Server-Changed when a refresh moved the
+// client.
+func (h *Handler) issuePin(hdr http.Header, d *decision, secure bool) {
+	t := d.target
+	tok, err := h.keyring.Issue(t.id, t.region, time.Now(), time.Duration(h.PinTTL))
+	if err != nil {
+		if c := h.logger.Check(zapcore.DebugLevel, "no pin issued"); c != nil {
+			c.Write(zap.String("server", t.id), zap.Error(err))
+		}
+		return
+	}
+	hdr[h.pinHeaderOut] = []string{tok}
+	hdr["X-Session-Server-Url"] = []string{t.url}
+	h.setPinCookie(hdr, tok, secure)
+	if d.moved {
+		hdr["X-Session-Server-Changed"] = one
+	}
+	countPinIssued(d.reason)
+}
+
+// writeSession replaces whatever session headers the upstream sent with
+// the edge's own, for a final response of status: X-Session-Server always
+// (server backs its value), and a new pin when the decision calls for one
+// and the upstream answered below 500 (a failed upstream must not re-pin a
+// client whose old pin may still be the better one).
+func (h *Handler) writeSession(hdr http.Header, server []string, d *decision, secure bool, status int) {
+	h.stripUpstreamSession(hdr)
+	hdr["X-Session-Server"] = server
+	if d.issue && status < 500 {
+		h.issuePin(hdr, d, secure)
+	}
+}

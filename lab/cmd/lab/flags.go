@@ -1,0 +1,123 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sessionpin/sessionpin/lab/scenario"
+	"github.com/sessionpin/sessionpin/lab/stack"
+	"github.com/sessionpin/sessionpin/lab/topo"
+)
+
+// options are the lab's command line.
+type options struct {
+	scenarios []string
+	modes     []string
+	rttUSEU   time.Duration
+	rttEUAP   time.Duration
+	rttUSAP   time.Duration
+	jitter    time.Duration
+	lag       time.Duration
+	clients   int
+	scale     float64
+	out       string
+	chart     string
+	leaseTTL  time.Duration
+	logs      string
+}
+
+// parseOptions reads and checks the flags; nothing starts before it
+// returns without error.
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	var o options
+	var scen, modes string
+	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&scen, "scenario", "", "scenarios to run, comma-separated: "+strings.Join(scenario.Names(), ", ")+" (default: all but soak)")
+	fs.StringVar(&modes, "modes", strings.Join(stack.Modes, ","), "routing modes, comma-separated: rr, cookie, sessionpin")
+	fs.DurationVar(&o.rttUSEU, "rtt-us-eu", 80*time.Millisecond, "round trip us-east ↔ eu-west")
+	fs.DurationVar(&o.rttEUAP, "rtt-eu-ap", 120*time.Millisecond, "round trip eu-west ↔ ap-south")
+	fs.DurationVar(&o.rttUSAP, "rtt-us-ap", 200*time.Millisecond, "round trip us-east ↔ ap-south")
+	fs.DurationVar(&o.jitter, "jitter", 5*time.Millisecond, "one-way jitter between regions (±)")
+	fs.DurationVar(&o.lag, "lag", time.Second, "recovery_min_apply_delay of every standby (lag-step steps it itself)")
+	fs.IntVar(&o.clients, "clients", 6, "clients per region")
+	fs.Float64Var(&o.scale, "scale", 1, "multiplies every phase of every timeline (0.5 halves the runs)")
+	fs.StringVar(&o.out, "out", "lab-results.json", "where the results go")
+	fs.StringVar(&o.chart, "chart", "docs/lab-failure-vs-lag.png", "where the chart goes (written when lag-step ran)")
+	fs.StringVar(&o.logs, "logs", "", "directory the processes' logs are kept in after the run (default /tmp/sessionpin-lab-logs-<run id>)")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "lease TTL of every server's registration")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	for _, s := range splitList(scen) {
+		if _, ok := scenario.Find(s); !ok {
+			return o, fmt.Errorf("-scenario: unknown scenario %q (known: %s)", s, strings.Join(scenario.Names(), ", "))
+		}
+		o.scenarios = append(o.scenarios, s)
+	}
+	if len(o.scenarios) == 0 {
+		for _, s := range scenario.All {
+			if !s.Soak {
+				o.scenarios = append(o.scenarios, s.Name)
+			}
+		}
+	}
+	for _, m := range splitList(modes) {
+		if !slices.Contains(stack.Modes, m) {
+			return o, fmt.Errorf("-modes: unknown mode %q (known: %s)", m, strings.Join(stack.Modes, ", "))
+		}
+		o.modes = append(o.modes, m)
+	}
+	if len(o.modes) == 0 {
+		return o, errors.New("-modes: no mode given")
+	}
+	for name, d := range map[string]time.Duration{"rtt-us-eu": o.rttUSEU, "rtt-eu-ap": o.rttEUAP, "rtt-us-ap": o.rttUSAP, "jitter": o.jitter, "lag": o.lag} {
+		if d < 0 {
+			return o, fmt.Errorf("-%s: %v is negative; a delay is 0 or more", name, d)
+		}
+	}
+	for name, d := range map[string]time.Duration{"rtt-us-eu": o.rttUSEU, "rtt-eu-ap": o.rttEUAP, "rtt-us-ap": o.rttUSAP} {
+		if o.jitter > d/2 {
+			return o, fmt.Errorf("-jitter: %v is more than half of -%s (%v): a one-way delay would go below 0", o.jitter, name, d)
+		}
+	}
+	if o.clients < 1 || o.clients > 100 {
+		return o, fmt.Errorf("-clients: %d is not between 1 and 100", o.clients)
+	}
+	if !(o.scale >= 0.1 && o.scale <= 10) {
+		return o, fmt.Errorf("-scale: %v is not between 0.1 and 10", o.scale)
+	}
+	if shortest := time.Duration(float64(scenario.MinLength) * o.scale); o.lag >= shortest {
+		return o, fmt.Errorf("-lag: %v is not shorter than the shortest run (%v at -scale %v): no write would be seen within it", o.lag, shortest, o.scale)
+	}
+	if o.leaseTTL < 2*time.Second || o.leaseTTL > time.Minute {
+		return o, fmt.Errorf("-lease-ttl: %v is not between 2s and 1m", o.leaseTTL)
+	}
+	return o, nil
+}
+
+func (o options) rtts() topo.RTTs {
+	return topo.RTTs{
+		{"us-east", "eu-west"}:  o.rttUSEU,
+		{"eu-west", "ap-south"}: o.rttEUAP,
+		{"us-east", "ap-south"}: o.rttUSAP,
+	}
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

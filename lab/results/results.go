@@ -1,0 +1,110 @@
+// Package results is the lab's output: lab-results.json, which other tools
+// read, the table printed at the end, and the chart of failure rate against
+// replication lag.
+package results
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// Row is one scenario run in one mode.
+type Row struct {
+	Scenario         string         `json:"scenario"`
+	Mode             string         `json:"mode"`
+	Workflows        int            `json:"workflows"`
+	Completed        int            `json:"completed"`
+	StaleSteps       int            `json:"stale_steps"`
+	StaleAfterMove   int            `json:"stale_after_move"`
+	WrongServerSteps int            `json:"wrong_server_steps"`
+	ErrorsByReason   map[string]int `json:"errors_by_reason"`
+	Moves            int            `json:"moves"`
+	// RecoverySeconds is the time from the fault (or, for a cut, its
+	// heal) until every client was served again; -1 when some client
+	// was not by the end of the run.
+	RecoverySeconds float64  `json:"recovery_seconds"`
+	LagP50MS        float64  `json:"lag_p50_ms"`
+	LagP99MS        float64  `json:"lag_p99_ms"`
+	LagSamples      int      `json:"lag_samples"`
+	Clients         int      `json:"clients"`
+	DurationSeconds float64  `json:"duration_seconds"`
+	Phases          []Phase  `json:"phases,omitempty"`
+	Soak            *Soak    `json:"soak,omitempty"`
+	Notes           []string `json:"notes,omitempty"`
+}
+
+// Phase is one step of lag-step.
+type Phase struct {
+	ApplyDelayMS float64 `json:"apply_delay_ms"`
+	LagP50MS     float64 `json:"lag_p50_ms"`
+	LagP99MS     float64 `json:"lag_p99_ms"`
+	Workflows    int     `json:"workflows"`
+	Failed       int     `json:"failed"`
+	FailureRate  float64 `json:"failure_rate"`
+}
+
+// Soak is the slope of each resource over the soak, per hour.
+type Soak struct {
+	Samples int                `json:"samples"`
+	Slopes  map[string]float64 `json:"slopes_per_hour"`
+	First   map[string]float64 `json:"first"`
+	Last    map[string]float64 `json:"last"`
+}
+
+// File is lab-results.json.
+type File struct {
+	Command string `json:"command"`
+	Started string `json:"started"`
+	Config  any    `json:"config"`
+	Runs    []Row  `json:"runs"`
+}
+
+// Write writes the file.
+func Write(path string, f File) error {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// Table prints one line per scenario and mode.
+func Table(w io.Writer, rows []Row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tmode\tworkflows\tcompleted\tstale_steps\tstale_after_move\twrong_server\tmoves\terrors\trecovery_s\tlag_p50_ms\tlag_p99_ms\t")
+	for _, r := range rows {
+		rec := fmt.Sprintf("%.1f", r.RecoverySeconds)
+		if r.RecoverySeconds < 0 {
+			rec = "never"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%.0f\t%.0f\t\n", r.Scenario, r.Mode, r.Workflows, r.Completed,
+			r.StaleSteps, r.StaleAfterMove, r.WrongServerSteps, r.Moves, Errors(r.ErrorsByReason), rec, r.LagP50MS, r.LagP99MS)
+	}
+	tw.Flush()
+}
+
+// Errors formats errors by reason, most first.
+func Errors(m map[string]int) string {
+	if len(m) == 0 {
+		return "0"
+	}
+	type kv struct {
+		k string
+		v int
+	}
+	var kvs []kv
+	for k, v := range m {
+		kvs = append(kvs, kv{k, v})
+	}
+	sort.Slice(kvs, func(i, j int) bool { return kvs[i].v > kvs[j].v || kvs[i].v == kvs[j].v && kvs[i].k < kvs[j].k })
+	var parts []string
+	for _, e := range kvs {
+		parts = append(parts, fmt.Sprintf("%d×%s", e.v, e.k))
+	}
+	return strings.Join(parts, ", ")
+}

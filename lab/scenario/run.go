@@ -1,0 +1,173 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/sessionpin/sessionpin/lab/client"
+	"github.com/sessionpin/sessionpin/lab/netns"
+	"github.com/sessionpin/sessionpin/lab/results"
+	"github.com/sessionpin/sessionpin/lab/stack"
+	"github.com/sessionpin/sessionpin/lab/topo"
+)
+
+// Options are the knobs of a run.
+type Options struct {
+	ClientsPerRegion int
+	Scale            float64
+	Lag              time.Duration
+	Log              func(format string, args ...any)
+}
+
+// Reset brings the lab back to its start: no cuts, the lag, every server
+// running, registered and undrained.
+func Reset(ctx context.Context, st *stack.Stack, o Options) error {
+	for _, name := range []string{"server", "region-us-east", "region-eu-west", "region-ap-south"} {
+		_ = st.Net.Heal(name)
+	}
+	if err := st.SetLag(o.Lag); err != nil {
+		return err
+	}
+	if err := st.EnsureServers(ctx); err != nil {
+		return err
+	}
+	for _, h := range topo.Servers() {
+		_, _ = st.Discoverysvc(ctx, h.Region, "undrain", h.Name)
+	}
+	return st.WaitRegistered(ctx, len(topo.Servers()), 60*time.Second)
+}
+
+// Run runs scenario sc in mode with fresh edges and returns its row.
+func Run(ctx context.Context, st *stack.Stack, sc Scenario, mode string, o Options) (results.Row, error) {
+	row := results.Row{Scenario: sc.Name, Mode: mode}
+	if err := Reset(ctx, st, o); err != nil {
+		return row, fmt.Errorf("reset before %s/%s: %w", sc.Name, mode, err)
+	}
+	if err := st.StartEdges(ctx, mode); err != nil {
+		return row, err
+	}
+	env := &Env{Stack: st, Start: time.Now(), Scale: o.Scale, Lag: o.Lag, Log: o.Log}
+	env.SetPhase(o.Lag.String())
+	tally := client.NewTally()
+	cctx, stopClients := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	n := 0
+	for _, r := range topo.Regions {
+		for i := 0; i < o.ClientsPerRegion; i++ {
+			c := client.New(n, stack.EdgeURL(r), netns.Dialer(st.ClientNS(r)), tally, env.Phase)
+			n++
+			wg.Add(1)
+			go func() { defer wg.Done(); c.Run(cctx) }()
+		}
+	}
+	row.Clients = n
+	// Phase boundaries, for lag-step.
+	type mark struct {
+		at    time.Time
+		phase string
+	}
+	var marks []mark
+	var mmu sync.Mutex
+	lastPhase := env.Phase()
+	tick := time.NewTicker(100 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- sc.Run(cctx, env) }()
+	var runErr error
+loop:
+	for {
+		select {
+		case runErr = <-done:
+			break loop
+		case <-tick.C:
+			if p := env.Phase(); p != lastPhase {
+				mmu.Lock()
+				marks = append(marks, mark{time.Now(), p})
+				mmu.Unlock()
+				lastPhase = p
+			}
+		}
+	}
+	tick.Stop()
+	if runErr == nil && sc.Tail > 0 {
+		_ = sleep(ctx, sc.Tail)
+	}
+	end := time.Now()
+	stopClients()
+	wg.Wait()
+	if runErr != nil && ctx.Err() == nil {
+		return row, fmt.Errorf("%s/%s: %w", sc.Name, mode, runErr)
+	}
+	if ctx.Err() != nil {
+		return row, ctx.Err()
+	}
+
+	row.Workflows, row.Completed = tally.Workflows, tally.Completed
+	row.StaleSteps, row.StaleAfterMove = tally.StaleSteps, tally.StaleAfterMove
+	row.WrongServerSteps, row.Moves = tally.WrongServer, tally.Moves
+	row.ErrorsByReason = tally.Errors
+	row.DurationSeconds = end.Sub(env.Start).Seconds()
+	row.RecoverySeconds = Recovery(tally.Events, env.Ref(), end)
+	p50, p99, ns := st.Probe().Percentiles(env.Start, end)
+	row.LagP50MS, row.LagP99MS, row.LagSamples = ms(p50), ms(p99), ns
+	row.Notes = env.Notes()
+	row.Soak = env.SoakResult()
+	if sc.Name == "lag-step" {
+		for i, m := range marks {
+			to := end
+			if i+1 < len(marks) {
+				to = marks[i+1].at
+			}
+			// The lag reaches the new delay only for writes after the
+			// change: measure the phase's second half.
+			from := m.at.Add(to.Sub(m.at) / 2)
+			p50, p99, _ := st.Probe().Percentiles(from, to)
+			d, _ := time.ParseDuration(m.phase)
+			ph := results.Phase{ApplyDelayMS: ms(d), LagP50MS: ms(p50), LagP99MS: ms(p99),
+				Workflows: tally.Started[m.phase], Failed: tally.Failed[m.phase]}
+			if ph.Workflows > 0 {
+				ph.FailureRate = float64(ph.Failed) / float64(ph.Workflows)
+			}
+			row.Phases = append(row.Phases, ph)
+		}
+	}
+	return row, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// Recovery is how long after ref every client was served again: for each
+// client that failed at or after ref, the time of its first success after
+// its last failure; the largest of these. 0 when ref is zero or no client
+// failed after it; -1 when a client never succeeded again before end.
+func Recovery(events []client.Event, ref, end time.Time) float64 {
+	if ref.IsZero() {
+		return 0
+	}
+	sorted := append([]client.Event(nil), events...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].At.Before(sorted[j].At) })
+	lastFail := map[int]time.Time{}
+	for _, e := range sorted {
+		if !e.OK && !e.At.Before(ref) {
+			lastFail[e.Client] = e.At
+		}
+	}
+	worst := 0.0
+	for c, lf := range lastFail {
+		back := time.Time{}
+		for _, e := range sorted {
+			if e.Client == c && e.OK && e.At.After(lf) {
+				back = e.At
+				break
+			}
+		}
+		if back.IsZero() {
+			return -1
+		}
+		worst = max(worst, back.Sub(ref).Seconds())
+	}
+	_ = end
+	return worst
+}

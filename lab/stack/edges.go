@@ -1,0 +1,130 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sessionpin/sessionpin/lab/proc"
+	"github.com/sessionpin/sessionpin/lab/topo"
+)
+
+// Modes are the routing modes the lab compares.
+var Modes = []string{"rr", "cookie", "sessionpin"}
+
+// EdgeURL is region r's edge.
+func EdgeURL(r string) string {
+	return fmt.Sprintf("http://%s:%d", topo.EdgeHost(r).Addr, topo.PortEdge)
+}
+
+// plainCaddyfile is an edge without sessionpin: Caddy's reverse_proxy over
+// every server of every region, with a selection policy, passive health
+// checks and retries, as an operator would set it up. /closestToMe is
+// answered by the edge itself so that clients send the same traffic in
+// every mode.
+func plainCaddyfile(listen, policy string) string {
+	var ups []string
+	for _, h := range topo.Servers() {
+		ups = append(ups, fmt.Sprintf("%s:%d", h.Addr, topo.PortApp))
+	}
+	return fmt.Sprintf(`{
+	admin localhost:2019
+}
+
+http://%[1]s {
+	bind %[2]s
+	handle /closestToMe {
+		header Cache-Control no-store
+		respond "{}" 200
+	}
+	handle {
+		reverse_proxy %[3]s {
+			lb_policy %[4]s
+			lb_try_duration 3s
+			lb_try_interval 250ms
+			fail_duration 10s
+			max_fails 1
+			unhealthy_status 502 503 504
+			transport http {
+				dial_timeout 2s
+			}
+		}
+	}
+}
+`, listen, strings.Split(listen, ":")[0], strings.Join(ups, " "), policy)
+}
+
+// StartEdges (re)starts every region's edge in mode and waits until each
+// answers.
+func (s *Stack) StartEdges(ctx context.Context, mode string) error {
+	s.StopEdges()
+	for _, r := range topo.Regions {
+		h := topo.EdgeHost(r)
+		listen := fmt.Sprintf("%s:%d", h.Addr, topo.PortEdge)
+		dir := filepath.Join(s.cfg.Dir, "edge-"+r)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_DATA_HOME=" + filepath.Join(dir, "data")}
+		conf := s.cfg.Caddyfile
+		switch mode {
+		case "sessionpin":
+			env = append(env, "SESSIONPIN_LISTEN="+listen, "SESSIONPIN_REGION="+r, "SESSIONPIN_ETCD="+EtcdEndpoint(r),
+				"SESSIONPIN_SECRET="+s.pinSecret, "SESSIONPIN_ADMIN=localhost:2019")
+		case "rr", "cookie":
+			policy := "round_robin"
+			if mode == "cookie" {
+				policy = "cookie lb_lab {\n\t\t\t\tfallback round_robin\n\t\t\t}"
+			}
+			conf = filepath.Join(dir, mode+".Caddyfile")
+			if err := os.WriteFile(conf, []byte(plainCaddyfile(listen, policy)), 0o644); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("unknown mode %q", mode)
+		}
+		p, err := s.sup.Start(proc.Spec{Name: "edge-" + r + "-" + mode, NS: s.Net.NS(h), Env: env,
+			Args: []string{s.cfg.Caddy, "run", "--config", conf, "--adapter", "caddyfile"}})
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.edges[r] = p
+		s.mode = mode
+		s.mu.Unlock()
+	}
+	for _, r := range topo.Regions {
+		s.mu.Lock()
+		p := s.edges[r]
+		s.mu.Unlock()
+		if err := s.waitHTTP(ctx, s.Net.NS(topo.InfraHost(r)), EdgeURL(r)+"/closestToMe", 60*time.Second, p); err != nil {
+			return fmt.Errorf("edge %s (%s): %w", r, mode, err)
+		}
+	}
+	return nil
+}
+
+// StopEdges stops every edge.
+func (s *Stack) StopEdges() {
+	s.mu.Lock()
+	edges := s.edges
+	s.edges = map[string]*proc.Proc{}
+	s.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range edges {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = p.Stop(syscall.SIGTERM, 10*time.Second) }()
+	}
+	wg.Wait()
+}
+
+// ClientNS is the namespace region r's clients run in.
+func (s *Stack) ClientNS(r string) string { return s.Net.NS(topo.InfraHost(r)) }
+
+// Relay exposes the link for changes of distance.
+func (s *Stack) SetRTTs(rtts topo.RTTs) { s.relay.SetRTTs(rtts) }
