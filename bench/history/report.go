@@ -52,22 +52,30 @@ func (r report) markdown() string {
 	if ret == 0 {
 		ret = embedetcd.DefaultCompactionRetention
 	}
+	// Windows of one retention from the third on; the last one takes in
+	// the final sample rather than standing alone.
 	var windows []time.Duration
-	for w := 2 * ret; w < last.elapsed; w += ret {
+	for w := 2 * ret; w+ret/2 < last.elapsed; w += ret {
 		windows = append(windows, w)
+	}
+	end := func(i int) time.Duration {
+		if i == len(windows)-1 {
+			return last.elapsed + time.Nanosecond
+		}
+		return windows[i] + ret
 	}
 	header := []string{"", "first two retentions (no compaction yet)"}
 	align := "lr"
-	for _, w := range windows {
-		header = append(header, fmt.Sprintf("%s–%s", w, min(w+ret, last.elapsed.Round(time.Second))))
+	for i, w := range windows {
+		header = append(header, fmt.Sprintf("%s–%s", w, end(i).Round(time.Second)))
 		align += "r"
 	}
 	s.Printf("Largest value in each window of one retention:\n\n")
 	s.Table(align, header...)
 	row := func(name string, f func(sample) int64) {
 		cells := []string{name, benchenv.MiB(r.largest(0, 2*ret, f))}
-		for _, w := range windows {
-			cells = append(cells, benchenv.MiB(r.largest(w, w+ret, f)))
+		for i, w := range windows {
+			cells = append(cells, benchenv.MiB(r.largest(w, end(i), f)))
 		}
 		s.Row(cells...)
 	}
