@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet bench-placement xcaddy chaos fuzz mutation lab doclinks clean
+.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet bench-placement bench-history xcaddy chaos fuzz mutation lab doclinks clean
 
 all: build
 
@@ -59,6 +59,11 @@ bench-placement:
 ## bench-fleet: 1,000 /v1/events subscribers at 10,000 servers (memory per subscriber, write-to-event time)
 bench-fleet:
 	$(GO) run ./bench/fleet
+
+## bench-history: 20 minutes of accelerated registry writes (over 200,000 revisions) against
+## discoverysvc's embedded etcd at default settings: etcd's size and discovery's memory level off
+bench-history:
+	$(GO) run ./bench/history $(ARGS)
 
 ## xcaddy: prove the checkout build line of docs/xcaddy.md works
 xcaddy:

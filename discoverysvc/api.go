@@ -63,7 +63,10 @@ type api struct {
 // of that id (401 without a valid token, 403 with another server's),
 // because a registry anyone can write is a way to hijack traffic. When
 // etcd fails the answer is 503 {"error":"registry_unavailable"} and the
-// cause goes to the log only.
+// cause goes to the log only; a write that etcd refuses because its
+// database is full (its NOSPACE alarm) answers 503
+// {"error":"registry_full"}, while heartbeats that only renew the lease
+// still succeed.
 func NewAPI(reg *Registry, cfg APIConfig) http.Handler {
 	a := &api{reg: reg, auth: newAuthorizer(cfg.Token), allowLoopback: cfg.AllowLoopback, logger: cfg.Logger}
 	if a.logger == nil {
@@ -233,8 +236,15 @@ func writeUnavailable(w http.ResponseWriter) {
 	writeError(w, http.StatusServiceUnavailable, errRegistryUnavailable)
 }
 
-// unavailable logs why a request about server id failed and answers 503.
+// unavailable logs why a request about server id failed and answers 503:
+// registry_full when etcd refused a write because its database is full,
+// else registry_unavailable.
 func (a *api) unavailable(w http.ResponseWriter, msg, id string, err error) {
+	if registryFull(err) {
+		a.logger.Warn(msg+": the registry is full (etcd NOSPACE)", zap.String("id", id), zap.Error(err))
+		writeError(w, http.StatusServiceUnavailable, errRegistryFull)
+		return
+	}
 	a.logger.Warn(msg, zap.String("id", id), zap.Error(err))
 	writeUnavailable(w)
 }

@@ -94,7 +94,7 @@ func classifyEndpoint(method, path string) endpointClass {
 		return classRead
 	case path == "/v1/servers" && read:
 		return classRead
-	case path == "/healthz", path == "/metrics", path == "/", strings.HasPrefix(path, "/fleet/"):
+	case path == "/healthz", path == "/metrics", path == "/v1/registry", path == "/", strings.HasPrefix(path, "/fleet/"):
 		return classPublic
 	}
 	return classAPI

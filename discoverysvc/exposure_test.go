@@ -23,6 +23,7 @@ type exposureCall struct {
 var exposureCalls = []exposureCall{
 	{"GET", "/healthz", "", "public"},
 	{"GET", "/metrics", "", "public"},
+	{"GET", "/v1/registry", "", "public"}, // sizes and alarms, as /metrics
 	{"GET", "/", "", "public"},
 	{"GET", "/fleet/fleet.js", "", "public"},
 	{"GET", "/v1/events", "", "read"},

@@ -42,6 +42,9 @@ type fleetConfig struct {
 	// Exposure says who may read the fleet, and under which Host names
 	// the service answers.
 	Exposure Exposure
+	// Etcd, when set, is served on GET /v1/registry for the fleet page:
+	// etcd's size and alarms. Default: none (404).
+	Etcd *EtcdStatus
 }
 
 // Fleet is what lets an operator see the fleet: the metrics, the events
@@ -52,6 +55,7 @@ type Fleet struct {
 	watcher  *watch.Watcher
 	hub      *Hub
 	metrics  *Metrics
+	etcd     *EtcdStatus
 }
 
 // newFleet returns a fleet; call Run to start its watch. New builds the
@@ -60,7 +64,7 @@ func newFleet(cfg fleetConfig) *Fleet {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics()
 	}
-	f := &Fleet{metrics: cfg.Metrics}
+	f := &Fleet{metrics: cfg.Metrics, etcd: cfg.Etcd}
 	f.hub = newHub(cfg.Prefix, cfg.SubscriberBuffer, cfg.EventHistory, cfg.Metrics)
 	f.hub.limit = newSubscriberLimit(orDefault(cfg.MaxSubscribers, DefaultMaxSubscribers),
 		orDefault(cfg.MaxSubscribersPerClient, DefaultMaxSubscribersPerClient))
@@ -127,6 +131,7 @@ func (f *Fleet) Metrics() *Metrics { return f.metrics }
 //
 //	GET /metrics     the metrics, Prometheus text format
 //	GET /v1/events   Server-Sent Events: the fleet's state, then its changes
+//	GET /v1/registry etcd's size, revision rate and alarms (with fleetConfig.Etcd)
 //	GET /            the fleet page (its script and style under /fleet/)
 //
 // Every other path goes to api. Every request is counted in the metrics,
@@ -142,6 +147,9 @@ func (f *Fleet) Handler(api http.Handler) http.Handler {
 		metrics.ServeHTTP(w, r)
 	})
 	mux.HandleFunc("/v1/events", f.hub.serveEvents)
+	if f.etcd != nil {
+		mux.HandleFunc("/v1/registry", f.etcd.serve)
+	}
 	mux.HandleFunc("/{$}", serveFleetPage)
 	mux.HandleFunc("/fleet/", serveFleetAssets)
 	mux.Handle("/", api)

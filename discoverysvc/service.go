@@ -3,6 +3,8 @@ package discoverysvc
 import (
 	"context"
 	"net/http"
+	"sync"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -48,6 +50,12 @@ type Config struct {
 	// Exposure says who may read the fleet, and under which Host names
 	// the service answers; its AdminToken defaults to Token.
 	Exposure Exposure
+	// EtcdCompactRetention, when positive, makes the service compact
+	// etcd's history itself, keeping this much, as Kubernetes' API server
+	// does (serve --etcd-compact). Compaction is cluster-wide, so it is for
+	// a cluster sessionpin has to itself. Default: 0, off: etcd compacts
+	// itself (the embedded member does by default).
+	EtcdCompactRetention time.Duration
 }
 
 // Service is the discovery service: the registry, the API over it, and the
@@ -56,6 +64,7 @@ type Config struct {
 type Service struct {
 	registry *Registry
 	fleet    *Fleet
+	etcd     *EtcdStatus
 	handler  http.Handler
 }
 
@@ -66,27 +75,45 @@ func New(cfg Config) *Service {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics()
+	}
 	reg := NewRegistry(cfg.Client, cfg.Prefix)
 	if cfg.Renew != nil {
 		reg.RenewWith(cfg.Renew)
 	}
+	// etcd's size, revision rate and alarms, for /metrics and the page.
+	etcd := NewEtcdStatus(EtcdStatusConfig{
+		Client: cfg.Client, Prefix: cfg.Prefix, Metrics: cfg.Metrics, Logger: logger.Named("etcd"),
+		CompactRetention: cfg.EtcdCompactRetention,
+	})
 	fleet := newFleet(fleetConfig{
 		Client: cfg.Client, Prefix: cfg.Prefix, Registry: reg, Metrics: cfg.Metrics,
 		Logger: logger.Named("fleet"), SubscriberBuffer: cfg.SubscriberBuffer, EventHistory: cfg.EventHistory,
 		MaxSubscribers: cfg.MaxSubscribers, MaxSubscribersPerClient: cfg.MaxSubscribersPerClient,
 		Exposure: cfg.Exposure,
+		Etcd:     etcd,
 	})
 	api := NewAPI(reg, APIConfig{Token: cfg.Token, AllowLoopback: cfg.AllowLoopback, Logger: logger})
-	return &Service{registry: reg, fleet: fleet, handler: fleet.Handler(api)}
+	return &Service{registry: reg, fleet: fleet, etcd: etcd, handler: fleet.Handler(api)}
 }
 
 // Handler serves the discovery API, /metrics, /v1/events and the fleet
 // page.
 func (s *Service) Handler() http.Handler { return s.handler }
 
-// Run watches the registry until ctx is done, then ends every events
-// stream (see Fleet.Run). Stop it before the etcd client closes.
-func (s *Service) Run(ctx context.Context) { s.fleet.Run(ctx) }
+// Run watches the registry and looks at etcd's size until ctx is done,
+// then ends every events stream (see Fleet.Run). Stop it before the etcd
+// client closes.
+func (s *Service) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { s.etcd.Run(ctx) })
+	s.fleet.Run(ctx)
+	wg.Wait()
+}
+
+// Etcd is what the service last saw of etcd's size and alarms.
+func (s *Service) Etcd() *EtcdStatus { return s.etcd }
 
 // Registry is the service's registry.
 func (s *Service) Registry() *Registry { return s.registry }

@@ -36,7 +36,8 @@ func startEmbedded(c serveConfig, logger *zap.Logger, metrics *discoverysvc.Metr
 	if err := os.MkdirAll(c.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--data-dir: %w", err)
 	}
-	ec := embedetcd.Config{Dir: c.dataDir, ClientAddr: c.etcdListen, PeerAddr: c.etcdPeerListen}
+	ec := embedetcd.Config{Dir: c.dataDir, ClientAddr: c.etcdListen, PeerAddr: c.etcdPeerListen,
+		CompactionRetention: c.etcdCompactionRetention, QuotaBytes: c.etcdQuotaBytes, Logger: logger.Named("etcd")}
 	if c.embeddedTLS() {
 		ec.TLS = &embedetcd.TLS{CertFile: c.etcdListenCert, KeyFile: c.etcdListenKey, ClientCAFile: c.etcdListenClientCA}
 	}
@@ -45,7 +46,8 @@ func startEmbedded(c serveConfig, logger *zap.Logger, metrics *discoverysvc.Metr
 		return nil, err
 	}
 	logger.Info("embedded etcd started", zap.String("client", c.etcdListen),
-		zap.String("peer", c.etcdPeerListen), zap.String("data_dir", c.dataDir), zap.Bool("mtls", c.embeddedTLS()))
+		zap.String("peer", c.etcdPeerListen), zap.String("data_dir", c.dataDir), zap.Bool("mtls", c.embeddedTLS()),
+		zap.Duration("compaction_retention", c.etcdCompactionRetention), zap.Int64("quota_bytes", c.etcdQuotaBytes))
 	in := member.InProcessClient(metrics.ObserveEtcdCall)
 	return &etcdStore{
 		client: in.Client, endpoints: []string{member.Endpoint}, renew: in.Renew, failed: member.Err(),

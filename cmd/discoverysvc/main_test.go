@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
@@ -122,6 +125,9 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 	if err := json.Unmarshal([]byte(kvs["/sessionpin/servers/eu-1"]), &rec); err != nil || rec["region"] != "eu-west" || rec["load"] != 0.25 {
 		t.Fatalf("etcd holds %v (%v)", kvs, err)
 	}
+	// Discovery reads its embedded member's size (in-process) for the
+	// fleet page and /metrics.
+	poll.Until(t, 30*time.Second, "the registry's size", func() error { return registrySize(base) })
 
 	// The agent subcommand registers a healthy app and deregisters on stop,
 	// with the agent token of its own id.
@@ -167,19 +173,49 @@ func TestServeWithEmbeddedEtcdAndAgent(t *testing.T) {
 	}
 }
 
+// registrySize checks that GET /v1/registry reports a database size.
+func registrySize(base string) error {
+	resp, err := http.Get(base + "/v1/registry")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var st struct {
+		DBSize int64 `json:"db_size"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil || resp.StatusCode != http.StatusOK || st.DBSize <= 0 {
+		return fmt.Errorf("GET /v1/registry: %d, db_size %d (%v)", resp.StatusCode, st.DBSize, err)
+	}
+	return nil
+}
+
 func TestServeWithExistingEtcd(t *testing.T) {
 	m := etcdtest.Start(t)
 	listen := etcdtest.FreePort(t)
 	base := "http://" + listen
 	t.Setenv(envToken, "")
-	stop, log := command(t, "serve", "--listen", listen, "--etcd", m.Client, "--prefix", "/custom")
+	stop, log := command(t, "serve", "--listen", listen, "--etcd", m.Client, "--prefix", "/custom",
+		"--etcd-compact", "--etcd-compaction-retention", "1s")
 	poll.True(t, 30*time.Second, "/healthz 200", func() bool { return httpStatus("GET", base+"/healthz", "", "") == 200 })
+	put, err := etcdtest.NewClient(t, m).Put(context.Background(), "/custom/other", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := httpStatus("PUT", base+"/v1/servers/eu-1", "", `{"region":"eu","url":"http://a","load":0}`); got != 200 {
 		t.Fatalf("PUT: %d", got)
 	}
 	if kvs := getPrefix(t, etcdtest.NewClient(t, m), "/custom/servers/"); len(kvs) != 1 {
 		t.Fatalf("under /custom/servers/: %v", kvs)
 	}
+	poll.Until(t, 30*time.Second, "the registry's size", func() error { return registrySize(base) })
+	// --etcd-compact: discovery compacts the cluster, keeping a second.
+	poll.Until(t, 60*time.Second, "discovery's compaction", func() error {
+		_, err := etcdtest.NewClient(t, m).Get(context.Background(), "/custom/other", clientv3.WithRev(put.Header.Revision))
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			return nil
+		}
+		return fmt.Errorf("revision %d still readable (%v)", put.Header.Revision, err)
+	})
 	if !strings.Contains(log.String(), "no token") {
 		t.Errorf("no warning about open writes:\n%s", log)
 	}
@@ -200,6 +236,17 @@ func TestCommandLineErrorsNameTheFlag(t *testing.T) {
 		{[]string{"-h"}, 0, "usage: discoverysvc"},
 		{[]string{"bogus"}, 2, `unknown command "bogus"`},
 		{[]string{"serve", "-h"}, 0, "-etcd-peer-listen"},
+		{[]string{"serve", "-h"}, 0, "-etcd-compaction-retention duration"},
+		{[]string{"serve", "-h"}, 0, "(default 5m0s)"},
+		{[]string{"serve", "--etcd-compaction-retention", "0s"}, 2, "--etcd-compaction-retention"},
+		{[]string{"serve", "--etcd-compaction-retention", "-1m"}, 2, "--etcd-compaction-retention"},
+		{[]string{"serve", "--etcd-compaction-retention", "soon"}, 2, "-etcd-compaction-retention"},
+		{[]string{"serve", "--etcd-quota-bytes", "0"}, 2, "--etcd-quota-bytes"},
+		{[]string{"serve", "--etcd-quota-bytes", "1GiB"}, 2, "-etcd-quota-bytes"},
+		{[]string{"serve", "--etcd", "127.0.0.1:2379", "--etcd-compaction-retention", "1m"}, 2, "needs --etcd-compact"},
+		{[]string{"serve", "--etcd", "127.0.0.1:2379", "--etcd-compact", "--etcd-compaction-retention", "0s"}, 2, "--etcd-compaction-retention"},
+		{[]string{"serve", "--etcd-compact"}, 2, "--etcd-compact"},
+		{[]string{"serve", "--etcd", "127.0.0.1:2379", "--etcd-quota-bytes", "100"}, 2, "--etcd-quota-bytes"},
 		{[]string{"agent", "--help"}, 0, "-health-url"},
 		{[]string{"serve", "--bogus"}, 2, "-bogus"},
 		{[]string{"serve", "extra"}, 2, `unexpected argument "extra"`},

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sessionpin/sessionpin/discoverysvc"
+	"github.com/sessionpin/sessionpin/discoverysvc/embedetcd"
 	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
@@ -43,6 +44,9 @@ type serveConfig struct {
 
 	dataDir, etcdListen, etcdPeerListen               string
 	etcdListenCert, etcdListenKey, etcdListenClientCA string
+	etcdCompactionRetention                           time.Duration
+	etcdQuotaBytes                                    int64
+	etcdCompact                                       bool
 
 	logLevel string
 }
@@ -51,8 +55,9 @@ type serveConfig struct {
 // clientTLS need --etcd (discovery calls an embedded etcd in-process, with
 // no user and no certificate).
 var (
-	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen", "etcd-listen-cert", "etcd-listen-key", "etcd-client-ca"}
-	externalOnly = []string{"etcd-user", "etcd-password"}
+	embeddedOnly = []string{"data-dir", "etcd-listen", "etcd-peer-listen", "etcd-listen-cert", "etcd-listen-key", "etcd-client-ca",
+		"etcd-quota-bytes"}
+	externalOnly = []string{"etcd-user", "etcd-password", "etcd-compact"}
 	clientTLS    = []string{"etcd-ca", "etcd-cert", "etcd-key"}
 	listenTLS    = []string{"etcd-listen-cert", "etcd-listen-key", "etcd-client-ca"}
 )
@@ -84,6 +89,9 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.etcdListenCert, "etcd-listen-cert", "", "PEM server certificate `file` of the embedded etcd (with --etcd-listen-key and --etcd-client-ca)")
 	fs.StringVar(&c.etcdListenKey, "etcd-listen-key", "", "PEM server key `file` of the embedded etcd")
 	fs.StringVar(&c.etcdListenClientCA, "etcd-client-ca", "", "PEM `file` of the CA whose client certificates the embedded etcd accepts; no other client connects")
+	fs.DurationVar(&c.etcdCompactionRetention, "etcd-compaction-retention", embedetcd.DefaultCompactionRetention, "`duration` of history etcd keeps: every retention the embedded etcd (or, with --etcd-compact, discovery) compacts away what is older; a watch cut off for less resumes where it was")
+	fs.BoolVar(&c.etcdCompact, "etcd-compact", false, "with --etcd: discovery compacts the cluster's history itself, keeping --etcd-compaction-retention (off: compaction is cluster-wide, and a shared cluster's other users may need its history; configure etcd's own --auto-compaction-retention instead)")
+	fs.Int64Var(&c.etcdQuotaBytes, "etcd-quota-bytes", embedetcd.DefaultQuotaBytes, "`bytes` the embedded etcd's database may reach before etcd refuses writes (its NOSPACE alarm)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -156,6 +164,12 @@ func (c *serveConfig) validate(set map[string]bool) error {
 				return flagError(name, "configures the embedded etcd, which --etcd replaces")
 			}
 		}
+		if set["etcd-compaction-retention"] && !c.etcdCompact {
+			return flagError("etcd-compaction-retention", "with --etcd needs --etcd-compact (discovery compacts an external cluster only when told to)")
+		}
+		if c.etcdCompactionRetention <= 0 {
+			return flagError("etcd-compaction-retention", "must be a positive duration, such as 5m")
+		}
 		if c.etcdPassword != "" && c.etcdUser == "" {
 			return flagError("etcd-password", "needs --etcd-user")
 		}
@@ -166,7 +180,7 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	}
 	for _, name := range externalOnly {
 		if set[name] {
-			return flagError(name, "needs --etcd (the embedded etcd has no users; it uses client certificates)")
+			return flagError(name, "needs --etcd (the embedded etcd has no users, and compacts itself)")
 		}
 	}
 	for _, name := range clientTLS {
@@ -197,6 +211,12 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	if err := validateHostPort(c.etcdPeerListen); err != nil {
 		return flagError("etcd-peer-listen", "%v", err)
 	}
+	if c.etcdCompactionRetention <= 0 {
+		return flagError("etcd-compaction-retention", "must be a positive duration, such as 5m")
+	}
+	if c.etcdQuotaBytes <= 0 {
+		return flagError("etcd-quota-bytes", "must be a positive number of bytes")
+	}
 	if c.etcdListen == c.etcdPeerListen {
 		return flagError("etcd-peer-listen", "must differ from --etcd-listen")
 	}
@@ -218,6 +238,16 @@ func (c *serveConfig) validateClientTLS() error {
 		return flagError("etcd-cert", "--etcd-cert and --etcd-key go together")
 	}
 	return nil
+}
+
+// compactRetention is the history discovery keeps when it compacts etcd
+// itself; 0 when it leaves compaction to etcd (always for the embedded
+// member, which compacts itself).
+func (c *serveConfig) compactRetention() time.Duration {
+	if c.etcd != "" && c.etcdCompact {
+		return c.etcdCompactionRetention
+	}
+	return 0
 }
 
 // embeddedTLS reports whether the embedded etcd serves mutual TLS.
@@ -298,6 +328,7 @@ func serve(ctx context.Context, c serveConfig, logger *zap.Logger) error {
 			ReadToken: c.readToken, PublicRead: c.publicRead,
 			Listen: c.listen, Hosts: splitList(c.allowHosts),
 		},
+		EtcdCompactRetention: c.compactRetention(),
 	})
 	pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if err := svc.Registry().Ping(pingCtx); err != nil {

@@ -42,6 +42,24 @@ type Config struct {
 	// TLS, when set, makes the client address serve TLS and accept only
 	// clients with a certificate from ClientCAFile. Default: plain.
 	TLS *TLS
+	// CompactionRetention is how much history the member keeps: every
+	// retention it compacts away the revisions older than one retention,
+	// so between one and two retentions of history are readable. A
+	// watcher cut off for less than that resumes where it was; one cut
+	// off longer lists again. Negative: never compact (a test of a
+	// cluster that does not). Default: DefaultCompactionRetention.
+	CompactionRetention time.Duration
+	// QuotaBytes is the size the database file may reach; at it etcd
+	// raises its NOSPACE alarm and refuses writes until the alarm is
+	// disarmed. Default: DefaultQuotaBytes.
+	QuotaBytes int64
+	// UpkeepInterval is how often the member checks whether its database
+	// is mostly free space (and then defragments it) or full (and then
+	// frees it and disarms the alarm). Default: DefaultUpkeepInterval.
+	UpkeepInterval time.Duration
+	// Logger receives the upkeep's actions: defragmentation, a NOSPACE
+	// alarm and its recovery. Default: none.
+	Logger *zap.Logger
 }
 
 // TLS is the server side of mutual TLS on the client address.
@@ -61,6 +79,12 @@ type Etcd struct {
 	// logs its listeners failing with "server closed" at error level, which
 	// is how it shuts down, not a fault.
 	closing *atomic.Bool
+	// quota is the database size at which etcd raises NOSPACE.
+	quota  int64
+	logger *zap.Logger
+	// stopUpkeep ends the upkeep loop; upkeepDone is closed when it has.
+	stopUpkeep chan struct{}
+	upkeepDone chan struct{}
 	// Endpoint is the client address, host:port.
 	Endpoint string
 }
@@ -87,6 +111,21 @@ func Start(c Config) (*Etcd, error) {
 	}
 	if c.StartTimeout == 0 {
 		c.StartTimeout = 30 * time.Second
+	}
+	if c.CompactionRetention == 0 {
+		c.CompactionRetention = DefaultCompactionRetention
+	}
+	if c.QuotaBytes == 0 {
+		c.QuotaBytes = DefaultQuotaBytes
+	}
+	if c.QuotaBytes < 0 {
+		return nil, fmt.Errorf("embedded etcd: quota %d bytes is negative", c.QuotaBytes)
+	}
+	if c.UpkeepInterval <= 0 {
+		c.UpkeepInterval = DefaultUpkeepInterval
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
 	}
 	scheme := "http"
 	if c.TLS != nil {
@@ -121,6 +160,11 @@ func Start(c Config) (*Etcd, error) {
 	} else {
 		cfg.InitialCluster = cfg.InitialClusterFromName(c.Name)
 	}
+	cfg.QuotaBackendBytes = c.QuotaBytes
+	if c.CompactionRetention > 0 {
+		cfg.AutoCompactionMode = embed.CompactorModePeriodic
+		cfg.AutoCompactionRetention = c.CompactionRetention.String()
+	}
 	cfg.LogLevel = c.LogLevel
 	cfg.Logger = "zap"
 	closing := new(atomic.Bool)
@@ -152,7 +196,9 @@ func Start(c Config) (*Etcd, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd: not ready after %s", c.StartTimeout)
 	}
-	return &Etcd{e: e, Endpoint: c.ClientAddr, closing: closing}, nil
+	m := &Etcd{e: e, Endpoint: c.ClientAddr, closing: closing, quota: c.QuotaBytes, logger: c.Logger}
+	m.startUpkeep(c.UpkeepInterval)
+	return m, nil
 }
 
 // Err reports a fatal error of the running member.
@@ -160,6 +206,8 @@ func (m *Etcd) Err() <-chan error { return m.e.Err() }
 
 // Close stops the member and releases its ports.
 func (m *Etcd) Close() {
+	close(m.stopUpkeep)
+	<-m.upkeepDone
 	m.closing.Store(true)
 	m.e.Close()
 }

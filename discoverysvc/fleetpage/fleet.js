@@ -347,5 +347,48 @@
   setInterval(() => activity.forEach((_, id) => render(id)), 5000);
 
   summary();
+  // The registry's etcd: its size under the header, and a banner while an
+  // alarm is raised. GET /v1/registry answers what discovery last saw
+  // (it looks every 15 s); asking every 5 s shows a new look soon.
+  const alarmText = {
+    NOSPACE: "the registry's etcd database is full. New registrations, load changes and drains are refused " +
+      "(503 registry_full) until space is freed and the alarm disarmed; edges keep routing and registered servers stay.",
+    CORRUPT: "etcd found its data inconsistent between members. See etcd's documentation.",
+  };
+
+  function mib(bytes) {
+    return (bytes / (1 << 20)).toFixed(1) + " MiB";
+  }
+
+  function showRegistry(r) {
+    let text = `registry ${mib(r.db_size)} (${mib(r.db_size_in_use)} in use`;
+    if (r.quota) text += ` of a ${mib(r.quota)} quota`;
+    text += `), ${Math.round(r.revisions_per_second)} writes/s`;
+    if (r.uncompacted) text += " — never compacted";
+    $("registry").textContent = text;
+    const banner = $("registry-alarm");
+    const alarms = r.alarms || [];
+    banner.hidden = alarms.length === 0;
+    banner.replaceChildren();
+    for (const a of alarms) {
+      const line = document.createElement("span");
+      const name = document.createElement("strong");
+      name.textContent = `etcd alarm ${a}: `;
+      line.append(name, alarmText[a] || "see etcd's documentation.");
+      banner.append(line);
+    }
+  }
+
+  async function pollRegistry() {
+    try {
+      const resp = await fetch("/v1/registry", { cache: "no-store" });
+      if (resp.ok) showRegistry(await resp.json());
+    } catch (e) {
+      // The events stream shows the connection's state.
+    }
+    setTimeout(pollRegistry, 5000);
+  }
+
   connect();
+  pollRegistry();
 })();

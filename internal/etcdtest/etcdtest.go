@@ -43,8 +43,20 @@ func Start(t testing.TB) *Member {
 	return StartCluster(t, 1)[0]
 }
 
+// StartWith runs a single-member etcd whose configuration configure
+// changes (a quota, a compaction retention), stopping when the test ends.
+func StartWith(t testing.TB, configure func(*embedetcd.Config)) *Member {
+	t.Helper()
+	return startCluster(t, 1, configure)[0]
+}
+
 // StartCluster runs an n-member etcd cluster that stops when the test ends.
 func StartCluster(t testing.TB, n int) []*Member {
+	t.Helper()
+	return startCluster(t, n, nil)
+}
+
+func startCluster(t testing.TB, n int, configure func(*embedetcd.Config)) []*Member {
 	t.Helper()
 	members := make([]*Member, n)
 	var initial []string
@@ -64,6 +76,9 @@ func StartCluster(t testing.TB, n int) []*Member {
 			InitialCluster: strings.Join(initial, ","),
 			ClusterToken:   "sessionpin-test",
 			StartTimeout:   60 * time.Second,
+		}
+		if configure != nil {
+			configure(&m.cfg)
 		}
 		go func(m *Member) {
 			e, err := embedetcd.Start(m.cfg)
