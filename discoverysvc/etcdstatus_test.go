@@ -143,7 +143,9 @@ func TestEtcdStatusPublishesSizeRateAndAlarms(t *testing.T) {
 	// The fleet page reads the same from GET /v1/registry.
 	fleet := newFleet(fleetConfig{Client: c, Metrics: NewMetrics(), Etcd: s})
 	rec := httptest.NewRecorder()
-	fleet.Handler(http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/registry", nil))
+	req := httptest.NewRequest(http.MethodGet, "/v1/registry", nil)
+	req.Host = "127.0.0.1:7070" // the Host check serves loopback names, not httptest's example.com
+	fleet.Handler(http.NotFoundHandler()).ServeHTTP(rec, req)
 	var got struct {
 		DBSize, DBSizeInUse, Quota int64
 		Alarms                     []string
