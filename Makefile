@@ -25,7 +25,7 @@ vet:
 ## then, without it, the allocation tests (the race detector allocates) and
 ## the gRPC transport test (the race detector flags a race inside Caddy's
 ## HTTP/2 upstream path that sessionpin code takes no part in)
-test: vet
+test: vet doclinks
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(GO) test -count=1 -run 'Alloc|TestPinnedGRPC' ./caddymodule/...
 
