@@ -337,6 +337,7 @@ func TestChaos(t *testing.T) {
 	t.Logf("cut off -> re-pinned: %d clients, worst %s, mean %s (bound: unreachable_for %s + client retry %s)",
 		st.cutRepinCount, st.cutRepinWorst.Round(time.Millisecond), meanDuration(st.cutRepinSum, st.cutRepinCount), unreachableFor, cutRepinSlack)
 	t.Logf("connections reset by an edge's config reload: %d (at most one in-flight request per client per reload)", st.reloadResets.Load())
+	t.Logf("submits resent after a lost answer, already submitted on their own server: %d", st.resubmits.Load())
 	t.Logf("other errors: %d (%s)", st.otherTotal(), formatCounts(st.other))
 	for _, d := range st.otherDesc {
 		t.Logf("  e.g. %s", d)

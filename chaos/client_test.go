@@ -37,7 +37,14 @@ type stats struct {
 	// server. Caddy's, not sessionpin's; counted apart, only in the
 	// reload's window.
 	reloadResets atomic.Int64
-	repinCount   atomic.Int64
+	// Submits whose first answer was lost on the way back (a cut or a
+	// reset between edge and client) and that Go's client resent, as the
+	// Idempotency-Key allows: the workflow's own server answers 409
+	// order_submitted, because the first one went through. The demo app
+	// does not deduplicate by key; the order is submitted on its server,
+	// so the workflow completed without a hop.
+	resubmits  atomic.Int64
+	repinCount atomic.Int64
 
 	start      time.Time
 	mu         sync.Mutex
@@ -433,6 +440,12 @@ func (c *client) workflow(ctx context.Context) {
 			// Same id, new process: the server went down and came back while
 			// this client was between steps. Not a hop, but the order is lost.
 			c.lost(home, true)
+			return
+		}
+		if step == "submit" && r.servedBy == home && r.status == http.StatusConflict && r.errCode == "order_submitted" {
+			c.st.resubmits.Add(1)
+			c.st.stepsOK.Add(1)
+			c.st.workflows.Add(1)
 			return
 		}
 		if r.status >= 300 {
