@@ -3,6 +3,7 @@ package stack
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"strings"
 	"sync"
@@ -83,7 +84,9 @@ func (s *Stack) StartServer(ctx context.Context, id string) error {
 	if err := s.waitHTTP(ctx, ns, appURL(h)+"/healthz", 30*time.Second, a); err != nil {
 		return err
 	}
-	out, err := exec.Command(s.cfg.Discovery, "token", "--token", s.adminToken, id).Output()
+	tok := exec.Command(s.cfg.Discovery, "token", id)
+	tok.Env = append(tok.Environ(), "SESSIONPIN_DISCOVERY_TOKEN="+s.adminToken)
+	out, err := tok.Output()
 	if err != nil {
 		return fmt.Errorf("agent token for %s: %w", id, err)
 	}
@@ -153,11 +156,16 @@ func (s *Stack) Registered(ctx context.Context, r string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, _ := httpGet(ctx, DiscoveryURL(r)+"/v1/servers")
+	// Reading the fleet takes a token; the lab holds the admin one.
+	req.Header.Set("Authorization", "Bearer "+s.adminToken)
 	resp, err := s.HTTP(s.Net.NS(topo.InfraHost(r))).Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /v1/servers from %s: %s", r, resp.Status)
+	}
 	var body struct {
 		Servers []struct {
 			ID string `json:"id"`
