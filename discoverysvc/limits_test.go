@@ -166,18 +166,22 @@ func TestLimitListener(t *testing.T) {
 		}
 		held = append(held, c)
 	}
-	extra, err := net.Dial("tcp", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
+	// The listener closes the third connection as soon as it accepts it;
+	// on a loaded machine the client may even see that reset as its dial
+	// failing. Either way it is not served.
+	if extra, err := net.Dial("tcp", l.Addr().String()); err == nil {
+		defer extra.Close()
+		if err := get(extra); err == nil {
+			t.Fatal("a third connection was served")
+		}
 	}
-	defer extra.Close()
-	if err := get(extra); err == nil {
-		t.Fatal("a third connection was served")
-	}
-	text := scrapeRegistry(t, metrics)
-	if v, _ := metrictest.Value(text, "sessionpin_discovery_connections_refused_total"); v != 1 {
-		t.Fatalf("refused = %v, want 1", v)
-	}
+	poll.Until(t, fleetWait, "the third connection counted as refused", func() error {
+		text := scrapeRegistry(t, metrics)
+		if v, _ := metrictest.Value(text, "sessionpin_discovery_connections_refused_total"); v != 1 {
+			return fmt.Errorf("refused = %v, want 1", v)
+		}
+		return nil
+	})
 	held[0].Close()
 	poll.Until(t, fleetWait, "a place free again", func() error {
 		c, err := net.Dial("tcp", l.Addr().String())
