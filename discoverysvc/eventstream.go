@@ -69,6 +69,12 @@ func (h *Hub) serveEvents(w http.ResponseWriter, r *http.Request) {
 		if err := rc.SetWriteDeadline(time.Now().Add(eventsWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return false
 		}
+		// A drop between the select and here has already set its deadline,
+		// which the line above just replaced: checked after it, a drop
+		// either is seen here or its deadline comes after ours.
+		if sub.ctx.Err() != nil {
+			return false
+		}
 		for _, c := range chunks {
 			if _, err := w.Write(c); err != nil {
 				return false
