@@ -191,7 +191,7 @@ func TestAPIRefusesBadInputAndWritesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := schema.Server{ID: "eu-1", Region: "eu", URL: "http://10.0.0.1:9000", Load: 0.1}
-	if len(list.Servers) != 1 || list.Servers[0] != want {
+	if len(list.Servers) != 1 || !list.Servers[0].Same(want) {
 		t.Fatalf("servers %+v, want only %+v", list.Servers, want)
 	}
 }
@@ -310,7 +310,7 @@ func TestAPIRegistersListsAndDeregisters(t *testing.T) {
 		return s
 	}
 	got := put("us-1", `{"region":"us-east","url":"https://us1.example.com","load":0.5,"ttl":30}`)
-	if want := (schema.Server{ID: "us-1", Region: "us-east", URL: "https://us1.example.com", Load: 0.5}); got != want {
+	if want := (schema.Server{ID: "us-1", Region: "us-east", URL: "https://us1.example.com", Load: 0.5}); !got.Same(want) {
 		t.Fatalf("PUT answered %+v, want %+v", got, want)
 	}
 	put("eu-2", `{"id":"eu-2","region":"eu-west","url":"http://127.0.0.1:9002","load":0.2,"draining":true}`)
@@ -469,7 +469,7 @@ func TestDecodeHeartbeat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (schema.Server{ID: "eu-1", Region: "eu", URL: "http://a:1/p", Load: 0.5, Draining: true}); srv != want || ttl != 2*time.Second {
+	if want := (schema.Server{ID: "eu-1", Region: "eu", URL: "http://a:1/p", Load: 0.5, Draining: true}); !srv.Same(want) || ttl != 2*time.Second {
 		t.Fatalf("got %+v %s", srv, ttl)
 	}
 	if _, ttl, _ := discoverysvc.DecodeHeartbeat("eu-1", []byte(`{"region":"eu","url":"http://a","load":0}`)); ttl != schema.DefaultTTL {

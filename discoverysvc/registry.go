@@ -243,7 +243,8 @@ func (r *Registry) replaceLease(ctx context.Context, key string, srv schema.Serv
 // written: anything but the load changed, or the load moved by LoadEpsilon.
 func needsWrite(old, srv schema.Server) bool {
 	if old.ID != srv.ID || old.Region != srv.Region || old.URL != srv.URL || old.Draining != srv.Draining ||
-		old.Capacity != srv.Capacity || old.Limit != srv.Limit {
+		old.Capacity != srv.Capacity || old.Limit != srv.Limit ||
+		old.Origin != srv.Origin || !schema.SameProgress(old.Progress, srv.Progress) {
 		return true
 	}
 	return math.Abs(old.Load-srv.Load) >= LoadEpsilon-loadTolerance

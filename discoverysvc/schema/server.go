@@ -24,6 +24,21 @@ type Server struct {
 	// Limit is the load at or above which the server takes no new
 	// clients; 0 when it declares none.
 	Limit float64 `json:"limit,omitempty"`
+	// Origin names where the writes made through this server commit (its
+	// database primary), for data-aware moves; "" when the server takes no
+	// part in them.
+	Origin string `json:"origin,omitempty"`
+	// Progress is, per origin the server's data replicates from, how far
+	// behind that origin the server's copy is; nil when the server has no
+	// progress source, which leaves it out of data-aware moves.
+	Progress map[string]Progress `json:"progress,omitempty"`
+}
+
+// Same reports whether two records say the same thing.
+func (s Server) Same(o Server) bool {
+	return s.ID == o.ID && s.Region == o.Region && s.URL == o.URL && s.Load == o.Load &&
+		s.Draining == o.Draining && s.Capacity == o.Capacity && s.Limit == o.Limit &&
+		s.Origin == o.Origin && SameProgress(s.Progress, o.Progress)
 }
 
 // FieldError is a validation error that names the offending field, so the
@@ -82,7 +97,10 @@ func (s Server) Validate() error {
 	if math.IsNaN(s.Load) || math.IsInf(s.Load, 0) || s.Load < 0 {
 		return &FieldError{"load", "must be a finite number >= 0"}
 	}
-	return ValidateSize(s)
+	if err := ValidateSize(s); err != nil {
+		return err
+	}
+	return ValidateProgress(s)
 }
 
 // ValidateURL checks a server's public URL: absolute http or https, a host

@@ -30,7 +30,7 @@ func (s *Snapshot) Diff(old *Snapshot) []ServerChange {
 			switch {
 			case ne == nil:
 				out = append(out, ServerChange{ID: id, Old: oe})
-			case ne != oe && ne.Server != oe.Server:
+			case ne != oe && !ne.Server.Same(oe.Server):
 				out = append(out, ServerChange{ID: id, Old: oe, New: ne})
 			}
 		}

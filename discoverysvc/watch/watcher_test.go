@@ -458,7 +458,7 @@ func TestWatcherConcurrentReadersDuringUpdates(t *testing.T) {
 			return false
 		}
 		for i := range got {
-			if got[i].Server != want[i] {
+			if !got[i].Server.Same(want[i]) {
 				return false
 			}
 		}
