@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"net/http"
 	"net/url"
@@ -25,6 +26,7 @@ func benchHandler(b *testing.B, tune ...func(*Handler)) *Handler {
 		region := []string{"eu-west", "us-east", "ap-south"}[i%3]
 		servers = append(servers, schema.Server{
 			ID: "srv-" + strconv.Itoa(i), Region: region, URL: "http://10.0.0." + strconv.Itoa(i%250) + ":8080", Load: float64(i%100) / 100,
+			Origin: region,
 		})
 	}
 	h := &Handler{Region: "eu-west", Key: &pin.KeyConfig{Algorithm: "hs256", Secret: secret32}}
@@ -50,10 +52,12 @@ func appWith(snap *watch.Snapshot) *App {
 // benchRequest is a request as Caddy's server hands it to handlers: with a
 // fresh replacer (already holding the server's HTTP provider) and a vars
 // table in its context.
-func benchRequest(tok string) *http.Request {
+func benchRequest(tok string) *http.Request { return benchRequestMethod(http.MethodGet, tok) }
+
+func benchRequestMethod(method, tok string) *http.Request {
 	// Built by hand: httptest.NewRequest parses through a 4 KiB bufio
 	// reader, and that garbage's GC would be billed to the handler.
-	r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/orders/42"}, Header: http.Header{}, Host: "edge.example"}
+	r := &http.Request{Method: method, URL: &url.URL{Path: "/orders/42"}, Header: http.Header{}, Host: "edge.example"}
 	if tok != "" {
 		r.Header["X-Session-Pin"] = []string{tok}
 	}
@@ -68,8 +72,9 @@ func benchRequest(tok string) *http.Request {
 // timer stopped, so that per-request Caddy state is not reused across
 // iterations and its construction is not measured.
 type requestBatch struct {
-	b    *testing.B
-	tok  string
+	b      *testing.B
+	method string // "" is GET
+	tok    string
 	toks []string // when set, requests take these tokens in turn
 	n    int
 	reqs []*http.Request
@@ -85,7 +90,7 @@ func (rb *requestBatch) next() *http.Request {
 				tok = rb.toks[rb.n%len(rb.toks)]
 				rb.n++
 			}
-			rb.reqs[i] = benchRequest(tok)
+			rb.reqs[i] = benchRequestMethod(cmp.Or(rb.method, http.MethodGet), tok)
 		}
 		rb.b.StartTimer()
 	}
@@ -114,6 +119,29 @@ func BenchmarkHandlerPinnedHS256(b *testing.B) {
 		b.Fatal(err)
 	}
 	rb := &requestBatch{b: b, tok: tok}
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := h.ServeHTTP(w, rb.next(), ok200); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if got := w.h.Get("X-Session-Server"); got != "srv-7" {
+		b.Fatalf("routed to %q", got)
+	}
+}
+
+// BenchmarkHandlerPinnedWrite is BenchmarkHandlerPinnedHS256 for a write
+// (a POST answered 200) to a server that declares its write origin: the
+// edge records the write in a new pin, so each write signs one.
+func BenchmarkHandlerPinnedWrite(b *testing.B) {
+	h := benchHandler(b)
+	tok, err := h.keyring.Issue("srv-7", "us-east", time.Now(), time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rb := &requestBatch{b: b, tok: tok, method: http.MethodPost}
 	w := &discardWriter{h: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()

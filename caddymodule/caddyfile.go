@@ -152,6 +152,8 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //			min_share <fraction>
 //		}
 //		token_cache <entries>
+//		catch_up_limit <duration>
+//		clock_skew <duration>
 //	}
 //
 // verify_key may be repeated; every other option may appear once.
@@ -223,6 +225,10 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.Hysteresis = &v
 		case "slow_start":
 			err = h.parseSlowStart(d)
+		case "catch_up_limit":
+			h.CatchUpLimit, err = durationOrZeroArg(d, "a limit such as 30s, or 0 to turn data-aware moves off")
+		case "clock_skew":
+			h.ClockSkew, err = durationOrZeroArg(d, "a bound such as 500ms, or 0")
 		case "token_cache":
 			var s string
 			if err = oneArg(d, &s); err != nil {
@@ -292,6 +298,22 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 		return d.Errf("%s: too many arguments", opt)
 	}
 	return nil
+}
+
+// durationOrZeroArg reads an option's one duration argument, 0 included;
+// want says what the option takes, for the error.
+func durationOrZeroArg(d *caddyfile.Dispenser, want string) (*caddy.Duration, error) {
+	opt := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return nil, err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v < 0 {
+		return nil, d.Errf("%s: bad duration %q: want %s", opt, s, want)
+	}
+	dur := caddy.Duration(v)
+	return &dur, nil
 }
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {

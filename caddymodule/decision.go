@@ -2,9 +2,11 @@ package caddymodule
 
 import (
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 
+	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
 )
 
@@ -17,8 +19,17 @@ const decisionVar = "session_pin.decision"
 // own pin (no new pin is issued).
 const reasonPinned = "pinned"
 
-// decision is where the handler sends one request, and why.
+// decision is where the handler sends one request, and why, with the
+// upstream it hands reverse_proxy.
 type decision struct {
+	choice
+	// upstreams is what the upstream source hands reverse_proxy.
+	upstreams upstreamList
+}
+
+// choice is the handler's decision for one request; it is copied into the
+// request's decision.
+type choice struct {
 	target *target
 	// reason is pinned, or one of placement's reasons.
 	reason string
@@ -26,8 +37,24 @@ type decision struct {
 	moved bool
 	// issue is set when a response below 500 should carry a new pin.
 	issue bool
-	// upstreams is what the upstream source hands reverse_proxy.
-	upstreams upstreamList
+	// write is set when a response below 500 records the request as the
+	// client's last write: in the new pin, or in prior re-signed.
+	write bool
+	// hold is set when a refresh kept the client because the server it
+	// would have moved to does not yet hold its last write.
+	hold bool
+	// prior is the request's verified pin; zero when it had none.
+	prior pin.Pin
+}
+
+// lastWrite is the client's last write for the pin the response carries,
+// at now: this request when it is recorded as a write, else what the
+// request's pin said.
+func (d *choice) lastWrite(now time.Time) pin.Write {
+	if d.write {
+		return pin.Write{At: now, Origin: d.target.origin}
+	}
+	return d.prior.LastWrite
 }
 
 // upstreamList is the returned slice and its one upstream. It lives in the

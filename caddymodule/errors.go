@@ -2,7 +2,10 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -48,6 +51,21 @@ func (h *Handler) pinnedUnavailable(w http.ResponseWriter, id string) error {
 	w.Header()["Retry-After"] = h.retryAfter
 	return writeJSONError(w, http.StatusServiceUnavailable, "pinned_server_unavailable",
 		map[string]any{"server": id, "retryAfterSeconds": h.retryAfterSeconds()})
+}
+
+// catchingUp answers a refresh whose pinned server is gone when no server
+// holds the client's last write yet (see placement.Edge.Rebalance): the
+// client keeps its pin and comes back after Retry-After, the expected
+// catch-up (the configured retry_after when it is unknown).
+func (h *Handler) catchingUp(w http.ResponseWriter, id string, wait time.Duration) error {
+	movesHeldTotal.WithLabelValues(heldWait).Inc()
+	secs := h.retryAfterSeconds()
+	if wait >= 0 {
+		secs = max(int64(math.Ceil(wait.Seconds())), 1)
+	}
+	w.Header()["Retry-After"] = []string{strconv.FormatInt(secs, 10)}
+	return writeJSONError(w, http.StatusServiceUnavailable, "catching_up",
+		map[string]any{"server": id, "retryAfterSeconds": secs})
 }
 
 // noServer answers when the registry has no server to place on.

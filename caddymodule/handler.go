@@ -33,6 +33,8 @@ const (
 	DefaultClosestPath  = "/closestToMe"
 	DefaultRetryAfter   = 30 * time.Second
 	DefaultHysteresis   = 0.1
+	DefaultCatchUpLimit = 30 * time.Second
+	DefaultClockSkew    = 500 * time.Millisecond
 )
 
 // Handler is the `session_pin` HTTP handler. It decides which backend server
@@ -133,9 +135,10 @@ type Handler struct {
 
 	// TokenCache is how many verified pins the edge remembers, so that a
 	// returning client's pin is not checked again on every request. An
-	// entry is about 65 bytes whatever the token's length (a SHA-256 of the
-	// token, the pin's times and its server and region, stored once per
-	// server), so the default takes about 16 MiB. 0 turns the cache off.
+	// entry is about 73 bytes whatever the token's length (a SHA-256 of the
+	// token, the pin's times and last write, and its server, region and
+	// write origin, stored once per server), so the default takes about
+	// 19 MiB. 0 turns the cache off.
 	// Default: 262144, room for the 200,000 active clients of a busy edge.
 	TokenCache *int `json:"token_cache,omitempty"`
 
@@ -164,6 +167,19 @@ type Handler struct {
 
 	// SlowStartRamp shapes the slow-start ramp. Default: linear from 0.1.
 	SlowStartRamp *SlowStartConfig `json:"slow_start_ramp,omitempty"`
+
+	// CatchUpLimit makes moves data-aware: when servers report their
+	// replication progress (their agents have a progress source), the edge
+	// records each client's last write in its pin, and a refresh moves the
+	// client only to a server whose data already holds that write. A move
+	// held for catch-up longer than this after the write happens anyway
+	// and is counted as unsafe. 0 turns data-aware moves off: writes are
+	// not recorded and moves ignore progress. Default: 30s.
+	CatchUpLimit *caddy.Duration `json:"catch_up_limit,omitempty"`
+
+	// ClockSkew bounds how far the clocks of edges and agents may disagree;
+	// it is added to every server's lag before a move. Default: 500ms.
+	ClockSkew *caddy.Duration `json:"clock_skew,omitempty"`
 
 	app          *App
 	keyring      *pin.Keyring
@@ -244,7 +260,7 @@ func (h *Handler) setup() error {
 		return err
 	}
 	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis, Reachable: reachableAtEdge,
-		SlowStart: h.slowStart(), Placed: placedAtEdge}
+		SlowStart: h.slowStart(), Placed: placedAtEdge, CatchUp: h.catchUp()}
 
 	var sign pin.KeyConfig
 	if h.Key != nil {
@@ -314,6 +330,12 @@ func (h *Handler) Validate() error {
 	if err := h.validateSlowStart(); err != nil {
 		return err
 	}
+	if h.CatchUpLimit != nil && *h.CatchUpLimit < 0 {
+		return errors.New("catch_up_limit: must not be negative")
+	}
+	if h.ClockSkew != nil && *h.ClockSkew < 0 {
+		return errors.New("clock_skew: must not be negative")
+	}
 	if h.Hysteresis != nil {
 		if v := *h.Hysteresis; math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
 			return errors.New("hysteresis: must be a finite number >= 0")
@@ -351,6 +373,18 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
+}
+
+// catchUp is the configured data-aware moves, with defaults.
+func (h *Handler) catchUp() placement.CatchUp {
+	c := placement.CatchUp{Limit: DefaultCatchUpLimit, Skew: DefaultClockSkew}
+	if h.CatchUpLimit != nil {
+		c.Limit = time.Duration(*h.CatchUpLimit)
+	}
+	if h.ClockSkew != nil {
+		c.Skew = time.Duration(*h.ClockSkew)
+	}
+	return c
 }
 
 func (h *Handler) retryAfterSeconds() int64 {

@@ -15,7 +15,7 @@ import (
 var (
 	pinsIssuedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sessionpin_pins_issued_total",
-		Help: "Pins issued by the edge, by reason (placement, refresh_keep, refresh_move, failover).",
+		Help: "Pins issued by the edge, by reason (placement, refresh_keep, refresh_move, failover, and write: a pin re-signed to record a write).",
 	}, []string{"reason"})
 
 	pinnedUnavailableTotal = prometheus.NewCounter(prometheus.CounterOpts{
@@ -27,6 +27,16 @@ var (
 		Name: "sessionpin_unreachable_total",
 		Help: "Times this edge failed to connect to a server it had been reaching and marked it unreachable, by server.",
 	}, []string{"server"})
+
+	movesHeldTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sessionpin_moves_held_total",
+		Help: "Refreshes whose move was held back because no target held the client's last write yet, by outcome (kept: the client stayed on its server; wait: its server is gone and it was told to come back).",
+	}, []string{"outcome"})
+
+	unsafeMovesTotal = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "sessionpin_unsafe_moves_total",
+		Help: "Moves made to a server that may not hold the client's last write, because the write was older than catch_up_limit.",
+	})
 
 	registryServers = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "sessionpin_registry_servers",
@@ -66,7 +76,24 @@ func registerAppMetrics(reg *prometheus.Registry) error {
 }
 
 func registerHandlerMetrics(reg *prometheus.Registry) error {
-	return register(reg, pinsIssuedTotal, pinnedUnavailableTotal, unreachableTotal, edgeResourceErrorsTotal)
+	return register(reg, pinsIssuedTotal, pinnedUnavailableTotal, unreachableTotal, edgeResourceErrorsTotal,
+		movesHeldTotal, unsafeMovesTotal)
+}
+
+// Outcomes of sessionpin_moves_held_total.
+const (
+	heldKept = "kept"
+	heldWait = "wait"
+)
+
+// countMove counts a refresh's data-aware outcome.
+func countMove(out placement.Outcome) {
+	if out.Held {
+		movesHeldTotal.WithLabelValues(heldKept).Inc()
+	}
+	if out.Unsafe {
+		unsafeMovesTotal.Inc()
+	}
 }
 
 // register adds collectors to a config's registry; several handlers in one

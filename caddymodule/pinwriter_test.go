@@ -43,7 +43,7 @@ func TestPinWriter(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			rec := &finalRecorder{ResponseRecorder: httptest.NewRecorder()}
-			d := &decision{target: tgt, issue: true, reason: "placement"}
+			d := &decision{choice: choice{target: tgt, issue: true, reason: "placement"}}
 			pw := &pinWriter{ResponseWriterWrapper: caddyhttp.ResponseWriterWrapper{ResponseWriter: rec}, h: h, d: d}
 			pw.server[0] = tgt.id
 			c.write(pw)

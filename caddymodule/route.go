@@ -38,7 +38,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.pinnedUnavailable(w, p.Server)
 		}
 		t.activity.pinned.Add(1) // tells drains whether the server's clients are gone
-		return h.proxy(w, r, next, t, trial, reasonPinned, false, false)
+		return h.proxy(w, r, next, trial, choice{target: t, reason: reasonPinned, prior: p, write: h.recordsWrite(r, t)})
 	}
 	for range maxAdmits {
 		t := targetOf(h.edge.Place(snap, rand.Uint64()))
@@ -47,7 +47,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		if trial, ok := t.reach.admit(time.Duration(h.UnreachableFor)); ok {
 			t.notePlaced(now)
-			return h.proxy(w, r, next, t, trial, placement.ReasonPlacement, false, true)
+			return h.proxy(w, r, next, trial, choice{target: t, reason: placement.ReasonPlacement, issue: true, write: h.recordsWrite(r, t)})
 		}
 	}
 	return h.noServer(w)
@@ -70,11 +70,16 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 	if err != nil {
 		return writeJSONError(w, refreshErrorStatus(err), err.Error(), nil)
 	}
-	if p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace)); ok {
+	p, ok := h.pin(r, time.Now(), time.Duration(h.RefreshGrace))
+	if ok {
 		req.Current = p.Server
+		req.Write = placement.Write(p.LastWrite)
 	}
 	for range maxAdmits {
 		out := h.edge.Rebalance(snap, req, rand.Uint64())
+		if out.CatchingUp {
+			return h.catchingUp(w, req.Current, out.Wait)
+		}
 		t := targetOf(out.Server)
 		if t == nil {
 			break
@@ -86,12 +91,16 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 		if out.Reason != placement.ReasonRefreshKeep {
 			t.notePlaced(time.Now())
 		}
+		countMove(out)
 		if c := h.logger.Check(zapcore.DebugLevel, "refresh rebalanced"); c != nil {
 			c.Write(zap.String("current", req.Current), zap.String("closest", req.Closest),
 				zap.Bool("critical", req.Critical), zap.String("server", t.id),
-				zap.String("reason", out.Reason), zap.Bool("moved", out.Moved))
+				zap.String("reason", out.Reason), zap.Bool("moved", out.Moved),
+				zap.Bool("held", out.Held), zap.Bool("unsafe", out.Unsafe))
 		}
-		return h.proxy(w, r, next, t, trial, out.Reason, out.Moved, true)
+		// The refresh itself is the protocol's, not the app's data: it is
+		// not recorded as a write, and the client's last write moves along.
+		return h.proxy(w, r, next, trial, choice{target: t, reason: out.Reason, moved: out.Moved, issue: true, hold: out.Held, prior: p})
 	}
 	return h.noServer(w)
 }
@@ -121,32 +130,46 @@ type proxied struct {
 	writer   pinWriter
 }
 
-// proxy hands the decision to send the request to t to the upstream source
-// and runs the rest of the route. With issue set, a response below 500
-// carries a new pin for t. trial is non-zero when this request tries t
-// again after an unreachable mark ran out (see reachability.admit).
-func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, t *target, trial int64, reason string, moved, issue bool) error {
+// recordsWrite reports whether the edge records r, sent to t, as the
+// client's last write when it is answered below 500: r's method is unsafe,
+// moves are data-aware, t declares where its writes commit, and the edge
+// issues its own pins (in bearer mode the pin is another issuer's token,
+// which the edge cannot re-sign).
+func (h *Handler) recordsWrite(r *http.Request, t *target) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return t.origin != "" && h.issues && !h.bearer && h.edge.CatchUp.On()
+}
+
+// proxy hands the decision c (to send the request to c.target) to the
+// upstream source and runs the rest of the route. With c.issue set, a
+// response below 500 carries a new pin for the target; with c.write, one
+// that records the write. trial is non-zero when this request tries the
+// target again after an unreachable mark ran out (see reachability.admit).
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, trial int64, c choice) error {
+	t, reason := c.target, c.reason
 	// The pin is addressed to the edge: the app neither needs nor should
 	// log it. In bearer mode the Authorization header is the app's own.
 	if !h.bearer {
 		delete(r.Header, h.Header)
 	}
 	h.dropPinCookie(r.Header)
-	px := &proxied{
-		// A verify-only edge proxies placed clients without a pin.
-		decision: decision{target: t, reason: reason, moved: moved, issue: issue && h.issues},
-	}
-	d := &px.decision
-	caddyhttp.SetVar(r.Context(), decisionVar, d)
+	// A verify-only edge proxies placed clients without a pin.
+	c.issue = c.issue && h.issues
+	px := &proxied{decision: decision{choice: c}}
+	dp := &px.decision
+	caddyhttp.SetVar(r.Context(), decisionVar, dp)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		// One provider instead of five Set calls: each Set takes the
 		// replacer's lock and grows its map.
-		repl.Map(d.placeholder)
+		repl.Map(dp.placeholder)
 	}
 	pw := &px.writer
 	pw.ResponseWriterWrapper = caddyhttp.ResponseWriterWrapper{ResponseWriter: w}
 	pw.h = h
-	pw.d = d
+	pw.d = dp
 	pw.secure = r.TLS != nil
 	pw.server[0] = t.id
 	// Set before the upstream runs so that error responses name the server

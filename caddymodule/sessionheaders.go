@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -14,7 +15,7 @@ import (
 
 // sessionHeaders are the response headers only the edge may set, besides
 // the pin header and the pin cookie.
-var sessionHeaders = []string{"X-Session-Server-Url", "X-Session-Server-Changed"}
+var sessionHeaders = []string{"X-Session-Server-Url", "X-Session-Server-Changed", "X-Session-Hold"}
 
 // stripUpstreamSession removes from an upstream response what only the
 // edge may say: the pin header, X-Session-Server-URL,
@@ -36,7 +37,9 @@ var one = []string{"1"}
 // client.
 func (h *Handler) issuePin(hdr http.Header, d *decision, secure bool) {
 	t := d.target
-	tok, err := h.keyring.Issue(t.id, t.region, time.Now(), time.Duration(h.PinTTL))
+	now := time.Now()
+	tok, err := h.keyring.Sign(pin.Pin{Server: t.id, Region: t.region, IssuedAt: now,
+		ExpiresAt: now.Add(time.Duration(h.PinTTL)), LastWrite: d.lastWrite(now)})
 	if err != nil {
 		if c := h.logger.Check(zapcore.DebugLevel, "no pin issued"); c != nil {
 			c.Write(zap.String("server", t.id), zap.Error(err))
@@ -52,6 +55,29 @@ func (h *Handler) issuePin(hdr http.Header, d *decision, secure bool) {
 	countPinIssued(d.reason)
 }
 
+// recordWrite adds the request's pin, re-signed with this request as the
+// client's last write, to the response headers: its server and times are
+// unchanged, so a write neither moves the client nor extends its pin.
+func (h *Handler) recordWrite(hdr http.Header, d *decision, secure bool) {
+	p := d.prior
+	p.LastWrite = d.lastWrite(time.Now())
+	tok, err := h.keyring.Sign(p)
+	if err != nil {
+		if c := h.logger.Check(zapcore.DebugLevel, "write not recorded"); c != nil {
+			c.Write(zap.String("server", d.target.id), zap.Error(err))
+		}
+		return
+	}
+	hdr[h.pinHeaderOut] = []string{tok}
+	h.setPinCookie(hdr, tok, secure)
+	countPinIssued(reasonWrite)
+}
+
+// reasonWrite labels the pins re-signed to record a write.
+const reasonWrite = "write"
+
+var catchingUpValue = []string{"catching_up"}
+
 // writeSession replaces whatever session headers the upstream sent with
 // the edge's own, for a final response of status: X-Session-Server always
 // (server backs its value), and a new pin when the decision calls for one
@@ -60,7 +86,16 @@ func (h *Handler) issuePin(hdr http.Header, d *decision, secure bool) {
 func (h *Handler) writeSession(hdr http.Header, server []string, d *decision, secure bool, status int) {
 	h.stripUpstreamSession(hdr)
 	hdr["X-Session-Server"] = server
-	if d.issue && status < 500 {
+	if d.hold {
+		hdr["X-Session-Hold"] = catchingUpValue
+	}
+	if status >= 500 {
+		return
+	}
+	switch {
+	case d.issue:
 		h.issuePin(hdr, d, secure)
+	case d.write:
+		h.recordWrite(hdr, d, secure)
 	}
 }

@@ -23,6 +23,9 @@ func init() {
 // registry change by the watcher's Attach hook rather than per request.
 type target struct {
 	id, region, url, dial string
+	// origin is where the server's writes commit; "" when it takes no
+	// part in data-aware moves.
+	origin string
 	// Pre-boxed placeholder values, so setting them allocates nothing.
 	idValue, regionValue, urlValue any
 	// closestJSON is this server's /closestToMe answer.
@@ -53,7 +56,7 @@ func attachTarget(srv schema.Server) any {
 		return nil
 	}
 	return &target{
-		id: srv.ID, region: srv.Region, url: srv.URL, dial: dial,
+		id: srv.ID, region: srv.Region, url: srv.URL, dial: dial, origin: srv.Origin,
 		idValue: srv.ID, regionValue: srv.Region, urlValue: srv.URL,
 		closestJSON: closest,
 		// A counter of its own until the registry's tracker hands out the

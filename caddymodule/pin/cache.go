@@ -55,9 +55,10 @@ type cacheEntry struct {
 	names            unique.Handle[pinNames]
 	iat, exp         int64 // Unix seconds
 	iatNsec, expNsec int32 // iatNsec < 0: the pin has no iat
+	lw               int64 // last write, Unix milliseconds; 0: none
 }
 
-type pinNames struct{ server, region string }
+type pinNames struct{ server, region, writeOrigin string }
 
 func newCache(entries int) *cache {
 	return &cache{sets: make([]cacheSet, (max(entries, 1)+setWays-1)/setWays)}
@@ -97,7 +98,10 @@ func (c *cache) put(token string, p Pin, now time.Time) {
 		e.iat, e.iatNsec = p.IssuedAt.Unix(), int32(p.IssuedAt.Nanosecond())
 	}
 	// Outside the lock: interning takes a lock of its own.
-	e.names = unique.Make(pinNames{p.Server, p.Region})
+	e.names = unique.Make(pinNames{p.Server, p.Region, p.LastWrite.Origin})
+	if !p.LastWrite.IsZero() {
+		e.lw = p.LastWrite.At.UnixMilli()
+	}
 	s := c.set(&e.key)
 	s.mu.Lock()
 	i := s.victim(&e.key, now)
@@ -153,6 +157,9 @@ func (e *cacheEntry) pin() Pin {
 	p := Pin{Server: n.server, Region: n.region, ExpiresAt: time.Unix(e.exp, int64(e.expNsec))}
 	if e.iatNsec >= 0 {
 		p.IssuedAt = time.Unix(e.iat, int64(e.iatNsec))
+	}
+	if e.lw != 0 {
+		p.LastWrite = Write{At: time.UnixMilli(e.lw), Origin: n.writeOrigin}
 	}
 	return p
 }

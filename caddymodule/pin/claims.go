@@ -81,11 +81,39 @@ func (c claims) pin(serverClaim string, now time.Time) (Pin, error) {
 		return Pin{}, errors.New("token is not valid yet (nbf)")
 	}
 	exp, _ := c.date("exp")
-	p := Pin{Server: server, Region: region, ExpiresAt: exp.Time}
+	w, err := c.write()
+	if err != nil {
+		return Pin{}, err
+	}
+	p := Pin{Server: server, Region: region, ExpiresAt: exp.Time, LastWrite: w}
 	if iat != nil {
 		p.IssuedAt = iat.Time
 	}
 	return p, nil
+}
+
+// write reads the last write: lw an integer number of milliseconds in
+// [1, year 9999] and lwo a valid origin name, both or neither.
+func (c claims) write() (Write, error) {
+	v, hasAt := c[WriteClaim]
+	origin, err := c.str(WriteOriginClaim)
+	if err != nil {
+		return Write{}, err
+	}
+	if !hasAt && origin == "" {
+		if _, ok := c[WriteOriginClaim]; ok {
+			return Write{}, fmt.Errorf("claim %q without %q", WriteOriginClaim, WriteClaim)
+		}
+		return Write{}, nil
+	}
+	if !hasAt || !schema.ValidName(origin) {
+		return Write{}, fmt.Errorf("claims %q and %q must name a time and a valid origin together", WriteClaim, WriteOriginClaim)
+	}
+	ms, ok := v.(float64)
+	if !ok || ms < 1 || ms > maxUnix*1000 || ms != math.Trunc(ms) {
+		return Write{}, fmt.Errorf("claim %q is not a time in milliseconds", WriteClaim)
+	}
+	return Write{At: time.UnixMilli(int64(ms)), Origin: origin}, nil
 }
 
 // GetExpirationTime implements jwt.Claims.

@@ -36,6 +36,9 @@ func FuzzVerify(f *testing.F) {
 	esSigner := mustKeyring(f, KeyConfig{Algorithm: "es256", File: ecPriv}, nil)
 	esTok, _ := esSigner.Issue("ap-3", "ap", now, time.Hour)
 	f.Add(esTok)
+	wrote, _ := cached.Sign(Pin{Server: "eu-1", Region: "eu-west", IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+		LastWrite: Write{At: now, Origin: "us-east"}})
+	f.Add(wrote)
 	f.Add("")
 	f.Add("a.b.c")
 
@@ -61,6 +64,9 @@ func FuzzVerify(f *testing.F) {
 		}
 		if p1.ExpiresAt.IsZero() {
 			t.Fatalf("accepted a pin without exp: %+v", p1)
+		}
+		if w := p1.LastWrite; !w.IsZero() && !schema.ValidName(w.Origin) || w.IsZero() && w.Origin != "" {
+			t.Fatalf("accepted a bad last write: %+v", p1)
 		}
 	})
 }

@@ -18,6 +18,11 @@ const (
 	DefaultClaim  = "srv"
 	// RegionClaim carries the pinned server's region.
 	RegionClaim = "rgn"
+	// WriteClaim carries when the client last wrote, in Unix milliseconds
+	// of the edge that saw the write answered; WriteOriginClaim, the origin
+	// that write committed to. A pin carries both or neither.
+	WriteClaim       = "lw"
+	WriteOriginClaim = "lwo"
 	// MaxTokenLen bounds what Verify looks at: a pin is about 200 bytes, and
 	// an identity provider's access token rarely passes 2 KiB, so anything
 	// longer is refused before any decoding work.
@@ -38,7 +43,20 @@ type Pin struct {
 	IssuedAt time.Time
 	// ExpiresAt is "exp", which every pin must carry.
 	ExpiresAt time.Time
+	// LastWrite is the client's last write that the edge recorded
+	// ("lw" and "lwo"); zero when the pin carries none.
+	LastWrite Write
 }
+
+// Write is a client's write as a pin records it: when an edge saw it
+// answered, and the origin (the database primary) it committed to.
+type Write struct {
+	At     time.Time
+	Origin string
+}
+
+// IsZero reports whether no write is recorded.
+func (w Write) IsZero() bool { return w.At.IsZero() }
 
 // Usable reports whether the pin may be used at now with the given grace
 // past expiry: 0 for ordinary requests, refresh_grace for refresh.
@@ -82,7 +100,7 @@ type options struct {
 
 // DefaultCacheEntries is the default size of the verified-token cache,
 // sized for the active clients of one edge: room for 200,000 clients in
-// about 16 MiB.
+// about 19 MiB.
 const DefaultCacheEntries = 262144
 
 // WithCache sets how many verified tokens are remembered (default
@@ -107,7 +125,7 @@ func WithAudience(audience string) Option {
 
 // reservedClaims are the claims Issue writes itself; the server claim must
 // not collide with them.
-var reservedClaims = []string{"iss", "iat", "exp", "nbf", "aud", RegionClaim}
+var reservedClaims = []string{"iss", "iat", "exp", "nbf", "aud", RegionClaim, WriteClaim, WriteOriginClaim}
 
 // NewKeyring loads the signing key sign and the verification-only keys
 // verify. sign may be the zero KeyConfig when verify keys are given (a
@@ -221,26 +239,41 @@ func (k *Keyring) CanIssue() bool { return k.signer != nil }
 
 // Issue signs a pin to serverID in region, valid from now for ttl.
 func (k *Keyring) Issue(serverID, region string, now time.Time, ttl time.Duration) (string, error) {
-	if k.signer == nil {
-		return "", errors.New("issuing pin: no signing key configured (verify-only keyring)")
-	}
-	if !schema.ValidName(serverID) {
-		return "", fmt.Errorf("issuing pin: invalid server id %q", serverID)
-	}
-	if region != "" && !schema.ValidName(region) {
-		return "", fmt.Errorf("issuing pin: invalid region %q", region)
-	}
 	if ttl < time.Second {
 		return "", fmt.Errorf("issuing pin: ttl %s is shorter than 1s", ttl)
 	}
-	iat, exp := now.Unix(), now.Add(ttl).Unix()
-	if exp > maxUnix || iat < 1 {
-		// Verify refuses such times; refuse to write a pin it would reject.
-		return "", fmt.Errorf("issuing pin: issue time %s or expiry out of range", now.UTC().Format(time.RFC3339))
+	return k.Sign(Pin{Server: serverID, Region: region, IssuedAt: now, ExpiresAt: now.Add(ttl)})
+}
+
+// Sign signs p as it is: its server, region, times (to the second) and
+// last write (to the millisecond). The edge re-signs a client's pin with
+// its times unchanged to record a write.
+func (k *Keyring) Sign(p Pin) (string, error) {
+	if k.signer == nil {
+		return "", errors.New("issuing pin: no signing key configured (verify-only keyring)")
 	}
-	claims := jwt.MapClaims{"iss": k.issuer, k.claim: serverID, "iat": iat, "exp": exp}
-	if region != "" {
-		claims[RegionClaim] = region
+	if !schema.ValidName(p.Server) {
+		return "", fmt.Errorf("issuing pin: invalid server id %q", p.Server)
+	}
+	if p.Region != "" && !schema.ValidName(p.Region) {
+		return "", fmt.Errorf("issuing pin: invalid region %q", p.Region)
+	}
+	iat, exp := p.IssuedAt.Unix(), p.ExpiresAt.Unix()
+	if exp > maxUnix || iat < 1 || exp <= iat {
+		// Verify refuses such times; refuse to write a pin it would reject.
+		return "", fmt.Errorf("issuing pin: issue time %s or expiry out of range", p.IssuedAt.UTC().Format(time.RFC3339))
+	}
+	claims := jwt.MapClaims{"iss": k.issuer, k.claim: p.Server, "iat": iat, "exp": exp}
+	if p.Region != "" {
+		claims[RegionClaim] = p.Region
+	}
+	if !p.LastWrite.IsZero() {
+		w := p.LastWrite
+		if !schema.ValidName(w.Origin) || w.At.UnixMilli() < 1 || w.At.Unix() > maxUnix {
+			return "", fmt.Errorf("issuing pin: invalid last write %q at %s", w.Origin, w.At.UTC().Format(time.RFC3339))
+		}
+		claims[WriteClaim] = w.At.UnixMilli()
+		claims[WriteOriginClaim] = w.Origin
 	}
 	if k.audience != "" {
 		claims["aud"] = k.audience

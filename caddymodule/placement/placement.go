@@ -44,8 +44,11 @@ type Edge struct {
 	// since its last load report (Candidate.Placed), at now. nil means
 	// none.
 	Placed func(s *watch.Entry, now time.Time) uint64
-	// Now is the clock of slow start and Placed; nil means time.Now.
+	// Now is the clock of slow start, Placed and CatchUp; nil means
+	// time.Now.
 	Now func() time.Time
+	// CatchUp makes moves data-aware; the zero value turns that off.
+	CatchUp CatchUp
 }
 
 // Place returns the server a new client goes to: a server of the edge's

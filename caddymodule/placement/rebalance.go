@@ -1,6 +1,8 @@
 package placement
 
 import (
+	"time"
+
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
@@ -12,6 +14,9 @@ type RefreshRequest struct {
 	Closest string
 	// Critical is the client's criticalTaskInProgress flag.
 	Critical bool
+	// Write is the client's last write as its pin records it; zero when
+	// none is known.
+	Write Write
 }
 
 // Outcome is a refresh decision.
@@ -23,6 +28,17 @@ type Outcome struct {
 	Reason string
 	// Moved reports that Server differs from a non-empty Current.
 	Moved bool
+	// Held reports that a move was held back because its target did not
+	// yet hold the client's last write: the client keeps Current.
+	Held bool
+	// CatchingUp reports that the pinned server is gone and no server yet
+	// holds the client's last write: Server is nil, and the client should
+	// come back after Wait (-1: unknown).
+	CatchingUp bool
+	Wait       time.Duration
+	// Unsafe reports a move to a server that may not hold the client's
+	// last write, made because the write is older than the catch-up limit.
+	Unsafe bool
 }
 
 // Rebalance decides where a refresh goes, with current the pinned server
@@ -45,6 +61,20 @@ type Outcome struct {
 // region with no such server gives way to the edge's fallback regions, then
 // to anywhere. When a move has no non-draining target at all, a live
 // current is kept: a draining server is still better than a 503.
+//
+// With data-aware moves (Edge.CatchUp), a move goes only to a server that
+// covers the client's last write (CatchUp.Covers):
+//
+//   - in rule c, when the target does not, the client keeps current (Held);
+//   - in rule b, when C does not, the least-loaded server that does, from
+//     C's region on (see covering); when none does, no server (CatchingUp,
+//     with the shortest expected Wait);
+//   - in rule a, a critical client whose last write is known leaves a
+//     draining current for the target rule c would choose, but only when
+//     that target covers the write: its data is already there, so the
+//     drain need not wait for its task to end;
+//   - once the write is older than CatchUp.Limit, a held move (not a
+//     critical one) happens anyway and is Unsafe.
 func (e *Edge) Rebalance(snap *watch.Snapshot, req RefreshRequest, rnd uint64) Outcome {
 	if snap == nil {
 		snap = watch.EmptySnapshot()
@@ -57,8 +87,10 @@ func (e *Edge) Rebalance(snap *watch.Snapshot, req RefreshRequest, rnd uint64) O
 	if cur != nil && !e.reachable(cur) {
 		cur = nil
 	}
-	// a. a critical task in progress on a live server is never interrupted.
-	if cur != nil && req.Critical {
+	// a. a critical task in progress on a live server is never interrupted,
+	// unless the server drains and the task's data is already where the
+	// client would go (checked in move).
+	if cur != nil && req.Critical && !(cur.Draining && e.CatchUp.On() && !req.Write.At.IsZero()) {
 		return keep(cur)
 	}
 	c := e.closest(snap, req.Closest, rnd)
@@ -69,7 +101,7 @@ func (e *Edge) Rebalance(snap *watch.Snapshot, req RefreshRequest, rnd uint64) O
 		if c != nil && c.Draining {
 			target = e.placeIn(snap, c.Region, rnd)
 		}
-		return Outcome{Server: target, Reason: ReasonFailover, Moved: target != nil}
+		return e.failover(snap, target, req.Write)
 	}
 	if c == nil {
 		return keep(cur)
@@ -90,7 +122,55 @@ func (e *Edge) Rebalance(snap *watch.Snapshot, req RefreshRequest, rnd uint64) O
 	if target == nil || target == cur || target.ID == cur.ID {
 		return keep(cur)
 	}
-	return Outcome{Server: target, Reason: ReasonRefreshMove, Moved: true}
+	return e.move(cur, target, req)
+}
+
+// move is rule c's move from cur to target, held when target does not yet
+// hold the client's last write.
+func (e *Edge) move(cur, target *watch.Entry, req RefreshRequest) Outcome {
+	moved := Outcome{Server: target, Reason: ReasonRefreshMove, Moved: true}
+	if !e.CatchUp.On() || req.Write.At.IsZero() {
+		return moved
+	}
+	now := e.now()
+	if ok, _ := e.CatchUp.Covers(target, req.Write, now); ok {
+		return moved
+	}
+	if req.Critical {
+		return keep(cur)
+	}
+	if e.CatchUp.Expired(req.Write, now) {
+		moved.Unsafe = true
+		return moved
+	}
+	return Outcome{Server: cur, Reason: ReasonRefreshKeep, Held: true}
+}
+
+// failover is rule b: the client goes to target, or, when target does not
+// hold the client's last write, to the server covering finds; with none,
+// nowhere yet (CatchingUp) until the write is older than the limit.
+func (e *Edge) failover(snap *watch.Snapshot, target *watch.Entry, w Write) Outcome {
+	if target == nil {
+		return Outcome{Reason: ReasonFailover}
+	}
+	out := Outcome{Server: target, Reason: ReasonFailover, Moved: true}
+	if !e.CatchUp.On() || w.At.IsZero() {
+		return out
+	}
+	now := e.now()
+	if ok, _ := e.CatchUp.Covers(target, w, now); ok {
+		return out
+	}
+	s, wait := e.covering(snap, target.Region, w, now)
+	switch {
+	case s != nil:
+		out.Server = s
+	case e.CatchUp.Expired(w, now):
+		out.Unsafe = true
+	default:
+		return Outcome{Reason: ReasonFailover, CatchingUp: true, Wait: wait}
+	}
+	return out
 }
 
 func keep(cur *watch.Entry) Outcome {
