@@ -25,6 +25,10 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	token := addSecretFlag(fs, "token", envToken, "the discovery bearer `token`: this server's agent token from \"discoverysvc token ID\"")
 	fs.BoolVar(&a.InsecureHTTP, "insecure-http", false, "send the token over plain http to a discovery address that is not loopback")
 	fs.Var(&load, "load", "fixed `load` to report (default: the health body's top-level \"load\" number, else 0)")
+	var prom agent.PrometheusLoad
+	fs.StringVar(&prom.URL, "load-prometheus", "", "base `URL` of a Prometheus to read the load from instead (with --load-query)")
+	fs.StringVar(&prom.Query, "load-query", "", "PromQL instant `query` whose result has one sample per server, labelled with its id (--load-label)")
+	fs.StringVar(&prom.Label, "load-label", agent.DefaultLoadLabel, "the `label` of --load-query's samples that holds the server id")
 	fs.Float64Var(&a.Capacity, "capacity", 0, "how many clients the server holds at load 1: its `weight` when edges place new clients (default: not declared)")
 	fs.Float64Var(&a.Limit, "limit", 0, "`load` at or above which the server takes no new clients (default: none)")
 	fs.Var(seconds{&a.TTL}, "ttl", "lease `duration` (10s or 10), longer than --interval (default: the service's, 10s)")
@@ -44,6 +48,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 		return flagError("interval", "must be positive")
 	}
 	a.Load = load.v
+	if set["load-prometheus"] || set["load-query"] {
+		a.Prometheus = &prom
+	}
 	if err := a.Validate(); err != nil {
 		if fe, ok := errors.AsType[*schema.FieldError](err); ok {
 			return flagError(fe.Field, "%s", fe.Reason)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,6 +52,10 @@ type Agent struct {
 	// is the top-level "load" number of the app's JSON health body, or 0
 	// when it has none (see LoadFromHealth).
 	Load *float64
+	// Prometheus, when set, is where the load comes from instead (see
+	// PrometheusLoad); until its first answer, the load is as without it.
+	// Default: nil.
+	Prometheus *PrometheusLoad
 	// Capacity is how many clients the server holds at load 1, its weight
 	// when edges place new clients: at equal load, a server of twice the
 	// capacity takes twice the new clients. Default: 0, not declared.
@@ -108,6 +113,15 @@ func (a *Agent) Validate() error {
 	}
 	if err := schema.ValidateSize(schema.Server{Capacity: a.Capacity, Limit: a.Limit}); err != nil {
 		return err
+	}
+	if a.Prometheus != nil {
+		if a.Load != nil {
+			return &schema.FieldError{Field: "load", Reason: "a fixed load and --load-prometheus exclude each other"}
+		}
+		if err := a.Prometheus.validate(); err != nil {
+			field, reason, _ := strings.Cut(err.Error(), ": ")
+			return &schema.FieldError{Field: field, Reason: reason}
+		}
 	}
 	if a.TTL != 0 && (a.TTL%time.Second != 0 || a.TTL < schema.MinTTL || a.TTL > schema.MaxTTL) {
 		return &schema.FieldError{Field: "ttl", Reason: fmt.Sprintf("must be whole seconds from %s to %s", schema.MinTTL, schema.MaxTTL)}
@@ -220,6 +234,12 @@ type agentRun struct {
 	// a streak of them is logged once.
 	load    float64
 	badLoad bool
+
+	// promLoad is the last load Prometheus gave (promGood once it gave
+	// one); promFailing is its last error while it fails, logged once.
+	promLoad    float64
+	promGood    bool
+	promFailing string
 }
 
 func (r *agentRun) run(ctx context.Context) error {
@@ -260,6 +280,9 @@ func (r *agentRun) round(runCtx, ctx context.Context) time.Duration {
 		return r.interval
 	}
 	r.noteHealth(err)
+	if err == nil && r.agent.Prometheus != nil {
+		load = r.prometheusLoad(ctx, load)
+	}
 	if err != nil {
 		if r.listed == listingNo {
 			return r.interval
@@ -323,6 +346,9 @@ func (r *agentRun) drain(d time.Duration) {
 		if err != nil {
 			r.noteHealth(err)
 			return
+		}
+		if r.agent.Prometheus != nil {
+			load = r.prometheusLoad(context.Background(), load)
 		}
 		if err := r.heartbeat(context.Background(), load, true); err != nil {
 			r.discoveryFailed(err)
