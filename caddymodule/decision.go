@@ -43,8 +43,10 @@ type choice struct {
 	// hold is set when a refresh kept the client because the server it
 	// would have moved to does not yet hold its last write.
 	hold bool
-	// prior is the request's verified pin; zero when it had none.
-	prior pin.Pin
+	// prior is the request's verified pin when the response may need it
+	// (a write to record, a refresh carrying the last write along); nil
+	// otherwise, which keeps an ordinary request's state small.
+	prior *pin.Pin
 }
 
 // lastWrite is the client's last write for the pin the response carries,
@@ -53,6 +55,9 @@ type choice struct {
 func (d *choice) lastWrite(now time.Time) pin.Write {
 	if d.write {
 		return pin.Write{At: now, Origin: d.target.origin}
+	}
+	if d.prior == nil {
+		return pin.Write{}
 	}
 	return d.prior.LastWrite
 }

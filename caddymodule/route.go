@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
@@ -38,7 +39,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 			return h.pinnedUnavailable(w, p.Server)
 		}
 		t.activity.pinned.Add(1) // tells drains whether the server's clients are gone
-		return h.proxy(w, r, next, trial, choice{target: t, reason: reasonPinned, prior: p, write: h.recordsWrite(r, t)})
+		c := choice{target: t, reason: reasonPinned}
+		if h.recordsWrite(r, t) {
+			c.write, c.prior = true, heapPin(p)
+		}
+		return h.proxy(w, r, next, trial, c)
 	}
 	for range maxAdmits {
 		t := targetOf(h.edge.Place(snap, rand.Uint64()))
@@ -52,6 +57,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	return h.noServer(w)
 }
+
+// heapPin is a copy of p of its own, so that only the requests that keep
+// their pin pay for its allocation.
+func heapPin(p pin.Pin) *pin.Pin { return &p }
 
 // maxAdmits bounds the decisions made for one request. A decision is made
 // again only when its server's unreachable mark ran out and another request
@@ -100,7 +109,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		// The refresh itself is the protocol's, not the app's data: it is
 		// not recorded as a write, and the client's last write moves along.
-		return h.proxy(w, r, next, trial, choice{target: t, reason: out.Reason, moved: out.Moved, issue: true, hold: out.Held, prior: p})
+		return h.proxy(w, r, next, trial, choice{target: t, reason: out.Reason, moved: out.Moved, issue: true, hold: out.Held, prior: heapPin(p)})
 	}
 	return h.noServer(w)
 }

@@ -59,7 +59,7 @@ func (h *Handler) issuePin(hdr http.Header, d *decision, secure bool) {
 // client's last write, to the response headers: its server and times are
 // unchanged, so a write neither moves the client nor extends its pin.
 func (h *Handler) recordWrite(hdr http.Header, d *decision, secure bool) {
-	p := d.prior
+	p := *d.prior
 	p.LastWrite = d.lastWrite(time.Now())
 	tok, err := h.keyring.Sign(p)
 	if err != nil {
