@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
 )
 
 var (
@@ -60,7 +62,7 @@ func (h *Handler) pinnedUnavailable(w http.ResponseWriter, id string) error {
 func (h *Handler) catchingUp(w http.ResponseWriter, id string, wait time.Duration) error {
 	movesHeldTotal.WithLabelValues(heldWait).Inc()
 	secs := h.retryAfterSeconds()
-	if wait >= 0 {
+	if wait != placement.UnknownWait {
 		secs = max(int64(math.Ceil(wait.Seconds())), 1)
 	}
 	w.Header()["Retry-After"] = []string{strconv.FormatInt(secs, 10)}

@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"math"
 	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
@@ -27,11 +28,15 @@ type CatchUp struct {
 	Skew time.Duration
 }
 
+// UnknownWait is the wait when no one can tell how long catching up takes:
+// the server's progress is unknown for the write's origin.
+const UnknownWait = time.Duration(math.MaxInt64)
+
 // On reports whether moves are data-aware.
 func (c CatchUp) On() bool { return c.Limit > 0 }
 
 // Covers reports whether s's data holds w at now, and when it does not, how
-// long until it should (wait; -1 when that is unknown). s covers w when:
+// long until it should (wait; UnknownWait when that is unknown). s covers w when:
 // moves are not data-aware, no write is known, s's own writes commit at
 // w's origin, s takes no part in data-aware moves (no origin, no progress),
 // or s reports a known lag L for w's origin and w is at least L plus the
@@ -43,7 +48,7 @@ func (c CatchUp) Covers(s *watch.Entry, w Write, now time.Time) (ok bool, wait t
 	}
 	p, known := s.Progress[w.Origin]
 	if !known || p.Unknown {
-		return false, -1
+		return false, UnknownWait
 	}
 	need := p.Lag() + max(c.Skew, 0)
 	age := now.Sub(w.At)
@@ -62,11 +67,11 @@ func (c CatchUp) Expired(w Write, now time.Time) bool {
 // covering returns the least-loaded reachable, non-draining server that
 // covers w, looking in region first, then the edge's region and fallback
 // regions, then anywhere; nil when none does. wait is the shortest wait
-// among the servers that do not (-1 when none can tell). It runs only on a
-// failover whose first choice does not cover the client, so the scan is
-// affordable.
+// among the servers that do not (UnknownWait when none can tell). It runs
+// only on a failover whose first choice does not cover the client, so the
+// scan is affordable.
 func (e *Edge) covering(snap *watch.Snapshot, region string, w Write, now time.Time) (found *watch.Entry, wait time.Duration) {
-	wait = -1
+	wait = UnknownWait
 	try := func(active []*watch.Entry) *watch.Entry {
 		for _, s := range active {
 			if !e.reachable(s) {
@@ -76,9 +81,7 @@ func (e *Edge) covering(snap *watch.Snapshot, region string, w Write, now time.T
 			if ok {
 				return s
 			}
-			if d >= 0 && (wait < 0 || d < wait) {
-				wait = d
-			}
+			wait = min(wait, d)
 		}
 		return nil
 	}

@@ -42,15 +42,15 @@ func TestCatchUpCovers(t *testing.T) {
 		{"no write is covered", on, lagging, Write{}, true, 0},
 		{"the server's own origin", on, lagging, Write{now, "us"}, true, 0},
 		{"a server that takes no part", on, srv("x", "us", 0, false), Write{now, "eu"}, true, 0},
-		{"an origin the server does not report", on, lagging, Write{now.Add(-time.Hour), "sa"}, false, -1},
-		{"an unknown progress, however old the write", on, lagging, Write{now.Add(-time.Hour), "ap"}, false, -1},
+		{"an origin the server does not report", on, lagging, Write{now.Add(-time.Hour), "sa"}, false, UnknownWait},
+		{"an unknown progress, however old the write", on, lagging, Write{now.Add(-time.Hour), "ap"}, false, UnknownWait},
 		{"older than lag and skew", on, lagging, Write{now.Add(-1500 * time.Millisecond), "eu"}, true, 0},
 		{"just younger than lag and skew", on, lagging, Write{now.Add(-1499 * time.Millisecond), "eu"}, false, time.Millisecond},
 		{"younger than the lag", on, lagging, Write{now.Add(-200 * time.Millisecond), "eu"}, false, 1300 * time.Millisecond},
 		{"a negative skew counts as none", CatchUp{Limit: time.Second, Skew: -time.Hour}, lagging, Write{now.Add(-time.Second), "eu"}, true, 0},
 		{"a write in the future waits it out", on, lagging, Write{now.Add(2 * time.Second), "eu"}, false, 3500 * time.Millisecond},
-		{"a progress with only other origins", on, withData(srv("y", "us", 0, false), "", map[string]time.Duration{"ap": 0}), Write{now, "eu"}, false, -1},
-		{"an origin without progress still takes part", on, withData(srv("z", "us", 0, false), "us", nil), Write{now.Add(-time.Hour), "eu"}, false, -1},
+		{"a progress with only other origins", on, withData(srv("y", "us", 0, false), "", map[string]time.Duration{"ap": 0}), Write{now, "eu"}, false, UnknownWait},
+		{"an origin without progress still takes part", on, withData(srv("z", "us", 0, false), "us", nil), Write{now.Add(-time.Hour), "eu"}, false, UnknownWait},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,7 +164,7 @@ func TestRebalanceDataAware(t *testing.T) {
 			want{server: "<nil>", reason: ReasonFailover, catchingUp: true, wait: 2300 * time.Millisecond}},
 		{"b: nobody can tell: wait, unknown how long", on, snapshot(withData(srv("eu-2", "eu", 0.45, false), "eu", map[string]time.Duration{"us": -1})),
 			RefreshRequest{Current: "gone", Closest: "eu-2", Write: Write{ago(time.Second), "us"}},
-			want{server: "<nil>", reason: ReasonFailover, catchingUp: true, wait: -1}},
+			want{server: "<nil>", reason: ReasonFailover, catchingUp: true, wait: UnknownWait}},
 		{"b: nobody holds it, past the limit: unsafe failover", on, onlyEU,
 			RefreshRequest{Current: "gone", Closest: "eu-2", Write: Write{ago(time.Minute), "ap"}},
 			want{server: "eu-2", reason: ReasonFailover, moved: true, unsafe: true}},

@@ -33,7 +33,7 @@ type Outcome struct {
 	Held bool
 	// CatchingUp reports that the pinned server is gone and no server yet
 	// holds the client's last write: Server is nil, and the client should
-	// come back after Wait (-1: unknown).
+	// come back after Wait (UnknownWait when no server can tell).
 	CatchingUp bool
 	Wait       time.Duration
 	// Unsafe reports a move to a server that may not hold the client's
