@@ -58,6 +58,9 @@ func TestAgentFollowsAPostgreSQLStandby(t *testing.T) {
 	}
 	small := func(p schema.Progress) bool { return !p.Unknown && p.LagMS <= 2000 }
 	poll.True(t, 30*time.Second, "eu-db caught up and us-db's copy close behind", usLag(small))
+	if s := agenttest.Stored(t, f.client, "eu-1"); s.Origin != "eu-db" {
+		t.Fatalf("origin %q, want eu-db", s.Origin)
+	}
 
 	// Replay paused while the primary commits: the copy falls behind.
 	standby.Exec(`SELECT pg_wal_replay_pause()`)
