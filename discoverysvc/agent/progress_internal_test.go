@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -132,5 +133,25 @@ func TestProgressHold(t *testing.T) {
 		case tc.want >= 0 && (pr.Unknown || pr.LagMS != tc.want):
 			t.Fatalf("reading %d: %v, want %d ms", i, got, tc.want)
 		}
+	}
+}
+
+// More origins than a record holds: the first by name are kept, so the
+// heartbeat stays valid, and the rest count as not caught up.
+func TestProgressBound(t *testing.T) {
+	p := newProgressReader(nil, zap.NewNop())
+	m := map[string]schema.Progress{}
+	for i := range schema.MaxOrigins + 3 {
+		m[fmt.Sprintf("o%02d", i)] = schema.Progress{LagMS: int64(i)}
+	}
+	got := p.bound(m)
+	if len(got) != schema.MaxOrigins {
+		t.Fatalf("%d origins kept, want %d", len(got), schema.MaxOrigins)
+	}
+	if _, ok := got[fmt.Sprintf("o%02d", schema.MaxOrigins)]; ok {
+		t.Fatalf("kept %v: not the first by name", got)
+	}
+	if err := schema.ValidateProgress(schema.Server{Progress: got}); err != nil {
+		t.Fatal(err)
 	}
 }
