@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -158,4 +159,29 @@ func TestAgentReportsProgressAndUnknownWhenASourceFails(t *testing.T) {
 	waitProgress("the garbled command's origins unknown", map[string]schema.Progress{"us-db": unknown, "ap-db": unknown})
 	setCommand(`{"us-db": 0.1, "ap-db": 0.2}`)
 	waitProgress("the command's origins known again", map[string]schema.Progress{"us-db": lag(2000), "ap-db": lag(250)})
+}
+
+// A progress command never sees the agent's token: the agent's own
+// SESSIONPIN_* variables are kept out of its environment.
+func TestProgressCommandDoesNotGetTheAgentsToken(t *testing.T) {
+	t.Setenv("SESSIONPIN_DISCOVERY_TOKEN", "7")
+	t.Setenv("PROGRESS_TEST_LAG", "0.5")
+	dir := t.TempDir()
+	script := filepath.Join(dir, "progress.sh")
+	body := "#!/bin/sh\necho \"{\\\"token\\\": ${SESSIONPIN_DISCOVERY_TOKEN:-null}, \\\"other\\\": ${PROGRESS_TEST_LAG:-null}}\"\n"
+	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := agent.NewCommandSource(script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := src.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]schema.Progress{"token": {Unknown: true}, "other": {LagMS: 500}}
+	if !schema.SameProgress(got, want) {
+		t.Fatalf("the command saw %v, want %v", got, want)
+	}
 }

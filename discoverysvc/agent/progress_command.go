@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,9 +47,11 @@ func (s *CommandSource) Origins() []string { return nil }
 const commandWaitDelay = 200 * time.Millisecond
 
 // Read runs the command once and parses what it printed. Standard error
-// only goes into the error of a failed run.
+// only goes into the error of a failed run. The command gets the agent's
+// environment but for the agent's own settings (see commandEnv).
 func (s *CommandSource) Read(ctx context.Context) (map[string]schema.Progress, error) {
 	cmd := exec.CommandContext(ctx, s.args[0], s.args[1:]...)
+	cmd.Env = commandEnv(os.Environ())
 	stdout := &cappedBuffer{max: MaxProgressOutput}
 	stderr := &cappedBuffer{max: 512}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -65,6 +69,13 @@ func (s *CommandSource) Read(ctx context.Context) (map[string]schema.Progress, e
 		return nil, err
 	}
 	return ParseProgressOutput(stdout.Bytes())
+}
+
+// commandEnv is the agent's environment without its own settings: the
+// variables named SESSIONPIN_*, the agent's token among them, which a
+// progress command has no use for.
+func commandEnv(env []string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "SESSIONPIN_") })
 }
 
 // cappedBuffer keeps the first max bytes written to it and notes that
