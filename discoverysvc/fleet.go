@@ -179,6 +179,7 @@ var (
 func (c *fleetCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- serversDesc
 	ch <- pinnedDesc
+	describeProgress(ch)
 }
 
 func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
@@ -198,4 +199,5 @@ func (c *fleetCollector) Collect(ch chan<- prometheus.Metric) {
 	for id, p := range v.pinned {
 		ch <- prometheus.MustNewConstMetric(pinnedDesc, prometheus.GaugeValue, float64(p.PinnedLastMinute), id)
 	}
+	collectProgress(ch, v.state)
 }

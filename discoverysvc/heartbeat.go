@@ -72,6 +72,10 @@ func DecodeHeartbeat(id string, body []byte) (schema.Server, time.Duration, erro
 	if req.Limit != nil {
 		srv.Limit = *req.Limit
 	}
+	if req.Origin != nil {
+		srv.Origin = *req.Origin
+	}
+	srv.Progress = req.Progress
 	if err := srv.Validate(); err != nil {
 		return schema.Server{}, 0, err
 	}
@@ -88,13 +92,18 @@ func DecodeHeartbeat(id string, body []byte) (schema.Server, time.Duration, erro
 }
 
 // heartbeatFields are the keys of a HeartbeatRequest, spelled exactly.
-var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "load": true, "draining": true, "capacity": true, "limit": true, "ttl": true}
+var heartbeatFields = map[string]bool{"id": true, "region": true, "url": true, "load": true, "draining": true, "capacity": true, "limit": true, "ttl": true, "origin": true, "progress": true}
 
 // checkKeys refuses top-level keys that are unknown in their exact spelling
 // or repeated. encoding/json alone would match "REGION" to region and let
 // the last of two "region" keys win, so the record stored could differ from
 // what a reader of the request sees. body must be one valid JSON object.
-func checkKeys(body []byte) error { return checkKeysOf(body, heartbeatFields) }
+func checkKeys(body []byte) error {
+	if err := checkKeysOf(body, heartbeatFields); err != nil {
+		return err
+	}
+	return checkProgressKeys(body)
+}
 
 // checkKeysOf is checkKeys for any request body with the given fields.
 func checkKeysOf(body []byte, fields map[string]bool) error {
@@ -127,9 +136,15 @@ func checkKeysOf(body []byte, fields map[string]bool) error {
 // decodeError turns an encoding/json error into a FieldError naming the
 // field, so the caller sees "invalid load: ..." rather than Go type names.
 func decodeError(err error) *schema.FieldError {
+	if fe, ok := errors.AsType[*schema.FieldError](err); ok { // a progress entry's own check
+		return fe
+	}
 	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 		if te.Field == "" {
 			return errNotObject
+		}
+		if te.Field == "progress" || strings.HasPrefix(te.Field, "progress.") {
+			return errProgressShape
 		}
 		return &schema.FieldError{Field: te.Field, Reason: "must be a JSON " + jsonKind(te.Field)}
 	}

@@ -180,6 +180,7 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv schema.Server, secs in
 				return res, false, fmt.Errorf("renew lease: %w", err)
 			case rn.Revision != 0 && rn.Revision <= through:
 				// Nothing changed between the copy and the renewal.
+				srv = stepped(hd.srv, srv)
 				if rn.TTL != r.grantedTTL(secs) {
 					return r.replaceLease(ctx, key, srv, secs, hd.modRev, hd.lease)
 				}
@@ -197,9 +198,12 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv schema.Server, secs in
 		return res, false, fmt.Errorf("read: %w", err)
 	}
 	if len(get.Kvs) == 0 {
-		return r.write(ctx, key, srv, secs, 0, clientv3.NoLease)
+		return r.write(ctx, key, stepped(schema.Server{}, srv), secs, 0, clientv3.NoLease)
 	}
 	kv := get.Kvs[0]
+	old, err := schema.DecodeServer(r.serversPrefix, kv.Key, kv.Value)
+	decoded := err == nil // garbage under the key leaves nothing to step from
+	srv = stepped(old, srv)
 	lease := clientv3.LeaseID(kv.Lease)
 	if lease != clientv3.NoLease {
 		ttl, err := renewedTTL, error(nil)
@@ -222,8 +226,7 @@ func (r *Registry) heartbeatOnce(ctx context.Context, srv schema.Server, secs in
 		// attach a fresh one so the server dies when it stops heartbeating.
 		return r.write(ctx, key, srv, secs, kv.ModRevision, clientv3.NoLease)
 	}
-	old, err := schema.DecodeServer(r.serversPrefix, kv.Key, kv.Value)
-	if err == nil && !needsWrite(old, srv) {
+	if decoded && !needsWrite(old, srv) {
 		return HeartbeatResult{Server: old}, false, nil
 	}
 	return r.write(ctx, key, srv, secs, kv.ModRevision, lease)
@@ -248,6 +251,14 @@ func needsWrite(old, srv schema.Server) bool {
 		return true
 	}
 	return math.Abs(old.Load-srv.Load) >= LoadEpsilon-loadTolerance
+}
+
+// stepped is srv with its reported progress stepped from the stored
+// record's (schema.StepProgress), so that a lag that wavers within its step
+// leaves the record as it is and the heartbeat renews the lease only.
+func stepped(stored, srv schema.Server) schema.Server {
+	srv.Progress = schema.StepProgress(stored.Progress, srv.Progress)
+	return srv
 }
 
 // write stores srv under key with a compare-and-swap on modRev (0: the key

@@ -34,6 +34,11 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(seconds{&a.TTL}, "ttl", "lease `duration` (10s or 10), longer than --interval (default: the service's, 10s)")
 	fs.DurationVar(&a.DrainTimeout, "drain-timeout", 0, "on SIGTERM, stay registered as draining until no edge has seen a pinned request for --drain-quiet, or at most this `duration`, then deregister")
 	fs.DurationVar(&a.DrainQuiet, "drain-quiet", schema.DefaultQuiet, "with --drain-timeout, the quiet `duration` after which the server counts as drained")
+	fs.StringVar(&a.Origin, "origin", "", "`name` of where this server's writes commit, for data-aware moves (default: --region when a --progress-* source is given, else none)")
+	var postgres repeated
+	fs.Var(&postgres, "progress-postgres", "read how far this server's copy of ORIGIN's data has caught up, from PostgreSQL's replication functions on the copy at CONNSTRING: `ORIGIN=CONNSTRING` (repeatable)")
+	progressURL := fs.String("progress-url", "", "`URL` answering {\"<origin>\": <lag seconds> | null} for this server's copy of each origin's data")
+	progressCommand := fs.String("progress-command", "", "`command` (program and arguments, no shell) printing {\"<origin>\": <lag seconds> | null}")
 	fs.StringVar(&logLevel, "log-level", "info", "`level` of the logs: debug, info, warn, error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -51,6 +56,9 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	if set["load-prometheus"] || set["load-query"] {
 		a.Prometheus = &prom
 	}
+	if err := progressSources(&a, postgres, set, *progressURL, *progressCommand); err != nil {
+		return err
+	}
 	if err := a.Validate(); err != nil {
 		if fe, ok := errors.AsType[*schema.FieldError](err); ok {
 			return flagError(fe.Field, "%s", fe.Reason)
@@ -67,4 +75,30 @@ func runAgent(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	a.Logger = logger
 	return a.Run(ctx)
+}
+
+// progressSources adds the sources the --progress-* flags name to a.
+func progressSources(a *agent.Agent, postgres []string, set map[string]bool, url, command string) error {
+	for _, v := range postgres {
+		src, err := agent.NewPostgresSource(v)
+		if err != nil {
+			return flagError("progress-postgres", "%s", err)
+		}
+		a.Progress = append(a.Progress, src)
+	}
+	if set["progress-url"] {
+		src, err := agent.NewURLSource(url, nil)
+		if err != nil {
+			return flagError("progress-url", "%s", err)
+		}
+		a.Progress = append(a.Progress, src)
+	}
+	if set["progress-command"] {
+		src, err := agent.NewCommandSource(command)
+		if err != nil {
+			return flagError("progress-command", "%s", err)
+		}
+		a.Progress = append(a.Progress, src)
+	}
+	return nil
 }

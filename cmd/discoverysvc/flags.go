@@ -144,3 +144,13 @@ func splitList(v string) []string {
 	}
 	return out
 }
+
+// repeated is a flag that may be given several times, each value kept.
+type repeated []string
+
+func (r *repeated) String() string { return strings.Join(*r, " ") }
+
+func (r *repeated) Set(v string) error {
+	*r = append(*r, v)
+	return nil
+}

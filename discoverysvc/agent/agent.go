@@ -76,6 +76,16 @@ type Agent struct {
 	// DrainQuiet is the quiet period that makes a draining server drained.
 	// Default: 60s.
 	DrainQuiet time.Duration
+	// Origin names where the writes made through this server commit (its
+	// database primary), for data-aware moves. Default: Region when
+	// Progress has a source, else none (the server takes no part).
+	Origin string
+	// Progress are the sources of how far the server's copy of the data
+	// has caught up with each origin it replicates from, read at every
+	// heartbeat (see ProgressSource). Two sources that report one origin
+	// are both heeded: the larger lag, or unknown, is reported. Default:
+	// none, the server takes no part in data-aware moves.
+	Progress []ProgressSource
 	// Logger receives the agent's logs. Default: no logging.
 	Logger *zap.Logger
 	// Client makes the probes and the API calls; every request carries its
@@ -135,7 +145,36 @@ func (a *Agent) Validate() error {
 	if a.DrainQuiet < 0 || a.DrainQuiet > schema.MaxQuiet {
 		return &schema.FieldError{Field: "drain-quiet", Reason: fmt.Sprintf("must be between 0 and %s", schema.MaxQuiet)}
 	}
+	return a.validateProgress()
+}
+
+// validateProgress checks the origin and that no two PostgreSQL sources
+// name one origin.
+func (a *Agent) validateProgress() error {
+	if a.Origin != "" && !schema.ValidName(a.Origin) {
+		return &schema.FieldError{Field: "origin", Reason: schema.NameRule}
+	}
+	seen := map[string]bool{}
+	for _, src := range a.Progress {
+		for _, o := range src.Origins() {
+			if seen[o] {
+				return &schema.FieldError{Field: "progress-postgres", Reason: fmt.Sprintf("origin %q given more than once", o)}
+			}
+			seen[o] = true
+		}
+	}
+	if len(seen) > schema.MaxOrigins {
+		return &schema.FieldError{Field: "progress-postgres", Reason: fmt.Sprintf("at most %d origins", schema.MaxOrigins)}
+	}
 	return nil
+}
+
+// origin is the origin to report.
+func (a *Agent) origin() string {
+	if a.Origin == "" && len(a.Progress) > 0 {
+		return a.Region
+	}
+	return a.Origin
 }
 
 func (a *Agent) interval() time.Duration {
@@ -201,6 +240,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	r.log = r.log.With(zap.String("id", a.ID))
 	r.backoff = r.minBackoff()
 	r.load = 1
+	r.progress = newProgressReader(a.Progress, r.log)
+	defer closeSources(a.Progress)
 	return r.run(ctx)
 }
 
@@ -240,6 +281,11 @@ type agentRun struct {
 	promLoad    float64
 	promGood    bool
 	promFailing string
+
+	progress *progressReader
+	// lastProgress is what the latest read of the progress sources gave,
+	// sent with every heartbeat until the next read.
+	lastProgress map[string]schema.Progress
 }
 
 func (r *agentRun) run(ctx context.Context) error {
@@ -267,7 +313,9 @@ func (r *agentRun) run(ctx context.Context) error {
 // requests use ctx, which outlives runCtx; when runCtx ends during the
 // probe, the round is skipped and stop takes over.
 func (r *agentRun) round(runCtx, ctx context.Context) time.Duration {
+	progress := r.readProgress(ctx)
 	load, err := r.probe(ctx)
+	progress()
 	if runCtx.Err() != nil {
 		return r.interval
 	}
@@ -342,7 +390,9 @@ func (r *agentRun) drain(d time.Duration) {
 	start := time.Now()
 	deadline := start.Add(d)
 	for {
+		progress := r.readProgress(context.Background())
 		load, err := r.probe(context.Background())
+		progress()
 		if err != nil {
 			r.noteHealth(err)
 			return
@@ -400,6 +450,10 @@ func (r *agentRun) heartbeat(ctx context.Context, load float64, draining bool) e
 		ttl := float64(r.agent.TTL / time.Second)
 		body.TTL = &ttl
 	}
+	if origin := r.agent.origin(); origin != "" {
+		body.Origin = &origin
+	}
+	body.Progress = r.lastProgress
 	ctx, cancel := context.WithTimeout(ctx, r.callTimeout())
 	defer cancel()
 	return r.api.Heartbeat(ctx, r.agent.ID, body)

@@ -28,6 +28,15 @@ type HeartbeatRequest struct {
 	Limit *float64 `json:"limit,omitempty"`
 	// TTL is the lease in whole seconds, 1 to 3600. Default: 10.
 	TTL *float64 `json:"ttl,omitempty"`
+	// Origin names where the writes made through the server commit (its
+	// database primary), for data-aware moves. Default: none, the server
+	// takes no part in them.
+	Origin *string `json:"origin,omitempty"`
+	// Progress is, per origin the server's data replicates from, how far
+	// behind it the server's copy is: {"lag_ms": N} or {"unknown": true}.
+	// Discovery stores it in steps (schema.StepProgress), so a steady lag
+	// renews the lease only. Default: none, no progress source.
+	Progress map[string]schema.Progress `json:"progress,omitempty"`
 }
 
 // DrainRequest is the optional body of PUT /v1/servers/{id}/drain.

@@ -117,6 +117,8 @@
     bar.setAttribute("aria-valuetext", `load ${s.load.toFixed(2)}`);
     li.querySelector(".load-value").textContent = s.load.toFixed(2);
 
+    showProgress(li, s);
+
     const a = activity.get(id);
     let activityText = "";
     if (a && a.last_pinned) {
@@ -144,6 +146,37 @@
     button.textContent = d ? "Undrain" : "Drain";
     button.setAttribute("aria-label", (d ? "Undrain " : "Drain ") + id);
     counts(li.closest("section"));
+  }
+
+  // lagText says how far behind an origin a copy is: the published step,
+  // so a coarse figure.
+  function lagText(ms) {
+    if (ms === 0) return "caught up";
+    if (ms < 1000) return `${ms / 1000} s behind`;
+    const s = ms / 1000;
+    if (s < 120) return `${s} s behind`;
+    if (s < 7200) return `${Math.round(s / 60)} min behind`;
+    return `${Math.round(s / 3600)} h behind`;
+  }
+
+  // showProgress shows where the server's writes commit and, per origin
+  // its data replicates from, how far behind it is; an unknown lag is
+  // marked as such (moves to the server wait for it).
+  function showProgress(li, s) {
+    const el = li.querySelector(".progress");
+    const progress = s.progress || {};
+    const origins = Object.keys(progress).sort();
+    el.hidden = !s.origin && origins.length === 0;
+    el.querySelector(".origin").textContent = s.origin ? `writes commit at ${s.origin}` : "";
+    const list = el.querySelector(".lags");
+    list.replaceChildren(...origins.map((o) => {
+      const p = progress[o];
+      const item = document.createElement("li");
+      item.dataset.origin = o;
+      item.dataset.unknown = String(!!p.unknown);
+      item.textContent = `${o}: ` + (p.unknown ? "unknown" : lagText(p.lag_ms));
+      return item;
+    }));
   }
 
   function remove(id) {

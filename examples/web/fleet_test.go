@@ -68,8 +68,24 @@ func TestFleetPage(t *testing.T) {
 	// A server that joins appears live: the page is not reloaded (the
 	// marker set on this document survives).
 	p.do(chromedp.Evaluate[chromedp.Void](`window.stillTheSamePage = true`))
-	heartbeat(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120}`)
+	heartbeat(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120,`+
+		`"origin":"ap-db","progress":{"ap-db":{"lag_ms":0},"eu-db":{"lag_ms":1500},"us-db":{"unknown":true}}}`)
 	p.waitJS(`!!document.querySelector('section[data-region="ap-south"] li[data-server-id="ap-1"]')`, "ap-1 to appear under ap-south")
+
+	// Where its writes commit, and how far behind each origin its data
+	// is: as published (1.5 s is the 2 s step), unknown marked apart.
+	for sel, want := range map[string]string{
+		`li[data-server-id="ap-1"] .progress .origin`:             "writes commit at ap-db",
+		`li[data-server-id="ap-1"] .lags li[data-origin="ap-db"]`: "ap-db: caught up",
+		`li[data-server-id="ap-1"] .lags li[data-origin="eu-db"]`: "eu-db: 2 s behind",
+		`li[data-server-id="ap-1"] .lags li[data-unknown="true"]`: "us-db: unknown",
+		`li[data-server-id="ap-1"] .lags li[data-origin="us-db"]`: "us-db: unknown",
+	} {
+		p.waitJS(fmt.Sprintf(`document.querySelector(%q)?.textContent === %q`, sel, want), sel+" to read "+want)
+	}
+	if got := p.eval(`String(document.querySelector('li[data-server-id="eu-1"] .progress').hidden)`); got != "true" {
+		t.Fatalf("a server with no progress source shows a data line (hidden %s)", got)
+	}
 
 	// It announces that it is draining: its state changes in place. No
 	// edge has seen pinned traffic to it, so it is drained at once.
