@@ -6,6 +6,7 @@
 (() => {
   const servers = new Map();  // id -> server record
   const drains = new Map();   // id -> {since, reason}
+  const joined = new Map();   // id -> when it joined while the page watched (slow start)
   const activity = new Map(); // id -> {pinned_last_minute, last_pinned, edges, drained}
   const cards = new Map();    // id -> <li>
   const sections = new Map(); // region -> <section>
@@ -117,6 +118,7 @@
     bar.setAttribute("aria-valuetext", `load ${s.load.toFixed(2)}`);
     li.querySelector(".load-value").textContent = s.load.toFixed(2);
 
+    showSize(li, id, s);
     showProgress(li, s);
 
     const a = activity.get(id);
@@ -146,6 +148,32 @@
     button.textContent = d ? "Undrain" : "Drain";
     button.setAttribute("aria-label", (d ? "Undrain " : "Drain ") + id);
     counts(li.closest("section"));
+  }
+
+  // SLOW_START_MS is the edges' default slow_start window. The page cannot
+  // know each edge's setting; it shows the default's countdown.
+  const SLOW_START_MS = 15000;
+
+  // showSize shows the capacity and limit a server declares, and whether
+  // it is in slow start: it joined (or came back) while the page watched,
+  // less than the default window ago. A server already there when the page
+  // connected counts as established, as it does for an edge that lists the
+  // registry.
+  function showSize(li, id, s) {
+    const parts = [];
+    if (s.capacity > 0) parts.push(`capacity ${s.capacity}`);
+    if (s.limit > 0) parts.push(`limit ${s.limit.toFixed(2)}`);
+    const since = joined.get(id);
+    const left = since === undefined ? 0 : Math.ceil((SLOW_START_MS - (Date.now() - since)) / 1000);
+    if (left > 0) {
+      parts.push(`slow start: ramping up at edges, ${left} s left of the default 15 s`);
+    } else {
+      joined.delete(id);
+    }
+    const el = li.querySelector(".size");
+    el.hidden = parts.length === 0;
+    el.dataset.slowStart = String(left > 0);
+    el.textContent = parts.join(" · ");
   }
 
   // lagText says how far behind an origin a copy is: the published step,
@@ -225,11 +253,13 @@
       synced = false;
       [...cards.keys()].forEach(remove);
       servers.clear();
+      joined.clear();
       drains.clear();
       activity.clear();
     },
     synced: () => { synced = true; },
     server_added: (s) => {
+      if (synced) joined.set(s.id, Date.now());
       servers.set(s.id, s);
       render(s.id);
       announce(`${s.id} joined ${s.region}`);
@@ -242,6 +272,7 @@
     },
     server_removed: (s) => {
       servers.delete(s.id);
+      joined.delete(s.id);
       activity.delete(s.id);
       remove(s.id);
       announce(`${s.id} left ${s.region}`);
@@ -378,6 +409,8 @@
 
   // "last pinned 5 s ago" ages without events.
   setInterval(() => activity.forEach((_, id) => render(id)), 5000);
+  // The slow-start countdown.
+  setInterval(() => joined.forEach((_, id) => render(id)), 1000);
 
   summary();
   // The registry's etcd: its size under the header, and a banner while an

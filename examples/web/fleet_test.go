@@ -69,8 +69,20 @@ func TestFleetPage(t *testing.T) {
 	// marker set on this document survives).
 	p.do(chromedp.Evaluate[chromedp.Void](`window.stillTheSamePage = true`))
 	heartbeat(t, st.Discovery, token, "ap-1", `{"region":"ap-south","url":"http://127.0.0.1:9005","load":0.4,"ttl":120,`+
+		`"capacity":2000,"limit":0.9,`+
 		`"origin":"ap-db","progress":{"ap-db":{"lag_ms":0},"eu-db":{"lag_ms":1500},"us-db":{"unknown":true}}}`)
 	p.waitJS(`!!document.querySelector('section[data-region="ap-south"] li[data-server-id="ap-1"]')`, "ap-1 to appear under ap-south")
+
+	// Its declared size, and that it joined while the page watched: in
+	// slow start at the edges, counting down. Servers that were there
+	// when the page connected count as established and declare nothing.
+	p.waitJS(`document.querySelector('li[data-server-id="ap-1"] .size')?.dataset.slowStart === "true"`, "ap-1 in slow start")
+	if got := p.eval(`document.querySelector('li[data-server-id="ap-1"] .size').textContent`); !strings.HasPrefix(got, "capacity 2000 · limit 0.90 · slow start: ramping up at edges") {
+		t.Fatalf("ap-1's size line reads %q", got)
+	}
+	if got := p.eval(`String(document.querySelector('li[data-server-id="eu-1"] .size').hidden)`); got != "true" {
+		t.Fatalf("an established server without a capacity shows a size line (hidden %s)", got)
+	}
 
 	// Where its writes commit, and how far behind each origin its data
 	// is: as published (1.5 s is the 2 s step), unknown marked apart.
