@@ -47,10 +47,8 @@ func (c Candidate) AtLimit() bool {
 // ramp is Ramp with 0 and out-of-range values read as established, so that
 // a bad factor can only leave a server unramped, never starve it.
 func (c Candidate) ramp() float64 {
-	// Mutation testing: c.Ramp <= 1 is an equivalent mutant; 1 is
-	// returned either way.
-	if c.Ramp > 0 && c.Ramp < 1 {
-		return c.Ramp
+	if c.Ramp > 0 {
+		return min(c.Ramp, 1)
 	}
 	return 1
 }

@@ -59,6 +59,7 @@ func TestSlowStartRamp(t *testing.T) {
 	}{
 		{"off", SlowStart{}, 0, 1},
 		{"off, negative window", SlowStart{Window: -time.Second}, 0, 1},
+		{"off, negative age", SlowStart{}, -time.Second, 1},
 		{"just joined: the minimum share", SlowStart{Window: w}, 0, DefaultMinShare},
 		{"negative age reads as just joined", SlowStart{Window: w}, -time.Hour, DefaultMinShare},
 		{"linear by default", SlowStart{Window: w}, 5 * time.Second, 0.5},
@@ -80,7 +81,7 @@ func TestSlowStartRamp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.s.Ramp(tt.age); math.Abs(got-tt.want) > 1e-9 {
+			if got := tt.s.Ramp(tt.age); !(math.Abs(got-tt.want) <= 1e-9) { // NaN fails too
 				t.Fatalf("Ramp(%v) = %v, want %v", tt.age, got, tt.want)
 			}
 		})

@@ -165,7 +165,9 @@ func choose(n int, at func(int) (Candidate, bool), hysteresis float64, rnd uint6
 		u = (u - share) / (1 - share)
 	}
 	target := u * total
-	last := -1
+	// With no member at all, at changed between passes: least was usable
+	// a moment ago.
+	last := least
 	for i := range end {
 		c, ok := considered(i)
 		if !ok || (inBand && c.Estimate() > limit) {
@@ -177,9 +179,6 @@ func choose(n int, at func(int) (Candidate, bool), hysteresis float64, rnd uint6
 			return i
 		}
 		target -= w
-	}
-	if last < 0 {
-		return least // at changed between passes
 	}
 	// Rounding left the draw past the last member: take it.
 	return last

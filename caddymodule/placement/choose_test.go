@@ -56,6 +56,9 @@ func TestChooseShares(t *testing.T) {
 		{"no capacity anywhere: uniform over the band, as before",
 			[]Candidate{{Load: 0.1}, {Load: 0.15}, {Load: 0.2}, {Load: 0.35}}, 0.1,
 			map[int]float64{0: 1.0 / 3, 1: 1.0 / 3, 2: 1.0 / 3}},
+		{"no capacity or limit: the band takes every client, even under half of the servers",
+			[]Candidate{{Load: 0}, {Load: 0.5}, {Load: 0.5}}, 0.1,
+			map[int]float64{0: 1}},
 		{"no capacity: the band ignores the edge's placements",
 			[]Candidate{{Load: 0.1, Placed: 1000}, {Load: 0.15}}, 0.1,
 			map[int]float64{0: 0.5, 1: 0.5}},
@@ -138,19 +141,34 @@ func TestChooseShares(t *testing.T) {
 // plain lets the scan stop past the band; for servers that are plain, the
 // choice is the same either way.
 func TestChoosePlainStopsEarly(t *testing.T) {
-	c := []Candidate{{Load: 0.1}, {Load: 0.15}, {Load: 0.3}, {Load: 0.4}}
-	calls := 0
-	at := func(i int) (Candidate, bool) { calls++; return c[i], true }
-	for rnd := range uint64(64) {
-		calls = 0
-		got := choose(len(c), at, 0.1, rnd, true)
-		if want := Choose(c, 0.1, rnd); got != want {
-			t.Fatalf("rnd %d: plain chose %d, full scan %d", rnd, got, want)
-		}
+	for _, tt := range []struct {
+		name     string
+		c        []Candidate
+		h        float64
+		maxCalls int
+	}{
 		// Pass 1 reads 0, 1 and stops at 2; pass 2 and the draw read 0, 1.
-		if calls > 7 {
-			t.Fatalf("rnd %d: %d reads of 4 servers, want the scan to stop past the band", rnd, calls)
-		}
+		{"past the band", []Candidate{{Load: 0.1}, {Load: 0.15}, {Load: 0.3}, {Load: 0.4}}, 0.1, 7},
+		// Loads exact in binary: 0.25 + 0.25 is 0.5 exactly, so servers 1
+		// and 2 are at the band's edge, and in it. Pass 1 reads 0 to 3 and
+		// stops at 3; pass 2 and the draw read 0 to 2.
+		{"a server exactly at the band's edge is in the band",
+			[]Candidate{{Load: 0.25}, {Load: 0.5}, {Load: 0.5}, {Load: 0.75}}, 0.25, 10},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			at := func(i int) (Candidate, bool) { calls++; return tt.c[i], true }
+			for rnd := range uint64(64) {
+				calls = 0
+				got := choose(len(tt.c), at, tt.h, rnd, true)
+				if want := Choose(tt.c, tt.h, rnd); got != want {
+					t.Fatalf("rnd %d: plain chose %d, full scan %d", rnd, got, want)
+				}
+				if calls > tt.maxCalls {
+					t.Fatalf("rnd %d: %d reads of %d servers, want the scan to stop past the band", rnd, calls, len(tt.c))
+				}
+			}
+		})
 	}
 }
 
@@ -178,7 +196,8 @@ func TestChooseSkipsUnusable(t *testing.T) {
 }
 
 // at reads live state (reachability), which can change between passes: a
-// server that was usable a moment ago is chosen rather than none.
+// server that was usable a moment ago is chosen rather than none, the least
+// loaded of pass 1 (the first of equals).
 func TestChooseStateChangesBetweenPasses(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -186,6 +205,8 @@ func TestChooseStateChangesBetweenPasses(t *testing.T) {
 	}{
 		{"plain", []Candidate{{Load: 0.1}, {Load: 0.15}}},
 		{"weighted", []Candidate{{Load: 0.1, Capacity: 10}, {Load: 0.15, Capacity: 10}}},
+		{"plain, equal loads", []Candidate{{Load: 0.1}, {Load: 0.1}}},
+		{"weighted, equal loads", []Candidate{{Load: 0.1, Capacity: 10}, {Load: 0.1, Capacity: 10}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			for rnd := range uint64(16) {
@@ -210,5 +231,35 @@ func TestChooseEveryRandomNumber(t *testing.T) {
 		if got := Choose(c, 0.1, rnd); got < 0 || got > 1 {
 			t.Fatalf("Choose(rnd=%#x) = %d", rnd, got)
 		}
+	}
+}
+
+// The draw's boundaries, at draws that are exact in binary. rnd 1<<63 draws
+// exactly 0.5: the Weyl step multiplies by an odd constant, which leaves
+// 2^63 as it is; rnd 0 draws 0. The band takes the draws in [0, share),
+// and each server the draws in [start, start+weight) of its part.
+func TestChooseDrawBoundaries(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		c    []Candidate
+		rnd  uint64
+		want int
+	}{
+		{"a draw at the start of the first server's part", []Candidate{{Capacity: 1}, {Capacity: 1}}, 0, 0},
+		// The band is both (share 1): 0.5 of a total weight of 2 is 1,
+		// the end of server 0's part and the start of server 1's.
+		{"a draw exactly at a server's end goes to the next", []Candidate{{Capacity: 1}, {Capacity: 1}}, 1 << 63, 1},
+		// Server 0's estimate is 0 + 3/3 = 1, above server 1's 0.5 and
+		// out of the band; the band weighs 1 of 4: share 0.5.
+		{"a draw in the band's share goes to the band",
+			[]Candidate{{Capacity: 3, Placed: 3}, {Load: 0.5, Capacity: 1}}, 0, 1},
+		{"a draw exactly at the band's share is drawn from all, from the start",
+			[]Candidate{{Capacity: 3, Placed: 3}, {Load: 0.5, Capacity: 1}}, 1 << 63, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Choose(tt.c, 0, tt.rnd); got != tt.want {
+				t.Fatalf("Choose(rnd=%#x) = %d, want %d", tt.rnd, got, tt.want)
+			}
+		})
 	}
 }

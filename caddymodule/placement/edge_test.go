@@ -147,6 +147,36 @@ func TestPlaceSlowStartWithoutCapacity(t *testing.T) {
 	}
 }
 
+// Once a joiner's slow start is over (exactly at the window's end), or
+// with slow start off even when the edge's clock is behind the join (a
+// clock step), the region is placed exactly as if the joiner had been
+// listed from the start: the same server for every rnd, including the
+// draws around an unreachable server of the band.
+func TestPlaceWithoutSlowStartIsPlain(t *testing.T) {
+	eu1, eu2, eu3 := srv("eu-1", "eu", 0.5, false), srv("eu-2", "eu", 0.5, false), srv("eu-3", "eu", 0.5, false)
+	listed := snapshot(eu1, eu2, eu3)
+	snap := snapshot(eu1, eu2).Apply(2, []watch.Change{{ID: "eu-3", Server: &eu3}})
+	joined := snap.Server("eu-3").Joined
+	for _, tt := range []struct {
+		name   string
+		window time.Duration
+		age    time.Duration
+	}{
+		{"at the window's end", 10 * time.Second, 10 * time.Second},
+		{"slow start off, the clock behind the join", 0, -time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &Edge{Region: "eu", Hysteresis: 0.1, SlowStart: SlowStart{Window: tt.window},
+				Reachable: unreachable("eu-2"), Now: func() time.Time { return joined.Add(tt.age) }}
+			for rnd := range uint64(64) {
+				if got, want := id(e.Place(snap, rnd)), id(e.Place(listed, rnd)); got != want {
+					t.Fatalf("rnd %d: placed on %s, on %s when listed from the start", rnd, got, want)
+				}
+			}
+		})
+	}
+}
+
 // The choice over the whole fleet (no server in the edge's or fallback
 // regions) follows the same rule.
 func TestPlaceAnywhereByCapacity(t *testing.T) {

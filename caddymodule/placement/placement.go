@@ -163,9 +163,7 @@ func (e *Edge) pickPlain(active []*watch.Entry, rnd uint64) *watch.Entry {
 	limit := active[first].Load + clampHysteresis(e.Hysteresis)
 	// Binary search for the first server above the limit; loads are sorted,
 	// so this is O(log n) even at 10,000 servers.
-	// Mutation testing: first-1 here is an equivalent mutant; the search
-	// only starts lower, among servers already known to be within limit.
-	lo, hi := first+1, len(active)
+	lo, hi := first, len(active)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
 		if active[mid].Load <= limit {
@@ -194,7 +192,9 @@ func (e *Edge) pickPlain(active []*watch.Entry, rnd uint64) *watch.Entry {
 		return candidates[0]
 	}
 	k = (rnd / n) % k
-	var last *watch.Entry
+	// Should Reachable change during the loop, the last reachable one
+	// seen is taken, or candidates[0], reachable a moment ago.
+	last := candidates[0]
 	for _, s := range candidates {
 		if e.reachable(s) {
 			if k == 0 {
@@ -203,9 +203,6 @@ func (e *Edge) pickPlain(active []*watch.Entry, rnd uint64) *watch.Entry {
 			k--
 			last = s
 		}
-	}
-	if last == nil {
-		return candidates[0]
 	}
 	return last
 }
@@ -241,13 +238,8 @@ func (e *Edge) candidate(s *watch.Entry, now time.Time) Candidate {
 // clampHysteresis turns a negative or NaN hysteresis into 0, so a bad value
 // degrades to "least loaded only" rather than to nonsense comparisons.
 func clampHysteresis(h float64) float64 {
-	// Mutation testing: h >= 0 is an equivalent mutant; 0 is returned
-	// either way.
-	if h > 0 && !math.IsInf(h, 1) {
-		return h
+	if math.IsNaN(h) {
+		return 0
 	}
-	if math.IsInf(h, 1) {
-		return math.MaxFloat64
-	}
-	return 0
+	return min(max(h, 0), math.MaxFloat64)
 }

@@ -32,8 +32,9 @@ const DefaultMinShare = 0.1
 // server of the same capacity and load. A negative age (a clock step) is
 // read as 0.
 func (s SlowStart) Ramp(age time.Duration) float64 {
-	// Mutation testing: Window < 0 and age > Window are equivalent
-	// mutants; at the boundary the ramp's own formula gives 1 too.
+	// Mutation testing: age > Window is an equivalent mutant; at the
+	// boundary the ramp's own formula gives 1 too, but past the window
+	// the early return saves the formula's work on every placement.
 	if s.Window <= 0 || age >= s.Window {
 		return 1
 	}
