@@ -60,7 +60,7 @@ bench-placement:
 bench-fleet:
 	$(GO) run ./bench/fleet
 
-## bench-history: 20 minutes of accelerated registry writes (over 200,000 revisions) against
+## bench-history: 20 minutes (ARGS="-duration 60m" for longer) of accelerated registry writes (over 200,000 revisions) against
 ## discoverysvc's embedded etcd at default settings: etcd's size and discovery's memory level off
 bench-history:
 	$(GO) run ./bench/history $(ARGS)
