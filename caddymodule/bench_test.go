@@ -75,9 +75,9 @@ type requestBatch struct {
 	b      *testing.B
 	method string // "" is GET
 	tok    string
-	toks []string // when set, requests take these tokens in turn
-	n    int
-	reqs []*http.Request
+	toks   []string // when set, requests take these tokens in turn
+	n      int
+	reqs   []*http.Request
 }
 
 func (rb *requestBatch) next() *http.Request {
