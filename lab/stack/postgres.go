@@ -34,6 +34,16 @@ func CopyDSN(at, of string) string {
 	return pg.DSN(host, standbyPort(of))
 }
 
+// ProgressDSN is how a server in region at reads the progress of its copy
+// of region of's data: the same instance as CopyDSN, as the agents' role.
+func ProgressDSN(at, of string) string {
+	host := topo.InfraHost(at).Addr.String()
+	if at == of {
+		return pg.DSNAs(pg.ProgressRole, host, topo.PortPGOwn)
+	}
+	return pg.DSNAs(pg.ProgressRole, host, standbyPort(of))
+}
+
 // PrimaryDSN is region r's primary.
 func PrimaryDSN(r string) string { return pg.DSN(topo.InfraHost(r).Addr.String(), topo.PortPGOwn) }
 
@@ -168,8 +178,15 @@ func (s *Stack) upPrimary(ctx context.Context, bin, r string) error {
 		return err
 	}
 	defer c.Close(ctx)
-	_, err = c.Exec(ctx, app.Schema)
-	return err
+	if _, err := c.Exec(ctx, app.Schema); err != nil {
+		return err
+	}
+	// Before the standbys are copied from this primary, so that they
+	// hold the role too.
+	if _, err := c.Exec(ctx, pg.ProgressRoleSQL); err != nil {
+		return fmt.Errorf("progress role: %w", err)
+	}
+	return nil
 }
 
 func (s *Stack) upStandby(ctx context.Context, bin, at, of string) error {
