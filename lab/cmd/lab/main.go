@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -168,7 +169,11 @@ func run(ctx context.Context, o options, args []string) (err error) {
 	fmt.Println()
 	results.Table(os.Stdout, file.Runs)
 	fmt.Println("\nresults:", out)
-	if o.chart != "" {
+	if !o.chartSet && !slices.Equal(o.modes, stack.DefaultModes) && slices.Contains(o.scenarios, "lag-step") {
+		// The README shows the default chart: a run of other modes
+		// leaves it alone.
+		fmt.Printf("chart:   not drawn (the chart in %s compares %s; -chart PATH draws this run's)\n", o.chart, strings.Join(stack.DefaultModes, ", "))
+	} else if o.chart != "" {
 		if ok, err := results.Chart(o.chart, file.Runs); err != nil {
 			return err
 		} else if ok {

@@ -51,7 +51,7 @@ func compareSection(f results.File, pairs []results.Pair, o options, root, chart
 	fmt.Fprintln(&b, "## Data-aware moves in the lab: sessionpin against sessionpin-blind")
 	fmt.Fprintln(&b)
 	fmt.Fprintf(&b, "`%s`, at %s, %s UTC, %s for the runs; %d CPUs, 1-minute load average %s before and %s after.\n",
-		strings.TrimSpace(f.Command), commit(root), f.Started, took.Round(time.Second), runtime.NumCPU(), or(loadBefore, "?"), or(loadAverage(), "?"))
+		"go run ./lab/cmd/"+strings.TrimSpace(f.Command), commit(root), f.Started, took.Round(time.Second), runtime.NumCPU(), or(loadBefore, "?"), or(loadAverage(), "?"))
 	a := pairs[0].Aware
 	fmt.Fprintf(&b, "Round trips %v / %v / %v (us-east↔eu-west, eu-west↔ap-south, us-east↔ap-south), apply delay %v, lease TTL %v, %d clients of which %d careless (they never set the critical flag; `-careless %v`).\n",
 		o.rttUSEU, o.rttEUAP, o.rttUSAP, o.lag, o.leaseTTL, a.Clients, a.CarelessClients, o.careless)
