@@ -41,8 +41,10 @@ type Counts struct {
 	StaleAfterMove int
 	WrongServer    int
 	// Moves are refreshes, within a workflow or after it, that took the
-	// client to another server.
-	Moves int
+	// client to another server; MovesAcross those of them to another
+	// region's server, where the client's data is read from another copy.
+	Moves       int
+	MovesAcross int
 	// HeldMoves are refreshes the edge answered with X-Session-Hold:
 	// catching_up: it kept the client where it was because no server it
 	// would move to held the client's last write yet.
@@ -108,6 +110,9 @@ type Options struct {
 	// Careless: the client never sets the critical flag, not even while
 	// a workflow runs.
 	Careless bool
+	// RegionOf names a server's region, for MovesAcross; nil: none
+	// counted.
+	RegionOf func(server string) string
 }
 
 // Client is one user.
@@ -206,6 +211,21 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (answer,
 	}
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&a.body)
 	return a, nil
+}
+
+// countMove counts a move from server from to server to.
+func (c *Client) countMove(from, to string) {
+	across := false
+	if c.RegionOf != nil {
+		rf, rt := c.RegionOf(from), c.RegionOf(to)
+		across = rf != "" && rt != "" && rf != rt
+	}
+	c.count(func(k *Counts) {
+		k.Moves++
+		if across {
+			k.MovesAcross++
+		}
+	})
 }
 
 // reason names a failed request for errors_by_reason.
@@ -368,7 +388,7 @@ func (c *Client) Run(ctx context.Context) {
 				if ra, err := c.refresh(ctx, !c.Careless); err == nil && ra.status < 500 {
 					c.record(true)
 					if ra.changed || (from != "" && ra.server != "" && ra.server != from) {
-						c.count(func(k *Counts) { k.Moves++ })
+						c.countMove(from, ra.server)
 					}
 				}
 			}
@@ -431,7 +451,7 @@ func (c *Client) refreshAfter(ctx context.Context, lastID, lastServer *string, l
 	if !moved {
 		return
 	}
-	c.count(func(k *Counts) { k.Moves++ })
+	c.countMove(*lastServer, a.server)
 	if *lastID == "" || lastStep < 0 {
 		return
 	}

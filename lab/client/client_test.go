@@ -262,3 +262,73 @@ func TestCatchUpWaitIsBounded(t *testing.T) {
 		t.Errorf("MaxCatchUpWait %v: a client should outwait the edge's default catch-up bound (30s)", MaxCatchUpWait)
 	}
 }
+
+// A refresh that moves the client to another region's server is counted as
+// a move across regions, and the read right after it that finds the last
+// workflow behind is counted as stale after the move.
+func TestMoveAcrossRegionsAndReadBack(t *testing.T) {
+	var mu sync.Mutex
+	server := "a-1"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		body := map[string]any{}
+		switch {
+		case r.URL.Path == "/auth/refresh":
+			var b struct {
+				Critical bool `json:"criticalTaskInProgress"`
+			}
+			_ = json.NewDecoder(r.Body).Decode(&b)
+			if !b.Critical {
+				// Every refresh without the flag moves the client
+				// to the other region.
+				server = map[string]string{"a-1": "b-1", "b-1": "a-1"}[server]
+				w.Header().Set("X-Session-Server-Changed", "1")
+			}
+		case r.URL.Path == "/workflows" && r.Method == http.MethodPost:
+			body["id"] = "r.1"
+		case strings.HasSuffix(r.URL.Path, "/steps"):
+			n, _ := strconv.Atoi(r.URL.Query().Get("expect"))
+			body["step"] = n + 1
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/workflows/"):
+			body["step"] = 1 // behind: the workflow had three steps
+		}
+		w.Header().Set("X-Lab-Server", server)
+		if r.Method == http.MethodPost {
+			w.Header().Set(PinHeader, "pin-"+server)
+		}
+		_ = json.NewEncoder(w).Encode(body)
+	}))
+	defer srv.Close()
+	tally := NewTally()
+	region := func(id string) string { return strings.Split(id, "-")[0] }
+	c := New(0, srv.URL, (&net.Dialer{}).DialContext, tally, func() string { return "p" }, Options{Header: true, RegionOf: region})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		tally.mu.Lock()
+		k := tally.Counts
+		tally.mu.Unlock()
+		if k.StaleAfterMove >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("no two stale reads after a move within 60s: %+v", k)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	tally.mu.Lock()
+	defer tally.mu.Unlock()
+	if tally.Moves < 2 || tally.MovesAcross != tally.Moves {
+		t.Errorf("moves %d, across regions %d; want every move across", tally.Moves, tally.MovesAcross)
+	}
+	if tally.StaleSteps != 0 || tally.WrongServer != 0 {
+		t.Errorf("counts %+v: the steps ran on the pinned server", tally.Counts)
+	}
+}

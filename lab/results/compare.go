@@ -66,7 +66,7 @@ func withCareless(total int, careless *Counts, part func(Counts) int) string {
 // CompareMarkdown writes the comparison of the two sessionpin modes as a
 // Markdown table, one line per scenario and mode, blind first.
 func CompareMarkdown(w io.Writer, pairs []Pair) {
-	fmt.Fprintln(w, "| scenario | mode | workflows | completed | stale_steps (careless) | stale_after_move (careless) | moves | held_moves | catch_up_waits (s) | unsafe_moves | errors_by_reason | recovery_s | lag p50 / p99 ms |")
+	fmt.Fprintln(w, "| scenario | mode | workflows | completed | stale_steps (careless) | stale_after_move (careless) | moves (across regions) | held_moves | catch_up_waits (s) | unsafe_moves | errors_by_reason | recovery_s | lag p50 / p99 ms |")
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|")
 	for _, p := range pairs {
 		for _, r := range []Row{p.Blind, p.Aware} {
@@ -74,11 +74,11 @@ func CompareMarkdown(w io.Writer, pairs []Pair) {
 			if r.UnsafeMoves != nil {
 				unsafe = fmt.Sprint(*r.UnsafeMoves)
 			}
-			fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %d | %d | %d (%.1f) | %s | %s | %s | %.0f / %.0f |\n",
+			fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %d (%d) | %d | %d (%.1f) | %s | %s | %s | %.0f / %.0f |\n",
 				r.Scenario, r.Mode, r.Workflows, r.Completed,
 				withCareless(r.StaleSteps, r.Careless, func(c Counts) int { return c.StaleSteps }),
 				withCareless(r.StaleAfterMove, r.Careless, func(c Counts) int { return c.StaleAfterMove }),
-				r.Moves, r.HeldMoves, r.CatchUpWaits, r.CatchUpWaitSeconds, unsafe,
+				r.Moves, r.MovesAcrossRegions, r.HeldMoves, r.CatchUpWaits, r.CatchUpWaitSeconds, unsafe,
 				strings.ReplaceAll(Errors(r.ErrorsByReason), "×", "× "), recovery(r.RecoverySeconds), r.LagP50MS, r.LagP99MS)
 		}
 	}

@@ -15,7 +15,7 @@ func comparedRows() []Row {
 		{Scenario: "kill", Mode: "rr", Workflows: 5},
 		{Scenario: "kill", Mode: ModeAware, Workflows: 100, Completed: 100, Clients: 18, CarelessClients: 4,
 			Careless: &Counts{Workflows: 20}, HeldMoves: 2, CatchUpWaits: 3, CatchUpWaitSeconds: 4.5, UnsafeMoves: &zero},
-		{Scenario: "kill", Mode: ModeBlind, Workflows: 98, Completed: 90, StaleSteps: 6, StaleAfterMove: 3, Clients: 18, CarelessClients: 4,
+		{Scenario: "kill", Mode: ModeBlind, Workflows: 98, Completed: 90, StaleSteps: 6, StaleAfterMove: 3, Moves: 7, MovesAcrossRegions: 2, Clients: 18, CarelessClients: 4,
 			Careless: &Counts{Workflows: 19, StaleSteps: 5, StaleAfterMove: 1}, ErrorsByReason: map[string]int{"503 pinned_server_unavailable": 2}},
 		{Scenario: "cut-region", Mode: ModeBlind, Workflows: 50, StaleSteps: 1, UnsafeMoves: &three},
 		{Scenario: "lag-step", Mode: ModeBlind, Workflows: 40, StaleAfterMove: 2},
@@ -46,9 +46,9 @@ func TestCompareMarkdown(t *testing.T) {
 		t.Fatalf("%d lines:\n%s", len(lines), b.String())
 	}
 	for _, want := range []string{
-		"| kill | sessionpin-blind | 98 | 90 | 6 (5) | 3 (1) | 0 | 0 | 0 (0.0) | – | 2× 503 pinned_server_unavailable |",
-		"| kill | sessionpin | 100 | 100 | 0 (0) | 0 (0) | 0 | 2 | 3 (4.5) | 0 | 0 |",
-		"| lag-step | sessionpin | 41 | 0 | 0 | 0 | 0 | 0 | 0 (0.0) | – | 0 | never |",
+		"| kill | sessionpin-blind | 98 | 90 | 6 (5) | 3 (1) | 7 (2) | 0 | 0 (0.0) | – | 2× 503 pinned_server_unavailable |",
+		"| kill | sessionpin | 100 | 100 | 0 (0) | 0 (0) | 0 (0) | 2 | 3 (4.5) | 0 | 0 |",
+		"| lag-step | sessionpin | 41 | 0 | 0 | 0 | 0 (0) | 0 | 0 (0.0) | – | 0 | never |",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("no line with %q in:\n%s", want, b.String())

@@ -24,6 +24,11 @@ type Row struct {
 	WrongServerSteps int            `json:"wrong_server_steps"`
 	ErrorsByReason   map[string]int `json:"errors_by_reason"`
 	Moves            int            `json:"moves"`
+	// MovesAcrossRegions are the moves to a server of another region
+	// than the one before: the only moves after which a client reads its
+	// data from another copy, so the only ones that can meet data that
+	// has not caught up.
+	MovesAcrossRegions int `json:"moves_across_regions"`
 	// HeldMoves are refreshes the edge answered keeping the client where
 	// it was until the server it would move to holds the client's last
 	// write (X-Session-Hold: catching_up).
@@ -57,14 +62,15 @@ type Row struct {
 
 // Counts are one kind of client's share of a run's counts.
 type Counts struct {
-	Workflows        int `json:"workflows"`
-	Completed        int `json:"completed"`
-	StaleSteps       int `json:"stale_steps"`
-	StaleAfterMove   int `json:"stale_after_move"`
-	WrongServerSteps int `json:"wrong_server_steps"`
-	Moves            int `json:"moves"`
-	HeldMoves        int `json:"held_moves"`
-	CatchUpWaits     int `json:"catch_up_waits"`
+	Workflows          int `json:"workflows"`
+	Completed          int `json:"completed"`
+	StaleSteps         int `json:"stale_steps"`
+	StaleAfterMove     int `json:"stale_after_move"`
+	WrongServerSteps   int `json:"wrong_server_steps"`
+	Moves              int `json:"moves"`
+	MovesAcrossRegions int `json:"moves_across_regions"`
+	HeldMoves          int `json:"held_moves"`
+	CatchUpWaits       int `json:"catch_up_waits"`
 }
 
 // Phase is one step of lag-step.
@@ -105,7 +111,7 @@ func Write(path string, f File) error {
 // Table prints one line per scenario and mode.
 func Table(w io.Writer, rows []Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tworkflows\tcompleted\tstale_steps\tstale_after_move\twrong_server\tmoves\theld\tcatch_up_waits\tunsafe\tcareless\terrors\trecovery_s\tlag_p50_ms\tlag_p99_ms\t")
+	fmt.Fprintln(tw, "scenario\tmode\tworkflows\tcompleted\tstale_steps\tstale_after_move\twrong_server\tmoves (across)\theld\tcatch_up_waits\tunsafe\tcareless\terrors\trecovery_s\tlag_p50_ms\tlag_p99_ms\t")
 	for _, r := range rows {
 		unsafe := "-"
 		if r.UnsafeMoves != nil {
@@ -117,8 +123,8 @@ func Table(w io.Writer, rows []Row) {
 		if r.Careless != nil {
 			careless = fmt.Sprintf("%d: %d/%d", r.CarelessClients, r.Careless.StaleSteps, r.Careless.StaleAfterMove)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", r.Scenario, r.Mode, r.Workflows, r.Completed,
-			r.StaleSteps, r.StaleAfterMove, r.WrongServerSteps, r.Moves, r.HeldMoves, r.CatchUpWaits, unsafe, careless,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", r.Scenario, r.Mode, r.Workflows, r.Completed,
+			r.StaleSteps, r.StaleAfterMove, r.WrongServerSteps, r.Moves, r.MovesAcrossRegions, r.HeldMoves, r.CatchUpWaits, unsafe, careless,
 			Errors(r.ErrorsByReason), recovery(r.RecoverySeconds), r.LagP50MS, r.LagP99MS)
 	}
 	tw.Flush()

@@ -61,7 +61,7 @@ func Run(ctx context.Context, st *stack.Stack, sc Scenario, mode string, o Optio
 		for i := 0; i < o.ClientsPerRegion; i++ {
 			// sessionpin's clients carry the pin in a header, so that
 			// the run shows they keep the newest one the edge gives.
-			co := client.Options{Header: stack.IsSessionpin(mode), Careless: client.IsCareless(n, o.Careless)}
+			co := client.Options{Header: stack.IsSessionpin(mode), Careless: client.IsCareless(n, o.Careless), RegionOf: topo.ServerRegion}
 			if co.Careless {
 				row.CarelessClients++
 			}
@@ -120,12 +120,12 @@ loop:
 
 	row.Workflows, row.Completed = tally.Workflows, tally.Completed
 	row.StaleSteps, row.StaleAfterMove = tally.StaleSteps, tally.StaleAfterMove
-	row.WrongServerSteps, row.Moves = tally.WrongServer, tally.Moves
+	row.WrongServerSteps, row.Moves, row.MovesAcrossRegions = tally.WrongServer, tally.Moves, tally.MovesAcross
 	row.HeldMoves, row.CatchUpWaits, row.CatchUpWaitSeconds = tally.HeldMoves, tally.CatchUpWaits, tally.CatchUpWait.Seconds()
 	if row.CarelessClients > 0 {
 		k := tally.Careless
 		row.Careless = &results.Counts{Workflows: k.Workflows, Completed: k.Completed, StaleSteps: k.StaleSteps,
-			StaleAfterMove: k.StaleAfterMove, WrongServerSteps: k.WrongServer, Moves: k.Moves,
+			StaleAfterMove: k.StaleAfterMove, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
 			HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
 	}
 	row.ErrorsByReason = tally.Errors
