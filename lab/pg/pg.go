@@ -65,28 +65,31 @@ func Owner() (int, int, error) {
 // recent its copy is from the send time of the last message its primary
 // sent; an idle primary sends only keepalives, and only once half of
 // wal_sender_timeout has passed without a reply from the standby, so a
-// short timeout keeps that time fresh. Not too short: the timeout also
-// ends a stream whose standby (or pg_basebackup) has not answered for that
-// long, which on a loaded machine happens at 2 s.
+// shorter timeout than the default keeps that time fresher. Not too short:
+// the timeout also ends a stream whose standby (or pg_basebackup) has not
+// answered for that long, which on a loaded machine happened at 2 s and 4 s.
 func PrimaryConf(listen string, port int) string {
 	return conf(listen, port) + `wal_level = replica
 max_wal_senders = 10
 wal_keep_size = 256MB
-wal_sender_timeout = 4s
+wal_sender_timeout = 10s
 `
 }
 
 // StandbyConf is a standby's settings; its delay file is included so that
-// the lag can be changed with a reload. A standby whose stream dropped (a
-// cut, a primary's timeout) tries again after a second, not five. Its own
-// status messages count as replies at the primary, so they are sent less
-// often than half the primary's wal_sender_timeout: otherwise they would
-// hold back the keepalives that carry the primary's time.
+// the lag can be changed with a reload. A standby gives up a stream it has
+// heard nothing on for 10 s, not 60 (across a cut, the primary's end is
+// gone and its close does not get through), and tries again after a
+// second, not five, so that replication resumes soon after a heal. Its own
+// status messages count as replies at the primary, so they are sent no
+// more often than half the primary's wal_sender_timeout: otherwise they
+// would hold back the keepalives that carry the primary's time.
 func StandbyConf(listen string, port int) string {
 	return conf(listen, port) + `hot_standby = on
 hot_standby_feedback = on
 max_standby_streaming_delay = -1
 wal_receiver_status_interval = 10s
+wal_receiver_timeout = 10s
 wal_retrieve_retry_interval = 1s
 include_if_exists = 'lab-delay.conf'
 `
