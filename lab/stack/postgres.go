@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -193,8 +192,14 @@ func (s *Stack) upStandby(ctx context.Context, bin, at, of string) error {
 	name := at + "/" + of
 	dir := s.pgDir(at + "-of-" + of)
 	ns := s.Net.NS(topo.InfraHost(at))
-	if err := s.runAsPG(ctx, ns, filepath.Join(bin, "pg_basebackup"), "-h", topo.InfraHost(of).Addr.String(), "-p", strconv.Itoa(topo.PortPGOwn),
-		"-U", "postgres", "-D", dir, "-R", "-X", "stream", "--no-sync", "-c", "fast"); err != nil {
+	// -R writes these connection settings into the standby's
+	// primary_conninfo. connect_timeout bounds each attempt to reach the
+	// primary again: across a cut a connection attempt is not refused, it
+	// hangs, and TCP's own retries back off so far that the standby would
+	// stream again only long after the heal.
+	conn := fmt.Sprintf("host=%s port=%d user=postgres connect_timeout=2", topo.InfraHost(of).Addr, topo.PortPGOwn)
+	if err := s.runAsPG(ctx, ns, filepath.Join(bin, "pg_basebackup"), "-d", conn,
+		"-D", dir, "-R", "-X", "stream", "--no-sync", "-c", "fast"); err != nil {
 		return err
 	}
 	if err := pg.WriteConf(dir, pg.StandbyConf(topo.InfraHost(at).Addr.String(), standbyPort(of))); err != nil {
