@@ -193,11 +193,13 @@ func (s *Stack) upStandby(ctx context.Context, bin, at, of string) error {
 	dir := s.pgDir(at + "-of-" + of)
 	ns := s.Net.NS(topo.InfraHost(at))
 	// -R writes these connection settings into the standby's
-	// primary_conninfo. connect_timeout bounds each attempt to reach the
-	// primary again: across a cut a connection attempt is not refused, it
-	// hangs, and TCP's own retries back off so far that the standby would
-	// stream again only long after the heal.
-	conn := fmt.Sprintf("host=%s port=%d user=postgres connect_timeout=2", topo.InfraHost(of).Addr, topo.PortPGOwn)
+	// primary_conninfo. tcp_user_timeout bounds each attempt to reach the
+	// primary again: across a cut an attempt is not refused, it hangs,
+	// and TCP's own retries back off so far that the standby would stream
+	// again only long after the heal. (The WAL receiver ignores
+	// connect_timeout; the kernel applies TCP_USER_TIMEOUT to the
+	// connection's opening too.)
+	conn := fmt.Sprintf("host=%s port=%d user=postgres tcp_user_timeout=2000", topo.InfraHost(of).Addr, topo.PortPGOwn)
 	if err := s.runAsPG(ctx, ns, filepath.Join(bin, "pg_basebackup"), "-d", conn,
 		"-D", dir, "-R", "-X", "stream", "--no-sync", "-c", "fast"); err != nil {
 		return err
