@@ -50,12 +50,16 @@ func compareSection(f results.File, pairs []results.Pair, o options, root, chart
 	var b strings.Builder
 	fmt.Fprintln(&b, "## Data-aware moves in the lab: sessionpin against sessionpin-blind")
 	fmt.Fprintln(&b)
-	fmt.Fprintf(&b, "`%s`, at %s, %s UTC, %s for the runs; %d CPUs, 1-minute load average %s before and %s after.\n",
-		"go run ./lab/cmd/"+strings.TrimSpace(f.Command), commit(root), f.Started, took.Round(time.Second), runtime.NumCPU(), or(loadBefore, "?"), or(loadAverage(), "?"))
+	started := f.Started
+	if t, err := time.Parse(time.RFC3339, f.Started); err == nil {
+		started = t.UTC().Format("2006-01-02 15:04 UTC")
+	}
+	fmt.Fprintf(&b, "`%s`, at %s, %s, %s for the runs; %d CPUs, 1-minute load average %s before and %s after.\n",
+		"go run ./lab/cmd/"+strings.TrimSpace(f.Command), commit(root), started, took.Round(time.Second), runtime.NumCPU(), or(loadBefore, "?"), or(loadAverage(), "?"))
 	a := pairs[0].Aware
 	fmt.Fprintf(&b, "Round trips %v / %v / %v (us-east↔eu-west, eu-west↔ap-south, us-east↔ap-south), apply delay %v, lease TTL %v, %d clients of which %d careless (they never set the critical flag; `-careless %v`).\n",
 		o.rttUSEU, o.rttEUAP, o.rttUSAP, o.lag, o.leaseTTL, a.Clients, a.CarelessClients, o.careless)
-	fmt.Fprintln(&b, "`sessionpin` is the root Caddyfile (data-aware moves on, their defaults); `sessionpin-blind` adds `catch_up_limit 0`. The careless clients' share of each stale count is in brackets; `held_moves`: refreshes answered with `X-Session-Hold: catching_up`; `catch_up_waits`: refreshes answered `503 catching_up` and waited out (seconds in all); `unsafe_moves`: the edges' `sessionpin_unsafe_moves_total`.")
+	fmt.Fprintln(&b, "`sessionpin` is the root Caddyfile (data-aware moves on, their defaults); `sessionpin-blind` adds `catch_up_limit 0`. The careless clients' share of each stale count is in brackets; `moves (across regions)`: refreshes that moved a client, and of those the ones to another region's server, the only moves after which the lab's app reads another copy of the data; `held_moves`: refreshes answered with `X-Session-Hold: catching_up`; `catch_up_waits`: refreshes answered `503 catching_up` and waited out (seconds in all); `unsafe_moves`: the edges' `sessionpin_unsafe_moves_total`.")
 	fmt.Fprintln(&b)
 	results.CompareMarkdown(&b, pairs)
 	if chart != "" {
