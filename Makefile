@@ -3,7 +3,7 @@ GO      ?= go
 BIN     := bin
 GOFLAGS_BUILD := -trimpath
 
-.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet bench-placement bench-history xcaddy chaos fuzz mutation lab doclinks clean
+.PHONY: all build test vet run demo-client bench bench-go bench-registry bench-fleet bench-placement bench-history xcaddy chaos fuzz mutation lab lab-data-aware doclinks clean
 
 all: build
 
@@ -74,10 +74,19 @@ chaos:
 	SESSIONPIN_CHAOS=long $(GO) test -race -count=1 -timeout 30m -run TestChaos -v ./chaos/
 
 ## lab: the three-region lab (root; iproute2 and postgresql): every scenario
-## but the soak in every mode, or SCENARIO=name[,name] and MODES=rr,cookie,sessionpin;
+## but the soak in rr, cookie and sessionpin, or SCENARIO=name[,name] and
+## MODES=rr,cookie,sessionpin,sessionpin-blind (sessionpin with data-aware moves off);
+## CARELESS=0.2 makes that share of the clients never set the critical flag;
 ## LAB_ARGS passes more flags (go run ./lab/cmd/lab -h lists them)
 lab:
-	$(GO) run ./lab/cmd/lab $(if $(SCENARIO),-scenario $(SCENARIO)) $(if $(MODES),-modes $(MODES)) $(LAB_ARGS)
+	$(GO) run ./lab/cmd/lab $(if $(SCENARIO),-scenario $(SCENARIO)) $(if $(MODES),-modes $(MODES)) $(if $(CARELESS),-careless $(CARELESS)) $(LAB_ARGS)
+
+## lab-data-aware: sessionpin beside sessionpin-blind in the scenarios that move
+## clients, a fifth of the clients careless; rewrites its section of BENCHMARKS.md
+## and docs/lab-data-aware.png (about 10 minutes)
+lab-data-aware:
+	$(GO) run ./lab/cmd/lab -scenario rolling-restart,kill,cut-region,lag-step -modes sessionpin,sessionpin-blind \
+	  -careless $(or $(CARELESS),0.2) -compare-chart docs/lab-data-aware.png -benchmarks BENCHMARKS.md $(LAB_ARGS)
 
 ## fuzz: every fuzz target for a bounded time each
 fuzz:

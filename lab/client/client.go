@@ -1,7 +1,8 @@
 // Package client is a lab user: it follows the protocol a sessionpin client
 // follows (the critical flag while a workflow runs, /closestToMe before each
 // refresh) in every routing mode, and reads back its last workflow right
-// after a refresh that moved it, as a real user does.
+// after a refresh that moved it, as a real user does. A careless user never
+// sets the critical flag, as many real clients will not.
 package client
 
 import (
@@ -11,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -30,17 +33,39 @@ type Event struct {
 	OK     bool
 }
 
-// Tally is what the clients counted.
-type Tally struct {
-	mu             sync.Mutex
+// Counts are what a set of clients counted.
+type Counts struct {
 	Workflows      int
 	Completed      int
 	StaleSteps     int
 	StaleAfterMove int
 	WrongServer    int
-	Moves          int
-	Errors         map[string]int
-	Events         []Event
+	// Moves are refreshes, within a workflow or after it, that took the
+	// client to another server; MovesAcross those of them to another
+	// region's server, where the client's data is read from another copy.
+	Moves       int
+	MovesAcross int
+	// HeldMoves are refreshes the edge answered with X-Session-Hold:
+	// catching_up: it kept the client where it was because no server it
+	// would move to held the client's last write yet.
+	HeldMoves int
+	// CatchUpWaits are refreshes answered 503 catching_up (the pinned
+	// server is gone and no other holds the last write yet), each waited
+	// out for its Retry-After before the refresh was sent again;
+	// CatchUpWait is the time so spent.
+	CatchUpWaits int
+	CatchUpWait  time.Duration
+}
+
+// Tally is what the clients counted.
+type Tally struct {
+	mu sync.Mutex
+	// Counts are every client's, the careless ones included.
+	Counts
+	// Careless are the careless clients' alone.
+	Careless Counts
+	Errors   map[string]int
+	Events   []Event
 	// ByPhase counts workflows started and failed per phase tag.
 	Started, Failed map[string]int
 }
@@ -56,8 +81,39 @@ func (t *Tally) add(f func(t *Tally)) {
 	t.mu.Unlock()
 }
 
+// count adds to every client's counts and, for a careless client, to the
+// careless ones'.
+func (c *Client) count(f func(k *Counts)) {
+	c.Tally.add(func(t *Tally) {
+		f(&t.Counts)
+		if c.Careless {
+			f(&t.Careless)
+		}
+	})
+}
+
 // CookiePolicyName is the cookie of Caddy's lb_policy cookie in the lab.
 const CookiePolicyName = "lb_lab"
+
+// PinHeader carries a sessionpin pin both ways.
+const PinHeader = "X-Session-Pin"
+
+// Options are how a client behaves.
+type Options struct {
+	// Header: the client carries its pin in the X-Session-Pin header, as
+	// an app that is not a browser does, and replaces it with the one in
+	// any response that carries one (the edge issues a new pin at a move
+	// and re-issues it after a write); it keeps no cookies. Otherwise it
+	// keeps a cookie jar, as a browser does (Caddy's cookie policy needs
+	// one).
+	Header bool
+	// Careless: the client never sets the critical flag, not even while
+	// a workflow runs.
+	Careless bool
+	// RegionOf names a server's region, for MovesAcross; nil: none
+	// counted.
+	RegionOf func(server string) string
+}
 
 // Client is one user.
 type Client struct {
@@ -66,6 +122,11 @@ type Client struct {
 	// (round robin), the server that started its workflow.
 	pin    string
 	sticky bool
+	// token is the last pin the edge gave, in header mode.
+	token string
+	// catchUpBudget is how long in all a refresh waits out 503
+	// catching_up: MaxCatchUpWait.
+	catchUpBudget time.Duration
 
 	ID    int
 	Edge  string // base URL of its region's edge
@@ -73,22 +134,38 @@ type Client struct {
 	Tally *Tally
 	// Phase tags each workflow with the phase it started in.
 	Phase func() string
+	Options
 }
 
-// New returns a client with its own cookie jar and connections.
-func New(id int, edge string, dial func(ctx context.Context, network, addr string) (net.Conn, error), t *Tally, phase func() string) *Client {
-	jar, _ := cookiejar.New(nil)
-	return &Client{ID: id, Edge: edge, Tally: t, Phase: phase, HTTP: &http.Client{
-		Jar:       jar,
+// New returns a client with its own connections (and, unless o.Header,
+// its own cookie jar).
+func New(id int, edge string, dial func(ctx context.Context, network, addr string) (net.Conn, error), t *Tally, phase func() string, o Options) *Client {
+	c := &Client{ID: id, Edge: edge, Tally: t, Phase: phase, Options: o, catchUpBudget: MaxCatchUpWait, HTTP: &http.Client{
 		Timeout:   6 * time.Second,
 		Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 2, ResponseHeaderTimeout: 6 * time.Second},
 	}}
+	if !o.Header {
+		c.HTTP.Jar, _ = cookiejar.New(nil)
+	}
+	return c
+}
+
+// IsCareless says whether client n of a run is one of the careless share
+// f: round(n·f) steps up at it, so that the careless clients are spread
+// evenly over the numbering (and so over the regions), and round(N·f) of N
+// clients are careless.
+func IsCareless(n int, f float64) bool {
+	return math.Round(float64(n+1)*f) > math.Round(float64(n)*f)
 }
 
 type answer struct {
 	status  int
 	server  string
 	changed bool
+	// held: a refresh the edge answered without moving the client
+	// because no server it would move to holds its last write yet.
+	held       bool
+	retryAfter string
 	// pinned: the response (re)issued stickiness — a sessionpin pin, or
 	// the cookie of Caddy's cookie policy — for the server that answered.
 	pinned bool
@@ -108,13 +185,22 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (answer,
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if c.Header && c.token != "" {
+		req.Header.Set(PinHeader, c.token)
+	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return answer{}, err
 	}
 	defer resp.Body.Close()
 	a := answer{status: resp.StatusCode, server: resp.Header.Get("X-Lab-Server"), changed: resp.Header.Get("X-Session-Server-Changed") == "1",
-		pinned: resp.Header.Get("X-Session-Pin") != ""}
+		pinned: resp.Header.Get(PinHeader) != "", held: resp.Header.Get("X-Session-Hold") == "catching_up",
+		retryAfter: resp.Header.Get("Retry-After")}
+	if tok := resp.Header.Get(PinHeader); c.Header && tok != "" {
+		// Whatever the status: the newest pin carries the newest last
+		// write.
+		c.token = tok
+	}
 	for _, ck := range resp.Cookies() {
 		if ck.Name == CookiePolicyName {
 			a.pinned = true
@@ -125,6 +211,21 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (answer,
 	}
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&a.body)
 	return a, nil
+}
+
+// countMove counts a move from server from to server to.
+func (c *Client) countMove(from, to string) {
+	across := false
+	if c.RegionOf != nil {
+		rf, rt := c.RegionOf(from), c.RegionOf(to)
+		across = rf != "" && rt != "" && rf != rt
+	}
+	c.count(func(k *Counts) {
+		k.Moves++
+		if across {
+			k.MovesAcross++
+		}
+	})
 }
 
 // reason names a failed request for errors_by_reason.
@@ -162,8 +263,61 @@ func think(ctx context.Context, lo, hi time.Duration) bool {
 	}
 }
 
-// refresh asks /closestToMe, then refreshes with the critical flag.
+// Bounds on waiting out 503 catching_up at a refresh: each wait is the
+// answer's Retry-After within [minCatchUpWait, maxCatchUpWait], and a
+// client stops waiting (and counts the 503 as an error) once it has waited
+// MaxCatchUpWait in all, longer than the edge's default bound after which
+// it moves a client anyway.
+const (
+	minCatchUpWait = 250 * time.Millisecond
+	maxCatchUpWait = 10 * time.Second
+	MaxCatchUpWait = 40 * time.Second
+)
+
+// catchUpWait is how long to wait before a refresh answered 503
+// catching_up is sent again, from the answer's Retry-After (seconds; 1 s
+// when missing or not a number of seconds).
+func catchUpWait(retryAfter string) time.Duration {
+	n, err := strconv.ParseFloat(strings.TrimSpace(retryAfter), 64)
+	if err != nil || math.IsNaN(n) || math.IsInf(n, 0) {
+		return time.Second
+	}
+	if n*float64(time.Second) > float64(maxCatchUpWait) {
+		return maxCatchUpWait
+	}
+	return max(minCatchUpWait, time.Duration(n*float64(time.Second)))
+}
+
+func catchingUp(a answer) bool {
+	return a.status == http.StatusServiceUnavailable && a.body["error"] == "catching_up"
+}
+
+// refresh asks /closestToMe, then refreshes with the critical flag; a
+// refresh answered 503 catching_up is waited out and sent again, within
+// MaxCatchUpWait. A refresh that kept the client for catch-up is counted.
 func (c *Client) refresh(ctx context.Context, critical bool) (answer, error) {
+	var waited time.Duration
+	for {
+		a, err := c.refreshOnce(ctx, critical)
+		if err == nil && a.held {
+			c.count(func(k *Counts) { k.HeldMoves++ })
+		}
+		if err != nil || !catchingUp(a) || waited >= c.catchUpBudget {
+			return a, err
+		}
+		d := min(catchUpWait(a.retryAfter), c.catchUpBudget-waited)
+		c.record(false) // not served, for the recovery time
+		c.count(func(k *Counts) { k.CatchUpWaits++; k.CatchUpWait += d })
+		select {
+		case <-ctx.Done():
+			return a, ctx.Err()
+		case <-time.After(d):
+		}
+		waited += d
+	}
+}
+
+func (c *Client) refreshOnce(ctx context.Context, critical bool) (answer, error) {
 	a, err := c.do(ctx, http.MethodGet, "/closestToMe", nil)
 	closest, _ := a.body["closestServerId"].(string)
 	if err != nil || a.status != 200 {
@@ -211,10 +365,14 @@ func (c *Client) Run(ctx context.Context) {
 		if !c.sticky {
 			c.pin = a.server
 		}
-		c.Tally.add(func(t *Tally) { t.Workflows++; t.Started[phase]++ })
+		c.count(func(k *Counts) { k.Workflows++ })
+		c.Tally.add(func(t *Tally) { t.Started[phase]++ })
 		ok := true
 		// A workflow the end of the run interrupts is not counted.
-		uncount := func() { c.Tally.add(func(t *Tally) { t.Workflows--; t.Started[phase]-- }) }
+		uncount := func() {
+			c.count(func(k *Counts) { k.Workflows-- })
+			c.Tally.add(func(t *Tally) { t.Started[phase]-- })
+		}
 		for step := 0; step < Steps && ok; step++ {
 			if !think(ctx, 150*time.Millisecond, 350*time.Millisecond) {
 				uncount()
@@ -222,9 +380,16 @@ func (c *Client) Run(ctx context.Context) {
 			}
 			if step == 1 {
 				// A token refresh in the middle of the workflow, with
-				// the critical flag: it must not move the client.
-				if ra, err := c.refresh(ctx, true); err == nil && ra.status < 500 {
+				// the critical flag: it must not move the client. A
+				// careless client leaves the flag off, so the edge
+				// may move it here; its next step then reads the
+				// new server's copy.
+				from := c.pin
+				if ra, err := c.refresh(ctx, !c.Careless); err == nil && ra.status < 500 {
 					c.record(true)
+					if ra.changed || (from != "" && ra.server != "" && ra.server != from) {
+						c.countMove(from, ra.server)
+					}
 				}
 			}
 			a, err := c.do(ctx, http.MethodPost, "/workflows/"+id+"/steps?expect="+strconv.Itoa(step), nil)
@@ -236,14 +401,14 @@ func (c *Client) Run(ctx context.Context) {
 			case err == nil && a.status == 200:
 				c.record(true)
 				if a.server != c.pin {
-					c.Tally.add(func(t *Tally) { t.WrongServer++ })
+					c.count(func(k *Counts) { k.WrongServer++ })
 				}
 				lastStep = step + 1
 			case err == nil && a.status == 409 && a.body["error"] == "stale_read":
 				c.record(true) // served, but by data that had not caught up
-				c.Tally.add(func(t *Tally) { t.StaleSteps++ })
+				c.count(func(k *Counts) { k.StaleSteps++ })
 				if a.server != c.pin {
-					c.Tally.add(func(t *Tally) { t.WrongServer++ })
+					c.count(func(k *Counts) { k.WrongServer++ })
 				}
 				ok = false
 			default:
@@ -252,7 +417,7 @@ func (c *Client) Run(ctx context.Context) {
 			}
 		}
 		if ok {
-			c.Tally.add(func(t *Tally) { t.Completed++ })
+			c.count(func(k *Counts) { k.Completed++ })
 		} else {
 			c.Tally.add(func(t *Tally) { t.Failed[phase]++ })
 		}
@@ -286,7 +451,7 @@ func (c *Client) refreshAfter(ctx context.Context, lastID, lastServer *string, l
 	if !moved {
 		return
 	}
-	c.Tally.add(func(t *Tally) { t.Moves++ })
+	c.countMove(*lastServer, a.server)
 	if *lastID == "" || lastStep < 0 {
 		return
 	}
@@ -298,11 +463,11 @@ func (c *Client) refreshAfter(ctx context.Context, lastID, lastServer *string, l
 	case err == nil && b.status == 200:
 		c.record(true)
 		if step, _ := b.body["step"].(float64); int(step) < lastStep {
-			c.Tally.add(func(t *Tally) { t.StaleAfterMove++ })
+			c.count(func(k *Counts) { k.StaleAfterMove++ })
 		}
 	case err == nil && b.status == 409:
 		c.record(true)
-		c.Tally.add(func(t *Tally) { t.StaleAfterMove++ })
+		c.count(func(k *Counts) { k.StaleAfterMove++ })
 	default:
 		c.fail(b, err)
 	}

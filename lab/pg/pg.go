@@ -61,25 +61,44 @@ func Owner() (int, int, error) {
 }
 
 // PrimaryConf is the primary's settings: replication on, durability off
-// (the lab measures lag, not disks), small memory.
+// (the lab measures lag, not disks), small memory. A standby learns how
+// recent its copy is from the send time of the last message its primary
+// sent; an idle primary sends only keepalives, and only once half of
+// wal_sender_timeout has passed without a reply from the standby, so a
+// shorter timeout than the default keeps that time fresher. Not too short:
+// the timeout also ends a stream whose standby (or pg_basebackup) has not
+// answered for that long, which on a loaded machine happened at 2 s and 4 s.
 func PrimaryConf(listen string, port int) string {
 	return conf(listen, port) + `wal_level = replica
 max_wal_senders = 10
 wal_keep_size = 256MB
+wal_sender_timeout = 10s
 `
 }
 
 // StandbyConf is a standby's settings; its delay file is included so that
-// the lag can be changed with a reload.
+// the lag can be changed with a reload. A standby gives up a stream it has
+// heard nothing on for 10 s, not 60 (across a cut, the primary's end is
+// gone and its close does not get through), and tries again after a
+// second, not five, so that replication resumes soon after a heal. Its own
+// status messages count as replies at the primary, so they are sent no
+// more often than half the primary's wal_sender_timeout: otherwise they
+// would hold back the keepalives that carry the primary's time.
 func StandbyConf(listen string, port int) string {
 	return conf(listen, port) + `hot_standby = on
 hot_standby_feedback = on
 max_standby_streaming_delay = -1
-wal_receiver_status_interval = 1s
+wal_receiver_status_interval = 10s
+wal_receiver_timeout = 10s
+wal_retrieve_retry_interval = 1s
 include_if_exists = 'lab-delay.conf'
 `
 }
 
+// conf is every instance's base. max_connections leaves room for every
+// app's pool on a primary (six apps write there), the agents' progress
+// readers and the lag probe; a standby must allow at least as many as its
+// primary.
 func conf(listen string, port int) string {
 	return fmt.Sprintf(`listen_addresses = '%s'
 port = %d
@@ -88,7 +107,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 shared_buffers = 16MB
-max_connections = 60
+max_connections = 100
 log_min_messages = warning
 `, listen, port)
 }
@@ -122,10 +141,24 @@ func WriteConf(dir, settings string) error {
 	return os.WriteFile(filepath.Join(dir, "pg_hba.conf"), []byte(HBA), 0o600)
 }
 
-// DSN is the connection string of an instance.
-func DSN(host string, port int) string {
-	return fmt.Sprintf("postgres://postgres@%s:%d/postgres?sslmode=disable&connect_timeout=3", host, port)
+// DSN is the connection string of an instance, as the superuser.
+func DSN(host string, port int) string { return DSNAs("postgres", host, port) }
+
+// DSNAs is the connection string of an instance as role user.
+func DSNAs(user, host string, port int) string {
+	return fmt.Sprintf("postgres://%s@%s:%d/postgres?sslmode=disable&connect_timeout=3", user, host, port)
 }
+
+// ProgressRole is the role the servers' agents read replication progress
+// as: it may log in and holds pg_monitor (the replication views and
+// functions, with the receiver's details), and nothing else: no table of
+// the app's, no write. Created on each primary before its standbys are
+// copied, it exists on every copy.
+const ProgressRole = "sessionpin_progress"
+
+// ProgressRoleSQL creates ProgressRole.
+const ProgressRoleSQL = `CREATE ROLE ` + ProgressRole + ` LOGIN;
+GRANT pg_monitor TO ` + ProgressRole + `;`
 
 // Chown gives dir to the postgres user.
 func Chown(dir string) error {

@@ -29,8 +29,10 @@ func Chart(path string, rows []Row) (bool, error) {
 		"rr":         color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 		"cookie":     color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff},
 		"sessionpin": color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+		ModeBlind:    color.RGBA{R: 0x9e, G: 0xc9, B: 0xe8, A: 0xff},
 	}
-	labels := map[string]string{"rr": "round robin", "cookie": "Caddy lb_policy cookie", "sessionpin": "sessionpin"}
+	labels := map[string]string{"rr": "round robin", "cookie": "Caddy lb_policy cookie", "sessionpin": "sessionpin",
+		ModeBlind: "sessionpin, data-aware moves off"}
 	any := false
 	for _, r := range rows {
 		if len(r.Phases) == 0 {
@@ -53,10 +55,14 @@ func Chart(path string, rows []Row) (bool, error) {
 			c = color.Black
 		}
 		line.Color, line.Width = c, vg.Points(2)
-		if r.Mode == "cookie" {
+		switch r.Mode {
+		case "cookie":
 			// Drawn under sessionpin's line where both stay at 0.
 			line.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
 			line.Width = vg.Points(4)
+		case ModeBlind:
+			line.Dashes = []vg.Length{vg.Points(2), vg.Points(4)}
+			line.Width = vg.Points(3)
 		}
 		points.Color, points.Shape = c, draw.CircleGlyph{}
 		p.Add(line, points)

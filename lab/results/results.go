@@ -24,6 +24,28 @@ type Row struct {
 	WrongServerSteps int            `json:"wrong_server_steps"`
 	ErrorsByReason   map[string]int `json:"errors_by_reason"`
 	Moves            int            `json:"moves"`
+	// MovesAcrossRegions are the moves to a server of another region
+	// than the one before: the only moves after which a client reads its
+	// data from another copy, so the only ones that can meet data that
+	// has not caught up.
+	MovesAcrossRegions int `json:"moves_across_regions"`
+	// HeldMoves are refreshes the edge answered keeping the client where
+	// it was until the server it would move to holds the client's last
+	// write (X-Session-Hold: catching_up).
+	HeldMoves int `json:"held_moves"`
+	// CatchUpWaits are refreshes answered 503 catching_up, each waited out
+	// for its Retry-After; CatchUpWaitSeconds is the time so spent.
+	CatchUpWaits       int     `json:"catch_up_waits"`
+	CatchUpWaitSeconds float64 `json:"catch_up_wait_seconds"`
+	// UnsafeMoves is the edges' sessionpin_unsafe_moves_total over the
+	// run: moves made before the target held the client's last write,
+	// once the catch-up bound had passed. Absent where the edges are not
+	// sessionpin's or did not say.
+	UnsafeMoves *int `json:"unsafe_moves,omitempty"`
+	// CarelessClients never set the critical flag; their counts are in
+	// every total above and again, alone, in Careless.
+	CarelessClients int     `json:"careless_clients"`
+	Careless        *Counts `json:"careless,omitempty"`
 	// RecoverySeconds is the time from the fault (or, for a cut, its
 	// heal) until every client was served again; -1 when some client
 	// was not by the end of the run.
@@ -36,6 +58,19 @@ type Row struct {
 	Phases          []Phase  `json:"phases,omitempty"`
 	Soak            *Soak    `json:"soak,omitempty"`
 	Notes           []string `json:"notes,omitempty"`
+}
+
+// Counts are one kind of client's share of a run's counts.
+type Counts struct {
+	Workflows          int `json:"workflows"`
+	Completed          int `json:"completed"`
+	StaleSteps         int `json:"stale_steps"`
+	StaleAfterMove     int `json:"stale_after_move"`
+	WrongServerSteps   int `json:"wrong_server_steps"`
+	Moves              int `json:"moves"`
+	MovesAcrossRegions int `json:"moves_across_regions"`
+	HeldMoves          int `json:"held_moves"`
+	CatchUpWaits       int `json:"catch_up_waits"`
 }
 
 // Phase is one step of lag-step.
@@ -76,14 +111,21 @@ func Write(path string, f File) error {
 // Table prints one line per scenario and mode.
 func Table(w io.Writer, rows []Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tworkflows\tcompleted\tstale_steps\tstale_after_move\twrong_server\tmoves\terrors\trecovery_s\tlag_p50_ms\tlag_p99_ms\t")
+	fmt.Fprintln(tw, "scenario\tmode\tworkflows\tcompleted\tstale_steps\tstale_after_move\twrong_server\tmoves (across)\theld\tcatch_up_waits\tunsafe\tcareless\terrors\trecovery_s\tlag_p50_ms\tlag_p99_ms\t")
 	for _, r := range rows {
-		rec := fmt.Sprintf("%.1f", r.RecoverySeconds)
-		if r.RecoverySeconds < 0 {
-			rec = "never"
+		unsafe := "-"
+		if r.UnsafeMoves != nil {
+			unsafe = fmt.Sprint(*r.UnsafeMoves)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\t%.0f\t%.0f\t\n", r.Scenario, r.Mode, r.Workflows, r.Completed,
-			r.StaleSteps, r.StaleAfterMove, r.WrongServerSteps, r.Moves, Errors(r.ErrorsByReason), rec, r.LagP50MS, r.LagP99MS)
+		// The careless clients: how many, and their stale steps and
+		// stale reads after a move (already in the totals).
+		careless := "-"
+		if r.Careless != nil {
+			careless = fmt.Sprintf("%d: %d/%d", r.CarelessClients, r.Careless.StaleSteps, r.Careless.StaleAfterMove)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", r.Scenario, r.Mode, r.Workflows, r.Completed,
+			r.StaleSteps, r.StaleAfterMove, r.WrongServerSteps, r.Moves, r.MovesAcrossRegions, r.HeldMoves, r.CatchUpWaits, unsafe, careless,
+			Errors(r.ErrorsByReason), recovery(r.RecoverySeconds), r.LagP50MS, r.LagP99MS)
 	}
 	tw.Flush()
 }

@@ -24,10 +24,12 @@ func TestTableAndChart(t *testing.T) {
 			Phases: []Phase{{LagP50MS: 200, Workflows: 5, FailureRate: 0.2}, {LagP50MS: 2000, Workflows: 5, FailureRate: 1}}},
 		{Scenario: "lag-step", Mode: "sessionpin", Workflows: 10, Completed: 10,
 			Phases: []Phase{{LagP50MS: 200, Workflows: 5}, {LagP50MS: 2000, Workflows: 5}}},
+		{Scenario: "lag-step", Mode: ModeBlind, Workflows: 10, Completed: 9, CarelessClients: 2, Careless: &Counts{StaleSteps: 1, StaleAfterMove: 2},
+			Phases: []Phase{{LagP50MS: 200, Workflows: 5}, {LagP50MS: 2000, Workflows: 5, FailureRate: 0.2}}},
 	}
 	var b bytes.Buffer
 	Table(&b, rows)
-	if !strings.Contains(b.String(), "never") || strings.Count(b.String(), "\n") != 3 {
+	if !strings.Contains(b.String(), "never") || !strings.Contains(b.String(), " 2: 1/2 ") || strings.Count(b.String(), "\n") != 4 {
 		t.Errorf("table:\n%s", b.String())
 	}
 	path := filepath.Join(t.TempDir(), "c.png")

@@ -19,7 +19,9 @@ type Options struct {
 	ClientsPerRegion int
 	Scale            float64
 	Lag              time.Duration
-	Log              func(format string, args ...any)
+	// Careless is the share of clients that never set the critical flag.
+	Careless float64
+	Log      func(format string, args ...any)
 }
 
 // Reset brings the lab back to its start: no cuts, the lag, every server
@@ -57,7 +59,13 @@ func Run(ctx context.Context, st *stack.Stack, sc Scenario, mode string, o Optio
 	n := 0
 	for _, r := range topo.Regions {
 		for i := 0; i < o.ClientsPerRegion; i++ {
-			c := client.New(n, stack.EdgeURL(r), netns.Dialer(st.ClientNS(r)), tally, env.Phase)
+			// sessionpin's clients carry the pin in a header, so that
+			// the run shows they keep the newest one the edge gives.
+			co := client.Options{Header: stack.IsSessionpin(mode), Careless: client.IsCareless(n, o.Careless), RegionOf: topo.ServerRegion}
+			if co.Careless {
+				row.CarelessClients++
+			}
+			c := client.New(n, stack.EdgeURL(r), netns.Dialer(st.ClientNS(r)), tally, env.Phase, co)
 			n++
 			wg.Add(1)
 			go func() { defer wg.Done(); c.Run(cctx) }()
@@ -97,6 +105,12 @@ loop:
 	end := time.Now()
 	stopClients()
 	wg.Wait()
+	if stack.IsSessionpin(mode) {
+		// Before the next run restarts the edges and their counts.
+		if n, err := st.EdgeCounter(ctx, "sessionpin_unsafe_moves_total"); err == nil {
+			row.UnsafeMoves = &n
+		}
+	}
 	if runErr != nil && ctx.Err() == nil {
 		return row, fmt.Errorf("%s/%s: %w", sc.Name, mode, runErr)
 	}
@@ -106,7 +120,14 @@ loop:
 
 	row.Workflows, row.Completed = tally.Workflows, tally.Completed
 	row.StaleSteps, row.StaleAfterMove = tally.StaleSteps, tally.StaleAfterMove
-	row.WrongServerSteps, row.Moves = tally.WrongServer, tally.Moves
+	row.WrongServerSteps, row.Moves, row.MovesAcrossRegions = tally.WrongServer, tally.Moves, tally.MovesAcross
+	row.HeldMoves, row.CatchUpWaits, row.CatchUpWaitSeconds = tally.HeldMoves, tally.CatchUpWaits, tally.CatchUpWait.Seconds()
+	if row.CarelessClients > 0 {
+		k := tally.Careless
+		row.Careless = &results.Counts{Workflows: k.Workflows, Completed: k.Completed, StaleSteps: k.StaleSteps,
+			StaleAfterMove: k.StaleAfterMove, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
+			HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
+	}
 	row.ErrorsByReason = tally.Errors
 	row.DurationSeconds = end.Sub(env.Start).Seconds()
 	row.RecoverySeconds = Recovery(tally.Events, env.Ref(), end)

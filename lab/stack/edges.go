@@ -14,8 +14,35 @@ import (
 	"github.com/sessionpin/sessionpin/lab/topo"
 )
 
-// Modes are the routing modes the lab compares.
-var Modes = []string{"rr", "cookie", "sessionpin"}
+// Modes are the routing modes the lab knows: round robin, Caddy's cookie
+// policy, sessionpin as the root Caddyfile sets it up (data-aware moves on,
+// the default), and sessionpin with data-aware moves off.
+var Modes = []string{"rr", "cookie", "sessionpin", "sessionpin-blind"}
+
+// DefaultModes are the modes a run compares when none are named.
+var DefaultModes = []string{"rr", "cookie", "sessionpin"}
+
+// IsSessionpin says whether mode's edges are sessionpin's.
+func IsSessionpin(mode string) bool { return mode == "sessionpin" || mode == "sessionpin-blind" }
+
+// blindLine is the session_pin line after which sessionpin-blind turns
+// data-aware moves off.
+const blindLine = "key hs256 {$SESSIONPIN_SECRET}"
+
+// blindCaddyfile is the root Caddyfile with data-aware moves off
+// (catch_up_limit 0), so that the two sessionpin modes differ in that
+// alone.
+func blindCaddyfile(root string) (string, error) {
+	lines := strings.Split(root, "\n")
+	for i, l := range lines {
+		if strings.TrimSpace(l) == blindLine {
+			indent := l[:len(l)-len(strings.TrimLeft(l, " \t"))]
+			out := append(append(append([]string{}, lines[:i+1]...), indent+"catch_up_limit 0"), lines[i+1:]...)
+			return strings.Join(out, "\n"), nil
+		}
+	}
+	return "", fmt.Errorf("the root Caddyfile has no line %q in its session_pin block to add catch_up_limit 0 after", blindLine)
+}
 
 // EdgeURL is region r's edge.
 func EdgeURL(r string) string {
@@ -73,9 +100,23 @@ func (s *Stack) StartEdges(ctx context.Context, mode string) error {
 		env := []string{"XDG_CONFIG_HOME=" + filepath.Join(dir, "config"), "XDG_DATA_HOME=" + filepath.Join(dir, "data")}
 		conf := s.cfg.Caddyfile
 		switch mode {
-		case "sessionpin":
+		case "sessionpin", "sessionpin-blind":
 			env = append(env, "SESSIONPIN_LISTEN="+listen, "SESSIONPIN_REGION="+r, "SESSIONPIN_ETCD="+EtcdEndpoint(r),
 				"SESSIONPIN_SECRET="+s.pinSecret, "SESSIONPIN_ADMIN=localhost:2019")
+			if mode == "sessionpin-blind" {
+				root, err := os.ReadFile(conf)
+				if err != nil {
+					return err
+				}
+				blind, err := blindCaddyfile(string(root))
+				if err != nil {
+					return err
+				}
+				conf = filepath.Join(dir, mode+".Caddyfile")
+				if err := os.WriteFile(conf, []byte(blind), 0o644); err != nil {
+					return err
+				}
+			}
 		case "rr", "cookie":
 			policy := "round_robin"
 			if mode == "cookie" {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +31,16 @@ func CopyDSN(at, of string) string {
 		return pg.DSN(host, topo.PortPGOwn)
 	}
 	return pg.DSN(host, standbyPort(of))
+}
+
+// ProgressDSN is how a server in region at reads the progress of its copy
+// of region of's data: the same instance as CopyDSN, as the agents' role.
+func ProgressDSN(at, of string) string {
+	host := topo.InfraHost(at).Addr.String()
+	if at == of {
+		return pg.DSNAs(pg.ProgressRole, host, topo.PortPGOwn)
+	}
+	return pg.DSNAs(pg.ProgressRole, host, standbyPort(of))
 }
 
 // PrimaryDSN is region r's primary.
@@ -168,16 +177,31 @@ func (s *Stack) upPrimary(ctx context.Context, bin, r string) error {
 		return err
 	}
 	defer c.Close(ctx)
-	_, err = c.Exec(ctx, app.Schema)
-	return err
+	if _, err := c.Exec(ctx, app.Schema); err != nil {
+		return err
+	}
+	// Before the standbys are copied from this primary, so that they
+	// hold the role too.
+	if _, err := c.Exec(ctx, pg.ProgressRoleSQL); err != nil {
+		return fmt.Errorf("progress role: %w", err)
+	}
+	return nil
 }
 
 func (s *Stack) upStandby(ctx context.Context, bin, at, of string) error {
 	name := at + "/" + of
 	dir := s.pgDir(at + "-of-" + of)
 	ns := s.Net.NS(topo.InfraHost(at))
-	if err := s.runAsPG(ctx, ns, filepath.Join(bin, "pg_basebackup"), "-h", topo.InfraHost(of).Addr.String(), "-p", strconv.Itoa(topo.PortPGOwn),
-		"-U", "postgres", "-D", dir, "-R", "-X", "stream", "--no-sync", "-c", "fast"); err != nil {
+	// -R writes these connection settings into the standby's
+	// primary_conninfo. tcp_user_timeout bounds each attempt to reach the
+	// primary again: across a cut an attempt is not refused, it hangs,
+	// and TCP's own retries back off so far that the standby would stream
+	// again only long after the heal. (The WAL receiver ignores
+	// connect_timeout; the kernel applies TCP_USER_TIMEOUT to the
+	// connection's opening too.)
+	conn := fmt.Sprintf("host=%s port=%d user=postgres tcp_user_timeout=2000", topo.InfraHost(of).Addr, topo.PortPGOwn)
+	if err := s.runAsPG(ctx, ns, filepath.Join(bin, "pg_basebackup"), "-d", conn,
+		"-D", dir, "-R", "-X", "stream", "--no-sync", "-c", "fast"); err != nil {
 		return err
 	}
 	if err := pg.WriteConf(dir, pg.StandbyConf(topo.InfraHost(at).Addr.String(), standbyPort(of))); err != nil {

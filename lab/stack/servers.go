@@ -94,9 +94,7 @@ func (s *Stack) StartServer(ctx context.Context, id string) error {
 		Name: "agent-" + id,
 		NS:   ns,
 		Env:  []string{"SESSIONPIN_DISCOVERY_TOKEN=" + strings.TrimSpace(string(out))},
-		Args: []string{s.cfg.Discovery, "agent", "--id", id, "--region", h.Region, "--url", appURL(h),
-			"--health-url", appURL(h) + "/healthz", "--discovery", DiscoveryURL(h.Region), "--insecure-http",
-			"--interval", s.cfg.AgentInterval.String(), "--ttl", s.cfg.LeaseTTL.String()},
+		Args: agentArgs(s.cfg, h),
 	})
 	if err != nil {
 		return err
@@ -105,6 +103,22 @@ func (s *Stack) StartServer(ctx context.Context, id string) error {
 	s.agents[id] = ag
 	s.mu.Unlock()
 	return nil
+}
+
+// agentArgs is server h's agent command line. Its writes commit to its
+// own region's primary (the app writes a workflow started here there), so
+// that is its origin; it reads every region's workflows from its region's
+// copy (the own primary, or a standby of the other region's primary), and
+// the agent reads each copy's replication progress from that same
+// instance.
+func agentArgs(cfg Config, h topo.Host) []string {
+	args := []string{cfg.Discovery, "agent", "--id", h.Name, "--region", h.Region, "--url", appURL(h),
+		"--health-url", appURL(h) + "/healthz", "--discovery", DiscoveryURL(h.Region), "--insecure-http",
+		"--interval", cfg.AgentInterval.String(), "--ttl", cfg.LeaseTTL.String(), "--origin", h.Region}
+	for _, of := range topo.Regions {
+		args = append(args, "--progress-postgres", of+"="+ProgressDSN(h.Region, of))
+	}
+	return args
 }
 
 // StopServer stops server id: its agent with SIGTERM (it deregisters),

@@ -1,14 +1,14 @@
 package stack
 
 import (
-	"context"
-	"time"
-
 	"bufio"
+	"context"
 	"fmt"
-	"github.com/sessionpin/sessionpin/lab/topo"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/sessionpin/sessionpin/lab/topo"
 )
 
 // Usage is one process's resources.
@@ -97,25 +97,77 @@ func (s *Stack) Goroutines(ctx context.Context) map[string]float64 {
 }
 
 func (s *Stack) scrapeGoroutines(ctx context.Context, ns, url string) (float64, error) {
+	n, found, err := s.scrape(ctx, ns, url, "go_goroutines")
+	if err == nil && !found {
+		err = fmt.Errorf("%s: no go_goroutines", url)
+	}
+	return n, err
+}
+
+// scrape sums the samples of metric name (every label set) in url's
+// Prometheus text, read from namespace ns; found says whether any was
+// there.
+func (s *Stack) scrape(ctx context.Context, ns, url, name string) (sum float64, found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	req, err := httpGet(ctx, url)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	resp, err := s.HTTP(ns).Do(req)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return 0, false, fmt.Errorf("%s: %s", url, resp.Status)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			var n float64
-			_, err := fmt.Sscan(v, &n)
-			return n, err
+		v, ok := sampleValue(sc.Text(), name)
+		if ok {
+			sum += v
+			found = true
 		}
 	}
-	return 0, fmt.Errorf("%s: no go_goroutines", url)
+	return sum, found, sc.Err()
+}
+
+// sampleValue reads line as a sample of metric name: "name value" or
+// `name{labels} value`.
+func sampleValue(line, name string) (float64, bool) {
+	rest, ok := strings.CutPrefix(line, name)
+	if !ok || rest == "" {
+		return 0, false
+	}
+	if rest[0] == '{' {
+		i := strings.LastIndexByte(rest, '}')
+		if i < 0 {
+			return 0, false
+		}
+		rest = rest[i+1:]
+	} else if rest[0] != ' ' {
+		return 0, false // another metric whose name starts with name
+	}
+	var v float64
+	if _, err := fmt.Sscan(rest, &v); err != nil {
+		return 0, false
+	}
+	return v, true
+}
+
+// EdgeCounter sums counter name over every region's edge (its admin
+// endpoint's /metrics). A counter with labels that never counted has no
+// sample: 0. An edge that does not answer is an error.
+func (s *Stack) EdgeCounter(ctx context.Context, name string) (int, error) {
+	var total float64
+	for _, r := range topo.Regions {
+		n, _, err := s.scrape(ctx, s.Net.NS(topo.EdgeHost(r)), "http://localhost:2019/metrics", name)
+		if err != nil {
+			return 0, fmt.Errorf("edge %s: %w", r, err)
+		}
+		total += n
+	}
+	return int(total), nil
 }

@@ -102,6 +102,17 @@ func ServerHost(r string, n int) Host {
 // ServerID is the registry id of server n of region r, e.g. "us-east-1".
 func ServerID(r string, n int) string { return fmt.Sprintf("%s-%d", r, n) }
 
+// ServerRegion returns the region of the server with registry id id, ""
+// for an id that is not a lab server's.
+func ServerRegion(id string) string {
+	for _, h := range Servers() {
+		if h.Name == id {
+			return h.Region
+		}
+	}
+	return ""
+}
+
 // Hosts returns every host of the lab: per region its infrastructure host,
 // then its servers.
 func Hosts() []Host {

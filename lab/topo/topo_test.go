@@ -56,3 +56,16 @@ func TestRTTs(t *testing.T) {
 		t.Errorf("max %v", r.Max())
 	}
 }
+
+func TestServerRegion(t *testing.T) {
+	for _, h := range Servers() {
+		if got := ServerRegion(h.Name); got != h.Region {
+			t.Errorf("%s: region %q, want %q", h.Name, got, h.Region)
+		}
+	}
+	for _, id := range []string{"", "us-east", "us-east-9", "eu-west-edge"} {
+		if got := ServerRegion(id); got != "" {
+			t.Errorf("%q: region %q, want none", id, got)
+		}
+	}
+}

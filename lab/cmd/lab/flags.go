@@ -27,8 +27,14 @@ type options struct {
 	scale     float64
 	out       string
 	chart     string
-	leaseTTL  time.Duration
-	logs      string
+	// chartSet: -chart was given; otherwise the chart in docs/ is
+	// redrawn only by a run of every default mode.
+	chartSet bool
+	leaseTTL time.Duration
+	logs     string
+	careless float64
+	compare  string
+	bench    string
 }
 
 // parseOptions reads and checks the flags; nothing starts before it
@@ -39,7 +45,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&scen, "scenario", "", "scenarios to run, comma-separated: "+strings.Join(scenario.Names(), ", ")+" (default: all but soak)")
-	fs.StringVar(&modes, "modes", strings.Join(stack.Modes, ","), "routing modes, comma-separated: rr, cookie, sessionpin")
+	fs.StringVar(&modes, "modes", strings.Join(stack.DefaultModes, ","), "routing modes, comma-separated: "+strings.Join(stack.Modes, ", ")+" (sessionpin-blind: sessionpin with data-aware moves off)")
 	fs.DurationVar(&o.rttUSEU, "rtt-us-eu", 80*time.Millisecond, "round trip us-east ↔ eu-west")
 	fs.DurationVar(&o.rttEUAP, "rtt-eu-ap", 120*time.Millisecond, "round trip eu-west ↔ ap-south")
 	fs.DurationVar(&o.rttUSAP, "rtt-us-ap", 200*time.Millisecond, "round trip us-east ↔ ap-south")
@@ -48,12 +54,16 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.clients, "clients", 6, "clients per region")
 	fs.Float64Var(&o.scale, "scale", 1, "multiplies every phase of every timeline (0.5 halves the runs)")
 	fs.StringVar(&o.out, "out", "lab-results.json", "where the results go")
-	fs.StringVar(&o.chart, "chart", "docs/lab-failure-vs-lag.png", "where the chart goes (written when lag-step ran)")
+	fs.StringVar(&o.chart, "chart", "docs/lab-failure-vs-lag.png", "where the chart of failures against lag goes (written when lag-step ran, in every default mode unless given; empty: nowhere)")
+	fs.Float64Var(&o.careless, "careless", 0, "share of the clients, 0 to 1, that never set the critical flag")
+	fs.StringVar(&o.compare, "compare-chart", "", "where the chart of sessionpin against sessionpin-blind goes, when both ran (make lab-data-aware: docs/lab-data-aware.png)")
+	fs.StringVar(&o.bench, "benchmarks", "", "a Markdown file (BENCHMARKS.md) whose section between <!-- lab-data-aware:begin --> and <!-- lab-data-aware:end --> gets the comparison of sessionpin and sessionpin-blind, when both ran")
 	fs.StringVar(&o.logs, "logs", "", "directory the processes' logs are kept in after the run (default /tmp/sessionpin-lab-logs-<run id>)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "lease TTL of every server's registration")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	fs.Visit(func(f *flag.Flag) { o.chartSet = o.chartSet || f.Name == "chart" })
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
 	}
@@ -97,6 +107,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if shortest := time.Duration(float64(scenario.MinLength) * o.scale); o.lag >= shortest {
 		return o, fmt.Errorf("-lag: %v is not shorter than the shortest run (%v at -scale %v): no write would be seen within it", o.lag, shortest, o.scale)
+	}
+	if !(o.careless >= 0 && o.careless <= 1) {
+		return o, fmt.Errorf("-careless: %v is not a share between 0 and 1", o.careless)
 	}
 	if o.leaseTTL < 2*time.Second || o.leaseTTL > time.Minute {
 		return o, fmt.Errorf("-lease-ttl: %v is not between 2s and 1m", o.leaseTTL)

@@ -26,6 +26,10 @@ func TestParseOptionsRefuses(t *testing.T) {
 		{[]string{"-clients", "0"}, "-clients: 0 is not between 1 and 100"},
 		{[]string{"-scale", "0"}, "-scale: 0 is not between 0.1 and 10"},
 		{[]string{"-lease-ttl", "1s"}, "-lease-ttl: 1s is not between 2s and 1m"},
+		{[]string{"-careless", "-0.1"}, "-careless: -0.1 is not a share between 0 and 1"},
+		{[]string{"-careless", "1.5"}, "-careless: 1.5 is not a share between 0 and 1"},
+		{[]string{"-careless", "NaN"}, "-careless: NaN is not a share between 0 and 1"},
+		{[]string{"-modes", "sessionpin,blind"}, `-modes: unknown mode "blind"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
@@ -48,6 +52,13 @@ func TestParseOptionsDefaults(t *testing.T) {
 	}
 	if strings.Join(o.modes, ",") != "rr,cookie,sessionpin" {
 		t.Errorf("default modes %v", o.modes)
+	}
+	if o.careless != 0 {
+		t.Errorf("default careless share %v, want 0", o.careless)
+	}
+	o, err = parseOptions([]string{"-modes", "sessionpin,sessionpin-blind", "-careless", "0.2"}, io.Discard)
+	if err != nil || strings.Join(o.modes, ",") != "sessionpin,sessionpin-blind" || o.careless != 0.2 {
+		t.Errorf("got %v, %v, %v", o.modes, o.careless, err)
 	}
 	r := o.rtts()
 	if r.Get("us-east", "eu-west") != 80*time.Millisecond || r.Get("ap-south", "eu-west") != 120*time.Millisecond || r.Get("ap-south", "us-east") != 200*time.Millisecond {

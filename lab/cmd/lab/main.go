@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -144,12 +145,15 @@ func run(ctx context.Context, o options, args []string) (err error) {
 	file := results.File{Command: "lab " + strings.Join(args, " "), Started: time.Now().UTC().Format(time.RFC3339),
 		Config: map[string]any{"rtt_ms": map[string]float64{"us-east/eu-west": ms(o.rttUSEU), "eu-west/ap-south": ms(o.rttEUAP), "us-east/ap-south": ms(o.rttUSAP)},
 			"jitter_ms": ms(o.jitter), "apply_delay_ms": ms(o.lag), "clients_per_region": o.clients, "scale": o.scale,
-			"lease_ttl_s": o.leaseTTL.Seconds(), "agent_interval_s": 1, "etcd_heartbeat_ms": ms(hb), "etcd_election_ms": ms(el)}}
+			"lease_ttl_s": o.leaseTTL.Seconds(), "agent_interval_s": 1, "etcd_heartbeat_ms": ms(hb), "etcd_election_ms": ms(el),
+			"careless_share": o.careless}}
+	load := loadAverage()
+	begun := time.Now()
 	for _, name := range o.scenarios {
 		sc, _ := scenario.Find(name)
 		for _, mode := range o.modes {
 			logf("scenario %s, mode %s: %s", name, mode, sc.What)
-			row, err := scenario.Run(ctx, st, sc, mode, scenario.Options{ClientsPerRegion: o.clients, Scale: o.scale, Lag: o.lag, Log: logf})
+			row, err := scenario.Run(ctx, st, sc, mode, scenario.Options{ClientsPerRegion: o.clients, Scale: o.scale, Lag: o.lag, Careless: o.careless, Log: logf})
 			if err != nil {
 				return err
 			}
@@ -165,10 +169,35 @@ func run(ctx context.Context, o options, args []string) (err error) {
 	fmt.Println()
 	results.Table(os.Stdout, file.Runs)
 	fmt.Println("\nresults:", out)
-	if ok, err := results.Chart(o.chart, file.Runs); err != nil {
-		return err
-	} else if ok {
-		fmt.Println("chart:  ", o.chart)
+	if !o.chartSet && !slices.Equal(o.modes, stack.DefaultModes) && slices.Contains(o.scenarios, "lag-step") {
+		// The README shows the default chart: a run of other modes
+		// leaves it alone.
+		fmt.Printf("chart:   not drawn (the chart in %s compares %s; -chart PATH draws this run's)\n", o.chart, strings.Join(stack.DefaultModes, ", "))
+	} else if o.chart != "" {
+		if ok, err := results.Chart(o.chart, file.Runs); err != nil {
+			return err
+		} else if ok {
+			fmt.Println("chart:  ", o.chart)
+		}
+	}
+	compared := false
+	if o.compare != "" {
+		if compared, err = results.CompareChart(o.compare, file.Runs); err != nil {
+			return err
+		} else if compared {
+			fmt.Println("chart:  ", o.compare)
+		}
+	}
+	if pairs := results.Pairs(file.Runs); o.bench != "" && len(pairs) > 0 {
+		chart := ""
+		if compared {
+			chart = o.compare
+		}
+		text := compareSection(file, pairs, o, root, chart, load, time.Since(begun))
+		if err := results.WriteSection(o.bench, compareSectionName, text); err != nil {
+			return err
+		}
+		fmt.Println("section:", o.bench, "("+compareSectionName+")")
 	}
 	return nil
 }
