@@ -70,7 +70,14 @@ func (p *progressReader) read(ctx context.Context, timeout time.Duration) map[st
 				got[o] = schema.Progress{Unknown: true}
 			}
 		} else {
-			s.known = append(slices.Collect(maps.Keys(got)), s.src.Origins()...)
+			// A PostgreSQL source names its origin up front and reads it
+			// back: each origin once, in order, for the logs.
+			s.known = slices.Sorted(maps.Keys(got))
+			for _, o := range s.src.Origins() {
+				if !slices.Contains(s.known, o) {
+					s.known = append(s.known, o)
+				}
+			}
 		}
 		p.note(s, errs[i])
 		for o, pr := range got {
