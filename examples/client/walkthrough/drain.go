@@ -69,6 +69,10 @@ func (w *walk) drain(ctx context.Context) error {
 	return nil
 }
 
+// skipsInARow is how many answers in a row must skip a drained server
+// before an edge counts as having seen the drain.
+const skipsInARow = 20
+
 // waitEdgeSkips polls until the edge of the drained server's region places
 // new clients elsewhere: the drain has reached that edge's registry watch.
 // The refreshes that follow go through that edge, since the other edge's
@@ -77,12 +81,23 @@ func (w *walk) waitEdgeSkips(ctx context.Context, id string) (edge, error) {
 	deadline := time.Now().Add(w.cfg.DownTimeout)
 	for {
 		for _, e := range []edge{{w.cfg.EdgeA, "A"}, {w.cfg.EdgeB, "B"}} {
-			r, err := w.s.call(ctx, "GET", e.url+"/closestToMe", nil)
-			if err != nil {
-				return edge{}, err
+			// Placement picks at random among servers of equal load, so
+			// one answer that skips id may be luck from an edge that has
+			// not seen the drain yet: only a run of them says it has.
+			closest := ""
+			for range skipsInARow {
+				r, err := w.s.call(ctx, "GET", e.url+"/closestToMe", nil)
+				if err != nil {
+					return edge{}, err
+				}
+				if c := r.str("closestServerId"); r.status == http.StatusOK && r.str("region") == w.regionOf[id] && c != "" && c != id {
+					closest = c
+					continue
+				}
+				closest = ""
+				break
 			}
-			closest := r.str("closestServerId")
-			if r.status == http.StatusOK && r.str("region") == w.regionOf[id] && closest != "" && closest != id {
+			if closest != "" {
 				w.note("GET %s/closestToMe → %s: edge %s places new clients off %s", e.name, closest, e.name, id)
 				return e, nil
 			}
