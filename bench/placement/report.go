@@ -1,14 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sessionpin/sessionpin/internal/mdsection"
 )
 
 // summary is one scenario under one policy over every seed.
@@ -135,18 +135,5 @@ const modelText = `one region of ten servers of capacities 1,000 to 3,500 client
 // writeSection replaces the text between the placement markers of path,
 // or appends it with the markers when there are none.
 func writeSection(path, body string) error {
-	const begin, end = "<!-- placement:begin -->", "<!-- placement:end -->"
-	old, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	block := begin + "\n" + body + end
-	i, j := bytes.Index(old, []byte(begin)), bytes.Index(old, []byte(end))
-	var out []byte
-	if i >= 0 && j > i {
-		out = append(append(append([]byte{}, old[:i]...), block...), old[j+len(end):]...)
-	} else {
-		out = append(append(bytes.TrimRight(old, "\n"), "\n\n"...), block+"\n"...)
-	}
-	return os.WriteFile(path, out, 0o644)
+	return mdsection.Write(path, "placement", body, "")
 }
