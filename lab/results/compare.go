@@ -125,6 +125,9 @@ func CompareChart(path string, rows []Row) (bool, error) {
 	if c := pairs[0].Aware.CarelessClients; c > 0 {
 		careless = fmt.Sprintf(", %d of %d clients careless", c, pairs[0].Aware.Clients)
 	}
+	if c := pairs[0].Aware.RoamingClients; c > 0 {
+		careless += fmt.Sprintf(", %d roaming", c)
+	}
 	p := plot.New()
 	p.Title.Text = "Reads of data that had not caught up: sessionpin with and without data-aware moves" + "\n(three-region lab" + careless + ")"
 	p.Y.Label.Text = "reads that met data not caught up"
