@@ -77,16 +77,18 @@ chaos:
 ## but the soak in rr, cookie and sessionpin, or SCENARIO=name[,name] and
 ## MODES=rr,cookie,sessionpin,sessionpin-blind (sessionpin with data-aware moves off);
 ## CARELESS=0.2 makes that share of the clients never set the critical flag;
+## ROAM=0.3 makes that share travel between their region's edge and the next's;
 ## LAB_ARGS passes more flags (go run ./lab/cmd/lab -h lists them)
 lab:
-	$(GO) run ./lab/cmd/lab $(if $(SCENARIO),-scenario $(SCENARIO)) $(if $(MODES),-modes $(MODES)) $(if $(CARELESS),-careless $(CARELESS)) $(LAB_ARGS)
+	$(GO) run ./lab/cmd/lab $(if $(SCENARIO),-scenario $(SCENARIO)) $(if $(MODES),-modes $(MODES)) $(if $(CARELESS),-careless $(CARELESS)) $(if $(ROAM),-roam $(ROAM)) $(LAB_ARGS)
 
 ## lab-data-aware: sessionpin beside sessionpin-blind in the scenarios that move
-## clients, a fifth of the clients careless; rewrites its section of BENCHMARKS.md
+## clients, a fifth of the clients careless and half of them roaming (ROAM,
+## so that moves cross regions, where the data is another copy); rewrites its section of BENCHMARKS.md
 ## and docs/lab-data-aware.png (about 10 minutes)
 lab-data-aware:
 	$(GO) run ./lab/cmd/lab -scenario rolling-restart,kill,cut-region,lag-step -modes sessionpin,sessionpin-blind \
-	  -careless $(or $(CARELESS),0.2) -compare-chart docs/lab-data-aware.png -benchmarks BENCHMARKS.md $(LAB_ARGS)
+	  -careless $(or $(CARELESS),0.2) -roam $(or $(ROAM),0.5) -compare-chart docs/lab-data-aware.png -benchmarks BENCHMARKS.md $(LAB_ARGS)
 
 ## fuzz: every fuzz target for a bounded time each
 fuzz:

@@ -64,8 +64,10 @@ type Tally struct {
 	Counts
 	// Careless are the careless clients' alone.
 	Careless Counts
-	Errors   map[string]int
-	Events   []Event
+	// Roaming are the roaming clients' alone.
+	Roaming Counts
+	Errors  map[string]int
+	Events  []Event
 	// ByPhase counts workflows started and failed per phase tag.
 	Started, Failed map[string]int
 }
@@ -81,13 +83,16 @@ func (t *Tally) add(f func(t *Tally)) {
 	t.mu.Unlock()
 }
 
-// count adds to every client's counts and, for a careless client, to the
-// careless ones'.
+// count adds to every client's counts and, for a careless or roaming
+// client, to the careless or roaming ones'.
 func (c *Client) count(f func(k *Counts)) {
 	c.Tally.add(func(t *Tally) {
 		f(&t.Counts)
 		if c.Careless {
 			f(&t.Careless)
+		}
+		if c.Roam.Edge != "" {
+			f(&t.Roaming)
 		}
 	})
 }
@@ -113,6 +118,20 @@ type Options struct {
 	// RegionOf names a server's region, for MovesAcross; nil: none
 	// counted.
 	RegionOf func(server string) string
+	// Roam makes the client a traveller; zero: it stays at its edge.
+	Roam Roam
+}
+
+// Roam is how a client travels: it sends its first Every workflows through
+// its own edge, the next Every through Edge, and so on, each workflow and
+// the refreshes after it wholly through one edge. At every edge it asks
+// that edge's /closestToMe before a refresh, as a client that follows the
+// protocol does wherever it is, so a refresh without the critical flag
+// after the change may move it to the other region's server, where its
+// data is read from another copy.
+type Roam struct {
+	Edge  string // base URL of the other region's edge; "" for none
+	Every int    // workflows between changes, 1 or more
 }
 
 // Client is one user.
@@ -128,6 +147,10 @@ type Client struct {
 	// catching_up: MaxCatchUpWait.
 	catchUpBudget time.Duration
 
+	// at is the edge the client talks to now: Edge, or Roam.Edge while
+	// it is away.
+	at string
+
 	ID    int
 	Edge  string // base URL of its region's edge
 	HTTP  *http.Client
@@ -140,7 +163,7 @@ type Client struct {
 // New returns a client with its own connections (and, unless o.Header,
 // its own cookie jar).
 func New(id int, edge string, dial func(ctx context.Context, network, addr string) (net.Conn, error), t *Tally, phase func() string, o Options) *Client {
-	c := &Client{ID: id, Edge: edge, Tally: t, Phase: phase, Options: o, catchUpBudget: MaxCatchUpWait, HTTP: &http.Client{
+	c := &Client{ID: id, Edge: edge, at: edge, Tally: t, Phase: phase, Options: o, catchUpBudget: MaxCatchUpWait, HTTP: &http.Client{
 		Timeout:   6 * time.Second,
 		Transport: &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 2, ResponseHeaderTimeout: 6 * time.Second},
 	}}
@@ -156,6 +179,21 @@ func New(id int, edge string, dial func(ctx context.Context, network, addr strin
 // clients are careless.
 func IsCareless(n int, f float64) bool {
 	return math.Round(float64(n+1)*f) > math.Round(float64(n)*f)
+}
+
+// RoamEvery is how many workflows client n sends through one edge before
+// it changes to the other when it roams: 2, 3 or 4, by its number, so that
+// travellers change at different times.
+func RoamEvery(n int) int { return 2 + n%3 }
+
+// edgeFor is the edge a roaming client sends its workflow w (0-based)
+// through: its own for the first every workflows, then the other's, and so
+// on.
+func edgeFor(home string, r Roam, w int) string {
+	if r.Edge == "" || r.Every < 1 || (w/r.Every)%2 == 0 {
+		return home
+	}
+	return r.Edge
 }
 
 type answer struct {
@@ -178,7 +216,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (answer,
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.Edge+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.at+path, rd)
 	if err != nil {
 		return answer{}, err
 	}
@@ -347,7 +385,10 @@ func (c *Client) Run(ctx context.Context) {
 	}
 	var lastID, lastServer string
 	lastStep := -1
-	for ctx.Err() == nil {
+	for w := 0; ctx.Err() == nil; w++ {
+		// A traveller changes edge between workflows: this workflow,
+		// its refreshes and the one after it go through one edge.
+		c.at = edgeFor(c.Edge, c.Roam, w)
 		// A workflow: the critical flag is set from its start to its end.
 		phase := c.Phase()
 		a, err := c.do(ctx, http.MethodPost, "/workflows", nil)

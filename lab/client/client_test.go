@@ -332,3 +332,112 @@ func TestMoveAcrossRegionsAndReadBack(t *testing.T) {
 		t.Errorf("counts %+v: the steps ran on the pinned server", tally.Counts)
 	}
 }
+
+func TestEdgeFor(t *testing.T) {
+	r := Roam{Edge: "away", Every: 2}
+	tests := []struct {
+		r    Roam
+		w    int
+		want string
+	}{
+		{Roam{}, 0, "home"},
+		{Roam{}, 5, "home"},
+		{Roam{Edge: "away"}, 3, "home"}, // no period: stays
+		{r, 0, "home"},
+		{r, 1, "home"},
+		{r, 2, "away"},
+		{r, 3, "away"},
+		{r, 4, "home"},
+		{r, 7, "away"},
+		{Roam{Edge: "away", Every: 1}, 1, "away"},
+		{Roam{Edge: "away", Every: 1}, 2, "home"},
+	}
+	for _, tt := range tests {
+		if got := edgeFor("home", tt.r, tt.w); got != tt.want {
+			t.Errorf("%+v workflow %d: %s, want %s", tt.r, tt.w, got, tt.want)
+		}
+	}
+	for n := 0; n < 9; n++ {
+		if e := RoamEvery(n); e < 2 || e > 4 {
+			t.Errorf("RoamEvery(%d) = %d, want 2 to 4", n, e)
+		}
+	}
+}
+
+// A roaming client sends Every workflows through one edge, then Every
+// through the other, each workflow with its refreshes (and the
+// /closestToMe before each) wholly through one edge; its counts are
+// counted apart as well as in the totals.
+func TestRoamingClientChangesEdge(t *testing.T) {
+	var mu sync.Mutex
+	var seq []string // edge of each request: "h" or "a", with its path
+	handler := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			seq = append(seq, name+" "+r.Method+" "+r.URL.Path)
+			mu.Unlock()
+			body := map[string]any{}
+			switch {
+			case r.URL.Path == "/closestToMe":
+				body["closestServerId"] = name + "-1"
+			case r.URL.Path == "/workflows" && r.Method == http.MethodPost:
+				body["id"] = "r.1"
+			case strings.HasSuffix(r.URL.Path, "/steps"):
+				n, _ := strconv.Atoi(r.URL.Query().Get("expect"))
+				body["step"] = n + 1
+			}
+			w.Header().Set("X-Lab-Server", "h-1")
+			_ = json.NewEncoder(w).Encode(body)
+		}
+	}
+	home, away := httptest.NewServer(handler("h")), httptest.NewServer(handler("a"))
+	defer home.Close()
+	defer away.Close()
+	tally := NewTally()
+	c := New(0, home.URL, (&net.Dialer{}).DialContext, tally, func() string { return "p" }, Options{Header: true, Roam: Roam{Edge: away.URL, Every: 2}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		tally.mu.Lock()
+		n := tally.Completed
+		tally.mu.Unlock()
+		if n >= 5 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("5 workflows not completed within 60s: %d", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	// The edge of each workflow, by the order the workflows started; each
+	// request between one workflow's start and the next's went to it.
+	var edges []string
+	cur := ""
+	for _, s := range seq {
+		e, what, _ := strings.Cut(s, " ")
+		if what == "POST /workflows" {
+			cur = e
+			edges = append(edges, e)
+			continue
+		}
+		if cur != "" && e != cur {
+			t.Errorf("%q within a workflow through %s", s, cur)
+		}
+	}
+	if got := strings.Join(edges[:5], ""); got != "hhaah" {
+		t.Errorf("edges of the workflows %q, want hhaah", got)
+	}
+	tally.mu.Lock()
+	defer tally.mu.Unlock()
+	if tally.Roaming != tally.Counts || tally.Careless != (Counts{}) {
+		t.Errorf("roaming counts %+v, careless %+v; totals %+v", tally.Roaming, tally.Careless, tally.Counts)
+	}
+}

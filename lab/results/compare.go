@@ -55,18 +55,38 @@ func Pairs(rows []Row) []Pair {
 	return out
 }
 
-// withCareless formats a total with the careless clients' share of it.
-func withCareless(total int, careless *Counts, part func(Counts) int) string {
-	if careless == nil {
-		return fmt.Sprint(total)
+// withShares formats a total with the careless clients' share of it and,
+// when roam, the roaming clients' ("–" where the run had none of them).
+func withShares(total int, r Row, roam bool, part func(Counts) int) string {
+	share := func(k *Counts) string {
+		if k == nil {
+			return "–"
+		}
+		return fmt.Sprint(part(*k))
 	}
-	return fmt.Sprintf("%d (%d)", total, part(*careless))
+	switch {
+	case roam:
+		return fmt.Sprintf("%d (%s / %s)", total, share(r.Careless), share(r.Roaming))
+	case r.Careless != nil:
+		return fmt.Sprintf("%d (%s)", total, share(r.Careless))
+	}
+	return fmt.Sprint(total)
 }
 
 // CompareMarkdown writes the comparison of the two sessionpin modes as a
-// Markdown table, one line per scenario and mode, blind first.
+// Markdown table, one line per scenario and mode, blind first. When any
+// run had roaming clients, their share of each stale count follows the
+// careless clients'.
 func CompareMarkdown(w io.Writer, pairs []Pair) {
-	fmt.Fprintln(w, "| scenario | mode | workflows | completed | stale_steps (careless) | stale_after_move (careless) | moves (across regions) | held_moves | catch_up_waits (s) | unsafe_moves | errors_by_reason | recovery_s | lag p50 / p99 ms |")
+	roam := false
+	for _, p := range pairs {
+		roam = roam || p.Aware.Roaming != nil || p.Blind.Roaming != nil
+	}
+	shares := "careless"
+	if roam {
+		shares = "careless / roaming"
+	}
+	fmt.Fprintf(w, "| scenario | mode | workflows | completed | stale_steps (%[1]s) | stale_after_move (%[1]s) | moves (across regions) | held_moves | catch_up_waits (s) | unsafe_moves | errors_by_reason | recovery_s | lag p50 / p99 ms |\n", shares)
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|")
 	for _, p := range pairs {
 		for _, r := range []Row{p.Blind, p.Aware} {
@@ -76,8 +96,8 @@ func CompareMarkdown(w io.Writer, pairs []Pair) {
 			}
 			fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %d (%d) | %d | %d (%.1f) | %s | %s | %s | %.0f / %.0f |\n",
 				r.Scenario, r.Mode, r.Workflows, r.Completed,
-				withCareless(r.StaleSteps, r.Careless, func(c Counts) int { return c.StaleSteps }),
-				withCareless(r.StaleAfterMove, r.Careless, func(c Counts) int { return c.StaleAfterMove }),
+				withShares(r.StaleSteps, r, roam, func(c Counts) int { return c.StaleSteps }),
+				withShares(r.StaleAfterMove, r, roam, func(c Counts) int { return c.StaleAfterMove }),
 				r.Moves, r.MovesAcrossRegions, r.HeldMoves, r.CatchUpWaits, r.CatchUpWaitSeconds, unsafe,
 				strings.ReplaceAll(Errors(r.ErrorsByReason), "×", "× "), recovery(r.RecoverySeconds), r.LagP50MS, r.LagP99MS)
 		}
@@ -104,6 +124,9 @@ func CompareChart(path string, rows []Row) (bool, error) {
 	careless := ""
 	if c := pairs[0].Aware.CarelessClients; c > 0 {
 		careless = fmt.Sprintf(", %d of %d clients careless", c, pairs[0].Aware.Clients)
+	}
+	if c := pairs[0].Aware.RoamingClients; c > 0 {
+		careless += fmt.Sprintf(", %d roaming", c)
 	}
 	p := plot.New()
 	p.Title.Text = "Reads of data that had not caught up: sessionpin with and without data-aware moves" + "\n(three-region lab" + careless + ")"

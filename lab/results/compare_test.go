@@ -59,6 +59,24 @@ func TestCompareMarkdown(t *testing.T) {
 	}
 }
 
+// With roaming clients, their share follows the careless clients'.
+func TestCompareMarkdownRoaming(t *testing.T) {
+	rows := comparedRows()
+	rows[2].RoamingClients, rows[2].Roaming = 5, &Counts{StaleSteps: 4, StaleAfterMove: 2}
+	var b bytes.Buffer
+	CompareMarkdown(&b, Pairs(rows))
+	for _, want := range []string{
+		"| stale_steps (careless / roaming) | stale_after_move (careless / roaming) |",
+		"| kill | sessionpin-blind | 98 | 90 | 6 (5 / 4) | 3 (1 / 2) |",
+		"| kill | sessionpin | 100 | 100 | 0 (0 / –) | 0 (0 / –) |",
+		"| lag-step | sessionpin | 41 | 0 | 0 (– / –) | 0 (– / –) |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("no line with %q in:\n%s", want, b.String())
+		}
+	}
+}
+
 func TestCompareChart(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.png")
 	ok, err := CompareChart(path, comparedRows())

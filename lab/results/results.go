@@ -46,6 +46,11 @@ type Row struct {
 	// every total above and again, alone, in Careless.
 	CarelessClients int     `json:"careless_clients"`
 	Careless        *Counts `json:"careless,omitempty"`
+	// RoamingClients travel between their region's edge and the next
+	// region's; their counts are in every total above and again, alone,
+	// in Roaming.
+	RoamingClients int     `json:"roaming_clients"`
+	Roaming        *Counts `json:"roaming,omitempty"`
 	// RecoverySeconds is the time from the fault (or, for a cut, its
 	// heal) until every client was served again; -1 when some client
 	// was not by the end of the run.
@@ -111,7 +116,7 @@ func Write(path string, f File) error {
 // Table prints one line per scenario and mode.
 func Table(w io.Writer, rows []Row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "scenario\tmode\tworkflows\tcompleted\tstale_steps\tstale_after_move\twrong_server\tmoves (across)\theld\tcatch_up_waits\tunsafe\tcareless\terrors\trecovery_s\tlag_p50_ms\tlag_p99_ms\t")
+	fmt.Fprintln(tw, "scenario\tmode\tworkflows\tcompleted\tstale_steps\tstale_after_move\twrong_server\tmoves (across)\theld\tcatch_up_waits\tunsafe\tcareless\troaming\terrors\trecovery_s\tlag_p50_ms\tlag_p99_ms\t")
 	for _, r := range rows {
 		unsafe := "-"
 		if r.UnsafeMoves != nil {
@@ -123,8 +128,13 @@ func Table(w io.Writer, rows []Row) {
 		if r.Careless != nil {
 			careless = fmt.Sprintf("%d: %d/%d", r.CarelessClients, r.Careless.StaleSteps, r.Careless.StaleAfterMove)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%d\t%d\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", r.Scenario, r.Mode, r.Workflows, r.Completed,
-			r.StaleSteps, r.StaleAfterMove, r.WrongServerSteps, r.Moves, r.MovesAcrossRegions, r.HeldMoves, r.CatchUpWaits, unsafe, careless,
+		// The roaming clients, likewise.
+		roaming := "-"
+		if r.Roaming != nil {
+			roaming = fmt.Sprintf("%d: %d/%d", r.RoamingClients, r.Roaming.StaleSteps, r.Roaming.StaleAfterMove)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d (%d)\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%.0f\t%.0f\t\n", r.Scenario, r.Mode, r.Workflows, r.Completed,
+			r.StaleSteps, r.StaleAfterMove, r.WrongServerSteps, r.Moves, r.MovesAcrossRegions, r.HeldMoves, r.CatchUpWaits, unsafe, careless, roaming,
 			Errors(r.ErrorsByReason), recovery(r.RecoverySeconds), r.LagP50MS, r.LagP99MS)
 	}
 	tw.Flush()

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sessionpin/sessionpin/lab/client"
-	"github.com/sessionpin/sessionpin/lab/netns"
 	"github.com/sessionpin/sessionpin/lab/results"
 	"github.com/sessionpin/sessionpin/lab/stack"
 	"github.com/sessionpin/sessionpin/lab/topo"
@@ -21,7 +20,10 @@ type Options struct {
 	Lag              time.Duration
 	// Careless is the share of clients that never set the critical flag.
 	Careless float64
-	Log      func(format string, args ...any)
+	// Roam is the share of clients that travel: every few workflows they
+	// change between their region's edge and the next region's (Roams).
+	Roam float64
+	Log  func(format string, args ...any)
 }
 
 // Reset brings the lab back to its start: no cuts, the lag, every server
@@ -57,15 +59,23 @@ func Run(ctx context.Context, st *stack.Stack, sc Scenario, mode string, o Optio
 	cctx, stopClients := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	n := 0
-	for _, r := range topo.Regions {
+	// Every client dials from the region of the edge it talks to: a
+	// traveller is in the region it travelled to.
+	dial := st.TravellerDialer()
+	kinds := Kinds(len(topo.Regions)*o.ClientsPerRegion, o.Careless, o.Roam)
+	for ri, r := range topo.Regions {
 		for i := 0; i < o.ClientsPerRegion; i++ {
 			// sessionpin's clients carry the pin in a header, so that
 			// the run shows they keep the newest one the edge gives.
-			co := client.Options{Header: stack.IsSessionpin(mode), Careless: client.IsCareless(n, o.Careless), RegionOf: topo.ServerRegion}
+			co := client.Options{Header: stack.IsSessionpin(mode), Careless: kinds[n].Careless, RegionOf: topo.ServerRegion}
 			if co.Careless {
 				row.CarelessClients++
 			}
-			c := client.New(n, stack.EdgeURL(r), netns.Dialer(st.ClientNS(r)), tally, env.Phase, co)
+			if kinds[n].Roaming {
+				co.Roam = client.Roam{Edge: stack.EdgeURL(Roams(ri)), Every: client.RoamEvery(n)}
+				row.RoamingClients++
+			}
+			c := client.New(n, stack.EdgeURL(r), dial, tally, env.Phase, co)
 			n++
 			wg.Add(1)
 			go func() { defer wg.Done(); c.Run(cctx) }()
@@ -128,6 +138,12 @@ loop:
 			StaleAfterMove: k.StaleAfterMove, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
 			HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
 	}
+	if row.RoamingClients > 0 {
+		k := tally.Roaming
+		row.Roaming = &results.Counts{Workflows: k.Workflows, Completed: k.Completed, StaleSteps: k.StaleSteps,
+			StaleAfterMove: k.StaleAfterMove, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
+			HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
+	}
 	row.ErrorsByReason = tally.Errors
 	row.DurationSeconds = end.Sub(env.Start).Seconds()
 	row.RecoverySeconds = Recovery(tally.Events, env.Ref(), end)
@@ -156,6 +172,10 @@ loop:
 	}
 	return row, nil
 }
+
+// Roams is the region the travellers of region index i travel to: the
+// next in order.
+func Roams(i int) string { return topo.Regions[(i+1)%len(topo.Regions)] }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 

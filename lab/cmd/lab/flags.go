@@ -33,6 +33,7 @@ type options struct {
 	leaseTTL time.Duration
 	logs     string
 	careless float64
+	roam     float64
 	compare  string
 	bench    string
 }
@@ -56,6 +57,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.out, "out", "lab-results.json", "where the results go")
 	fs.StringVar(&o.chart, "chart", "docs/lab-failure-vs-lag.png", "where the chart of failures against lag goes (written when lag-step ran, in every default mode unless given; empty: nowhere)")
 	fs.Float64Var(&o.careless, "careless", 0, "share of the clients, 0 to 1, that never set the critical flag")
+	fs.Float64Var(&o.roam, "roam", 0, "share of the clients, 0 to 1, that travel: every few workflows they change between their region's edge and the next region's, and a refresh there may move them to that region's server (chosen among careless and careful clients alike)")
 	fs.StringVar(&o.compare, "compare-chart", "", "where the chart of sessionpin against sessionpin-blind goes, when both ran (make lab-data-aware: docs/lab-data-aware.png)")
 	fs.StringVar(&o.bench, "benchmarks", "", "a Markdown file (BENCHMARKS.md) whose section between <!-- lab-data-aware:begin --> and <!-- lab-data-aware:end --> gets the comparison of sessionpin and sessionpin-blind, when both ran")
 	fs.StringVar(&o.logs, "logs", "", "directory the processes' logs are kept in after the run (default /tmp/sessionpin-lab-logs-<run id>)")
@@ -110,6 +112,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if !(o.careless >= 0 && o.careless <= 1) {
 		return o, fmt.Errorf("-careless: %v is not a share between 0 and 1", o.careless)
+	}
+	if !(o.roam >= 0 && o.roam <= 1) {
+		return o, fmt.Errorf("-roam: %v is not a share between 0 and 1", o.roam)
 	}
 	if o.leaseTTL < 2*time.Second || o.leaseTTL > time.Minute {
 		return o, fmt.Errorf("-lease-ttl: %v is not between 2s and 1m", o.leaseTTL)

@@ -29,6 +29,9 @@ func TestParseOptionsRefuses(t *testing.T) {
 		{[]string{"-careless", "-0.1"}, "-careless: -0.1 is not a share between 0 and 1"},
 		{[]string{"-careless", "1.5"}, "-careless: 1.5 is not a share between 0 and 1"},
 		{[]string{"-careless", "NaN"}, "-careless: NaN is not a share between 0 and 1"},
+		{[]string{"-roam", "-0.1"}, "-roam: -0.1 is not a share between 0 and 1"},
+		{[]string{"-roam", "2"}, "-roam: 2 is not a share between 0 and 1"},
+		{[]string{"-roam", "NaN"}, "-roam: NaN is not a share between 0 and 1"},
 		{[]string{"-modes", "sessionpin,blind"}, `-modes: unknown mode "blind"`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
@@ -53,8 +56,8 @@ func TestParseOptionsDefaults(t *testing.T) {
 	if strings.Join(o.modes, ",") != "rr,cookie,sessionpin" {
 		t.Errorf("default modes %v", o.modes)
 	}
-	if o.careless != 0 {
-		t.Errorf("default careless share %v, want 0", o.careless)
+	if o.careless != 0 || o.roam != 0 {
+		t.Errorf("default careless share %v and roaming share %v, want 0", o.careless, o.roam)
 	}
 	o, err = parseOptions([]string{"-modes", "sessionpin,sessionpin-blind", "-careless", "0.2"}, io.Discard)
 	if err != nil || strings.Join(o.modes, ",") != "sessionpin,sessionpin-blind" || o.careless != 0.2 {

@@ -73,14 +73,15 @@ func leftAlone(t *testing.T, stderr string) {
 }
 
 // A short fault run in every default mode, a fifth of the clients
-// careless: sessionpin never serves a step from data that has not caught
-// up, nor from another server than the pin, nor a read right after a move,
-// careless clients included; and the lab leaves nothing behind.
+// careless and some roaming: sessionpin never serves a step from data that
+// has not caught up, nor from another server than the pin, nor a read right
+// after a move, careless and roaming clients included; and the lab leaves
+// nothing behind.
 func TestLabShortKill(t *testing.T) {
 	needLab(t)
 	bin, root := buildLab(t)
 	out := filepath.Join(t.TempDir(), "lab-results.json")
-	cmd := exec.Command(bin, "-scenario", "kill", "-scale", "0.6", "-clients", "3", "-careless", "0.2",
+	cmd := exec.Command(bin, "-scenario", "kill", "-scale", "0.6", "-clients", "3", "-careless", "0.2", "-roam", "0.3",
 		"-out", out, "-chart", filepath.Join(t.TempDir(), "chart.png"), "-logs", filepath.Join(t.TempDir(), "logs"))
 	cmd.Dir = root
 	var stderr bytes.Buffer
@@ -106,6 +107,10 @@ func TestLabShortKill(t *testing.T) {
 		}
 		if r.CarelessClients != 2 || r.Careless == nil || r.Careless.Workflows == 0 {
 			t.Errorf("%s: %d careless clients, %+v; want 2 of 9, with workflows", r.Mode, r.CarelessClients, r.Careless)
+		}
+		// 0.3 of the 2 careless and of the 7 careful clients: 1 and 2.
+		if r.RoamingClients != 3 || r.Roaming == nil || r.Roaming.Workflows == 0 {
+			t.Errorf("%s: %d roaming clients, %+v; want 3 of 9, with workflows", r.Mode, r.RoamingClients, r.Roaming)
 		}
 		if r.Mode == "sessionpin" && (r.StaleSteps != 0 || r.WrongServerSteps != 0 || r.StaleAfterMove != 0) {
 			t.Errorf("sessionpin: %d stale steps, %d steps on another server than the pin, %d stale reads after a move; want 0",

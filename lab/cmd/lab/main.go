@@ -146,14 +146,14 @@ func run(ctx context.Context, o options, args []string) (err error) {
 		Config: map[string]any{"rtt_ms": map[string]float64{"us-east/eu-west": ms(o.rttUSEU), "eu-west/ap-south": ms(o.rttEUAP), "us-east/ap-south": ms(o.rttUSAP)},
 			"jitter_ms": ms(o.jitter), "apply_delay_ms": ms(o.lag), "clients_per_region": o.clients, "scale": o.scale,
 			"lease_ttl_s": o.leaseTTL.Seconds(), "agent_interval_s": 1, "etcd_heartbeat_ms": ms(hb), "etcd_election_ms": ms(el),
-			"careless_share": o.careless}}
+			"careless_share": o.careless, "roaming_share": o.roam}}
 	load := loadAverage()
 	begun := time.Now()
 	for _, name := range o.scenarios {
 		sc, _ := scenario.Find(name)
 		for _, mode := range o.modes {
 			logf("scenario %s, mode %s: %s", name, mode, sc.What)
-			row, err := scenario.Run(ctx, st, sc, mode, scenario.Options{ClientsPerRegion: o.clients, Scale: o.scale, Lag: o.lag, Careless: o.careless, Log: logf})
+			row, err := scenario.Run(ctx, st, sc, mode, scenario.Options{ClientsPerRegion: o.clients, Scale: o.scale, Lag: o.lag, Careless: o.careless, Roam: o.roam, Log: logf})
 			if err != nil {
 				return err
 			}

@@ -57,9 +57,15 @@ func compareSection(f results.File, pairs []results.Pair, o options, root, chart
 	fmt.Fprintf(&b, "`%s`, at %s, %s, %s for the runs; %d CPUs, 1-minute load average %s before and %s after.\n",
 		"go run ./lab/cmd/"+strings.TrimSpace(f.Command), commit(root), started, took.Round(time.Second), runtime.NumCPU(), or(loadBefore, "?"), or(loadAverage(), "?"))
 	a := pairs[0].Aware
-	fmt.Fprintf(&b, "Round trips %v / %v / %v (us-east↔eu-west, eu-west↔ap-south, us-east↔ap-south), apply delay %v, lease TTL %v, %d clients of which %d careless (they never set the critical flag; `-careless %v`).\n",
+	fmt.Fprintf(&b, "Round trips %v / %v / %v (us-east↔eu-west, eu-west↔ap-south, us-east↔ap-south), apply delay %v, lease TTL %v, %d clients of which %d careless (they never set the critical flag; `-careless %v`)",
 		o.rttUSEU, o.rttEUAP, o.rttUSAP, o.lag, o.leaseTTL, a.Clients, a.CarelessClients, o.careless)
-	fmt.Fprintln(&b, "`sessionpin` is the root Caddyfile (data-aware moves on, their defaults); `sessionpin-blind` adds `catch_up_limit 0`. The careless clients' share of each stale count is in brackets; `moves (across regions)`: refreshes that moved a client, and of those the ones to another region's server, the only moves after which the lab's app reads another copy of the data; `held_moves`: refreshes answered with `X-Session-Hold: catching_up`; `catch_up_waits`: refreshes answered `503 catching_up` and waited out (seconds in all); `unsafe_moves`: the edges' `sessionpin_unsafe_moves_total`.")
+	shares := "The careless clients' share of each stale count is in brackets"
+	if a.RoamingClients > 0 {
+		fmt.Fprintf(&b, " and %d roaming (`-roam %v`: every 2 to 4 workflows they change between their region's edge and the next region's, asking that edge's `/closestToMe` before each refresh, so a refresh without the critical flag can move them to another region's server, whose copy of their data lags)", a.RoamingClients, o.roam)
+		shares = "The careless and the roaming clients' shares of each stale count are in brackets"
+	}
+	fmt.Fprintln(&b, ".")
+	fmt.Fprintln(&b, "`sessionpin` is the root Caddyfile (data-aware moves on, their defaults); `sessionpin-blind` adds `catch_up_limit 0`. "+shares+"; `moves (across regions)`: refreshes that moved a client, and of those the ones to another region's server, the only moves after which the lab's app reads another copy of the data; `held_moves`: refreshes answered with `X-Session-Hold: catching_up`; `catch_up_waits`: refreshes answered `503 catching_up` and waited out (seconds in all); `unsafe_moves`: the edges' `sessionpin_unsafe_moves_total`.")
 	fmt.Fprintln(&b)
 	results.CompareMarkdown(&b, pairs)
 	if chart != "" {
