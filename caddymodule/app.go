@@ -209,6 +209,15 @@ func (a *App) Snapshot() *watch.Snapshot {
 	return a.registry.Snapshot()
 }
 
+// confirmed is when the snapshot was last confirmed current; zero while
+// there is none.
+func (a *App) confirmed() time.Time {
+	if a.registry == nil {
+		return time.Time{}
+	}
+	return a.registry.confirmed()
+}
+
 // Interface guards
 var (
 	_ caddy.App          = (*App)(nil)

@@ -173,6 +173,9 @@ func TestFailoverWaitsForCatchUp(t *testing.T) {
 		if r.status != http.StatusOK || r.server() != "us-1" || r.header.Get("X-Pin-Reason") != "failover" {
 			return fmt.Errorf("status %d server %q reason %q", r.status, r.server(), r.header.Get("X-Pin-Reason"))
 		}
+		if r.header.Get("X-Session-Unsafe-Move") != "" {
+			return fmt.Errorf("a safe move announced as unsafe")
+		}
 		return nil
 	})
 
@@ -189,6 +192,10 @@ func TestFailoverWaitsForCatchUp(t *testing.T) {
 	r = f.do(request{method: http.MethodPost, path: "/auth/refresh", pin: f.wrotePin("gone", "eu-west", "eu-west", time.Now().Add(-4*time.Second))})
 	if r.status != http.StatusOK || r.server() != "us-1" {
 		t.Fatalf("past the limit: status %d server %q, want the move", r.status, r.server())
+	}
+	if r.header.Get("X-Session-Unsafe-Move") != "1" || r.header.Get("X-Session-Server-Changed") != "1" {
+		t.Errorf("the unsafe move is not announced: X-Session-Unsafe-Move %q, X-Session-Server-Changed %q",
+			r.header.Get("X-Session-Unsafe-Move"), r.header.Get("X-Session-Server-Changed"))
 	}
 	if d := counterDelta(t, f, before, `sessionpin_unsafe_moves_total`); d != 1 {
 		t.Errorf("unsafe moves rose by %v, want 1", d)
@@ -230,4 +237,48 @@ func jsonHas(body, key, v string) bool {
 		return false
 	}
 	return m[key] == v
+}
+
+// TestOldViewHoldsProgress: an edge cut off from etcd cannot see a server's
+// copy fall behind, so once its view is older than two of the watch's
+// progress intervals it counts the progress it last saw as of then, not
+// now: a write made after that is covered by no one, and a write made
+// before it still is. Healed, the edge trusts its view again.
+func TestOldViewHoldsProgress(t *testing.T) {
+	m := etcdtest.Start(t)
+	proxy := etcdtest.StartCutProxy(t, m.Client)
+	prefix := "/" + t.Name() + "/"
+	f := &fixture{reg: &registry{t: t, cli: etcdtest.NewClient(t, m), prefix: prefix}, member: m, keys: testKeyring(t)}
+	f.edge = startEdge(t, proxy.Addr(), prefix, "\t\tclock_skew 100ms\n\t\tcatch_up_limit 5m\n\t\thysteresis 0\n\t\tslow_start 0")
+	us := newBackend(t, "us-1")
+	f.reg.putData("us-1", "us-east", us.srv.URL, "eu-west", 0)
+	f.waitRouted("us-1", "us-east")
+
+	refresh := func(wrote time.Time) response {
+		return f.do(request{method: http.MethodPost, path: "/auth/refresh", pin: f.wrotePin("gone", "eu-west", "eu-west", wrote)})
+	}
+	if r := refresh(time.Now().Add(-time.Second)); r.status != http.StatusOK || r.server() != "us-1" {
+		t.Fatalf("with a current view: status %d server %q, want the failover to us-1", r.status, r.server())
+	}
+
+	cut := time.Now()
+	proxy.Cut()
+	poll.Until(t, 45*time.Second, "the cut edge to stop trusting new progress", func() error {
+		r := refresh(time.Now().Add(-time.Second))
+		if r.status != http.StatusServiceUnavailable || !jsonHas(r.body, "error", "catching_up") || r.header.Get("Retry-After") != "30" {
+			return fmt.Errorf("status %d Retry-After %q body %s", r.status, r.header.Get("Retry-After"), r.body)
+		}
+		return nil
+	})
+	if r := refresh(cut.Add(-10 * time.Second)); r.status != http.StatusOK || r.server() != "us-1" {
+		t.Errorf("a write made before the view's confirmation: status %d server %q, want the failover", r.status, r.server())
+	}
+
+	proxy.Heal()
+	poll.Until(t, 45*time.Second, "the healed edge to trust its view again", func() error {
+		if r := refresh(time.Now().Add(-time.Second)); r.status != http.StatusOK || r.server() != "us-1" {
+			return fmt.Errorf("status %d server %q", r.status, r.server())
+		}
+		return nil
+	})
 }

@@ -43,6 +43,10 @@ type choice struct {
 	// hold is set when a refresh kept the client because the server it
 	// would have moved to does not yet hold its last write.
 	hold bool
+	// unsafe is set when a refresh moved the client to a server that may
+	// not yet hold its last write, because the write passed the catch-up
+	// limit.
+	unsafe bool
 	// prior is the request's verified pin when the response may need it
 	// (a write to record, a refresh carrying the last write along); nil
 	// otherwise, which keeps an ordinary request's state small.

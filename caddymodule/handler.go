@@ -16,6 +16,7 @@ import (
 	"github.com/sessionpin/sessionpin/caddymodule/pin"
 	"github.com/sessionpin/sessionpin/caddymodule/placement"
 	"github.com/sessionpin/sessionpin/discoverysvc/schema"
+	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
 
 func init() {
@@ -377,7 +378,9 @@ func validHeaderName(s string) bool {
 
 // catchUp is the configured data-aware moves, with defaults.
 func (h *Handler) catchUp() placement.CatchUp {
-	c := placement.CatchUp{Limit: DefaultCatchUpLimit, Skew: DefaultClockSkew}
+	// The watch confirms the view every progress interval; two of them
+	// missed means the view may be behind (see registryConn.confirmed).
+	c := placement.CatchUp{Limit: DefaultCatchUpLimit, Skew: DefaultClockSkew, Fresh: 2 * watch.DefaultProgressInterval}
 	if h.CatchUpLimit != nil {
 		c.Limit = time.Duration(*h.CatchUpLimit)
 	}

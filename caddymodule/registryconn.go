@@ -211,6 +211,15 @@ func (rc *registryConn) secondsSinceUpdate() float64 {
 	return time.Since(rc.started).Seconds()
 }
 
+// confirmed is when the snapshot last changed or was confirmed current by
+// etcd; zero before the first list.
+func (rc *registryConn) confirmed() time.Time {
+	if w := rc.watcher.Load(); w != nil {
+		return w.LastUpdate()
+	}
+	return time.Time{}
+}
+
 // Destruct stops the watch and closes the etcd client; the usage pool calls
 // it when the last config using the connection is unloaded.
 func (rc *registryConn) Destruct() error {

@@ -83,6 +83,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 	if ok {
 		req.Current = p.Server
 		req.Write = placement.Write(p.LastWrite)
+		req.Confirmed = h.app.confirmed()
 	}
 	for range maxAdmits {
 		out := h.edge.Rebalance(snap, req, rand.Uint64())
@@ -109,7 +110,7 @@ func (h *Handler) serveRefresh(w http.ResponseWriter, r *http.Request, next cadd
 		}
 		// The refresh itself is the protocol's, not the app's data: it is
 		// not recorded as a write, and the client's last write moves along.
-		return h.proxy(w, r, next, trial, choice{target: t, reason: out.Reason, moved: out.Moved, issue: true, hold: out.Held, prior: heapPin(p)})
+		return h.proxy(w, r, next, trial, choice{target: t, reason: out.Reason, moved: out.Moved, issue: true, hold: out.Held, unsafe: out.Unsafe, prior: heapPin(p)})
 	}
 	return h.noServer(w)
 }

@@ -15,11 +15,11 @@ import (
 
 // sessionHeaders are the response headers only the edge may set, besides
 // the pin header and the pin cookie.
-var sessionHeaders = []string{"X-Session-Server-Url", "X-Session-Server-Changed", "X-Session-Hold"}
+var sessionHeaders = []string{"X-Session-Server-Url", "X-Session-Server-Changed", "X-Session-Hold", "X-Session-Unsafe-Move"}
 
 // stripUpstreamSession removes from an upstream response what only the
-// edge may say: the pin header, X-Session-Server-URL,
-// X-Session-Server-Changed and any Set-Cookie of the pin cookie.
+// edge may say: the pin header, the sessionHeaders and any Set-Cookie of
+// the pin cookie.
 func (h *Handler) stripUpstreamSession(hdr http.Header) {
 	delete(hdr, h.pinHeaderOut)
 	delete(hdr, DefaultHeader)
@@ -33,8 +33,10 @@ var one = []string{"1"}
 
 // issuePin adds a new pin for the decision's server to the response
 // headers: in the pin header, as a cookie (Secure over TLS), with the
-// server's URL, and with X-Session-Server-Changed when a refresh moved the
-// client.
+// server's URL, with X-Session-Server-Changed when a refresh moved the
+// client, and X-Session-Unsafe-Move when the new server may not yet hold
+// the client's last write (a front end can say "your latest changes may
+// take a moment to appear").
 func (h *Handler) issuePin(hdr http.Header, d *decision, secure bool) {
 	t := d.target
 	now := time.Now()
@@ -51,6 +53,9 @@ func (h *Handler) issuePin(hdr http.Header, d *decision, secure bool) {
 	h.setPinCookie(hdr, tok, secure)
 	if d.moved {
 		hdr["X-Session-Server-Changed"] = one
+		if d.unsafe {
+			hdr["X-Session-Unsafe-Move"] = one
+		}
 	}
 	countPinIssued(d.reason)
 }

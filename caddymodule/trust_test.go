@@ -45,6 +45,8 @@ func newHostileApp(t *testing.T, id string) *hostileApp {
 		h.Set("X-Session-Pin", "forged-pin")
 		h.Set("X-Session-Server-URL", "http://evil.example")
 		h.Set("X-Session-Server-Changed", "1")
+		h.Set("X-Session-Unsafe-Move", "1")
+		h.Set("X-Session-Hold", "catching_up")
 		h.Add("Set-Cookie", "sessionpin=forged; Path=/")
 		h.Add("Set-Cookie", " sessionpin =forged2; Path=/; HttpOnly")
 		h.Add("Set-Cookie", "app=1; Path=/")
@@ -107,7 +109,8 @@ func TestEdgeOwnsItsHeaders(t *testing.T) {
 	tok := f.pinFor("eu-2", "eu-west")
 	r = f.do(request{pin: tok})
 	if r.server() != "eu-2" || r.header.Get("X-Session-Pin") != "" || r.header.Get("X-Session-Server-Url") != "" ||
-		r.header.Get("X-Session-Server-Changed") != "" || len(setCookies(r, "sessionpin")) != 0 || len(setCookies(r, "app")) != 1 {
+		r.header.Get("X-Session-Server-Changed") != "" || r.header.Get("X-Session-Unsafe-Move") != "" || r.header.Get("X-Session-Hold") != "" ||
+		len(setCookies(r, "sessionpin")) != 0 || len(setCookies(r, "app")) != 1 {
 		t.Errorf("pinned request: server %q, headers %v", r.server(), r.header)
 	}
 	if _, pin := eu2.received(); pin {
@@ -296,6 +299,7 @@ func TestEdgeOwnsItsInterimHeaders(t *testing.T) {
 		h.Set("X-Session-Pin", "forged-pin")
 		h.Set("X-Session-Server-URL", "http://evil.example")
 		h.Set("X-Session-Server-Changed", "1")
+		h.Set("X-Session-Unsafe-Move", "1")
 		h.Add("Set-Cookie", "sessionpin=forged; Path=/")
 		w.WriteHeader(http.StatusEarlyHints)
 		clear(h)
@@ -328,7 +332,7 @@ func TestEdgeOwnsItsInterimHeaders(t *testing.T) {
 	if len(interim) != 1 || interim[0].Get("Link") == "" {
 		t.Fatalf("interim responses %v, want the app's 103 with its Link", interim)
 	}
-	for _, k := range []string{"X-Session-Pin", "X-Session-Server-Url", "X-Session-Server-Changed", "Set-Cookie"} {
+	for _, k := range []string{"X-Session-Pin", "X-Session-Server-Url", "X-Session-Server-Changed", "X-Session-Unsafe-Move", "Set-Cookie"} {
 		if v := interim[0].Values(k); len(v) != 0 {
 			t.Errorf("the app's 103 reached the client with %s %q", k, v)
 		}

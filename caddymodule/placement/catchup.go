@@ -26,6 +26,22 @@ type CatchUp struct {
 	// Skew bounds how far the clocks of the edges and the agents may
 	// disagree; it is added to every lag.
 	Skew time.Duration
+	// Fresh is how long after its last confirmation the edge's view of the
+	// registry still counts as current. A view older than that (an edge
+	// cut off from etcd's quorum) holds the progress its servers reported
+	// as of the confirmation, not now: their copies may have fallen
+	// behind since, unseen. 0 counts every view as current.
+	Fresh time.Duration
+}
+
+// asOf is the time the registry's progress is known to hold at: now, while
+// the view confirmed at confirmed counts as current, else confirmed. A
+// zero confirmed is a current view.
+func (c CatchUp) asOf(now, confirmed time.Time) time.Time {
+	if confirmed.IsZero() || c.Fresh <= 0 || now.Sub(confirmed) <= c.Fresh {
+		return now
+	}
+	return confirmed
 }
 
 // UnknownWait is the wait when no one can tell how long catching up takes:

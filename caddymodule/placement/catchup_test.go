@@ -78,6 +78,27 @@ func TestCatchUpExpired(t *testing.T) {
 	}
 }
 
+func TestCatchUpAsOf(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	c := CatchUp{Limit: time.Minute, Fresh: 10 * time.Second}
+	for _, tt := range []struct {
+		name      string
+		c         CatchUp
+		confirmed time.Time
+		want      time.Time
+	}{
+		{"no confirmation known", c, time.Time{}, now},
+		{"confirmed just now", c, now, now},
+		{"confirmed within Fresh", c, now.Add(-10 * time.Second), now},
+		{"confirmed before Fresh", c, now.Add(-11 * time.Second), now.Add(-11 * time.Second)},
+		{"Fresh 0 trusts every view", CatchUp{Limit: time.Minute}, now.Add(-time.Hour), now},
+	} {
+		if got := tt.c.asOf(now, tt.confirmed); !got.Equal(tt.want) {
+			t.Errorf("%s: asOf = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestRebalanceDataAware(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	ago := func(d time.Duration) time.Time { return now.Add(-d) }
@@ -94,6 +115,8 @@ func TestRebalanceDataAware(t *testing.T) {
 		withData(srv("eu-2", "eu", 0.45, false), "eu", map[string]time.Duration{"us": -1}),
 	)
 	on := CatchUp{Limit: 30 * time.Second, Skew: 500 * time.Millisecond}
+	fresh := on
+	fresh.Fresh = 10 * time.Second
 	type want struct {
 		server              string
 		reason              string
@@ -171,6 +194,24 @@ func TestRebalanceDataAware(t *testing.T) {
 		{"b: moves off: fail over to C", CatchUp{}, onlyEU,
 			RefreshRequest{Current: "gone", Closest: "eu-2", Write: Write{now, "us"}},
 			want{server: "eu-2", reason: ReasonFailover, moved: true}},
+		{"c: a current view: the target holds the write", fresh, fleet,
+			RefreshRequest{Current: "eu-1", Closest: "us-1", Write: Write{ago(3 * time.Second), "eu"}, Confirmed: ago(10 * time.Second)},
+			want{server: "us-1", reason: ReasonRefreshMove, moved: true}},
+		{"c: an old view: progress as of its confirmation, held", fresh, fleet,
+			RefreshRequest{Current: "eu-1", Closest: "us-1", Write: Write{ago(3 * time.Second), "eu"}, Confirmed: ago(10*time.Second + time.Millisecond)},
+			want{server: "eu-1", reason: ReasonRefreshKeep, held: true}},
+		{"c: an old view confirmed after the write covered it: move", fresh, fleet,
+			RefreshRequest{Current: "eu-1", Closest: "us-1", Write: Write{ago(time.Minute), "eu"}, Confirmed: ago(20 * time.Second)},
+			want{server: "us-1", reason: ReasonRefreshMove, moved: true}},
+		{"c: an old view, write past the limit: unsafe move", fresh, fleet,
+			RefreshRequest{Current: "eu-1", Closest: "us-1", Write: Write{ago(31 * time.Second), "eu"}, Confirmed: ago(30 * time.Second)},
+			want{server: "us-1", reason: ReasonRefreshMove, moved: true, unsafe: true}},
+		{"b: an old view: wait, unknown how long", fresh, onlyEU,
+			RefreshRequest{Current: "gone", Closest: "eu-1", Write: Write{ago(3 * time.Second), "us"}, Confirmed: ago(15 * time.Second)},
+			want{server: "<nil>", reason: ReasonFailover, catchingUp: true, wait: UnknownWait}},
+		{"b: an old view confirmed after the write covered it: fail over", fresh, onlyEU,
+			RefreshRequest{Current: "gone", Closest: "eu-1", Write: Write{ago(time.Minute), "us"}, Confirmed: ago(25 * time.Second)},
+			want{server: "eu-1", reason: ReasonFailover, moved: true}},
 		{"b: nothing left at all", on, snapshot(),
 			RefreshRequest{Current: "gone", Write: Write{now, "us"}},
 			want{server: "<nil>", reason: ReasonFailover}},

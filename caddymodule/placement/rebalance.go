@@ -17,6 +17,9 @@ type RefreshRequest struct {
 	// Write is the client's last write as its pin records it; zero when
 	// none is known.
 	Write Write
+	// Confirmed is when the edge's view of the registry (the snapshot) was
+	// last confirmed current; zero when it is current. See CatchUp.Fresh.
+	Confirmed time.Time
 }
 
 // Outcome is a refresh decision.
@@ -74,7 +77,9 @@ type Outcome struct {
 //     that target covers the write: its data is already there, so the
 //     drain need not wait for its task to end;
 //   - once the write is older than CatchUp.Limit, a held move (not a
-//     critical one) happens anyway and is Unsafe.
+//     critical one) happens anyway and is Unsafe;
+//   - when the edge's view is older than CatchUp.Fresh (req.Confirmed),
+//     progress counts as of the view's confirmation, not now.
 func (e *Edge) Rebalance(snap *watch.Snapshot, req RefreshRequest, rnd uint64) Outcome {
 	if snap == nil {
 		snap = watch.EmptySnapshot()
@@ -101,7 +106,7 @@ func (e *Edge) Rebalance(snap *watch.Snapshot, req RefreshRequest, rnd uint64) O
 		if c != nil && c.Draining {
 			target = e.placeIn(snap, c.Region, rnd)
 		}
-		return e.failover(snap, target, req.Write)
+		return e.failover(snap, target, req)
 	}
 	if c == nil {
 		return keep(cur)
@@ -133,7 +138,7 @@ func (e *Edge) move(cur, target *watch.Entry, req RefreshRequest) Outcome {
 		return moved
 	}
 	now := e.now()
-	if ok, _ := e.CatchUp.Covers(target, req.Write, now); ok {
+	if ok, _ := e.CatchUp.Covers(target, req.Write, e.CatchUp.asOf(now, req.Confirmed)); ok {
 		return moved
 	}
 	if req.Critical {
@@ -149,27 +154,33 @@ func (e *Edge) move(cur, target *watch.Entry, req RefreshRequest) Outcome {
 // failover is rule b: the client goes to target, or, when target does not
 // hold the client's last write, to the server covering finds; with none,
 // nowhere yet (CatchingUp) until the write is older than the limit.
-func (e *Edge) failover(snap *watch.Snapshot, target *watch.Entry, w Write) Outcome {
+func (e *Edge) failover(snap *watch.Snapshot, target *watch.Entry, req RefreshRequest) Outcome {
 	if target == nil {
 		return Outcome{Reason: ReasonFailover}
 	}
 	out := Outcome{Server: target, Reason: ReasonFailover, Moved: true}
+	w := req.Write
 	if !e.CatchUp.On() || w.At.IsZero() {
 		return out
 	}
 	now := e.now()
-	if ok, _ := e.CatchUp.Covers(target, w, now); ok {
+	asOf := e.CatchUp.asOf(now, req.Confirmed)
+	if ok, _ := e.CatchUp.Covers(target, w, asOf); ok {
 		return out
 	}
 	// Ifs rather than a switch: a case's condition lies outside every
 	// block of the coverage profile, and mutation testing would leave it
 	// untested.
-	s, wait := e.covering(snap, target.Region, w, now)
+	s, wait := e.covering(snap, target.Region, w, asOf)
 	if s != nil {
 		out.Server = s
 		return out
 	}
 	if !e.CatchUp.Expired(w, now) {
+		if !asOf.Equal(now) {
+			// An old view cannot see a copy catch up: no one can tell.
+			wait = UnknownWait
+		}
 		return Outcome{Reason: ReasonFailover, CatchingUp: true, Wait: wait}
 	}
 	out.Unsafe = true

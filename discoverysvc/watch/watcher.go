@@ -67,6 +67,9 @@ type WatcherConfig struct {
 	ProgressInterval time.Duration
 }
 
+// DefaultProgressInterval is WatcherConfig.ProgressInterval's default.
+const DefaultProgressInterval = 5 * time.Second
+
 // WatchUpdate is what one list or one watch response brought, for
 // WatcherConfig.OnWatch.
 type WatchUpdate struct {
@@ -142,7 +145,7 @@ func NewWatcher(cfg WatcherConfig) *Watcher {
 		cfg.ListTimeout = 5 * time.Second
 	}
 	if cfg.ProgressInterval <= 0 {
-		cfg.ProgressInterval = 5 * time.Second
+		cfg.ProgressInterval = DefaultProgressInterval
 	}
 	cfg.Prefix = schema.NormalizePrefix(cfg.Prefix)
 	w := &Watcher{

@@ -49,6 +49,11 @@ type Counts struct {
 	// catching_up: it kept the client where it was because no server it
 	// would move to held the client's last write yet.
 	HeldMoves int
+	// StaleAnnounced are the stale steps and stale reads after a move
+	// (counted in StaleSteps and StaleAfterMove) that followed a move the
+	// edge announced with X-Session-Unsafe-Move: made past the catch-up
+	// limit, to a server that may not hold the client's last write yet.
+	StaleAnnounced int
 	// CatchUpWaits are refreshes answered 503 catching_up (the pinned
 	// server is gone and no other holds the last write yet), each waited
 	// out for its Retry-After before the refresh was sent again;
@@ -141,6 +146,8 @@ type Client struct {
 	// (round robin), the server that started its workflow.
 	pin    string
 	sticky bool
+	// unsafeMove: the client's last move was announced as unsafe.
+	unsafeMove bool
 	// token is the last pin the edge gave, in header mode.
 	token string
 	// catchUpBudget is how long in all a refresh waits out 503
@@ -200,6 +207,9 @@ type answer struct {
 	status  int
 	server  string
 	changed bool
+	// unsafe: a refresh that moved the client past the catch-up limit
+	// (X-Session-Unsafe-Move).
+	unsafe bool
 	// held: a refresh the edge answered without moving the client
 	// because no server it would move to holds its last write yet.
 	held       bool
@@ -232,6 +242,7 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (answer,
 	}
 	defer resp.Body.Close()
 	a := answer{status: resp.StatusCode, server: resp.Header.Get("X-Lab-Server"), changed: resp.Header.Get("X-Session-Server-Changed") == "1",
+		unsafe: resp.Header.Get("X-Session-Unsafe-Move") == "1",
 		pinned: resp.Header.Get(PinHeader) != "", held: resp.Header.Get("X-Session-Hold") == "catching_up",
 		retryAfter: resp.Header.Get("Retry-After")}
 	if tok := resp.Header.Get(PinHeader); c.Header && tok != "" {
@@ -430,6 +441,7 @@ func (c *Client) Run(ctx context.Context) {
 					c.record(true)
 					if ra.changed || (from != "" && ra.server != "" && ra.server != from) {
 						c.countMove(from, ra.server)
+						c.unsafeMove = ra.unsafe
 					}
 				}
 			}
@@ -448,6 +460,7 @@ func (c *Client) Run(ctx context.Context) {
 			case err == nil && a.status == 409 && a.body["error"] == "stale_read":
 				c.record(true) // served, but by data that had not caught up
 				c.count(func(k *Counts) { k.StaleSteps++ })
+				c.countAnnounced()
 				if a.server != c.pin {
 					c.count(func(k *Counts) { k.WrongServer++ })
 				}
@@ -476,6 +489,14 @@ func (c *Client) Run(ctx context.Context) {
 	}
 }
 
+// countAnnounced counts a stale read that the edge had announced, when
+// the client's last move was an unsafe one.
+func (c *Client) countAnnounced() {
+	if c.unsafeMove {
+		c.count(func(k *Counts) { k.StaleAnnounced++ })
+	}
+}
+
 // refreshAfter refreshes without the critical flag; when the refresh moved
 // the client, it reads its last workflow back from the new server.
 func (c *Client) refreshAfter(ctx context.Context, lastID, lastServer *string, lastStep int) {
@@ -493,6 +514,7 @@ func (c *Client) refreshAfter(ctx context.Context, lastID, lastServer *string, l
 		return
 	}
 	c.countMove(*lastServer, a.server)
+	c.unsafeMove = a.unsafe
 	if *lastID == "" || lastStep < 0 {
 		return
 	}
@@ -505,10 +527,12 @@ func (c *Client) refreshAfter(ctx context.Context, lastID, lastServer *string, l
 		c.record(true)
 		if step, _ := b.body["step"].(float64); int(step) < lastStep {
 			c.count(func(k *Counts) { k.StaleAfterMove++ })
+			c.countAnnounced()
 		}
 	case err == nil && b.status == 409:
 		c.record(true)
 		c.count(func(k *Counts) { k.StaleAfterMove++ })
+		c.countAnnounced()
 	default:
 		c.fail(b, err)
 	}

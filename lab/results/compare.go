@@ -86,19 +86,19 @@ func CompareMarkdown(w io.Writer, pairs []Pair) {
 	if roam {
 		shares = "careless / roaming"
 	}
-	fmt.Fprintf(w, "| scenario | mode | workflows | completed | stale_steps (%[1]s) | stale_after_move (%[1]s) | moves (across regions) | held_moves | catch_up_waits (s) | unsafe_moves | errors_by_reason | recovery_s | lag p50 / p99 ms |\n", shares)
-	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|")
+	fmt.Fprintf(w, "| scenario | mode | workflows | completed | stale_steps (%[1]s) | stale_after_move (%[1]s) | of them announced | moves (across regions) | held_moves | catch_up_waits (s) | unsafe_moves | errors_by_reason | recovery_s | lag p50 / p99 ms |\n", shares)
+	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|")
 	for _, p := range pairs {
 		for _, r := range []Row{p.Blind, p.Aware} {
 			unsafe := "–"
 			if r.UnsafeMoves != nil {
 				unsafe = fmt.Sprint(*r.UnsafeMoves)
 			}
-			fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %d (%d) | %d | %d (%.1f) | %s | %s | %s | %.0f / %.0f |\n",
+			fmt.Fprintf(w, "| %s | %s | %d | %d | %s | %s | %d | %d (%d) | %d | %d (%.1f) | %s | %s | %s | %.0f / %.0f |\n",
 				r.Scenario, r.Mode, r.Workflows, r.Completed,
 				withShares(r.StaleSteps, r, roam, func(c Counts) int { return c.StaleSteps }),
 				withShares(r.StaleAfterMove, r, roam, func(c Counts) int { return c.StaleAfterMove }),
-				r.Moves, r.MovesAcrossRegions, r.HeldMoves, r.CatchUpWaits, r.CatchUpWaitSeconds, unsafe,
+				r.StaleAnnounced, r.Moves, r.MovesAcrossRegions, r.HeldMoves, r.CatchUpWaits, r.CatchUpWaitSeconds, unsafe,
 				strings.ReplaceAll(Errors(r.ErrorsByReason), "×", "× "), recovery(r.RecoverySeconds), r.LagP50MS, r.LagP99MS)
 		}
 	}

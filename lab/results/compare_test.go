@@ -19,7 +19,7 @@ func comparedRows() []Row {
 			Careless: &Counts{Workflows: 19, StaleSteps: 5, StaleAfterMove: 1}, ErrorsByReason: map[string]int{"503 pinned_server_unavailable": 2}},
 		{Scenario: "cut-region", Mode: ModeBlind, Workflows: 50, StaleSteps: 1, UnsafeMoves: &three},
 		{Scenario: "lag-step", Mode: ModeBlind, Workflows: 40, StaleAfterMove: 2},
-		{Scenario: "lag-step", Mode: ModeAware, Workflows: 41, RecoverySeconds: -1},
+		{Scenario: "lag-step", Mode: ModeAware, Workflows: 41, StaleAfterMove: 2, StaleAnnounced: 2, RecoverySeconds: -1, UnsafeMoves: &three},
 	}
 }
 
@@ -46,9 +46,9 @@ func TestCompareMarkdown(t *testing.T) {
 		t.Fatalf("%d lines:\n%s", len(lines), b.String())
 	}
 	for _, want := range []string{
-		"| kill | sessionpin-blind | 98 | 90 | 6 (5) | 3 (1) | 7 (2) | 0 | 0 (0.0) | – | 2× 503 pinned_server_unavailable |",
-		"| kill | sessionpin | 100 | 100 | 0 (0) | 0 (0) | 0 (0) | 2 | 3 (4.5) | 0 | 0 |",
-		"| lag-step | sessionpin | 41 | 0 | 0 | 0 | 0 (0) | 0 | 0 (0.0) | – | 0 | never |",
+		"| kill | sessionpin-blind | 98 | 90 | 6 (5) | 3 (1) | 0 | 7 (2) | 0 | 0 (0.0) | – | 2× 503 pinned_server_unavailable |",
+		"| kill | sessionpin | 100 | 100 | 0 (0) | 0 (0) | 0 | 0 (0) | 2 | 3 (4.5) | 0 | 0 |",
+		"| lag-step | sessionpin | 41 | 0 | 0 | 2 | 2 | 0 (0) | 0 | 0 (0.0) | 3 | 0 | never |",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("no line with %q in:\n%s", want, b.String())
@@ -69,7 +69,7 @@ func TestCompareMarkdownRoaming(t *testing.T) {
 		"| stale_steps (careless / roaming) | stale_after_move (careless / roaming) |",
 		"| kill | sessionpin-blind | 98 | 90 | 6 (5 / 4) | 3 (1 / 2) |",
 		"| kill | sessionpin | 100 | 100 | 0 (0 / –) | 0 (0 / –) |",
-		"| lag-step | sessionpin | 41 | 0 | 0 (– / –) | 0 (– / –) |",
+		"| lag-step | sessionpin | 41 | 0 | 0 (– / –) | 2 (– / –) | 2 |",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("no line with %q in:\n%s", want, b.String())

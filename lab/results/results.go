@@ -15,15 +15,19 @@ import (
 
 // Row is one scenario run in one mode.
 type Row struct {
-	Scenario         string         `json:"scenario"`
-	Mode             string         `json:"mode"`
-	Workflows        int            `json:"workflows"`
-	Completed        int            `json:"completed"`
-	StaleSteps       int            `json:"stale_steps"`
-	StaleAfterMove   int            `json:"stale_after_move"`
-	WrongServerSteps int            `json:"wrong_server_steps"`
-	ErrorsByReason   map[string]int `json:"errors_by_reason"`
-	Moves            int            `json:"moves"`
+	Scenario         string `json:"scenario"`
+	Mode             string `json:"mode"`
+	Workflows        int    `json:"workflows"`
+	Completed        int    `json:"completed"`
+	StaleSteps       int    `json:"stale_steps"`
+	StaleAfterMove   int    `json:"stale_after_move"`
+	WrongServerSteps int    `json:"wrong_server_steps"`
+	// StaleAnnounced are the stale steps and stale reads after a move
+	// that followed a move the edge announced as unsafe
+	// (X-Session-Unsafe-Move): counted in both totals above as well.
+	StaleAnnounced int            `json:"stale_announced"`
+	ErrorsByReason map[string]int `json:"errors_by_reason"`
+	Moves          int            `json:"moves"`
 	// MovesAcrossRegions are the moves to a server of another region
 	// than the one before: the only moves after which a client reads its
 	// data from another copy, so the only ones that can meet data that
@@ -72,6 +76,7 @@ type Counts struct {
 	StaleSteps         int `json:"stale_steps"`
 	StaleAfterMove     int `json:"stale_after_move"`
 	WrongServerSteps   int `json:"wrong_server_steps"`
+	StaleAnnounced     int `json:"stale_announced"`
 	Moves              int `json:"moves"`
 	MovesAcrossRegions int `json:"moves_across_regions"`
 	HeldMoves          int `json:"held_moves"`

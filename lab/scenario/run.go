@@ -129,19 +129,19 @@ loop:
 	}
 
 	row.Workflows, row.Completed = tally.Workflows, tally.Completed
-	row.StaleSteps, row.StaleAfterMove = tally.StaleSteps, tally.StaleAfterMove
+	row.StaleSteps, row.StaleAfterMove, row.StaleAnnounced = tally.StaleSteps, tally.StaleAfterMove, tally.StaleAnnounced
 	row.WrongServerSteps, row.Moves, row.MovesAcrossRegions = tally.WrongServer, tally.Moves, tally.MovesAcross
 	row.HeldMoves, row.CatchUpWaits, row.CatchUpWaitSeconds = tally.HeldMoves, tally.CatchUpWaits, tally.CatchUpWait.Seconds()
 	if row.CarelessClients > 0 {
 		k := tally.Careless
 		row.Careless = &results.Counts{Workflows: k.Workflows, Completed: k.Completed, StaleSteps: k.StaleSteps,
-			StaleAfterMove: k.StaleAfterMove, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
+			StaleAfterMove: k.StaleAfterMove, StaleAnnounced: k.StaleAnnounced, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
 			HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
 	}
 	if row.RoamingClients > 0 {
 		k := tally.Roaming
 		row.Roaming = &results.Counts{Workflows: k.Workflows, Completed: k.Completed, StaleSteps: k.StaleSteps,
-			StaleAfterMove: k.StaleAfterMove, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
+			StaleAfterMove: k.StaleAfterMove, StaleAnnounced: k.StaleAnnounced, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
 			HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
 	}
 	row.ErrorsByReason = tally.Errors
