@@ -97,8 +97,20 @@ type Phase struct {
 type Soak struct {
 	Samples int                `json:"samples"`
 	Slopes  map[string]float64 `json:"slopes_per_hour"`
-	First   map[string]float64 `json:"first"`
-	Last    map[string]float64 `json:"last"`
+	// LaterSlopes are the slopes over the later half of the samples: a
+	// heap that grows to its working size early and then levels off has
+	// a slope over the whole run but none here, where a leak keeps one.
+	LaterSlopes map[string]float64 `json:"later_half_slopes_per_hour"`
+	First       map[string]float64 `json:"first"`
+	Last        map[string]float64 `json:"last"`
+	// Series is every sample, seconds from the first.
+	Series []SoakSample `json:"series"`
+}
+
+// SoakSample is one sample of a soak.
+type SoakSample struct {
+	Seconds float64            `json:"s"`
+	Values  map[string]float64 `json:"values"`
 }
 
 // File is lab-results.json.

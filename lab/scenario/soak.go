@@ -67,18 +67,28 @@ func (e *Env) SoakResult() *results.Soak {
 	if len(e.samples) < 2 {
 		return nil
 	}
-	r := &results.Soak{Samples: len(e.samples), Slopes: map[string]float64{}, First: e.samples[0].vals, Last: e.samples[len(e.samples)-1].vals}
+	r := &results.Soak{Samples: len(e.samples), Slopes: map[string]float64{}, LaterSlopes: map[string]float64{},
+		First: e.samples[0].vals, Last: e.samples[len(e.samples)-1].vals}
 	for k := range e.samples[0].vals {
-		var xs, ys []float64
-		for _, s := range e.samples {
-			if v, ok := s.vals[k]; ok {
-				xs = append(xs, s.at.Sub(e.samples[0].at).Hours())
-				ys = append(ys, v)
-			}
-		}
-		r.Slopes[k] = slope(xs, ys)
+		r.Slopes[k] = slopeOf(e.samples, k)
+		r.LaterSlopes[k] = slopeOf(e.samples[len(e.samples)/2:], k)
+	}
+	for _, s := range e.samples {
+		r.Series = append(r.Series, results.SoakSample{Seconds: s.at.Sub(e.samples[0].at).Seconds(), Values: s.vals})
 	}
 	return r
+}
+
+// slopeOf is the slope per hour of value k over samples.
+func slopeOf(samples []sample, k string) float64 {
+	var xs, ys []float64
+	for _, s := range samples {
+		if v, ok := s.vals[k]; ok {
+			xs = append(xs, s.at.Sub(samples[0].at).Hours())
+			ys = append(ys, v)
+		}
+	}
+	return slope(xs, ys)
 }
 
 // slope is the least-squares slope of ys over xs.
