@@ -10,7 +10,8 @@
 //     body, so the edge moves the client only when no critical task runs;
 //   - "server" fires when the pinned server is first known or changes;
 //   - a change of server fires "serverchange" with the message the user
-//     should see;
+//     should see (dataMayLag set when the edge moved the client before the
+//     new server held its latest changes: X-Session-Unsafe-Move);
 //   - a 502/503/504 (the pinned server is down) fires "reconnecting" once a
 //     second for Retry-After seconds, then refreshes and retries the request.
 //
@@ -27,11 +28,14 @@
 
 export const SERVER_CHANGED_MESSAGE =
   "Your primary server has changed. Any missing data will be synced within 5 minutes.";
+export const DATA_MAY_LAG_MESSAGE =
+  "Your primary server has changed. Your latest changes may take a moment to appear.";
 
 const PIN_HEADER = "X-Session-Pin";
 const SERVER_HEADER = "X-Session-Server";
 const SERVER_URL_HEADER = "X-Session-Server-URL";
 const CHANGED_HEADER = "X-Session-Server-Changed";
+const UNSAFE_MOVE_HEADER = "X-Session-Unsafe-Move";
 
 export class SessionPin extends EventTarget {
   /**
@@ -196,11 +200,13 @@ export class SessionPin extends EventTarget {
     }
     const changed = res.headers.get(CHANGED_HEADER) === "1" || (previous !== "" && previous !== server);
     if (changed) {
+      const dataMayLag = res.headers.get(UNSAFE_MOVE_HEADER) === "1";
       this._emit("serverchange", {
         from: previous,
         to: this.server,
         serverURL: this.serverURL,
-        message: SERVER_CHANGED_MESSAGE,
+        dataMayLag,
+        message: dataMayLag ? DATA_MAY_LAG_MESSAGE : SERVER_CHANGED_MESSAGE,
       });
     }
   }
