@@ -28,6 +28,7 @@ func MergeRamps(ramps []Ramp) Ramp {
 			w := float64(max(bin.Placements, 1))
 			o.RampShare += w * bin.RampShare
 			o.RuleShare += w * bin.RuleShare
+			o.PeersAtLimit += w * bin.PeersAtLimit
 			weights[b] += w
 		}
 	}
@@ -39,6 +40,7 @@ func MergeRamps(ramps []Ramp) Ramp {
 		if weights[b] > 0 {
 			o.RampShare /= weights[b]
 			o.RuleShare /= weights[b]
+			o.PeersAtLimit /= weights[b]
 		}
 	}
 	return out
@@ -52,7 +54,7 @@ func RampTable(w io.Writer, r Row) {
 	}
 	fmt.Fprintf(w, "\n%s/%s: each restarted server's share of its region's new placements, from its return\n", r.Scenario, r.Mode)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "server\treturned_s\tbin_s\tplacements\ton_server\tshare\tramp_share\trule_share\t")
+	fmt.Fprintln(tw, "server\treturned_s\tbin_s\tplacements\ton_server\tshare\tramp_share\trule_share\tpeers_at_limit\t")
 	all := MergeRamps(r.Ramps)
 	for _, rp := range append(append([]Ramp(nil), r.Ramps...), all) {
 		back := fmt.Sprintf("%.1f", rp.ReturnedAtS)
@@ -60,7 +62,7 @@ func RampTable(w io.Writer, r Row) {
 			back = "-"
 		}
 		for _, b := range rp.Bins {
-			fmt.Fprintf(tw, "%s\t%s\t%.0f–%.0f\t%d\t%d\t%s\t%.2f\t%.2f\t\n", rp.Server, back, b.FromS, b.ToS, b.Placements, b.OnServer, share(b), b.RampShare, b.RuleShare)
+			fmt.Fprintf(tw, "%s\t%s\t%.0f–%.0f\t%d\t%d\t%s\t%.2f\t%.2f\t%.2f\t\n", rp.Server, back, b.FromS, b.ToS, b.Placements, b.OnServer, share(b), b.RampShare, b.RuleShare, b.PeersAtLimit)
 		}
 	}
 	tw.Flush()

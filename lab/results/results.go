@@ -135,10 +135,14 @@ type RampBin struct {
 	// capacities (the ramp's own weight share at equal loads).
 	RampShare float64 `json:"ramp_share"`
 	// RuleShare is the share the edge's placement rule gives it from the
-	// loads, capacities and limits the registry listed at each placement
-	// and the ramps (the edge's own count of recent placements, which it
-	// adds to the loads, is not known to the lab and left out).
+	// loads, capacities and limits the registry listed at each placement,
+	// the ramps, and the edge's own count of the newcomers it placed on
+	// each server since that server's last report.
 	RuleShare float64 `json:"rule_share"`
+	// PeersAtLimit is the share of the bin's placements at which every
+	// other server of the region was at its limit by that same estimate:
+	// then the server takes every new client, whatever its ramp.
+	PeersAtLimit float64 `json:"peers_at_limit"`
 }
 
 // LoadPeak is the highest load a server reported, over its limit.

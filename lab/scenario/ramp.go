@@ -96,21 +96,68 @@ func latest(samples []FleetSample, t time.Time) *FleetSample {
 	return &samples[k-1]
 }
 
-// candidates are region's servers in sample s as placement sees them at
-// t: the reported load, the declared capacity and limit, and the ramp
-// from each server's last return before t (returns); and the index of
-// server among them (-1 when it is not listed).
-func candidates(s *FleetSample, region, server string, t time.Time, returns map[string][]time.Time) ([]placement.Candidate, int) {
-	if s == nil {
+// placedSpan is how long the edge counts a placement at most (3 to 6 s;
+// caddymodule's placedSpan): the middle is taken.
+const placedSpan = 4500 * time.Millisecond
+
+// placed estimates the edge's own count of the clients it placed on a
+// server since its last load report, as of t: the newcomers region's edge
+// placed on server since the sample in which the server's current load
+// first showed (its report), within placedSpan. The refreshes the edge
+// moved there also count at the edge; the lab does not see them, and they
+// are few beside the newcomers.
+func placed(samples []FleetSample, k int, id, region string, t time.Time, arrivals []Arrival) uint64 {
+	load := func(s FleetSample) (float64, bool) {
+		for _, sv := range s.Servers {
+			if sv.ID == id {
+				return sv.Load, true
+			}
+		}
+		return 0, false
+	}
+	cur, ok := load(samples[k])
+	if !ok {
+		return 0
+	}
+	first := k
+	for first > 0 {
+		if l, ok := load(samples[first-1]); !ok || l != cur {
+			break
+		}
+		first--
+	}
+	from := samples[first].At
+	if f := t.Add(-placedSpan); f.After(from) {
+		from = f
+	}
+	n := uint64(0)
+	for _, a := range arrivals {
+		if a.Region == region && a.Server == id && !a.At.Before(from) && a.At.Before(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// candidates are region's servers as its edge's placement sees them at t,
+// from the last registry sample before t: the reported load, the declared
+// capacity and limit, the clients the edge placed since the report
+// (placed), and the ramp from each server's last return before t
+// (returns); and the index of server among them (-1 when it is not
+// listed).
+func candidates(samples []FleetSample, region, server string, t time.Time, returns map[string][]time.Time, arrivals []Arrival) ([]placement.Candidate, int) {
+	k := sort.Search(len(samples), func(k int) bool { return samples[k].At.After(t) }) - 1
+	if k < 0 {
 		return nil, -1
 	}
 	var out []placement.Candidate
 	at := -1
-	for _, sv := range s.Servers {
+	for _, sv := range samples[k].Servers {
 		if sv.Region != region || sv.Draining {
 			continue
 		}
-		c := placement.Candidate{Load: sv.Load, Capacity: sv.Capacity, Limit: sv.Limit, Ramp: 1}
+		c := placement.Candidate{Load: sv.Load, Capacity: sv.Capacity, Limit: sv.Limit, Ramp: 1,
+			Placed: placed(samples, k, sv.ID, region, t, arrivals)}
 		if back, ok := lastBefore(returns[sv.ID], t); ok {
 			c.Ramp = edgeSlowStart.Ramp(t.Sub(back))
 		}
@@ -120,6 +167,21 @@ func candidates(s *FleetSample, region, server string, t time.Time, returns map[
 		out = append(out, c)
 	}
 	return out, at
+}
+
+// othersAtLimit reports whether every server of cs but i is at its limit.
+func othersAtLimit(cs []placement.Candidate, i int) bool {
+	n := 0
+	for k, c := range cs {
+		if k == i {
+			continue
+		}
+		if !c.AtLimit() {
+			return false
+		}
+		n++
+	}
+	return n > 0
 }
 
 func lastBefore(ts []time.Time, t time.Time) (time.Time, bool) {
@@ -134,10 +196,11 @@ func lastBefore(ts []time.Time, t time.Time) (time.Time, bool) {
 
 // RampOf bins the placements of server's region's newcomers (arrivals)
 // from back, its return, on: n bins of width. Each bin has the server's
-// share of the region's newcomers placed in it, beside RampShare and
-// RuleShare averaged over those placements (at the bin's middle when there
-// are none), from the registry samples and every server's returns. start
-// is the run's start.
+// share of the region's newcomers placed in it, beside RampShare,
+// RuleShare and PeersAtLimit averaged over those placements (at the bin's
+// middle when there are none), from the registry samples, the arrivals
+// (for the edge's own count) and every server's returns. start is the
+// run's start.
 func RampOf(server string, back, start time.Time, width time.Duration, n int, arrivals []Arrival, samples []FleetSample, returns map[string][]time.Time) results.Ramp {
 	region := topo.ServerRegion(server)
 	r := results.Ramp{Server: server, Region: region, ReturnedAtS: back.Sub(start).Seconds()}
@@ -162,11 +225,15 @@ func RampOf(server string, back, start time.Time, width time.Duration, n int, ar
 		}
 		for _, t := range at {
 			bin.RampShare += rampShareAt(server, region, back, t, samples)
-			cs, i := candidates(latest(samples, t), region, server, t, returns)
+			cs, i := candidates(samples, region, server, t, returns, arrivals)
 			bin.RuleShare += RuleShare(cs, i, EdgeHysteresis)
+			if othersAtLimit(cs, i) {
+				bin.PeersAtLimit++
+			}
 		}
 		bin.RampShare /= float64(len(at))
 		bin.RuleShare /= float64(len(at))
+		bin.PeersAtLimit /= float64(len(at))
 		r.Bins = append(r.Bins, bin)
 	}
 	return r
