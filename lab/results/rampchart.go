@@ -50,8 +50,9 @@ func RampChart(path string, rows []Row) (bool, error) {
 	p.Y.Min, p.Y.Max = 0, 100
 	p.X.Min = 0
 	p.Add(plotter.NewGrid())
-	p.Legend.Top = true
-	p.Legend.Left = true
+	// Bottom right, below the shares once the window is over.
+	p.Legend.Top = false
+	p.Legend.Left = false
 	blue := color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
 	add := func(name string, pts plotter.XYs, c color.Color, dashes []vg.Length, width vg.Length) error {
 		if len(pts) == 0 {
@@ -82,7 +83,7 @@ func RampChart(path string, rows []Row) (bool, error) {
 	if err := add("slow start's share (equal loads)", ramp, color.Black, []vg.Length{vg.Points(6), vg.Points(3)}, vg.Points(1.5)); err != nil {
 		return false, err
 	}
-	if err := add("the placement rule's share (registry loads)", rule, color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, []vg.Length{vg.Points(2), vg.Points(3)}, vg.Points(2)); err != nil {
+	if err := add("the placement rule's share (registry loads, edge's count)", rule, color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, []vg.Length{vg.Points(2), vg.Points(3)}, vg.Points(2)); err != nil {
 		return false, err
 	}
 	if err := p.Save(8*vg.Inch, 4.5*vg.Inch, path); err != nil {

@@ -155,3 +155,63 @@ func TestPeak(t *testing.T) {
 		t.Errorf("peak without limits %+v", p)
 	}
 }
+
+// The edge's own count: the newcomers its region's edge placed on the
+// server since the sample in which its load last changed, within
+// placedSpan.
+func TestPlaced(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	sample := func(s, load float64) FleetSample {
+		return FleetSample{At: at(s), Servers: []stack.ServerState{{ID: "us-east-1", Region: "us-east", Load: load}}}
+	}
+	samples := []FleetSample{sample(0, 0.1), sample(0.5, 0.2), sample(1, 0.2), sample(1.5, 0.2)}
+	arrivals := []Arrival{
+		{at(0.4), "us-east", "us-east-1"}, // before the report at 0.5
+		{at(0.6), "us-east", "us-east-1"},
+		{at(1.2), "us-east", "us-east-1"},
+		{at(1.3), "us-east", "us-east-2"}, // another server
+		{at(1.4), "eu-west", "us-east-1"}, // another edge's placement
+		{at(1.7), "us-east", "us-east-1"}, // after t
+	}
+	tests := []struct {
+		k    int
+		t    float64
+		id   string
+		want uint64
+	}{
+		{3, 1.6, "us-east-1", 2},
+		{0, 0.45, "us-east-1", 1},
+		{3, 1.6, "us-east-9", 0},
+		// Past placedSpan the edge has forgotten the placements.
+		{3, 5.5, "us-east-1", 2},
+		{3, 10, "us-east-1", 0},
+	}
+	for _, tt := range tests {
+		if got := placed(samples, tt.k, tt.id, "us-east", at(tt.t), arrivals); got != tt.want {
+			t.Errorf("sample %d, at %vs, %s: %d, want %d", tt.k, tt.t, tt.id, got, tt.want)
+		}
+	}
+}
+
+func TestOthersAtLimit(t *testing.T) {
+	full := placement.Candidate{Load: 0.9, Limit: 0.9}
+	free := placement.Candidate{Load: 0.5, Limit: 0.9}
+	tests := []struct {
+		cs   []placement.Candidate
+		i    int
+		want bool
+	}{
+		{[]placement.Candidate{free, full}, 0, true},
+		{[]placement.Candidate{free, free}, 0, false},
+		{[]placement.Candidate{full, free, full}, 1, true},
+		{[]placement.Candidate{full, free, free}, 1, false},
+		{[]placement.Candidate{free}, 0, false}, // alone: no other server
+		{[]placement.Candidate{{Load: 0.8, Limit: 0.9, Capacity: 10, Placed: 1}, free}, 1, true}, // by the edge's count
+	}
+	for _, tt := range tests {
+		if got := othersAtLimit(tt.cs, tt.i); got != tt.want {
+			t.Errorf("%+v without %d: %v, want %v", tt.cs, tt.i, got, tt.want)
+		}
+	}
+}

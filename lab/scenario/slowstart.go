@@ -44,7 +44,11 @@ func slowStart(ctx context.Context, e *Env) error {
 	for _, h := range topo.Servers() {
 		start := time.Now()
 		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		out, err := e.Stack.Discoverysvc(wctx, h.Region, "drain", h.Name, "--wait", "--quiet", "3s", "--timeout", "40s", "--reason", "lab slow start")
+		// A quiet period longer than the edges' activity interval (5 s):
+		// a newcomer keeps working on its server for its whole stay, and
+		// a shorter one can judge the server drained from an edge's
+		// report that is older than its last requests.
+		out, err := e.Stack.Discoverysvc(wctx, h.Region, "drain", h.Name, "--wait", "--quiet", "6s", "--timeout", "40s", "--reason", "lab slow start")
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			e.Note("drain %s: %v: %s", h.Name, err, lastLine(out))
