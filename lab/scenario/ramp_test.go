@@ -206,7 +206,7 @@ func TestOthersAtLimit(t *testing.T) {
 		{[]placement.Candidate{free, free}, 0, false},
 		{[]placement.Candidate{full, free, full}, 1, true},
 		{[]placement.Candidate{full, free, free}, 1, false},
-		{[]placement.Candidate{free}, 0, false}, // alone: no other server
+		{[]placement.Candidate{free}, 0, false},                                                  // alone: no other server
 		{[]placement.Candidate{{Load: 0.8, Limit: 0.9, Capacity: 10, Placed: 1}, free}, 1, true}, // by the edge's count
 	}
 	for _, tt := range tests {
