@@ -69,7 +69,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.capacity, "capacity", 30, "clients every server holds at load 1: its app reports the distinct clients it served in the last 3 s over this, and its agent declares it (0: load 0, none declared)")
 	fs.Float64Var(&o.limit, "limit", 0.9, "load at or above which a server takes no new clients, declared by every agent (0: none)")
 	fs.Float64Var(&o.arrivals, "newcomers", scenario.DefaultNewcomerRate, "new clients arriving at each region's edge per second in slow-start, each working "+scenario.NewcomerStay.String()+" and leaving")
-	fs.StringVar(&o.ramp, "ramp-chart", "docs/lab-slow-start.png", "where the chart of the restarted servers' ramps goes (written when slow-start ran in sessionpin mode; empty: nowhere)")
+	fs.StringVar(&o.ramp, "ramp-chart", "", "where the chart of the restarted servers' ramps goes, when slow-start ran in sessionpin mode (BENCHMARKS.md's: docs/lab-slow-start.png, drawn with -newcomers 1.5)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
