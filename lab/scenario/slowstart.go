@@ -2,8 +2,11 @@ package scenario
 
 import (
 	"context"
+	"encoding/json"
+	"os"
 	"time"
 
+	"github.com/sessionpin/sessionpin/lab/stack"
 	"github.com/sessionpin/sessionpin/lab/topo"
 )
 
@@ -145,4 +148,41 @@ func sampleFleet(ctx context.Context, e *Env, interval time.Duration) []FleetSam
 		case <-t.C:
 		}
 	}
+}
+
+// writeSlowStartTrace writes every newcomer's placement, every registry
+// sample and every return to path (JSON, times in seconds from start).
+func writeSlowStartTrace(path string, start time.Time, arrivals []Arrival, fleet []FleetSample, returns map[string][]time.Time) error {
+	type arrival struct {
+		AtS    float64 `json:"at_s"`
+		Region string  `json:"region"`
+		Server string  `json:"server"`
+	}
+	type sample struct {
+		AtS     float64             `json:"at_s"`
+		Servers []stack.ServerState `json:"servers"`
+	}
+	sec := func(t time.Time) float64 { return t.Sub(start).Seconds() }
+	var out struct {
+		Arrivals []arrival            `json:"arrivals"`
+		Fleet    []sample             `json:"fleet"`
+		Returns  map[string][]float64 `json:"returns"`
+	}
+	for _, a := range arrivals {
+		out.Arrivals = append(out.Arrivals, arrival{sec(a.At), a.Region, a.Server})
+	}
+	for _, f := range fleet {
+		out.Fleet = append(out.Fleet, sample{sec(f.At), f.Servers})
+	}
+	out.Returns = map[string][]float64{}
+	for id, ts := range returns {
+		for _, t := range ts {
+			out.Returns[id] = append(out.Returns[id], sec(t))
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
