@@ -74,7 +74,7 @@ chaos:
 	SESSIONPIN_CHAOS=long $(GO) test -race -count=1 -timeout 30m -run TestChaos -v ./chaos/
 
 ## lab: the three-region lab (root; iproute2 and postgresql): every scenario
-## but the soak in rr, cookie and sessionpin, or SCENARIO=name[,name] and
+## but the soak and slow-start in rr, cookie and sessionpin, or SCENARIO=name[,name] and
 ## MODES=rr,cookie,sessionpin,sessionpin-blind (sessionpin with data-aware moves off);
 ## CARELESS=0.2 makes that share of the clients never set the critical flag;
 ## ROAM=0.3 makes that share travel between their region's edge and the next's;

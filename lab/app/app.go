@@ -41,6 +41,13 @@ type Config struct {
 	// region's data (the own primary for the own region, a standby for
 	// the others).
 	Copies map[string]string
+	// Capacity is how many clients the server holds at load 1: its
+	// /healthz load is the distinct clients (ClientHeader) it served
+	// within LoadWindow over Capacity. 0: the load is always 0.
+	Capacity float64
+	// LoadWindow is how long a client counts after its last request.
+	// Default: DefaultLoadWindow.
+	LoadWindow time.Duration
 }
 
 // Server is the app's HTTP handler.
@@ -48,11 +55,12 @@ type Server struct {
 	cfg       Config
 	primaries map[string]*pgxpool.Pool
 	copies    map[string]*pgxpool.Pool
+	clients   *recent
 }
 
 // New connects lazily to every database.
 func New(ctx context.Context, cfg Config) (*Server, error) {
-	s := &Server{cfg: cfg, primaries: map[string]*pgxpool.Pool{}, copies: map[string]*pgxpool.Pool{}}
+	s := &Server{cfg: cfg, primaries: map[string]*pgxpool.Pool{}, copies: map[string]*pgxpool.Pool{}, clients: newRecent(cfg.LoadWindow)}
 	open := func(dsn string) (*pgxpool.Pool, error) {
 		pc, err := pgxpool.ParseConfig(dsn)
 		if err != nil {
@@ -133,15 +141,22 @@ func parseID(id string) (region string, n int64, ok bool) {
 //	POST /workflows                        start a workflow in this region
 //	GET  /workflows/{id}                   read it from this region's copy
 //	POST /workflows/{id}/steps?expect=N    the next step, which reads step N first
-//	GET  /healthz                          200
+//	GET  /healthz                          200, with the server's load
+//
+// Every request but /healthz that names its client (ClientHeader) counts
+// that client in the load.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 4*time.Second)
 	defer cancel()
 	path := strings.TrimPrefix(r.URL.Path, "/")
 	parts := strings.Split(path, "/")
+	if path != "healthz" {
+		s.clients.seen(r.Header.Get(ClientHeader), time.Now())
+	}
 	switch {
 	case path == "healthz":
-		s.reply(w, 200, map[string]any{"status": "ok", "load": 0})
+		// The agent reports the top-level "load" in its heartbeat.
+		s.reply(w, 200, map[string]any{"status": "ok", "load": Load(s.clients.count(time.Now()), s.cfg.Capacity)})
 	case path == "auth/login" || path == "auth/refresh":
 		s.reply(w, 200, map[string]string{"server": s.cfg.ID})
 	case path == "workflows" && r.Method == http.MethodPost:

@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sessionpin/sessionpin/lab/app"
 )
 
 // Steps is how many steps a workflow has after its start.
@@ -236,6 +238,8 @@ func (c *Client) do(ctx context.Context, method, path string, body any) (answer,
 	if c.Header && c.token != "" {
 		req.Header.Set(PinHeader, c.token)
 	}
+	// The app counts the clients it serves by this header alone.
+	req.Header.Set(app.ClientHeader, "client-"+strconv.Itoa(c.ID))
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
 		return answer{}, err

@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -23,7 +24,10 @@ type Options struct {
 	// Roam is the share of clients that travel: every few workflows they
 	// change between their region's edge and the next region's (Roams).
 	Roam float64
-	Log  func(format string, args ...any)
+	// NewcomerRate is how many new clients arrive at each region's edge
+	// a second in the scenarios that have them (Scenario.Newcomers).
+	NewcomerRate float64
+	Log          func(format string, args ...any)
 }
 
 // Reset brings the lab back to its start: no cuts, the lag, every server
@@ -82,6 +86,40 @@ func Run(ctx context.Context, st *stack.Stack, sc Scenario, mode string, o Optio
 		}
 	}
 	row.Clients = n
+	// Newcomers, in the scenarios that have them: a steady stream of new
+	// clients at every region's edge.
+	var amu sync.Mutex
+	var arrivals []Arrival
+	var nc *results.Newcomers
+	if sc.Newcomers && o.NewcomerRate > 0 {
+		nc = &results.Newcomers{PerRegionPerSecond: o.NewcomerRate, StaySeconds: NewcomerStay.Seconds(), Refused: map[string]int{}}
+		interval := time.Duration(float64(time.Second) / o.NewcomerRate)
+		for _, r := range topo.Regions {
+			next := func(k int) *client.Newcomer {
+				return &client.Newcomer{ID: fmt.Sprintf("newcomer-%s-%d", r, k), Edge: stack.EdgeURL(r), Header: stack.IsSessionpin(mode), Stay: NewcomerStay, Dial: dial}
+			}
+			placed := func(p client.Placement) {
+				amu.Lock()
+				defer amu.Unlock()
+				arrivals = append(arrivals, Arrival{At: p.At, Region: r, Server: p.Server})
+				nc.WorkErrors += p.WorkErrors
+				switch {
+				case p.Server == "":
+					nc.Refused[p.Error]++
+				case topo.ServerRegion(p.Server) != r:
+					nc.PlacedElsewhere++
+					nc.Placed++
+				default:
+					nc.Placed++
+				}
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); client.Arrivals(cctx, interval, next, placed) }()
+		}
+	}
+	// The registry, sampled for the servers' loads against their limits.
+	fleetc := make(chan []FleetSample, 1)
+	go func() { fleetc <- sampleFleet(cctx, env, 500*time.Millisecond) }()
 	// Phase boundaries, for lag-step.
 	type mark struct {
 		at    time.Time
@@ -115,6 +153,7 @@ loop:
 	end := time.Now()
 	stopClients()
 	wg.Wait()
+	fleet := <-fleetc
 	if stack.IsSessionpin(mode) {
 		// Before the next run restarts the edges and their counts.
 		if n, err := st.EdgeCounter(ctx, "sessionpin_unsafe_moves_total"); err == nil {
@@ -151,6 +190,24 @@ loop:
 	row.LagP50MS, row.LagP99MS, row.LagSamples = ms(p50), ms(p99), ns
 	row.Notes = env.Notes()
 	row.Soak = env.SoakResult()
+	row.PeakLoad = Peak(fleet, env.Start)
+	if nc != nil {
+		if len(nc.Refused) == 0 {
+			nc.Refused = nil
+		}
+		row.Newcomers = nc
+		sort.Slice(arrivals, func(i, j int) bool { return arrivals[i].At.Before(arrivals[j].At) })
+		returns := env.Returns()
+		// The raw material, for a closer look than the bins give.
+		if err := writeSlowStartTrace(filepath.Join(st.Logs(), sc.Name+"-"+mode+"-trace.json"), env.Start, arrivals, fleet, returns); err != nil {
+			o.Log("%v", err)
+		}
+		for _, h := range topo.Servers() {
+			for _, back := range returns[h.Name] {
+				row.Ramps = append(row.Ramps, RampOf(h.Name, back, env.Start, RampBin, rampBins, arrivals, fleet, returns))
+			}
+		}
+	}
 	if sc.Name == "lag-step" {
 		for i, m := range marks {
 			to := end

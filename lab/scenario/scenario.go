@@ -26,6 +26,7 @@ type Env struct {
 	phase   string
 	notes   []string
 	samples []sample
+	returns map[string][]time.Time
 }
 
 // D scales a phase length.
@@ -79,12 +80,19 @@ type Scenario struct {
 	Tail time.Duration
 	// Soak scenarios are run only when named.
 	Soak bool
+	// OnlyNamed scenarios, too, are run only when named.
+	OnlyNamed bool
+	// Newcomers: new clients arrive at every region's edge throughout
+	// (Options.NewcomerRate), and the run reports the restarted servers'
+	// ramps.
+	Newcomers bool
 }
 
 // The scenarios, in the order make lab runs them.
 var All = []Scenario{
 	{Name: "steady", What: "steady traffic", Run: steady, Tail: 0},
 	{Name: "rolling-restart", What: "every server drained (drain --wait), stopped and started, one after another", Run: rollingRestart, Tail: 5 * time.Second},
+	{Name: "slow-start", What: "every server restarted in turn while new clients arrive, each left to ramp up for the slow-start window", Run: slowStart, Tail: 0, Newcomers: true, OnlyNamed: true},
 	{Name: "kill", What: "one server killed with SIGKILL", Run: kill, Tail: 0},
 	{Name: "cut-server", What: "one server cut off from its own region's edge only", Run: cutServer, Tail: 0},
 	{Name: "cut-region", What: "ap-south cut off from the other two regions (etcd member included), then healed", Run: cutRegion, Tail: 0},

@@ -3,8 +3,8 @@ package stack
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,7 +70,8 @@ func (s *Stack) StartServer(ctx context.Context, id string) error {
 		return err
 	}
 	ns := s.Net.NS(h)
-	args := []string{s.cfg.Lab, "app", "--id", id, "--region", h.Region, "--listen", fmt.Sprintf("%s:%d", h.Addr, topo.PortApp)}
+	args := []string{s.cfg.Lab, "app", "--id", id, "--region", h.Region, "--listen", fmt.Sprintf("%s:%d", h.Addr, topo.PortApp),
+		"--capacity", strconv.FormatFloat(s.cfg.Capacity, 'g', -1, 64)}
 	for _, r := range topo.Regions {
 		args = append(args, "--primary", r+"="+PrimaryDSN(r), "--copy", r+"="+CopyDSN(h.Region, r))
 	}
@@ -117,6 +118,12 @@ func agentArgs(cfg Config, h topo.Host) []string {
 		"--interval", cfg.AgentInterval.String(), "--ttl", cfg.LeaseTTL.String(), "--origin", h.Region}
 	for _, of := range topo.Regions {
 		args = append(args, "--progress-postgres", of+"="+ProgressDSN(h.Region, of))
+	}
+	if cfg.Capacity > 0 {
+		args = append(args, "--capacity", strconv.FormatFloat(cfg.Capacity, 'g', -1, 64))
+	}
+	if cfg.Limit > 0 {
+		args = append(args, "--limit", strconv.FormatFloat(cfg.Limit, 'g', -1, 64))
 	}
 	return args
 }
@@ -167,29 +174,12 @@ func (s *Stack) ServerRunning(id string) bool {
 // Registered returns the ids in the registry, as region r's discovery
 // replica lists them.
 func (s *Stack) Registered(ctx context.Context, r string) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, _ := httpGet(ctx, DiscoveryURL(r)+"/v1/servers")
-	// Reading the fleet takes a token; the lab holds the admin one.
-	req.Header.Set("Authorization", "Bearer "+s.adminToken)
-	resp, err := s.HTTP(s.Net.NS(topo.InfraHost(r))).Do(req)
+	fleet, err := s.Fleet(ctx, r)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /v1/servers from %s: %s", r, resp.Status)
-	}
-	var body struct {
-		Servers []struct {
-			ID string `json:"id"`
-		} `json:"servers"`
-	}
-	if err := decodeJSON(resp.Body, &body); err != nil {
-		return nil, err
-	}
 	var ids []string
-	for _, sv := range body.Servers {
+	for _, sv := range fleet {
 		ids = append(ids, sv.ID)
 	}
 	return ids, nil

@@ -37,7 +37,12 @@ type Config struct {
 	AgentInterval         time.Duration
 	EtcdHeartbeat         time.Duration
 	EtcdElection          time.Duration
-	Log                   io.Writer
+	// Capacity and Limit are every server's: the app's load is its
+	// distinct recent clients over Capacity, and its agent declares both
+	// (--capacity, --limit) so that edges weigh servers and stop placing
+	// new clients on one at its limit. 0: none declared, load 0.
+	Capacity, Limit float64
+	Log             io.Writer
 }
 
 // Stack is a running lab.

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -94,6 +95,28 @@ func TestAgentArgs(t *testing.T) {
 	}
 	if !strings.Contains(got[1], topo.InfraHost("eu-west").Addr.String()) {
 		t.Errorf("the own region's data is read on its own primary: %s", got[1])
+	}
+}
+
+// The agent declares the lab's capacity and limit, and none when the lab
+// sets none.
+func TestAgentArgsCapacity(t *testing.T) {
+	h := topo.ServerHost("us-east", 1)
+	flag := func(args []string, name string) string {
+		for i := 2; i+1 < len(args); i++ {
+			if args[i] == name {
+				return args[i+1]
+			}
+		}
+		return ""
+	}
+	cfg := Config{Discovery: "/bin/discoverysvc", AgentInterval: time.Second, LeaseTTL: 10 * time.Second, Capacity: 30, Limit: 0.9}
+	if args := agentArgs(cfg, h); flag(args, "--capacity") != "30" || flag(args, "--limit") != "0.9" {
+		t.Errorf("--capacity %q --limit %q, want 30 and 0.9", flag(args, "--capacity"), flag(args, "--limit"))
+	}
+	cfg.Capacity, cfg.Limit = 0, 0
+	if args := agentArgs(cfg, h); slices.Contains(args, "--capacity") || slices.Contains(args, "--limit") {
+		t.Errorf("no capacity or limit set, yet declared: %v", args)
 	}
 }
 

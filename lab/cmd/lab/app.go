@@ -36,6 +36,7 @@ func runApp(args []string) error {
 	fs.StringVar(&listen, "listen", "", "host:port")
 	fs.Var(kv(cfg.Primaries), "primary", "region=DSN of a region's primary (repeat)")
 	fs.Var(kv(cfg.Copies), "copy", "region=DSN of this region's copy of a region's data (repeat)")
+	fs.Float64Var(&cfg.Capacity, "capacity", 0, "clients at load 1: the /healthz load is the distinct clients served in the last "+app.DefaultLoadWindow.String()+" over this (0: load 0)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

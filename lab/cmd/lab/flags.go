@@ -36,6 +36,10 @@ type options struct {
 	roam     float64
 	compare  string
 	bench    string
+	capacity float64
+	limit    float64
+	arrivals float64
+	ramp     string
 }
 
 // parseOptions reads and checks the flags; nothing starts before it
@@ -45,7 +49,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var scen, modes string
 	fs := flag.NewFlagSet("lab", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&scen, "scenario", "", "scenarios to run, comma-separated: "+strings.Join(scenario.Names(), ", ")+" (default: all but soak)")
+	fs.StringVar(&scen, "scenario", "", "scenarios to run, comma-separated: "+strings.Join(scenario.Names(), ", ")+" (default: all but soak and slow-start)")
 	fs.StringVar(&modes, "modes", strings.Join(stack.DefaultModes, ","), "routing modes, comma-separated: "+strings.Join(stack.Modes, ", ")+" (sessionpin-blind: sessionpin with data-aware moves off)")
 	fs.DurationVar(&o.rttUSEU, "rtt-us-eu", 80*time.Millisecond, "round trip us-east ↔ eu-west")
 	fs.DurationVar(&o.rttEUAP, "rtt-eu-ap", 120*time.Millisecond, "round trip eu-west ↔ ap-south")
@@ -62,6 +66,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.bench, "benchmarks", "", "a Markdown file (BENCHMARKS.md) whose section between <!-- lab-data-aware:begin --> and <!-- lab-data-aware:end --> gets the comparison of sessionpin and sessionpin-blind, when both ran")
 	fs.StringVar(&o.logs, "logs", "", "directory the processes' logs are kept in after the run (default /tmp/sessionpin-lab-logs-<run id>)")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "lease TTL of every server's registration")
+	fs.Float64Var(&o.capacity, "capacity", 30, "clients every server holds at load 1: its app reports the distinct clients it served in the last 3 s over this, and its agent declares it (0: load 0, none declared)")
+	fs.Float64Var(&o.limit, "limit", 0.9, "load at or above which a server takes no new clients, declared by every agent (0: none)")
+	fs.Float64Var(&o.arrivals, "newcomers", scenario.DefaultNewcomerRate, "new clients arriving at each region's edge per second in slow-start, each working "+scenario.NewcomerStay.String()+" and leaving")
+	fs.StringVar(&o.ramp, "ramp-chart", "", "where the chart of the restarted servers' ramps goes, when slow-start ran in sessionpin mode (BENCHMARKS.md's: docs/lab-slow-start.png, drawn with -newcomers 1.5)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -77,7 +85,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if len(o.scenarios) == 0 {
 		for _, s := range scenario.All {
-			if !s.Soak {
+			if !s.Soak && !s.OnlyNamed {
 				o.scenarios = append(o.scenarios, s.Name)
 			}
 		}
@@ -115,6 +123,15 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if !(o.roam >= 0 && o.roam <= 1) {
 		return o, fmt.Errorf("-roam: %v is not a share between 0 and 1", o.roam)
+	}
+	if !(o.capacity >= 0 && o.capacity <= 1e6) {
+		return o, fmt.Errorf("-capacity: %v is not between 0 and 1000000", o.capacity)
+	}
+	if !(o.limit >= 0 && o.limit <= 100) {
+		return o, fmt.Errorf("-limit: %v is not between 0 and 100", o.limit)
+	}
+	if !(o.arrivals > 0 && o.arrivals <= 50) {
+		return o, fmt.Errorf("-newcomers: %v is not a rate above 0 and at most 50 a second", o.arrivals)
 	}
 	if o.leaseTTL < 2*time.Second || o.leaseTTL > time.Minute {
 		return o, fmt.Errorf("-lease-ttl: %v is not between 2s and 1m", o.leaseTTL)

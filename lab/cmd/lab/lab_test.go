@@ -112,6 +112,12 @@ func TestLabShortKill(t *testing.T) {
 		if r.RoamingClients != 3 || r.Roaming == nil || r.Roaming.Workflows == 0 {
 			t.Errorf("%s: %d roaming clients, %+v; want 3 of 9, with workflows", r.Mode, r.RoamingClients, r.Roaming)
 		}
+		// Every server reports its distinct recent clients over the
+		// lab's capacity: the registry shows loads above 0, and 3
+		// clients a region keep every server far below its limit.
+		if p := r.PeakLoad; p == nil || p.Samples == 0 || p.Load <= 0 || p.Limit != 0.9 || p.Ratio >= 1 {
+			t.Errorf("%s: peak load %+v; want a load above 0, below the limit 0.9", r.Mode, p)
+		}
 		if r.Mode == "sessionpin" && (r.StaleSteps != 0 || r.WrongServerSteps != 0 || r.StaleAfterMove != 0) {
 			t.Errorf("sessionpin: %d stale steps, %d steps on another server than the pin, %d stale reads after a move; want 0",
 				r.StaleSteps, r.WrongServerSteps, r.StaleAfterMove)
