@@ -203,10 +203,8 @@ func (rc *registryConn) Snapshot() *watch.Snapshot {
 // secondsSinceUpdate is the age of the snapshot; before the first list, the
 // time since connecting began, so an edge that never syncs raises alerts.
 func (rc *registryConn) secondsSinceUpdate() float64 {
-	if w := rc.watcher.Load(); w != nil {
-		if t := w.LastUpdate(); !t.IsZero() {
-			return time.Since(t).Seconds()
-		}
+	if t := rc.confirmed(); !t.IsZero() {
+		return time.Since(t).Seconds()
 	}
 	return time.Since(rc.started).Seconds()
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionpin/sessionpin/internal/metrictest"
 	"github.com/sessionpin/sessionpin/internal/poll"
 )
 
@@ -304,13 +305,13 @@ http://%[1]s:8080 {
 		t.Errorf("the victim got %d answers other than its server's or edge_resources, first: %s", len(victimBad), victimBad[0])
 	}
 	metrics := e.metrics(t)
-	if metricSum(metrics, "sessionpin_edge_resource_errors_total") == 0 {
+	if metricSum(t, metrics, "sessionpin_edge_resource_errors_total") == 0 {
 		t.Fatalf("the edge never ran out of ports, so the test proved nothing; hostile statuses %v", hostileCounts)
 	}
-	if n := metricSum(metrics, "sessionpin_unreachable_total"); n != 0 {
+	if n := metricSum(t, metrics, "sessionpin_unreachable_total"); n != 0 {
 		t.Errorf("a healthy server was marked unreachable %v times", n)
 	}
-	if n := metricSum(metrics, "sessionpin_pinned_unavailable_total"); n != 0 {
+	if n := metricSum(t, metrics, "sessionpin_pinned_unavailable_total"); n != 0 {
 		t.Errorf("%v requests got 503 pinned_server_unavailable", n)
 	}
 	// Once the bursts stop, the victim is served by its server at once.
@@ -331,16 +332,11 @@ func (e *edge) metrics(t *testing.T) string {
 }
 
 // metricSum adds every sample of the metric name.
-func metricSum(text, name string) float64 {
-	total := 0.0
-	for _, line := range strings.Split(text, "\n") {
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		var v float64
-		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
-			total += v
-		}
+func metricSum(t *testing.T, text, name string) float64 {
+	t.Helper()
+	sum, _, err := metrictest.Sum(strings.NewReader(text), name)
+	if err != nil {
+		t.Fatalf("edge metrics: %v", err)
 	}
-	return total
+	return sum
 }

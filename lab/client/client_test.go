@@ -146,28 +146,7 @@ func runAgainst(t *testing.T, f *fakeEdge, o Options, until func(k Counts) bool)
 	t.Helper()
 	srv := httptest.NewServer(f)
 	defer srv.Close()
-	tally := NewTally()
-	c := New(0, srv.URL, (&net.Dialer{}).DialContext, tally, func() string { return "p" }, o)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		tally.mu.Lock()
-		k := tally.Counts
-		tally.mu.Unlock()
-		if until(k) {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("the client did not get there within 60s: %+v", k)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	tally := runUntil(t, srv.URL, o, "the client to get there", until)
 	tally.mu.Lock()
 	defer tally.mu.Unlock()
 	if o.Careless {
@@ -178,6 +157,31 @@ func runAgainst(t *testing.T, f *fakeEdge, o Options, until func(k Counts) bool)
 		t.Errorf("a careful client counted as careless: %+v", tally.Careless)
 	}
 	return tally.Counts
+}
+
+// runUntil runs one client against the edge at url until its counts
+// satisfy until (polled, within 60 s), stops it, and returns its tally.
+func runUntil(t *testing.T, url string, o Options, what string, until func(k Counts) bool) *Tally {
+	t.Helper()
+	tally := NewTally()
+	c := New(0, url, (&net.Dialer{}).DialContext, tally, func() string { return "p" }, o)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		tally.mu.Lock()
+		k := tally.Counts
+		tally.mu.Unlock()
+		if until(k) {
+			return tally
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting 60s for %s: %+v", what, k)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // In header mode the client sends, on every request, the last pin any
@@ -300,29 +304,9 @@ func TestMoveAcrossRegionsAndReadBack(t *testing.T) {
 		_ = json.NewEncoder(w).Encode(body)
 	}))
 	defer srv.Close()
-	tally := NewTally()
 	region := func(id string) string { return strings.Split(id, "-")[0] }
-	c := New(0, srv.URL, (&net.Dialer{}).DialContext, tally, func() string { return "p" }, Options{Header: true, RegionOf: region})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		tally.mu.Lock()
-		k := tally.Counts
-		tally.mu.Unlock()
-		if k.StaleAfterMove >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("no two stale reads after a move within 60s: %+v", k)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	tally := runUntil(t, srv.URL, Options{Header: true, RegionOf: region}, "two stale reads after a move",
+		func(k Counts) bool { return k.StaleAfterMove >= 2 })
 	tally.mu.Lock()
 	defer tally.mu.Unlock()
 	if tally.Moves < 2 || tally.MovesAcross != tally.Moves {
@@ -393,28 +377,8 @@ func TestRoamingClientChangesEdge(t *testing.T) {
 	home, away := httptest.NewServer(handler("h")), httptest.NewServer(handler("a"))
 	defer home.Close()
 	defer away.Close()
-	tally := NewTally()
-	c := New(0, home.URL, (&net.Dialer{}).DialContext, tally, func() string { return "p" }, Options{Header: true, Roam: Roam{Edge: away.URL, Every: 2}})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		tally.mu.Lock()
-		n := tally.Completed
-		tally.mu.Unlock()
-		if n >= 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			<-done
-			t.Fatalf("5 workflows not completed within 60s: %d", n)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cancel()
-	<-done
+	tally := runUntil(t, home.URL, Options{Header: true, Roam: Roam{Edge: away.URL, Every: 2}}, "5 completed workflows",
+		func(k Counts) bool { return k.Completed >= 5 })
 	mu.Lock()
 	defer mu.Unlock()
 	// The edge of each workflow, by the order the workflows started; each

@@ -172,16 +172,10 @@ loop:
 	row.WrongServerSteps, row.Moves, row.MovesAcrossRegions = tally.WrongServer, tally.Moves, tally.MovesAcross
 	row.HeldMoves, row.CatchUpWaits, row.CatchUpWaitSeconds = tally.HeldMoves, tally.CatchUpWaits, tally.CatchUpWait.Seconds()
 	if row.CarelessClients > 0 {
-		k := tally.Careless
-		row.Careless = &results.Counts{Workflows: k.Workflows, Completed: k.Completed, StaleSteps: k.StaleSteps,
-			StaleAfterMove: k.StaleAfterMove, StaleAnnounced: k.StaleAnnounced, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
-			HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
+		row.Careless = countsOf(tally.Careless)
 	}
 	if row.RoamingClients > 0 {
-		k := tally.Roaming
-		row.Roaming = &results.Counts{Workflows: k.Workflows, Completed: k.Completed, StaleSteps: k.StaleSteps,
-			StaleAfterMove: k.StaleAfterMove, StaleAnnounced: k.StaleAnnounced, WrongServerSteps: k.WrongServer, Moves: k.Moves, MovesAcrossRegions: k.MovesAcross,
-			HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
+		row.Roaming = countsOf(tally.Roaming)
 	}
 	row.ErrorsByReason = tally.Errors
 	row.DurationSeconds = end.Sub(env.Start).Seconds()
@@ -268,4 +262,12 @@ func Recovery(events []client.Event, ref, end time.Time) float64 {
 	}
 	_ = end
 	return worst
+}
+
+// countsOf is one kind of client's share of the counts, as
+// lab-results.json gives it.
+func countsOf(k client.Counts) *results.Counts {
+	return &results.Counts{Workflows: k.Workflows, Completed: k.Completed, StaleSteps: k.StaleSteps,
+		StaleAfterMove: k.StaleAfterMove, StaleAnnounced: k.StaleAnnounced, WrongServerSteps: k.WrongServer,
+		Moves: k.Moves, MovesAcrossRegions: k.MovesAcross, HeldMoves: k.HeldMoves, CatchUpWaits: k.CatchUpWaits}
 }

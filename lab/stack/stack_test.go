@@ -119,27 +119,3 @@ func TestAgentArgsCapacity(t *testing.T) {
 		t.Errorf("no capacity or limit set, yet declared: %v", args)
 	}
 }
-
-func TestSampleValue(t *testing.T) {
-	tests := []struct {
-		line string
-		v    float64
-		ok   bool
-	}{
-		{"sessionpin_unsafe_moves_total 3", 3, true},
-		{`sessionpin_unsafe_moves_total{reason="catch_up_limit"} 2`, 2, true},
-		{`sessionpin_unsafe_moves_total{a="}"} 5`, 5, true},
-		{"sessionpin_unsafe_moves_total_created 1.7e9", 0, false},
-		{"# HELP sessionpin_unsafe_moves_total Moves.", 0, false},
-		{"sessionpin_unsafe_moves_total", 0, false},
-		{"sessionpin_unsafe_moves_total{", 0, false},
-		{"sessionpin_unsafe_moves_total x", 0, false},
-		{"go_goroutines 12", 0, false},
-	}
-	for _, tt := range tests {
-		v, ok := sampleValue(tt.line, "sessionpin_unsafe_moves_total")
-		if v != tt.v || ok != tt.ok {
-			t.Errorf("%q: %v, %v; want %v, %v", tt.line, v, ok, tt.v, tt.ok)
-		}
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sessionpin/sessionpin/internal/metrictest"
 	"github.com/sessionpin/sessionpin/lab/topo"
 )
 
@@ -122,39 +123,7 @@ func (s *Stack) scrape(ctx context.Context, ns, url, name string) (sum float64, 
 	if resp.StatusCode != 200 {
 		return 0, false, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		v, ok := sampleValue(sc.Text(), name)
-		if ok {
-			sum += v
-			found = true
-		}
-	}
-	return sum, found, sc.Err()
-}
-
-// sampleValue reads line as a sample of metric name: "name value" or
-// `name{labels} value`.
-func sampleValue(line, name string) (float64, bool) {
-	rest, ok := strings.CutPrefix(line, name)
-	if !ok || rest == "" {
-		return 0, false
-	}
-	if rest[0] == '{' {
-		i := strings.LastIndexByte(rest, '}')
-		if i < 0 {
-			return 0, false
-		}
-		rest = rest[i+1:]
-	} else if rest[0] != ' ' {
-		return 0, false // another metric whose name starts with name
-	}
-	var v float64
-	if _, err := fmt.Sscan(rest, &v); err != nil {
-		return 0, false
-	}
-	return v, true
+	return metrictest.Sum(resp.Body, name)
 }
 
 // EdgeCounter sums counter name over every region's edge (its admin
