@@ -167,13 +167,20 @@ func TestUpkeepDefragmentsMostlyFreeFile(t *testing.T) {
 		}
 		rev = put.Header.Revision
 	}
-	before, err := c.Status(ctx, m.Client)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if before.DbSize < 4<<20 {
-		t.Fatalf("database only %d bytes after writing 4 MiB", before.DbSize)
-	}
+	// The backend commits its writes in batches, so the file reaches its
+	// size a moment after the last put has been answered.
+	var before *clientv3.StatusResponse
+	poll.Until(t, waitFor, "the database to hold the 4 MiB written", func() error {
+		st, err := c.Status(ctx, m.Client)
+		if err != nil {
+			return err
+		}
+		if st.DbSize < 4<<20 {
+			return fmt.Errorf("database only %d bytes after writing 4 MiB", st.DbSize)
+		}
+		before = st
+		return nil
+	})
 	if _, err := c.Compact(ctx, rev, clientv3.WithCompactPhysical()); err != nil {
 		t.Fatal(err)
 	}
