@@ -17,6 +17,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
 	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 )
 
@@ -47,6 +48,11 @@ type serverActivity struct {
 	// orphan marks a counter whose server left the snapshot and went idle;
 	// attach clears it, so a server that comes back keeps its counter.
 	orphan atomic.Bool
+
+	// placements follows the clients this edge placed on the server and
+	// the server's load reports, for placement's estimate of its load. It
+	// lives here because this is what outlives the server's targets.
+	placements placement.Placements
 
 	seen   uint64   // pinned at the previous tick
 	window []uint64 // per-interval counts of the last minute, a ring
@@ -83,6 +89,8 @@ func (tr *activityTracker) attach(srv schema.Server) any {
 	tr.mu.Unlock()
 	c.orphan.Store(false)
 	t.activity = c
+	t.placements = &c.placements
+	t.received(srv, time.Now())
 	return t
 }
 

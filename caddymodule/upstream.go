@@ -36,10 +36,11 @@ type target struct {
 	// reach is whether this edge can connect to the server; it outlives
 	// the target, which is rebuilt on every change of the record.
 	reach *reachability
-	// placed counts the clients this edge sent here since the record that
-	// built this target: a new record is a new load report, and starts a
-	// new count.
-	placed placement.Tally
+	// placements follows the clients this edge sent to the server and its
+	// load reports; like activity, it is the same for every target of one
+	// server id. report is the load report this target's record was.
+	placements *placement.Placements
+	report     placement.Report
 }
 
 // attachTarget is the watcher's Attach hook.
@@ -55,7 +56,7 @@ func attachTarget(srv schema.Server) any {
 	if err != nil {
 		return nil
 	}
-	return &target{
+	t := &target{
 		id: srv.ID, region: srv.Region, url: srv.URL, dial: dial, origin: srv.Origin,
 		idValue: srv.ID, regionValue: srv.Region, urlValue: srv.URL,
 		closestJSON: closest,
@@ -64,6 +65,8 @@ func attachTarget(srv schema.Server) any {
 		activity: new(serverActivity),
 		reach:    reachabilities.get(srv.ID, dial),
 	}
+	t.placements = &t.activity.placements
+	return t
 }
 
 // closestAnswer is the body of a closest_path answer.

@@ -23,7 +23,6 @@ const (
 	step           = 50 * time.Millisecond
 	heartbeat      = 3 * time.Second
 	writeThreshold = 0.02
-	tallySpan      = 3 * time.Second
 	hysteresis     = 0.1
 	sample         = 500 * time.Millisecond
 )
@@ -50,10 +49,11 @@ type server struct {
 
 // edgeView is what one edge knows of one server besides the record.
 type edgeView struct {
-	gen    int
-	life   int
-	tally  placement.Tally
-	joined time.Duration
+	gen        int
+	life       int
+	placements placement.Placements
+	report     placement.Report
+	joined     time.Duration
 }
 
 type edge struct {
@@ -175,7 +175,8 @@ func (m *model) visible(e *edge, region string) []*server {
 			}
 		}
 		if v.gen != s.gen {
-			v.gen, v.tally = s.gen, placement.Tally{}
+			v.gen = s.gen
+			v.report = v.placements.Received(s.record.Load, s.record.Capacity, m.now)
 		}
 		out = append(out, s)
 	}
@@ -201,7 +202,7 @@ func (m *model) arrive(e *edge) bool {
 		if s == nil {
 			continue
 		}
-		e.views[s].tally.Add(m.now, tallySpan)
+		e.views[s].placements.Add(m.now)
 		m.placements[s]++
 		m.placedAll[s.region]++
 		if s.alive {
@@ -218,7 +219,7 @@ func (m *model) candidates(e *edge, list []*server) []placement.Candidate {
 	for i, s := range list {
 		v := e.views[s]
 		c := s.record
-		c.Placed = v.tally.Count(m.now, tallySpan)
+		c.Placed, c.Unseen = v.placements.Since(v.report, m.now)
 		c.Ramp = m.slowStart.Ramp(m.now - v.joined)
 		out[i] = c
 	}

@@ -15,8 +15,15 @@ type Candidate struct {
 	// 0 when it declared none.
 	Limit float64
 	// Placed is how many clients this edge has placed on the server since
-	// the report that carried Load.
+	// the report that carried Load arrived (Placements.Since).
 	Placed uint64
+	// Unseen is how many more clients the server may hold than Load and
+	// Placed say: the clients this edge placed just before the report
+	// arrived, which it may not include, and those the other edges are
+	// expected to have placed since (Placements.Since). Only the limit
+	// counts them (AtLimit): a limit must hold even when the estimate is
+	// wrong, while the choice among servers wants the likeliest estimate.
+	Unseen float64
 	// Ramp is the server's slow-start factor (SlowStart.Ramp): 1 for an
 	// established server, less for one that has just joined. 0 is read as
 	// 1, so that a zero Candidate is an established server.
@@ -37,11 +44,18 @@ func (c Candidate) Estimate() float64 {
 }
 
 // AtLimit reports whether the server takes no new clients: it declared a
-// limit and its estimated load has reached it. For a server with a
-// capacity, the clients this edge placed since the last report count
-// (Estimate); for one without, the reported load alone does.
+// limit and the load it may have reached it. For a server with a capacity,
+// that is the estimate plus the clients it may hold unseen (Estimate,
+// Unseen); for one without, the reported load alone.
 func (c Candidate) AtLimit() bool {
-	return c.Limit > 0 && c.Estimate() >= c.Limit
+	if c.Limit <= 0 {
+		return false
+	}
+	worst := c.Estimate()
+	if c.Capacity > 0 && c.Unseen > 0 {
+		worst += c.Unseen / c.Capacity
+	}
+	return worst >= c.Limit
 }
 
 // ramp is Ramp with 0 and out-of-range values read as established, so that

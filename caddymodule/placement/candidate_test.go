@@ -20,9 +20,12 @@ func TestCandidateEstimateAndLimit(t *testing.T) {
 		{"nothing placed", Candidate{Load: 0.4, Capacity: 1000}, 0.4, false, true},
 		{"limit reached by placements", Candidate{Load: 0.85, Capacity: 1000, Limit: 0.9, Placed: 50}, 0.9, true, true},
 		{"limit just not reached", Candidate{Load: 0.85, Capacity: 1000, Limit: 0.9, Placed: 49}, 0.899, false, true},
-		{"limit without capacity: the report", Candidate{Load: 0.9, Limit: 0.9, Placed: 1}, 0.9, true, true},
-		{"limit without capacity, below", Candidate{Load: 0.89, Limit: 0.9, Placed: 1e6}, 0.89, false, true},
-		{"no limit: never at it", Candidate{Load: 50, Capacity: 10, Placed: 1e6}, 100050, false, true},
+		{"unseen clients are no part of the estimate", Candidate{Load: 0.4, Capacity: 1000, Placed: 100, Unseen: 50}, 0.5, false, true},
+		{"limit reached by the unseen", Candidate{Load: 0.85, Capacity: 1000, Limit: 0.9, Placed: 30, Unseen: 20}, 0.88, true, true},
+		{"limit just not reached with the unseen", Candidate{Load: 0.85, Capacity: 1000, Limit: 0.9, Placed: 30, Unseen: 19}, 0.88, false, true},
+		{"a negative unseen takes nothing off", Candidate{Load: 0.85, Capacity: 1000, Limit: 0.9, Placed: 50, Unseen: -50}, 0.9, true, true},
+		{"no capacity: the unseen do not count either", Candidate{Load: 0.4, Limit: 0.5, Unseen: 1e6}, 0.4, false, true},
+		{"the limit is at the report alone too", Candidate{Load: 0.9, Capacity: 1000, Limit: 0.9}, 0.9, true, true},
 		{"in slow start", Candidate{Load: 0.1, Ramp: 0.5}, 0.1, false, true},
 		{"ramp 1 is established", Candidate{Load: 0.1, Ramp: 1}, 0.1, false, false},
 	}
@@ -89,41 +92,43 @@ func TestSlowStartRamp(t *testing.T) {
 }
 
 func TestTally(t *testing.T) {
-	const span = 3 * time.Second
 	var x Tally
 	at := func(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 	steps := []struct {
-		add  int
-		at   float64
-		want uint64
+		add      int
+		at       float64
+		from     float64
+		want     uint64
+		whyWrong string
 	}{
-		{0, 0, 0},
-		{2, 0.5, 2},
-		{3, 2.9, 5},  // same span
-		{1, 3.1, 6},  // next span: both count
-		{0, 5.9, 6},  // still within the two spans
-		{0, 6.0, 1},  // the first span is forgotten
-		{4, 6.5, 5},  // a third span reuses the first one's word
-		{0, 9.0, 4},  // the second span is forgotten
-		{0, 12.0, 0}, // all forgotten
-		{1, 30, 1},   // long idle: old words do not count
-		{0, -1, 0},   // a time before the origin is span 0
+		{0, 0, 0, 0, "an empty tally counts nothing"},
+		{2, 0.2, 0, 2, "placements of the current slot count"},
+		{3, 0.7, 0, 5, "and those of the slots since from"},
+		{0, 0.7, 0.5, 3, "from's slot and after only"},
+		{0, 0.7, 0.6, 3, "from anywhere in a slot counts the whole slot"},
+		{0, 0.7, 1.2, 0, "from a slot after now's counts nothing"},
+		{1, 7.9, 0, 6, "the whole ring still counts"},
+		{0, 8.0, 0, 4, "slot 0 fell out of the ring: never count further back than it keeps"},
+		{0, 8.0, -5, 4, "a time before the origin is slot 0"},
+		{4, 8.2, 7.5, 5, "a slot reused by a later number counts only the new number"},
+		{0, 30, 0, 0, "after a long idle nothing counts"},
+		{1, 30, 30, 1, "and new placements start afresh"},
 	}
 	for _, s := range steps {
 		for range s.add {
-			x.Add(at(s.at), span)
+			x.Add(at(s.at))
 		}
-		if got := x.Count(at(s.at), span); got != s.want {
-			t.Fatalf("at %vs: Count = %d, want %d", s.at, got, s.want)
+		if got := x.Count(at(s.from), at(s.at)); got != s.want {
+			t.Fatalf("at %vs from %vs: Count = %d, want %d (%s)", s.at, s.from, got, s.want, s.whyWrong)
 		}
 	}
 }
 
 func TestTallySaturates(t *testing.T) {
 	var x Tally
-	x.slots[0].Store(1<<32 - 1) // span 0, full
-	x.Add(0, time.Second)
-	if got := x.Count(0, time.Second); got != 1<<32-1 {
+	x.slots[0].Store(1<<32 - 1) // slot 0, full
+	x.Add(0)
+	if got := x.Count(0, 0); got != 1<<32-1 {
 		t.Fatalf("Count = %d, want it to stay at the maximum", got)
 	}
 }
@@ -135,12 +140,12 @@ func TestTallyConcurrent(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 1000 {
-				x.Add(time.Duration(g+i)*time.Microsecond, time.Hour)
+				x.Add(time.Duration(g+i) * time.Microsecond)
 			}
 		})
 	}
 	wg.Wait()
-	if got := x.Count(0, time.Hour); got != 8000 {
+	if got := x.Count(0, time.Millisecond); got != 8000 {
 		t.Fatalf("Count = %d, want 8000", got)
 	}
 }

@@ -16,8 +16,8 @@ func sized(id, region string, load, capacity, limit float64) schema.Server {
 }
 
 // placedCounts is an Edge.Placed over a table of counts by id.
-func placedCounts(n map[string]uint64) func(*watch.Entry, time.Time) uint64 {
-	return func(s *watch.Entry, _ time.Time) uint64 { return n[s.ID] }
+func placedCounts(n map[string]uint64) func(*watch.Entry, time.Time) (uint64, float64) {
+	return func(s *watch.Entry, _ time.Time) (uint64, float64) { return n[s.ID], 0 }
 }
 
 // placeShares places n clients with consecutive rnd and returns each
@@ -193,7 +193,7 @@ func TestDecisionsWithCapacityDoNotAllocate(t *testing.T) {
 	joiner := sized("d", "eu", 0, 1000, 0)
 	snap := base.Apply(2, []watch.Change{{ID: "d", Server: &joiner}})
 	e := &Edge{Region: "eu", Hysteresis: 0.1, SlowStart: SlowStart{Window: time.Hour},
-		Placed: func(*watch.Entry, time.Time) uint64 { return 3 }}
+		Placed: func(*watch.Entry, time.Time) (uint64, float64) { return 3, 0.5 }}
 	req := RefreshRequest{Current: "c", Closest: "a"}
 	if n := testing.AllocsPerRun(100, func() {
 		e.Place(snap, 7)

@@ -40,10 +40,11 @@ type Edge struct {
 	// SlowStart ramps up the servers that have just joined (from their
 	// Entry.Joined). The zero value turns it off.
 	SlowStart SlowStart
-	// Placed returns how many clients this edge has placed on a server
-	// since its last load report (Candidate.Placed), at now. nil means
+	// Placed returns, at now, how many clients this edge placed on a
+	// server since its last load report, and how many more it may hold
+	// unseen (Candidate.Placed and Unseen; Placements.Since). nil means
 	// none.
-	Placed func(s *watch.Entry, now time.Time) uint64
+	Placed func(s *watch.Entry, now time.Time) (placed uint64, unseen float64)
 	// Now is the clock of slow start, Placed and CatchUp; nil means
 	// time.Now.
 	Now func() time.Time
@@ -227,7 +228,7 @@ func (e *Edge) now() time.Time {
 func (e *Edge) candidate(s *watch.Entry, now time.Time) Candidate {
 	c := Candidate{Load: s.Load, Capacity: s.Capacity, Limit: s.Limit, Ramp: 1}
 	if e.Placed != nil {
-		c.Placed = e.Placed(s, now)
+		c.Placed, c.Unseen = e.Placed(s, now)
 	}
 	if !s.Joined.IsZero() {
 		c.Ramp = e.SlowStart.Ramp(now.Sub(s.Joined))

@@ -5,32 +5,35 @@ import (
 	"time"
 )
 
-// Tally counts the clients an edge places on one server, for
-// Candidate.Placed. The edge starts a new Tally when the server's next load
-// report arrives (its record changes), which is how the count is "since the
-// last report". A report that moved the load too little to be written never
-// arrives, though, so the Tally also forgets each placement after between
-// one and two spans: by then the server's own report includes it, or the
-// clients that left since have made up for it.
+// TallySlot is the resolution of a Tally: placements are counted per slot
+// of this length.
+const TallySlot = 500 * time.Millisecond
+
+// tallySlots is how many slots a Tally keeps: enough to cover PlacedMaxAge
+// plus ReportDelay, the furthest back a count ever looks.
+const tallySlots = 16
+
+// Tally counts the clients an edge places on one server, in slots of
+// TallySlot, for the last tallySlots slots. It answers "how many since t"
+// to within a slot, which is what lets a load report that arrives replace
+// only the placements it can include (Placements.Since).
 //
-// Add and Count are safe for concurrent use and never block: each is a few
-// atomic operations on two words, one per span, each holding the span's
-// number and its count.
+// Add and Count are safe for concurrent use and never block: each slot is
+// one atomic word holding the slot's number and its count.
 type Tally struct {
-	slots [2]atomic.Uint64
+	slots [tallySlots]atomic.Uint64
 }
 
 // Add counts one placement at now, a monotonic time (any fixed origin).
-// span must be positive and the same on every call.
-func (t *Tally) Add(now, span time.Duration) {
-	epoch := spanOf(now, span)
-	slot := &t.slots[epoch&1]
+func (t *Tally) Add(now time.Duration) {
+	n := slotOf(now)
+	slot := &t.slots[n%tallySlots]
 	for {
 		old := slot.Load()
-		next := uint64(epoch)<<32 | 1
-		if uint32(old>>32) == epoch {
+		next := uint64(n)<<32 | 1
+		if uint32(old>>32) == n {
 			if uint32(old) == 1<<32-1 {
-				return // saturated: four billion placements in one span
+				return // saturated: four billion placements in one slot
 			}
 			next = old + 1
 		}
@@ -40,22 +43,27 @@ func (t *Tally) Add(now, span time.Duration) {
 	}
 }
 
-// Count returns the placements counted in the span holding now and the one
-// before it.
-func (t *Tally) Count(now, span time.Duration) uint64 {
-	epoch := spanOf(now, span)
+// Count returns the placements counted in the slots from the one holding
+// from to the one holding now, both included, and never further back than
+// the Tally keeps.
+func (t *Tally) Count(from, now time.Duration) uint64 {
+	last := slotOf(now)
+	first := slotOf(from)
+	if oldest := last - min(last, tallySlots-1); first < oldest {
+		first = oldest
+	}
 	var n uint64
 	for i := range t.slots {
 		v := t.slots[i].Load()
-		if e := uint32(v >> 32); e == epoch || e == epoch-1 {
+		if s := uint32(v >> 32); s >= first && s <= last {
 			n += uint64(uint32(v))
 		}
 	}
 	return n
 }
 
-// spanOf numbers the span holding now. The number wraps after 2^32 spans,
-// decades at any sensible span; a negative time is span 0.
-func spanOf(now, span time.Duration) uint32 {
-	return uint32(max(now, 0) / span)
+// slotOf numbers the slot holding now. The number wraps after 2^32 slots,
+// about 68 years; a negative time is slot 0.
+func slotOf(now time.Duration) uint32 {
+	return uint32(max(now, 0) / TallySlot)
 }

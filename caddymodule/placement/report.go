@@ -1,0 +1,112 @@
+package placement
+
+import "time"
+
+// ReportDelay is how long before a load report reaches the edge the
+// server may have measured it: the agent's reading, its heartbeat, the
+// registry write committed by a quorum of etcd members that may sit in
+// other regions, and the watch. A client placed within this of a report's
+// arrival may be missing from it, so the limit keeps counting it against
+// the new report too (Candidate.Unseen); counting one twice for a moment
+// costs less than a server past its limit.
+const ReportDelay = time.Second
+
+// PlacedMaxAge is how long one placement counts toward a server's
+// estimated load at most. A report that would have included it may never
+// come: discovery writes a load only once it has moved enough. By then the
+// server's own report includes the client, or the clients that left since
+// have made up for it.
+const PlacedMaxAge = 6 * time.Second
+
+// Report is one load report of a server as an edge received it, with what
+// the edge learnt from it about the other edges placing there.
+type Report struct {
+	// Load and Capacity are the record's.
+	Load, Capacity float64
+	// At is when the edge received the report, a monotonic time (the
+	// Tally's clock); 0 when the edge has seen no report.
+	At time.Duration
+	// Others is how many clients the other edges placed on the server, net
+	// of the clients that left, between the report before and this one:
+	// the rise of its load in clients beyond what this edge placed itself.
+	// It is 0 when nothing is known (the first report, a capacity
+	// unknown or changed, reports too far apart to tell) or when the load
+	// rose no more than this edge's own placements explain.
+	Others float64
+	// Gap is the time between the report before and this one.
+	Gap time.Duration
+}
+
+// Placements follows one server at one edge: the clients the edge placed
+// there (a Tally) and the load reports it received. It lives as long as
+// the edge knows the server, across the record changes that rebuild
+// everything else.
+//
+// Add and Since may run on any goroutine; Received must be called by one
+// goroutine at a time, the one that applies registry changes.
+type Placements struct {
+	tally Tally
+	last  Report
+}
+
+// Add counts one client placed on the server at now.
+func (p *Placements) Add(now time.Duration) { p.tally.Add(now) }
+
+// Received takes the server's record as a load report received at now and
+// returns the Report the edge holds from then on. A record whose load and
+// capacity equal the last report's is not a new report (the same record
+// applied again, or one that changed in another field while the load did
+// not move); the last report stands, and with it the placements counted
+// against it.
+func (p *Placements) Received(load, capacity float64, now time.Duration) Report {
+	prev := p.last
+	if prev.At != 0 && load == prev.Load && capacity == prev.Capacity {
+		return prev
+	}
+	r := Report{Load: load, Capacity: capacity, At: max(now, 1)}
+	if prev.At != 0 && capacity == prev.Capacity {
+		r.Gap = r.At - prev.At
+		r.Others = othersPlaced(prev, r, p.tally.Count(prev.At-ReportDelay, r.At-ReportDelay))
+	}
+	p.last = r
+	return r
+}
+
+// othersPlaced is Report.Others: the rise in clients from prev to r beyond
+// own, this edge's placements that the rise could include. Reports further
+// apart than PlacedMaxAge say nothing: the Tally no longer holds all of
+// the edge's own placements between them.
+func othersPlaced(prev, r Report, own uint64) float64 {
+	if r.Capacity <= 0 || r.Gap <= 0 || r.Gap > PlacedMaxAge {
+		return 0
+	}
+	rise := (r.Load - prev.Load) * r.Capacity
+	return max(0, rise-float64(own))
+}
+
+// Since returns, at now, the clients this edge placed on the server since
+// report r arrived (PlacedMaxAge back at most), and how many more the
+// server may hold unseen: those this edge placed within ReportDelay before
+// r arrived, which r may not include, and those the other edges are
+// expected to have placed since r, as many as between the last two
+// reports at the same pace, never more.
+func (p *Placements) Since(r Report, now time.Duration) (placed uint64, unseen float64) {
+	oldest := now - PlacedMaxAge
+	placed = p.tally.Count(max(r.At, oldest), now)
+	late := p.tally.Count(max(r.At-ReportDelay, oldest), now) - placed
+	return placed, float64(late) + r.expectedOthers(now)
+}
+
+// expectedOthers is the part of r.Others that the other edges, placing at
+// the pace they did between the last two reports, have placed by now; none
+// once the report is older than PlacedMaxAge.
+func (r Report) expectedOthers(now time.Duration) float64 {
+	age := now - r.At
+	if r.Others <= 0 || age < 0 || age >= PlacedMaxAge {
+		return 0
+	}
+	if age >= r.Gap {
+		return r.Others
+	}
+	return r.Others * float64(age) / float64(r.Gap)
+}
