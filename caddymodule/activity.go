@@ -257,7 +257,7 @@ func (p *activityPublisher) renew(ctx context.Context) error {
 
 func (p *activityPublisher) write(ctx context.Context, now time.Time, region string, servers map[string]schema.ServerActivity, content []byte) error {
 	serversJSON := content[:len(content)-len(region)]
-	value := schema.AppendActivity(nil, p.edge, region, now, serversJSON)
+	value := schema.AppendActivity(nil, p.edge, region, p.interval, now, serversJSON)
 	if len(value) > schema.MaxActivityLen {
 		value = p.trim(now, region, servers)
 	}
@@ -276,7 +276,7 @@ func (p *activityPublisher) trim(now time.Time, region string, servers map[strin
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(a, b string) int { return servers[b].Last.Compare(servers[a].Last) })
-	budget := schema.MaxActivityLen - len(schema.AppendActivity(nil, p.edge, region, now, []byte("{}")))
+	budget := schema.MaxActivityLen - len(schema.AppendActivity(nil, p.edge, region, p.interval, now, []byte("{}")))
 	kept := map[string]schema.ServerActivity{}
 	var scratch []byte
 	for _, id := range ids {
@@ -288,7 +288,7 @@ func (p *activityPublisher) trim(now time.Time, region string, servers map[strin
 	}
 	p.log.Warn("activity value over etcd's request limit; reporting only the most recently used servers",
 		zap.Int("servers", len(servers)), zap.Int("reported", len(kept)))
-	return schema.AppendActivity(nil, p.edge, region, now, schema.AppendServers(nil, kept))
+	return schema.AppendActivity(nil, p.edge, region, p.interval, now, schema.AppendServers(nil, kept))
 }
 
 func (p *activityPublisher) noteResult(err error) {

@@ -61,7 +61,7 @@ func TestEdgePublishesPinnedActivity(t *testing.T) {
 			return fmt.Errorf("no report (%v)", err)
 		}
 		s := a.Servers["eu-1"]
-		if a.Region != "eu-west" || s.Minute != pinned || s.Last.IsZero() || len(a.Servers) != 1 {
+		if a.Region != "eu-west" || a.Interval() != 200*time.Millisecond || s.Minute != pinned || s.Last.IsZero() || len(a.Servers) != 1 {
 			return fmt.Errorf("report %+v, want %d pinned in the minute", a, pinned)
 		}
 		return nil

@@ -151,6 +151,7 @@ func parseHandlerDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler,
 //			aggression <number>
 //			min_share <fraction>
 //		}
+//		limit_edges <n>
 //		token_cache <entries>
 //		catch_up_limit <duration>
 //		clock_skew <duration>
@@ -229,6 +230,16 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			h.CatchUpLimit, err = durationOrZeroArg(d, "a limit such as 30s, or 0 to turn data-aware moves off")
 		case "clock_skew":
 			h.ClockSkew, err = durationOrZeroArg(d, "a bound such as 500ms, or 0")
+		case "limit_edges":
+			var s string
+			if err = oneArg(d, &s); err != nil {
+				break
+			}
+			n, perr := strconv.Atoi(s)
+			if perr != nil || n < 1 || n > MaxLimitEdges {
+				return d.Errf("limit_edges: %q is not a number of edges from 1 to %d", s, MaxLimitEdges)
+			}
+			h.LimitEdges = n
 		case "token_cache":
 			var s string
 			if err = oneArg(d, &s); err != nil {

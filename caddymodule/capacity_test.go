@@ -61,7 +61,9 @@ func TestLimitSendsToFallback(t *testing.T) {
 		return nil
 	})
 
-	// A new load report is a new count.
+	// A new load report is a new count, once the placements made in the
+	// second before it arrived (which it may not include yet) are too old
+	// to count.
 	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.01, 4, 0.5)
 	poll.Until(t, eventuallyTimeout, "the region's server again after its report", func() error {
 		if r := f.do(request{}); r.server() != "eu-1" {
@@ -69,6 +71,62 @@ func TestLimitSendsToFallback(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestLimitExpectsOtherEdges: a load that rose between two reports by more
+// than this edge placed there is other edges placing; the edge expects as
+// many again before the next report, so the server is at its limit for
+// new clients and /closestToMe before its report says so, and takes them
+// again once that expectation is too old to hold.
+func TestLimitExpectsOtherEdges(t *testing.T) {
+	f := newFixture(t, "\t\tfallback_regions us-east\n\t\tslow_start 0")
+	eu, us := newBackend(t, "eu-1"), newBackend(t, "us-1")
+	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.1, 10, 0.5)
+	f.reg.put("us-1", "us-east", us.srv.URL, 0.9, false)
+	f.waitRouted("us-1", "us-east")
+	closest := func(want string) func() error {
+		return func() error {
+			c := f.do(request{path: "/closestToMe"})
+			if !strings.Contains(c.body, want) {
+				return fmt.Errorf("closest %s, want %s", c.body, want)
+			}
+			return nil
+		}
+	}
+	poll.Until(t, eventuallyTimeout, "eu-1 closest at load 0.1", closest(`"closestServerId":"eu-1","region":"eu-west","url":"`+eu.srv.URL+`","load":0.1}`))
+
+	// Two clients more that this edge did not place: with two more
+	// expected, 0.3 + 0.2 reaches the limit of 0.5.
+	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.3, 10, 0.5)
+	poll.Until(t, eventuallyTimeout, "the fallback while others are expected to fill eu-1", closest(`"closestServerId":"us-1"`))
+	poll.Until(t, eventuallyTimeout, "eu-1 again once the expectation is old", closest(`"closestServerId":"eu-1"`))
+}
+
+// TestLimitEdgesKeepsRoom: with limit_edges 3, the edge keeps room below a
+// server's limit for two other edges placing as many clients as it did, so
+// it stops placing there well before its own count reaches the limit.
+func TestLimitEdgesKeepsRoom(t *testing.T) {
+	f := newFixture(t, "\t\tfallback_regions us-east\n\t\tslow_start 0\n\t\tlimit_edges 3")
+	eu, us := newBackend(t, "eu-1"), newBackend(t, "us-1")
+	// 2 clients of a limit of 5: room for one placement by each of three
+	// edges (2 + 3 = 5), not for a second by this one.
+	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.2, 10, 0.5)
+	f.reg.put("us-1", "us-east", us.srv.URL, 0.9, false)
+	f.waitRouted("us-1", "us-east")
+	f.waitListed("eu-1")
+	// Nothing was placed yet (waitListed sends no client), so the count
+	// is known: the first client goes to eu-1, the second may not.
+	var placed []string
+	for range 2 {
+		r := f.do(request{})
+		if r.status != http.StatusOK {
+			t.Fatalf("placement answered %d: %s", r.status, r.body)
+		}
+		placed = append(placed, r.server())
+	}
+	if placed[0] != "eu-1" || placed[1] != "us-1" {
+		t.Fatalf("placed on %v, want eu-1 then us-1", placed)
+	}
 }
 
 // TestNewServerRamps: a server that joins while the edge runs takes only

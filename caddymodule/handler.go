@@ -34,6 +34,9 @@ const (
 	DefaultClosestPath  = "/closestToMe"
 	DefaultRetryAfter   = 30 * time.Second
 	DefaultHysteresis   = 0.1
+	// MaxLimitEdges bounds limit_edges: beyond it, the room kept below a
+	// limit would leave most servers' capacity unused.
+	MaxLimitEdges = 10000
 	DefaultCatchUpLimit = 30 * time.Second
 	DefaultClockSkew    = 500 * time.Millisecond
 )
@@ -169,6 +172,16 @@ type Handler struct {
 	// SlowStartRamp shapes the slow-start ramp. Default: linear from 0.1.
 	SlowStartRamp *SlowStartConfig `json:"slow_start_ramp,omitempty"`
 
+	// LimitEdges is how many edges may place new clients on one server
+	// between two of its load reports, this one included: the edges of its
+	// region, and those of the regions that fall back to it. Below a
+	// server's limit, this edge keeps room for the clients the others may
+	// place, so that together they never pass the limit; the price is
+	// that near its limit a server takes new clients more slowly. 1 keeps
+	// no room beyond what the server's last two reports say the other
+	// edges placed. Default: 1.
+	LimitEdges int `json:"limit_edges,omitempty"`
+
 	// CatchUpLimit makes moves data-aware: when servers report their
 	// replication progress (their agents have a progress source), the edge
 	// records each client's last write in its pin, and a refresh moves the
@@ -261,7 +274,7 @@ func (h *Handler) setup() error {
 		return err
 	}
 	h.edge = placement.Edge{Region: h.Region, Fallback: h.FallbackRegions, Hysteresis: hysteresis, Reachable: reachableAtEdge,
-		SlowStart: h.slowStart(), Placed: placedAtEdge, CatchUp: h.catchUp()}
+		SlowStart: h.slowStart(), Placed: placedAtEdge, LimitEdges: h.LimitEdges, CatchUp: h.catchUp()}
 
 	var sign pin.KeyConfig
 	if h.Key != nil {
@@ -324,6 +337,9 @@ func (h *Handler) Validate() error {
 	}
 	if h.TokenCache != nil && *h.TokenCache < 0 {
 		return errors.New("token_cache: must not be negative")
+	}
+	if h.LimitEdges < 0 || h.LimitEdges > MaxLimitEdges {
+		return fmt.Errorf("limit_edges: must be between 1 and %d", MaxLimitEdges)
 	}
 	if h.UnreachableFor < 0 {
 		return errors.New("unreachable_for: must not be negative")

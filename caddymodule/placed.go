@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"time"
 
+	"github.com/sessionpin/sessionpin/caddymodule/placement"
 	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
 )
@@ -25,10 +26,10 @@ func (t *target) received(srv schema.Server, now time.Time) {
 
 // placedAtEdge is placement's Edge.Placed: the clients this edge placed on
 // the server since its last report, and those the server may hold unseen.
-func placedAtEdge(e *watch.Entry, now time.Time) (uint64, float64) {
+func placedAtEdge(e *watch.Entry, now time.Time) placement.Recent {
 	t := targetOf(e)
 	if t == nil {
-		return 0, 0
+		return placement.Recent{}
 	}
 	return t.placements.Since(t.report, now.Sub(clockOrigin))
 }

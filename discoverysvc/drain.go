@@ -145,11 +145,10 @@ func (r *Registry) DrainStatus(ctx context.Context, id string, quiet time.Durati
 
 // JudgeDrain computes the drain status of server id from its operator
 // drain and record (each nil when absent) and the reports of the live edges
-// about it, at now.
+// about it, at now. The quiet period it judges with (and reports) is
+// drainQuiet's.
 func JudgeDrain(id string, drain *schema.Drain, srv *schema.Server, reports []schema.ServerReport, quiet time.Duration, now time.Time) client.DrainStatus {
-	if quiet <= 0 {
-		quiet = schema.DefaultQuiet
-	}
+	quiet = drainQuiet(quiet, reports)
 	st := client.DrainStatus{
 		ID:             id,
 		Draining:       drain != nil || (srv != nil && srv.Draining),
@@ -179,4 +178,27 @@ func JudgeDrain(id string, drain *schema.Drain, srv *schema.Server, reports []sc
 		(last.IsZero() || now.Sub(last) >= quiet) &&
 		(drain == nil || now.Sub(drain.Since) >= quiet)
 	return st
+}
+
+// reportSlack is how long an edge's activity value may take to reach etcd
+// after the interval it reports on ends.
+const reportSlack = time.Second
+
+// drainQuiet is the quiet period a drain is judged with: quiet (0:
+// schema.DefaultQuiet), but never shorter than the longest publishing
+// interval of the reporting edges plus reportSlack. An edge reports a
+// request only at the end of the interval it fell in, so a shorter quiet
+// period would judge a server drained while a request it served in the
+// current interval is still unreported. Edges that do not say their
+// interval add nothing.
+func drainQuiet(quiet time.Duration, reports []schema.ServerReport) time.Duration {
+	if quiet <= 0 {
+		quiet = schema.DefaultQuiet
+	}
+	for _, r := range reports {
+		if r.Interval > 0 {
+			quiet = max(quiet, r.Interval+reportSlack)
+		}
+	}
+	return quiet
 }

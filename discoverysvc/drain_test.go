@@ -58,6 +58,10 @@ func TestJudgeDrain(t *testing.T) {
 		{"record drains itself, quiet", nil, rec(true), []schema.ServerReport{seen("a", 0, 2*time.Minute)}, true, true, 0},
 		{"record drains itself, busy", nil, rec(true), []schema.ServerReport{seen("a", 9, time.Second)}, true, false, 9},
 		{"drained id not registered", drain(2 * time.Minute), nil, nil, true, true, 0},
+		{"quiet for longer than quiet, but not than an edge's interval", drain(5 * time.Minute), rec(false),
+			[]schema.ServerReport{{Edge: "slow", Seen: true, Server: schema.ServerActivity{Last: ago(90 * time.Second)}, Interval: 2 * time.Minute}}, true, false, 0},
+		{"a slow edge that saw nothing still holds a young drain", drain(90 * time.Second), rec(false),
+			[]schema.ServerReport{{Edge: "slow", Interval: 2 * time.Minute}}, true, false, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,6 +71,37 @@ func TestJudgeDrain(t *testing.T) {
 			}
 			if st.EdgesReporting != len(tc.reports) || st.Registered != (tc.srv != nil) || (st.Since == nil) != (tc.drain == nil) {
 				t.Fatalf("got %+v", st)
+			}
+		})
+	}
+}
+
+// A drain is never judged with a quiet period shorter than an edge needs to
+// report the requests of its current interval.
+func TestDrainQuiet(t *testing.T) {
+	rep := func(interval time.Duration) schema.ServerReport { return schema.ServerReport{Edge: "e", Interval: interval} }
+	tests := []struct {
+		name    string
+		quiet   time.Duration
+		reports []schema.ServerReport
+		want    time.Duration
+	}{
+		{"the default", 0, nil, schema.DefaultQuiet},
+		{"a negative quiet is the default", -time.Second, nil, schema.DefaultQuiet},
+		{"longer than the edges' intervals: as asked", 10 * time.Second, []schema.ServerReport{rep(5 * time.Second)}, 10 * time.Second},
+		{"shorter: the interval plus the slack", 3 * time.Second, []schema.ServerReport{rep(5 * time.Second)}, 6 * time.Second},
+		{"exactly the interval plus the slack", 6 * time.Second, []schema.ServerReport{rep(5 * time.Second)}, 6 * time.Second},
+		{"the slowest edge decides", 3 * time.Second, []schema.ServerReport{rep(time.Second), rep(8 * time.Second), rep(0)}, 9 * time.Second},
+		{"an edge that does not say adds nothing", 3 * time.Second, []schema.ServerReport{rep(0)}, 3 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := drainQuiet(tt.quiet, tt.reports); got != tt.want {
+				t.Fatalf("drainQuiet = %v, want %v", got, tt.want)
+			}
+			st := JudgeDrain("eu-1", &schema.Drain{ID: "eu-1"}, nil, tt.reports, tt.quiet, time.Now())
+			if st.Quiet != tt.want.String() {
+				t.Fatalf("status quiet = %q, want %v", st.Quiet, tt.want)
 			}
 		})
 	}
@@ -84,7 +119,7 @@ func BenchmarkDrainStatus10k(b *testing.B) {
 		for i := range 10_000 {
 			servers[fmt.Sprintf("srv-%05d", i)] = schema.ServerActivity{Pinned: uint64(i % 50), Minute: uint64(i % 600), Last: now}
 		}
-		values[e] = schema.AppendActivity(nil, fmt.Sprintf("edge-%d", e), "eu", now, schema.AppendServers(nil, servers))
+		values[e] = schema.AppendActivity(nil, fmt.Sprintf("edge-%d", e), "eu", 0, now, schema.AppendServers(nil, servers))
 	}
 	b.ReportMetric(float64(len(values[0])), "bytes/value")
 	b.ReportAllocs()

@@ -66,7 +66,7 @@ func (f *apiFixture) putActivity(t *testing.T, edge, value string, ttl int64) cl
 
 func activityValue(edge, server string, minute uint64, last time.Time) string {
 	servers := map[string]schema.ServerActivity{server: {Pinned: minute, Minute: minute, Last: last}}
-	return string(schema.AppendActivity(nil, edge, "eu", time.Now(), schema.AppendServers(nil, servers)))
+	return string(schema.AppendActivity(nil, edge, "eu", 0, time.Now(), schema.AppendServers(nil, servers)))
 }
 
 func TestDrainAPIStartsReportsAndEnds(t *testing.T) {

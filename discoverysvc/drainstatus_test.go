@@ -48,7 +48,7 @@ func newDrainFixture(t *testing.T, m *etcdtest.Member, fleetClient *clientv3.Cli
 func (f *drainFixture) putActivity(t *testing.T, edge, server string, minute uint64, last time.Time) {
 	t.Helper()
 	servers := map[string]schema.ServerActivity{server: {Pinned: minute, Minute: minute, Last: last}}
-	value := schema.AppendActivity(nil, edge, "eu", time.Now(), schema.AppendServers(nil, servers))
+	value := schema.AppendActivity(nil, edge, "eu", 0, time.Now(), schema.AppendServers(nil, servers))
 	if _, err := f.raw.Put(testContext(t), schema.EdgeKey("", edge), string(value)); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func BenchmarkRegistryDrainStatus10k(b *testing.B) {
 		for i := range 10_000 {
 			servers[fmt.Sprintf("srv-%05d", i)] = schema.ServerActivity{Pinned: uint64(i % 50), Minute: uint64(i % 600), Last: now}
 		}
-		value := schema.AppendActivity(nil, fmt.Sprintf("edge-%d", e), "eu", now, schema.AppendServers(nil, servers))
+		value := schema.AppendActivity(nil, fmt.Sprintf("edge-%d", e), "eu", 0, now, schema.AppendServers(nil, servers))
 		if _, err := raw.Put(context.Background(), schema.EdgeKey("", fmt.Sprintf("edge-%d", e)), string(value)); err != nil {
 			b.Fatal(err)
 		}

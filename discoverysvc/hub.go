@@ -279,7 +279,7 @@ func (h *Hub) reportsAt(keys []*mvccpb.KeyValue, id string) (reports []schema.Se
 		}
 		if a, valid := h.activity[edge]; valid {
 			s, seen := a.Servers[id]
-			reports = append(reports, schema.ServerReport{Edge: a.Edge, Seen: seen, Server: s})
+			reports = append(reports, schema.ServerReport{Edge: a.Edge, Seen: seen, Server: s, Interval: a.Interval()})
 		}
 	}
 	return reports, true
@@ -323,7 +323,7 @@ func (h *Hub) pinnedOfLocked(id string, now time.Time) (PinnedActivity, bool) {
 		if ok {
 			seen++
 		}
-		reports = append(reports, schema.ServerReport{Edge: a.Edge, Seen: ok, Server: s})
+		reports = append(reports, schema.ServerReport{Edge: a.Edge, Seen: ok, Server: s, Interval: a.Interval()})
 	}
 	var drain *schema.Drain
 	if d, ok := h.drains[id]; ok {

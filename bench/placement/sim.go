@@ -219,7 +219,8 @@ func (m *model) candidates(e *edge, list []*server) []placement.Candidate {
 	for i, s := range list {
 		v := e.views[s]
 		c := s.record
-		c.Placed, c.Unseen = v.placements.Since(v.report, m.now)
+		r := v.placements.Since(v.report, m.now)
+		c.Placed, c.Unseen = r.Placed, float64(r.Late)+r.Others
 		c.Ramp = m.slowStart.Ramp(m.now - v.joined)
 		out[i] = c
 	}

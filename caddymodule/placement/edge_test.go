@@ -16,8 +16,8 @@ func sized(id, region string, load, capacity, limit float64) schema.Server {
 }
 
 // placedCounts is an Edge.Placed over a table of counts by id.
-func placedCounts(n map[string]uint64) func(*watch.Entry, time.Time) (uint64, float64) {
-	return func(s *watch.Entry, _ time.Time) (uint64, float64) { return n[s.ID], 0 }
+func placedCounts(n map[string]uint64) func(*watch.Entry, time.Time) Recent {
+	return func(s *watch.Entry, _ time.Time) Recent { return Recent{Placed: n[s.ID]} }
 }
 
 // placeShares places n clients with consecutive rnd and returns each
@@ -87,6 +87,45 @@ func TestPlaceByCapacityAndLimit(t *testing.T) {
 				p, c := e.Place(snap, rnd), e.closest(snap, "", rnd)
 				if p != c {
 					t.Fatalf("rnd %d: placed on %s, closest %s", rnd, id(p), id(c))
+				}
+			}
+		})
+	}
+}
+
+// The limit counts what the server may hold beyond the estimate: this
+// edge's late placements, the others' expected ones, and with LimitEdges
+// the room kept for the other edges.
+func TestLimitCountsTheUnseen(t *testing.T) {
+	// eu-1 holds 2 clients of its limit of 5.
+	snap := snapshot(sized("eu-1", "eu", 0.2, 10, 0.5), sized("us-1", "us", 0, 0, 0))
+	tests := []struct {
+		name   string
+		edges  int
+		recent Recent
+		want   string
+	}{
+		{"room for this edge's placements", 0, Recent{Placed: 2}, "eu-1"},
+		{"the limit reached by them", 0, Recent{Placed: 3}, "us-1"},
+		{"a late placement counts", 0, Recent{Placed: 2, Late: 1}, "us-1"},
+		{"others' expected placements count", 0, Recent{Placed: 2, Others: 1}, "us-1"},
+		{"short of the limit with the others", 0, Recent{Placed: 2, Others: 0.9}, "eu-1"},
+		{"one edge keeps no room", 1, Recent{Placed: 2}, "eu-1"},
+		{"room for one other edge", 2, Recent{}, "eu-1"},
+		{"room for one other edge's two", 2, Recent{Placed: 1}, "us-1"},
+		{"room for two other edges", 3, Recent{}, "eu-1"},
+		{"two other edges' two each", 3, Recent{Placed: 1}, "us-1"},
+		{"late placements in the room too", 3, Recent{Late: 1}, "us-1"},
+		{"the others' expected when more than the room", 3, Recent{Others: 3}, "us-1"},
+		{"the room or the others' expected, not both", 3, Recent{Others: 1.5}, "eu-1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &Edge{Region: "eu", Fallback: []string{"us"}, Hysteresis: 0.1, LimitEdges: tt.edges,
+				Placed: func(*watch.Entry, time.Time) Recent { return tt.recent }}
+			for rnd := range uint64(16) {
+				if got := id(e.Place(snap, rnd)); got != tt.want {
+					t.Fatalf("placed on %s, want %s", got, tt.want)
 				}
 			}
 		})
@@ -193,7 +232,7 @@ func TestDecisionsWithCapacityDoNotAllocate(t *testing.T) {
 	joiner := sized("d", "eu", 0, 1000, 0)
 	snap := base.Apply(2, []watch.Change{{ID: "d", Server: &joiner}})
 	e := &Edge{Region: "eu", Hysteresis: 0.1, SlowStart: SlowStart{Window: time.Hour},
-		Placed: func(*watch.Entry, time.Time) (uint64, float64) { return 3, 0.5 }}
+		Placed: func(*watch.Entry, time.Time) Recent { return Recent{Placed: 3, Late: 1, Others: 0.5} }, LimitEdges: 3}
 	req := RefreshRequest{Current: "c", Closest: "a"}
 	if n := testing.AllocsPerRun(100, func() {
 		e.Place(snap, 7)

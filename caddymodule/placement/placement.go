@@ -40,11 +40,18 @@ type Edge struct {
 	// SlowStart ramps up the servers that have just joined (from their
 	// Entry.Joined). The zero value turns it off.
 	SlowStart SlowStart
-	// Placed returns, at now, how many clients this edge placed on a
-	// server since its last load report, and how many more it may hold
-	// unseen (Candidate.Placed and Unseen; Placements.Since). nil means
+	// Placed returns what this edge knows at now of the clients placed on
+	// a server since its last load report (Placements.Since). nil means
 	// none.
-	Placed func(s *watch.Entry, now time.Time) (placed uint64, unseen float64)
+	Placed func(s *watch.Entry, now time.Time) Recent
+	// LimitEdges is how many edges may place new clients on one server
+	// between two of its load reports, this one included. Below a
+	// server's limit, the edge keeps room for the others: as many
+	// clients as it placed there itself since the report, plus one, for
+	// each other edge, so that together they stay within the limit. 0 and
+	// 1 keep no room beyond what the server's last two reports say the
+	// others placed (Recent.Others).
+	LimitEdges int
 	// Now is the clock of slow start, Placed and CatchUp; nil means
 	// time.Now.
 	Now func() time.Time
@@ -228,7 +235,13 @@ func (e *Edge) now() time.Time {
 func (e *Edge) candidate(s *watch.Entry, now time.Time) Candidate {
 	c := Candidate{Load: s.Load, Capacity: s.Capacity, Limit: s.Limit, Ramp: 1}
 	if e.Placed != nil {
-		c.Placed, c.Unseen = e.Placed(s, now)
+		r := e.Placed(s, now)
+		c.Placed = r.Placed
+		others := r.Others
+		if e.LimitEdges > 1 {
+			others = max(others, float64(e.LimitEdges-1)*(float64(r.Placed)+float64(r.Late)+1))
+		}
+		c.Unseen = float64(r.Late) + others
 	}
 	if !s.Joined.IsZero() {
 		c.Ramp = e.SlowStart.Ramp(now.Sub(s.Joined))

@@ -7,8 +7,8 @@ import "time"
 // registry write committed by a quorum of etcd members that may sit in
 // other regions, and the watch. A client placed within this of a report's
 // arrival may be missing from it, so the limit keeps counting it against
-// the new report too (Candidate.Unseen); counting one twice for a moment
-// costs less than a server past its limit.
+// the new report too (Recent.Late, Candidate.Unseen); counting one twice
+// for a moment costs less than a server past its limit.
 const ReportDelay = time.Second
 
 // PlacedMaxAge is how long one placement counts toward a server's
@@ -84,17 +84,27 @@ func othersPlaced(prev, r Report, own uint64) float64 {
 	return max(0, rise-float64(own))
 }
 
-// Since returns, at now, the clients this edge placed on the server since
-// report r arrived (PlacedMaxAge back at most), and how many more the
-// server may hold unseen: those this edge placed within ReportDelay before
-// r arrived, which r may not include, and those the other edges are
-// expected to have placed since r, as many as between the last two
-// reports at the same pace, never more.
-func (p *Placements) Since(r Report, now time.Duration) (placed uint64, unseen float64) {
+// Recent is what an edge knows, at some moment, of the clients placed on a
+// server since its last load report (Placements.Since).
+type Recent struct {
+	// Placed is this edge's placements since the report arrived.
+	Placed uint64
+	// Late is this edge's placements within ReportDelay before the report
+	// arrived, which the report may not include.
+	Late uint64
+	// Others is how many clients the other edges are expected to have
+	// placed since the report: as many as between the last two reports,
+	// at the same pace, never more.
+	Others float64
+}
+
+// Since returns what the edge knows at now of the clients placed on the
+// server since report r, counting none older than PlacedMaxAge.
+func (p *Placements) Since(r Report, now time.Duration) Recent {
 	oldest := now - PlacedMaxAge
-	placed = p.tally.Count(max(r.At, oldest), now)
+	placed := p.tally.Count(max(r.At, oldest), now)
 	late := p.tally.Count(max(r.At-ReportDelay, oldest), now) - placed
-	return placed, float64(late) + r.expectedOthers(now)
+	return Recent{Placed: placed, Late: late, Others: r.expectedOthers(now)}
 }
 
 // expectedOthers is the part of r.Others that the other edges, placing at

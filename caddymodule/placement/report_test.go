@@ -70,8 +70,8 @@ func TestReceivedSameLoadIsNoNewReport(t *testing.T) {
 	if again != r {
 		t.Fatalf("same load again = %+v, want the report before, %+v", again, r)
 	}
-	if own, _ := p.Since(again, sec(4)); own != 2 {
-		t.Fatalf("own = %d, want the 2 placed since the report", own)
+	if r := p.Since(again, sec(4)); r.Placed != 2 {
+		t.Fatalf("placed = %d, want the 2 placed since the report", r.Placed)
 	}
 	if moved := p.Received(0.6, 10, sec(5)); moved.At != sec(5) {
 		t.Fatalf("a moved load is a new report, got %+v", moved)
@@ -95,20 +95,19 @@ func TestSince(t *testing.T) {
 		name    string
 		placed  []float64
 		now     float64
-		own     uint64
-		unseen  float64
+		want    Recent
 		whyWant string
 	}{
-		{"at the report", []float64{9.5}, 10, 0, 1,
+		{"at the report", []float64{9.5}, 10, Recent{Late: 1},
 			"a placement within ReportDelay before the report may be missing from it; the others have placed nothing since"},
-		{"before ReportDelay", []float64{8.4}, 10, 0, 0, "a placement older than the report's delay is in the report"},
-		{"halfway through the gap", []float64{9.6, 10.5, 10.7}, 11, 2, 3, "the others place at the pace they did"},
-		{"after the gap", nil, 13, 0, 4, "never more than they placed between the last two reports"},
-		{"once the report is old", []float64{10.5}, 10 + PlacedMaxAge.Seconds(), 1, 0,
+		{"before ReportDelay", []float64{8.4}, 10, Recent{}, "a placement older than the report's delay is in the report"},
+		{"halfway through the gap", []float64{9.6, 10.5, 10.7}, 11, Recent{Placed: 2, Late: 1, Others: 2}, "the others place at the pace they did"},
+		{"after the gap", nil, 13, Recent{Others: 4}, "never more than they placed between the last two reports"},
+		{"once the report is old", []float64{10.5}, 10 + PlacedMaxAge.Seconds(), Recent{Placed: 1},
 			"the others' expectation is gone; a placement counts for PlacedMaxAge"},
-		{"a placement too old to count", []float64{10.5}, 17.1, 0, 0, "older than PlacedMaxAge by a slot"},
-		{"a late placement too old to count", []float64{9.5}, 16.1, 0, 0, "PlacedMaxAge holds for the unseen ones too"},
-		{"before the report arrived", nil, 9, 0, 0, "a time before the report expects nothing of the others"},
+		{"a placement too old to count", []float64{10.5}, 17.1, Recent{}, "older than PlacedMaxAge by a slot"},
+		{"a late placement too old to count", []float64{9.5}, 16.1, Recent{}, "PlacedMaxAge holds for the late ones too"},
+		{"before the report arrived", nil, 9, Recent{}, "a time before the report expects nothing of the others"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,9 +115,9 @@ func TestSince(t *testing.T) {
 			for _, at := range tt.placed {
 				p.Add(sec(at))
 			}
-			own, unseen := p.Since(report, sec(tt.now))
-			if own != tt.own || math.Abs(unseen-tt.unseen) > 1e-9 {
-				t.Fatalf("Since = %d, %v; want %d, %v (%s)", own, unseen, tt.own, tt.unseen, tt.whyWant)
+			got := p.Since(report, sec(tt.now))
+			if got.Placed != tt.want.Placed || got.Late != tt.want.Late || math.Abs(got.Others-tt.want.Others) > 1e-9 {
+				t.Fatalf("Since = %+v, want %+v (%s)", got, tt.want, tt.whyWant)
 			}
 		})
 	}

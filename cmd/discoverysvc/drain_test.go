@@ -56,7 +56,7 @@ func TestDrainCommandsWaitForQuietAndSurviveARestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	servers := map[string]schema.ServerActivity{"eu-1": {Pinned: 2, Minute: 2, Last: last}}
-	value := schema.AppendActivity(nil, "edge-a", "eu", last, schema.AppendServers(nil, servers))
+	value := schema.AppendActivity(nil, "edge-a", "eu", 0, last, schema.AppendServers(nil, servers))
 	if _, err := c.Put(context.Background(), schema.EdgeKey("", "edge-a"), string(value), clientv3.WithLease(lease.ID)); err != nil {
 		t.Fatal(err)
 	}

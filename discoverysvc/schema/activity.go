@@ -27,6 +27,11 @@ type Activity struct {
 	Region string `json:"region,omitempty"`
 	// At is when the edge computed the content.
 	At time.Time `json:"at"`
+	// IntervalMS is how often the edge publishes, in milliseconds; 0 when
+	// it does not say. A request the edge proxied is in its value one
+	// interval later at most, which is what a drain's quiet period must
+	// wait for at least (see Interval).
+	IntervalMS int64 `json:"interval_ms,omitempty"`
 	// Servers by server id.
 	Servers map[string]ServerActivity `json:"servers"`
 }
@@ -42,12 +47,24 @@ type ServerActivity struct {
 	Last time.Time `json:"last"`
 }
 
+// MaxActivityInterval bounds the publishing interval an edge may declare:
+// far beyond any sensible activity_interval, and short enough that a
+// drain never waits on a number nobody meant.
+const MaxActivityInterval = time.Hour
+
+// Interval is how often the edge publishes; 0 when it does not say.
+func (a *Activity) Interval() time.Duration {
+	return time.Duration(a.IntervalMS) * time.Millisecond
+}
+
 // ServerReport is one edge's report about one server: Seen is false when
-// the edge has not proxied a pinned request to it lately.
+// the edge has not proxied a pinned request to it lately. Interval is how
+// often the edge publishes (Activity.Interval).
 type ServerReport struct {
-	Edge   string
-	Seen   bool
-	Server ServerActivity
+	Edge     string
+	Seen     bool
+	Server   ServerActivity
+	Interval time.Duration
 }
 
 // Validate checks an activity value; the error names the bad part.
@@ -60,6 +77,9 @@ func (a *Activity) Validate() error {
 	}
 	if a.At.IsZero() {
 		return &FieldError{"at", "is required"}
+	}
+	if a.IntervalMS < 0 || a.Interval() > MaxActivityInterval {
+		return &FieldError{"interval_ms", fmt.Sprintf("must be between 0 and %d", MaxActivityInterval.Milliseconds())}
 	}
 	for id, s := range a.Servers {
 		if !ValidName(id) {
@@ -85,7 +105,7 @@ func ActivityOf(edgesPrefix string, key, value []byte, server string) (ServerRep
 		return ServerReport{}, err
 	}
 	s, ok := a.Servers[server]
-	return ServerReport{Edge: a.Edge, Seen: ok, Server: s}, nil
+	return ServerReport{Edge: a.Edge, Seen: ok, Server: s, Interval: a.Interval()}, nil
 }
 
 // AppendServers appends the JSON object of servers, ordered by id so that
@@ -124,8 +144,9 @@ func AppendServer(b []byte, id string, s ServerActivity) []byte {
 }
 
 // AppendActivity appends the whole activity value, with servers the output
-// of AppendServers. edge and region are validated names.
-func AppendActivity(b []byte, edge, region string, at time.Time, servers []byte) []byte {
+// of AppendServers. edge and region are validated names; interval is the
+// edge's publishing interval (0: not said), rounded down to milliseconds.
+func AppendActivity(b []byte, edge, region string, interval time.Duration, at time.Time, servers []byte) []byte {
 	b = append(b, `{"edge":"`...)
 	b = append(b, edge...)
 	b = append(b, '"')
@@ -136,7 +157,12 @@ func AppendActivity(b []byte, edge, region string, at time.Time, servers []byte)
 	}
 	b = append(b, `,"at":"`...)
 	b = at.UTC().AppendFormat(b, activityTimeLayout)
-	b = append(b, `","servers":`...)
+	b = append(b, '"')
+	if ms := interval.Milliseconds(); ms > 0 {
+		b = append(b, `,"interval_ms":`...)
+		b = strconv.AppendInt(b, ms, 10)
+	}
+	b = append(b, `,"servers":`...)
 	b = append(b, servers...)
 	return append(b, '}')
 }

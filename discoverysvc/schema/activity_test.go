@@ -24,6 +24,10 @@ func TestDecodeActivity(t *testing.T) {
 		{"no last", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","servers":{"eu-1":{"pinned":1}}}`, "last is required"},
 		{"servers not an object", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","servers":[1]}`, "decode value"},
 		{"truncated", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","servers":{"eu-1":{"pinned":1,`, "decode value"},
+		{"with its interval", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":5000,"servers":{}}`, ""},
+		{"negative interval", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":-1,"servers":{}}`, "invalid interval_ms"},
+		{"absurd interval", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":3600001,"servers":{}}`, "invalid interval_ms"},
+		{"fractional interval", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":1.5,"servers":{}}`, "decode value"},
 		{"huge value", ep + "edge-a", `{"pad":"` + strings.Repeat("x", MaxActivityLen) + `"}`, "over"},
 	}
 	for _, tc := range cases {
@@ -48,8 +52,8 @@ func TestActivityEncodingRoundTrips(t *testing.T) {
 		"eu-2": {Pinned: 0, Last: at.Add(-time.Minute)},
 		"eu-1": {Pinned: 7, Minute: 40, Last: at},
 	}
-	value := AppendActivity(nil, "edge-a", "eu", at, AppendServers(nil, servers))
-	want := `{"edge":"edge-a","region":"eu","at":"2026-11-29T05:00:00.123Z","servers":{` +
+	value := AppendActivity(nil, "edge-a", "eu", 5*time.Second, at, AppendServers(nil, servers))
+	want := `{"edge":"edge-a","region":"eu","at":"2026-11-29T05:00:00.123Z","interval_ms":5000,"servers":{` +
 		`"eu-1":{"pinned":7,"minute":40,"last":"2026-11-29T05:00:00.123Z"},` +
 		`"eu-2":{"pinned":0,"last":"2026-11-29T04:59:00.123Z"}}}`
 	if string(value) != want {
@@ -59,7 +63,7 @@ func TestActivityEncodingRoundTrips(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !a.At.Equal(at) || a.Region != "eu" || len(a.Servers) != 2 || a.Servers["eu-1"].Minute != 40 || !a.Servers["eu-2"].Last.Equal(at.Add(-time.Minute)) {
+	if !a.At.Equal(at) || a.Region != "eu" || a.Interval() != 5*time.Second || len(a.Servers) != 2 || a.Servers["eu-1"].Minute != 40 || !a.Servers["eu-2"].Last.Equal(at.Add(-time.Minute)) {
 		t.Fatalf("decoded %+v", a)
 	}
 }
@@ -70,6 +74,7 @@ func FuzzDecodeActivity(f *testing.F) {
 	f.Add([]byte(ep+"edge-a"), []byte(`{"edge":"edge-a","at":"2026-11-29T05:00:00Z","servers":{"eu-1":{"pinned":18446744073709551615,"last":"2026-11-29T05:00:00Z"}}}`))
 	f.Add([]byte(ep+"edge-a"), []byte(`{"edge":"edge-a","at":"2026-11-29T05:00:00Z","servers":null}`))
 	f.Add([]byte(ep+"x/y"), []byte(`{}`))
+	f.Add([]byte(ep+"edge-a"), []byte(`{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":5000,"servers":{}}`))
 	f.Fuzz(func(t *testing.T, key, value []byte) {
 		a, err := DecodeActivity(ep, key, value)
 		if err != nil {
@@ -82,8 +87,8 @@ func FuzzDecodeActivity(f *testing.F) {
 			t.Fatalf("accepted %+v for key %q", a, key)
 		}
 		// The edge's own encoding of an accepted value decodes to the same.
-		again, err := DecodeActivity(ep, key, AppendActivity(nil, a.Edge, a.Region, a.At, AppendServers(nil, a.Servers)))
-		if err != nil || len(again.Servers) != len(a.Servers) {
+		again, err := DecodeActivity(ep, key, AppendActivity(nil, a.Edge, a.Region, a.Interval(), a.At, AppendServers(nil, a.Servers)))
+		if err != nil || len(again.Servers) != len(a.Servers) || again.IntervalMS != a.IntervalMS {
 			t.Fatalf("re-encoding %+v: %+v, %v", a, again, err)
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -102,7 +103,10 @@ func (s *Stack) StartEdges(ctx context.Context, mode string) error {
 		switch mode {
 		case "sessionpin", "sessionpin-blind":
 			env = append(env, "SESSIONPIN_LISTEN="+listen, "SESSIONPIN_REGION="+r, "SESSIONPIN_ETCD="+EtcdEndpoint(r),
-				"SESSIONPIN_SECRET="+s.pinSecret, "SESSIONPIN_ADMIN=localhost:2019")
+				"SESSIONPIN_SECRET="+s.pinSecret, "SESSIONPIN_ADMIN=localhost:2019",
+				// Every edge places anywhere once its own region is full,
+				// so all of them may place on one server at once.
+				"SESSIONPIN_LIMIT_EDGES="+strconv.Itoa(len(topo.Regions)))
 			if mode == "sessionpin-blind" {
 				root, err := os.ReadFile(conf)
 				if err != nil {
