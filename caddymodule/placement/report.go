@@ -9,14 +9,14 @@ import "time"
 // arrival may be missing from it, so the limit keeps counting it against
 // the new report too (Recent.Late, Candidate.Unseen); counting one twice
 // for a moment costs less than a server past its limit.
-const ReportDelay = time.Second
+const ReportDelay = 500 * time.Millisecond
 
 // PlacedMaxAge is how long one placement counts toward a server's
 // estimated load at most. A report that would have included it may never
 // come: discovery writes a load only once it has moved enough. By then the
 // server's own report includes the client, or the clients that left since
 // have made up for it.
-const PlacedMaxAge = 6 * time.Second
+const PlacedMaxAge = 5 * time.Second
 
 // Report is one load report of a server as an edge received it, with what
 // the edge learnt from it about the other edges placing there.
