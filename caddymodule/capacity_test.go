@@ -62,7 +62,7 @@ func TestLimitSendsToFallback(t *testing.T) {
 	})
 
 	// A new load report is a new count, once the placements made in the
-	// half second before it arrived (which it may not include yet) are too old
+	// second before it arrived (which it may not include yet) are too old
 	// to count.
 	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.01, 4, 0.5)
 	poll.Until(t, eventuallyTimeout, "the region's server again after its report", func() error {

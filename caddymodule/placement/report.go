@@ -9,7 +9,7 @@ import "time"
 // arrival may be missing from it, so the limit keeps counting it against
 // the new report too (Recent.Late, Candidate.Unseen); counting one twice
 // for a moment costs less than a server past its limit.
-const ReportDelay = 500 * time.Millisecond
+const ReportDelay = time.Second
 
 // PlacedMaxAge is how long one placement counts toward a server's
 // estimated load at most. A report that would have included it may never

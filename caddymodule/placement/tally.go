@@ -11,7 +11,7 @@ const TallySlot = 250 * time.Millisecond
 
 // tallySlots is how many slots a Tally keeps: enough to cover PlacedMaxAge
 // plus ReportDelay, the furthest back a count ever looks.
-const tallySlots = 24
+const tallySlots = 28
 
 // Tally counts the clients an edge places on one server, in slots of
 // TallySlot, for the last tallySlots slots. It answers "how many since t"

@@ -104,9 +104,7 @@ func (s *Stack) StartEdges(ctx context.Context, mode string) error {
 		case "sessionpin", "sessionpin-blind":
 			env = append(env, "SESSIONPIN_LISTEN="+listen, "SESSIONPIN_REGION="+r, "SESSIONPIN_ETCD="+EtcdEndpoint(r),
 				"SESSIONPIN_SECRET="+s.pinSecret, "SESSIONPIN_ADMIN=localhost:2019",
-				// Every edge places anywhere once its own region is full,
-				// so all of them may place on one server at once.
-				"SESSIONPIN_LIMIT_EDGES="+strconv.Itoa(len(topo.Regions)))
+				"SESSIONPIN_LIMIT_EDGES="+strconv.Itoa(s.limitEdges()))
 			if mode == "sessionpin-blind" {
 				root, err := os.ReadFile(conf)
 				if err != nil {
@@ -173,3 +171,13 @@ func (s *Stack) ClientNS(r string) string { return s.Net.NS(topo.InfraHost(r)) }
 
 // Relay exposes the link for changes of distance.
 func (s *Stack) SetRTTs(rtts topo.RTTs) { s.relay.SetRTTs(rtts) }
+
+// limitEdges is the edges' limit_edges: by default every edge, since each
+// places anywhere once its own region is full, so all of them may place on
+// one server at once.
+func (s *Stack) limitEdges() int {
+	if s.cfg.LimitEdges > 0 {
+		return s.cfg.LimitEdges
+	}
+	return len(topo.Regions)
+}

@@ -42,7 +42,9 @@ type Config struct {
 	// (--capacity, --limit) so that edges weigh servers and stop placing
 	// new clients on one at its limit. 0: none declared, load 0.
 	Capacity, Limit float64
-	Log             io.Writer
+	// LimitEdges is every edge's limit_edges. 0: the number of regions.
+	LimitEdges int
+	Log        io.Writer
 }
 
 // Stack is a running lab.

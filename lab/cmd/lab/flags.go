@@ -38,8 +38,10 @@ type options struct {
 	bench    string
 	capacity float64
 	limit    float64
-	arrivals float64
-	ramp     string
+	// limitEdges is every edge's limit_edges.
+	limitEdges int
+	arrivals   float64
+	ramp       string
 }
 
 // parseOptions reads and checks the flags; nothing starts before it
@@ -68,6 +70,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", 10*time.Second, "lease TTL of every server's registration")
 	fs.Float64Var(&o.capacity, "capacity", 30, "clients every server holds at load 1: its app reports the distinct clients it served in the last 3 s over this, and its agent declares it (0: load 0, none declared)")
 	fs.Float64Var(&o.limit, "limit", 0.9, "load at or above which a server takes no new clients, declared by every agent (0: none)")
+	fs.IntVar(&o.limitEdges, "limit-edges", len(topo.Regions), "every edge's limit_edges: how many edges may place on one server at once (all of them in the lab, where a full region's edge places anywhere; 1: each counts its own placements only)")
 	fs.Float64Var(&o.arrivals, "newcomers", scenario.DefaultNewcomerRate, "new clients arriving at each region's edge per second in slow-start, each working "+scenario.NewcomerStay.String()+" and leaving")
 	fs.StringVar(&o.ramp, "ramp-chart", "", "where the chart of the restarted servers' ramps goes, when slow-start ran in sessionpin mode (BENCHMARKS.md's: docs/lab-slow-start.png, drawn with -newcomers 1.5)")
 	if err := fs.Parse(args); err != nil {
@@ -129,6 +132,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if !(o.limit >= 0 && o.limit <= 100) {
 		return o, fmt.Errorf("-limit: %v is not between 0 and 100", o.limit)
+	}
+	if o.limitEdges < 1 || o.limitEdges > 100 {
+		return o, fmt.Errorf("-limit-edges: %d is not between 1 and 100", o.limitEdges)
 	}
 	if !(o.arrivals > 0 && o.arrivals <= 50) {
 		return o, fmt.Errorf("-newcomers: %v is not a rate above 0 and at most 50 a second", o.arrivals)

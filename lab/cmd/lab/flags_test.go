@@ -33,6 +33,7 @@ func TestParseOptionsRefuses(t *testing.T) {
 		{[]string{"-roam", "2"}, "-roam: 2 is not a share between 0 and 1"},
 		{[]string{"-roam", "NaN"}, "-roam: NaN is not a share between 0 and 1"},
 		{[]string{"-modes", "sessionpin,blind"}, `-modes: unknown mode "blind"`},
+		{[]string{"-limit-edges", "0"}, "-limit-edges: 0 is not between 1 and 100"},
 		{[]string{"extra"}, `unexpected argument "extra"`},
 	}
 	for _, tt := range tests {

@@ -123,7 +123,7 @@ func run(ctx context.Context, o options, args []string) (err error) {
 		Caddy: filepath.Join(work, "bin", "caddy"), Discovery: filepath.Join(work, "bin", "discoverysvc"), Lab: self,
 		Caddyfile: filepath.Join(root, "Caddyfile"), Dir: work, RunID: runID,
 		RTTs: o.rtts(), Jitter: o.jitter, Lag: o.lag, LeaseTTL: o.leaseTTL, AgentInterval: time.Second,
-		EtcdHeartbeat: hb, EtcdElection: el, Capacity: o.capacity, Limit: o.limit, Log: os.Stderr,
+		EtcdHeartbeat: hb, EtcdElection: el, Capacity: o.capacity, Limit: o.limit, LimitEdges: o.limitEdges, Log: os.Stderr,
 	}
 	logf := func(format string, a ...any) { fmt.Fprintf(os.Stderr, "lab: "+format+"\n", a...) }
 	logf("run %s: etcd heartbeat %v, election %v; logs will stay in %s", runID, hb, el, keepLogs)
@@ -146,7 +146,7 @@ func run(ctx context.Context, o options, args []string) (err error) {
 		Config: map[string]any{"rtt_ms": map[string]float64{"us-east/eu-west": ms(o.rttUSEU), "eu-west/ap-south": ms(o.rttEUAP), "us-east/ap-south": ms(o.rttUSAP)},
 			"jitter_ms": ms(o.jitter), "apply_delay_ms": ms(o.lag), "clients_per_region": o.clients, "scale": o.scale,
 			"lease_ttl_s": o.leaseTTL.Seconds(), "agent_interval_s": 1, "etcd_heartbeat_ms": ms(hb), "etcd_election_ms": ms(el),
-			"careless_share": o.careless, "roaming_share": o.roam, "capacity": o.capacity, "limit": o.limit,
+			"careless_share": o.careless, "roaming_share": o.roam, "capacity": o.capacity, "limit": o.limit, "limit_edges": o.limitEdges,
 			"newcomers_per_region_per_second": o.arrivals, "newcomer_stay_s": scenario.NewcomerStay.Seconds(),
 			"slow_start_s": scenario.EdgeSlowStart.Seconds(), "hysteresis": scenario.EdgeHysteresis}}
 	load := loadAverage()
