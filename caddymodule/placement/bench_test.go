@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/schema"
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
@@ -36,6 +37,55 @@ func BenchmarkPlaceAnywhere10k(b *testing.B) { benchPlace(b, "elsewhere") }
 func benchPlace(b *testing.B, region string) {
 	snap := fleet10k(b)
 	e := &Edge{Region: region, Hysteresis: 0.1}
+	b.ReportAllocs()
+	var rnd uint64
+	for b.Loop() {
+		rnd += 0x9e3779b97f4a7c15
+		if e.Place(snap, rnd) == nil {
+			b.Fatal("no server")
+		}
+	}
+}
+
+// placedServer is what an edge keeps of one server for placement: its
+// placements and its last load report.
+type placedServer struct {
+	placements Placements
+	report     Report
+}
+
+// BenchmarkPlaceCapacity10k places over a region of 500 servers that
+// declare capacities and limits, each with recent placements and a report
+// that learnt of other edges' placements: the path that reads every
+// server's tally.
+func BenchmarkPlaceCapacity10k(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	now := 100 * time.Second
+	servers := make([]schema.Server, 10000)
+	for i := range servers {
+		servers[i] = schema.Server{
+			ID:     fmt.Sprintf("srv-%05d", i),
+			Region: fmt.Sprintf("region-%02d", i%20),
+			URL:    fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250),
+			Load:   0.5 * r.Float64(), Capacity: 1000, Limit: 0.9,
+		}
+	}
+	snap := watch.BuildSnapshot(1, servers, func(s schema.Server) any {
+		p := new(placedServer)
+		p.placements.Received(s.Load-0.01, s.Capacity, now-3*time.Second)
+		for k := range 3 {
+			p.placements.Add(now - time.Duration(k)*700*time.Millisecond)
+		}
+		p.report = p.placements.Received(s.Load, s.Capacity, now-time.Second)
+		return p
+	})
+	at := time.Unix(0, 0).Add(now)
+	e := &Edge{Region: "region-07", Hysteresis: 0.1, LimitEdges: 3,
+		Now: func() time.Time { return at },
+		Placed: func(s *watch.Entry, t time.Time) Recent {
+			p := s.Attachment.(*placedServer)
+			return p.placements.Since(p.report, t.Sub(time.Unix(0, 0)))
+		}}
 	b.ReportAllocs()
 	var rnd uint64
 	for b.Loop() {
