@@ -8,6 +8,7 @@ package placement
 
 import (
 	"math"
+	"sync"
 	"time"
 
 	"github.com/sessionpin/sessionpin/discoverysvc/watch"
@@ -142,18 +143,36 @@ func (e *Edge) pick(active []*watch.Entry, declared bool, joined time.Time, rnd 
 	if !declared && !e.ramping(joined, now) {
 		return e.pickPlain(active, rnd)
 	}
-	i := choose(len(active), func(i int) (Candidate, bool) {
-		s := active[i]
-		if !e.reachable(s) {
-			return Candidate{}, false
+	// choose looks at every server two or three times: work out each
+	// candidate once, into a buffer reused across placements.
+	buf := candidateBuffers.Get().(*[]considered)
+	list := (*buf)[:0]
+	for _, s := range active {
+		if e.reachable(s) {
+			list = append(list, considered{e.candidate(s, now), true})
+		} else {
+			list = append(list, considered{})
 		}
-		return e.candidate(s, now), true
-	}, e.Hysteresis, rnd, false)
+	}
+	i := choose(len(list), func(i int) (Candidate, bool) { return list[i].c, list[i].ok }, e.Hysteresis, rnd, false)
+	*buf = list[:0]
+	candidateBuffers.Put(buf)
 	if i < 0 {
 		return nil
 	}
 	return active[i]
 }
+
+// considered is one server as pick hands it to choose: whether this edge
+// may send it a client, and what placement knows of it.
+type considered struct {
+	c  Candidate
+	ok bool
+}
+
+// candidateBuffers hold pick's candidates between placements, so that a
+// placement allocates nothing once a buffer has grown to the region's size.
+var candidateBuffers = sync.Pool{New: func() any { return new([]considered) }}
 
 // pickPlain is pick for servers that declare no capacity or limit and are
 // not in slow start: uniform among the reachable servers of active (sorted

@@ -102,9 +102,8 @@ type Recent struct {
 // server since report r, counting none older than PlacedMaxAge.
 func (p *Placements) Since(r Report, now time.Duration) Recent {
 	oldest := now - PlacedMaxAge
-	placed := p.tally.Count(max(r.At, oldest), now)
-	late := p.tally.Count(max(r.At-ReportDelay, oldest), now) - placed
-	return Recent{Placed: placed, Late: late, Others: r.expectedOthers(now)}
+	placed, sinceLate := p.tally.Count2(max(r.At, oldest), max(r.At-ReportDelay, oldest), now)
+	return Recent{Placed: placed, Late: sinceLate - placed, Others: r.expectedOthers(now)}
 }
 
 // expectedOthers is the part of r.Others that the other edges, placing at

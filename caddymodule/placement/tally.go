@@ -22,6 +22,9 @@ const tallySlots = 28
 // one atomic word holding the slot's number and its count.
 type Tally struct {
 	slots [tallySlots]atomic.Uint64
+	// latest is the number of the latest slot a placement was counted in,
+	// so that a count over slots with none can stop at one load.
+	latest atomic.Uint32
 }
 
 // Add counts one placement at now, a monotonic time (any fixed origin).
@@ -38,6 +41,12 @@ func (t *Tally) Add(now time.Duration) {
 			next = old + 1
 		}
 		if slot.CompareAndSwap(old, next) {
+			break
+		}
+	}
+	for {
+		l := t.latest.Load()
+		if l >= n || t.latest.CompareAndSwap(l, n) {
 			return
 		}
 	}
@@ -47,19 +56,36 @@ func (t *Tally) Add(now time.Duration) {
 // from to the one holding now, both included, and never further back than
 // the Tally keeps.
 func (t *Tally) Count(from, now time.Duration) uint64 {
+	n, _ := t.Count2(from, from, now)
+	return n
+}
+
+// Count2 is Count from a and from b at once, in one pass over the slots.
+func (t *Tally) Count2(a, b, now time.Duration) (na, nb uint64) {
 	last := slotOf(now)
-	first := slotOf(from)
-	if oldest := last - min(last, tallySlots-1); first < oldest {
-		first = oldest
+	oldest := last - min(last, tallySlots-1)
+	firstA, firstB := max(slotOf(a), oldest), max(slotOf(b), oldest)
+	first := min(firstA, firstB)
+	if first > last {
+		return 0, 0
 	}
-	var n uint64
-	for i := range t.slots {
-		v := t.slots[i].Load()
-		if s := uint32(v >> 32); s >= first && s <= last {
-			n += uint64(uint32(v))
+	if l := t.latest.Load(); l < first {
+		return 0, 0 // nothing placed since first
+	}
+	for s := first; s <= last; s++ {
+		v := t.slots[s%tallySlots].Load()
+		if uint32(v>>32) != s {
+			continue
+		}
+		c := uint64(uint32(v))
+		if s >= firstA {
+			na += c
+		}
+		if s >= firstB {
+			nb += c
 		}
 	}
-	return n
+	return na, nb
 }
 
 // slotOf numbers the slot holding now. The number wraps after 2^32 slots,
