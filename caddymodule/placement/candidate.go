@@ -52,8 +52,8 @@ func (c Candidate) AtLimit() bool {
 		return false
 	}
 	worst := c.Estimate()
-	if c.Capacity > 0 && c.Unseen > 0 {
-		worst += c.Unseen / c.Capacity
+	if c.Capacity > 0 {
+		worst += max(c.Unseen, 0) / c.Capacity
 	}
 	return worst >= c.Limit
 }

@@ -256,11 +256,8 @@ func (e *Edge) candidate(s *watch.Entry, now time.Time) Candidate {
 	if e.Placed != nil {
 		r := e.Placed(s, now)
 		c.Placed = r.Placed
-		others := r.Others
-		if e.LimitEdges > 1 {
-			others = max(others, float64(e.LimitEdges-1)*(float64(r.Placed)+float64(r.Late)+1))
-		}
-		c.Unseen = float64(r.Late) + others
+		room := float64(max(e.LimitEdges-1, 0)) * (float64(r.Placed) + float64(r.Late) + 1)
+		c.Unseen = float64(r.Late) + max(r.Others, room)
 	}
 	if !s.Joined.IsZero() {
 		c.Ramp = e.SlowStart.Ramp(now.Sub(s.Joined))

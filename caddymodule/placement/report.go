@@ -77,7 +77,7 @@ func (p *Placements) Received(load, capacity float64, now time.Duration) Report 
 // apart than PlacedMaxAge say nothing: the Tally no longer holds all of
 // the edge's own placements between them.
 func othersPlaced(prev, r Report, own uint64) float64 {
-	if r.Capacity <= 0 || r.Gap <= 0 || r.Gap > PlacedMaxAge {
+	if r.Gap > PlacedMaxAge {
 		return 0
 	}
 	rise := (r.Load - prev.Load) * r.Capacity
@@ -111,11 +111,14 @@ func (p *Placements) Since(r Report, now time.Duration) Recent {
 // once the report is older than PlacedMaxAge.
 func (r Report) expectedOthers(now time.Duration) float64 {
 	age := now - r.At
-	if r.Others <= 0 || age < 0 || age >= PlacedMaxAge {
+	if age >= PlacedMaxAge {
 		return 0
 	}
-	if age >= r.Gap {
-		return r.Others
+	// The share of the gap gone by since r, from 0 to 1; a gap of 0 (two
+	// reports at once) is gone at once.
+	gone := 1.0
+	if r.Gap > 0 {
+		gone = min(max(float64(age)/float64(r.Gap), 0), 1)
 	}
-	return r.Others * float64(age) / float64(r.Gap)
+	return r.Others * gone
 }

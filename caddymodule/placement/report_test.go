@@ -36,6 +36,8 @@ func TestReceivedLearnsWhatOthersPlaced(t *testing.T) {
 			"placed 0.5 s before the old report: within its ReportDelay, so in the new one"},
 		{"reports too far apart tell nothing", report{1, 0.5, 10}, nil, report{1 + PlacedMaxAge.Seconds() + 0.5, 0.9, 10}, 0, PlacedMaxAge + sec(0.5),
 			"the tally no longer holds all of this edge's placements between them"},
+		{"reports PlacedMaxAge apart still tell", report{1, 0.5, 10}, nil, report{1 + PlacedMaxAge.Seconds(), 0.9, 10}, 4, PlacedMaxAge,
+			"the tally still holds this edge's placements between them"},
 		{"a changed capacity tells nothing", report{1, 0.5, 10}, nil, report{4, 0.5, 20}, 0, 0,
 			"loads of two capacities do not compare"},
 		{"no capacity tells nothing", report{1, 0.5, 0}, nil, report{4, 0.9, 0}, 0, 3 * time.Second,
@@ -101,6 +103,9 @@ func TestSince(t *testing.T) {
 		{"at the report", []float64{9.5}, 10, Recent{Late: 1},
 			"a placement within ReportDelay before the report may be missing from it; the others have placed nothing since"},
 		{"before ReportDelay", []float64{8.4}, 10, Recent{}, "a placement older than the report's delay is in the report"},
+		{"in the first slot of the delay", []float64{9.0}, 10, Recent{Late: 1}, "ReportDelay before the report, to the slot"},
+		{"at the end of the gap", nil, 12, Recent{Others: 4}, "as many as last time, all by now"},
+		{"just before the end of the gap", nil, 11.9, Recent{Others: 3.8}, "at the pace of last time"},
 		{"halfway through the gap", []float64{9.6, 10.5, 10.7}, 11, Recent{Placed: 2, Late: 1, Others: 2}, "the others place at the pace they did"},
 		{"after the gap", nil, 13, Recent{Others: 4}, "never more than they placed between the last two reports"},
 		{"once the report is old", []float64{10.5}, 10 + PlacedMaxAge.Seconds(), Recent{Placed: 1},
@@ -108,6 +113,7 @@ func TestSince(t *testing.T) {
 		{"a placement too old to count", []float64{10.5}, 17.1, Recent{}, "older than PlacedMaxAge by a slot"},
 		{"a late placement too old to count", []float64{9.5}, 16.1, Recent{}, "PlacedMaxAge holds for the late ones too"},
 		{"before the report arrived", nil, 9, Recent{}, "a time before the report expects nothing of the others"},
+		{"at the report's arrival", nil, 10, Recent{}, "nothing of the others yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,5 +126,16 @@ func TestSince(t *testing.T) {
 				t.Fatalf("Since = %+v, want %+v (%s)", got, tt.want, tt.whyWant)
 			}
 		})
+	}
+}
+
+// Two reports at once leave no gap to spread the others' placements over:
+// all of them are expected at once, and none is lost to a division by 0.
+func TestExpectedOthersWithoutGap(t *testing.T) {
+	r := Report{Load: 0.5, Capacity: 10, At: sec(10), Others: 2}
+	for _, now := range []float64{10, 12} {
+		if got := r.expectedOthers(sec(now)); got != 2 {
+			t.Fatalf("at %vs: expected %v, want 2", now, got)
+		}
 	}
 }
