@@ -36,7 +36,7 @@ const (
 	DefaultHysteresis   = 0.1
 	// MaxLimitEdges bounds limit_edges: beyond it, the room kept below a
 	// limit would leave most servers' capacity unused.
-	MaxLimitEdges = 10000
+	MaxLimitEdges       = 10000
 	DefaultCatchUpLimit = 30 * time.Second
 	DefaultClockSkew    = 500 * time.Millisecond
 )

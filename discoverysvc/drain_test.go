@@ -79,7 +79,9 @@ func TestJudgeDrain(t *testing.T) {
 // A drain is never judged with a quiet period shorter than an edge needs to
 // report the requests of its current interval.
 func TestDrainQuiet(t *testing.T) {
-	rep := func(interval time.Duration) schema.ServerReport { return schema.ServerReport{Edge: "e", Interval: interval} }
+	rep := func(interval time.Duration) schema.ServerReport {
+		return schema.ServerReport{Edge: "e", Interval: interval}
+	}
 	tests := []struct {
 		name    string
 		quiet   time.Duration
