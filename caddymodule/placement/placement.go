@@ -144,9 +144,28 @@ func (e *Edge) pick(active []*watch.Entry, declared bool, joined time.Time, rnd 
 		return e.pickPlain(active, rnd)
 	}
 	// choose looks at every server two or three times: work out each
-	// candidate once, into a buffer reused across placements.
-	buf := candidateBuffers.Get().(*[]considered)
-	list := (*buf)[:0]
+	// candidate once, into a buffer on the stack for a region of up to
+	// smallRegion servers, else into one reused across placements.
+	var i int
+	if len(active) <= smallRegion {
+		var small [smallRegion]considered
+		i = e.chooseAmong(e.consider(small[:0], active, now), rnd)
+	} else {
+		buf := candidateBuffers.Get().(*[]considered)
+		list := e.consider((*buf)[:0], active, now)
+		i = e.chooseAmong(list, rnd)
+		*buf = list[:0]
+		candidateBuffers.Put(buf)
+	}
+	if i < 0 {
+		return nil
+	}
+	return active[i]
+}
+
+// consider appends to list what placement knows of each server of active
+// at now.
+func (e *Edge) consider(list []considered, active []*watch.Entry, now time.Time) []considered {
 	for _, s := range active {
 		if e.reachable(s) {
 			list = append(list, considered{e.candidate(s, now), true})
@@ -154,13 +173,12 @@ func (e *Edge) pick(active []*watch.Entry, declared bool, joined time.Time, rnd 
 			list = append(list, considered{})
 		}
 	}
-	i := choose(len(list), func(i int) (Candidate, bool) { return list[i].c, list[i].ok }, e.Hysteresis, rnd, false)
-	*buf = list[:0]
-	candidateBuffers.Put(buf)
-	if i < 0 {
-		return nil
-	}
-	return active[i]
+	return list
+}
+
+// chooseAmong is choose over the servers consider listed.
+func (e *Edge) chooseAmong(list []considered, rnd uint64) int {
+	return choose(len(list), func(i int) (Candidate, bool) { return list[i].c, list[i].ok }, e.Hysteresis, rnd, false)
 }
 
 // considered is one server as pick hands it to choose: whether this edge
@@ -170,8 +188,14 @@ type considered struct {
 	ok bool
 }
 
-// candidateBuffers hold pick's candidates between placements, so that a
-// placement allocates nothing once a buffer has grown to the region's size.
+// smallRegion is the most servers a region may have for pick to keep its
+// candidates on the stack: a few kilobytes.
+const smallRegion = 64
+
+// candidateBuffers hold the candidates of larger regions between
+// placements, so that a placement allocates nothing once a buffer has
+// grown to the region's size (the race detector drops pooled buffers at
+// random, so there it allocates now and then).
 var candidateBuffers = sync.Pool{New: func() any { return new([]considered) }}
 
 // pickPlain is pick for servers that declare no capacity or limit and are
