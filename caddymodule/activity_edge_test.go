@@ -68,7 +68,7 @@ func TestEdgePublishesPinnedActivity(t *testing.T) {
 	})
 
 	// Bad options fail the config and name the option.
-	for opt, bad := range map[string]string{"edge_id": "edge_id a/b", "activity_interval": "activity_interval 10ms"} {
+	for bad, opt := range map[string]string{"edge_id a/b": "edge_id", "activity_interval 10ms": "activity_interval", "activity_interval 61m": "activity_interval"} {
 		f.edge.appOpts = "\t\t" + bad
 		if err := f.load(""); err == nil || !strings.Contains(err.Error(), opt) {
 			t.Errorf("%s: error %v", bad, err)

@@ -74,7 +74,7 @@ type App struct {
 
 	// ActivityInterval is how often the edge publishes its pinned activity
 	// (only when it changed; otherwise it only renews the key's lease of
-	// three intervals). Default: 5s.
+	// three intervals), from 100ms to 1h. Default: 5s.
 	ActivityInterval caddy.Duration `json:"activity_interval,omitempty"`
 
 	// registry stays set after Cleanup: requests of this config still in
@@ -169,8 +169,8 @@ func (a *App) Validate() error {
 	if a.EdgeID != "" && !schema.ValidName(a.EdgeID) {
 		return fmt.Errorf("edge_id: %q must be 1-64 characters of [A-Za-z0-9._-]", a.EdgeID)
 	}
-	if a.ActivityInterval != 0 && time.Duration(a.ActivityInterval) < MinActivityInterval {
-		return fmt.Errorf("activity_interval: must be at least %s", MinActivityInterval)
+	if a.ActivityInterval != 0 && (time.Duration(a.ActivityInterval) < MinActivityInterval || time.Duration(a.ActivityInterval) > schema.MaxActivityInterval) {
+		return fmt.Errorf("activity_interval: must be between %s and %s", MinActivityInterval, schema.MaxActivityInterval)
 	}
 	return nil
 }

@@ -129,9 +129,9 @@ func TestHandlerUnmarshalCaddyfile(t *testing.T) {
 			want: Handler{Region: "r", Key: &pin.KeyConfig{Algorithm: "hs256", Secret: secret32}, TokenCache: intp(0)}},
 		{name: "limit_edges", input: "session_pin {\n region r\n key hs256 " + secret32 + "\n limit_edges 3\n}",
 			want: Handler{Region: "r", Key: &pin.KeyConfig{Algorithm: "hs256", Secret: secret32}, LimitEdges: 3}},
-		{name: "limit_edges zero", input: "session_pin {\n region r\n limit_edges 0\n}", wantErr: `limit_edges: "0" is not a number of edges from 1 to 10000`},
-		{name: "limit_edges absurd", input: "session_pin {\n region r\n limit_edges 10001\n}", wantErr: `limit_edges: "10001" is not a number of edges from 1 to 10000`},
-		{name: "limit_edges not a number", input: "session_pin {\n region r\n limit_edges all\n}", wantErr: `limit_edges: "all" is not a number of edges from 1 to 10000`},
+		{name: "limit_edges zero", input: "session_pin {\n region r\n limit_edges 0\n}", wantErr: `limit_edges: "0" is not a number of edges from 1 to 1000`},
+		{name: "limit_edges absurd", input: "session_pin {\n region r\n limit_edges 1001\n}", wantErr: `limit_edges: "1001" is not a number of edges from 1 to 1000`},
+		{name: "limit_edges not a number", input: "session_pin {\n region r\n limit_edges all\n}", wantErr: `limit_edges: "all" is not a number of edges from 1 to 1000`},
 		{name: "bad token_cache", input: "session_pin {\n region r\n token_cache many\n}", wantErr: `token_cache: "many" is not a number of entries >= 0`},
 		{name: "negative token_cache", input: "session_pin {\n region r\n token_cache -1\n}", wantErr: `token_cache: "-1" is not a number of entries >= 0`},
 		{name: "NaN hysteresis", input: "session_pin {\n region r\n hysteresis NaN\n}", wantErr: `hysteresis: "NaN" is not a number >= 0`},
@@ -229,8 +229,8 @@ func TestHandlerValidate(t *testing.T) {
 		{"relative path", func(h *Handler) { h.ClosestPath = "closest" }, "closest_path:"},
 		{"token cache off", func(h *Handler) { h.TokenCache = intp(0) }, ""},
 		{"negative token cache", func(h *Handler) { h.TokenCache = intp(-1) }, "token_cache: must not be negative"},
-		{"negative limit_edges", func(h *Handler) { h.LimitEdges = -1 }, "limit_edges: must be between 1 and 10000"},
-		{"absurd limit_edges", func(h *Handler) { h.LimitEdges = MaxLimitEdges + 1 }, "limit_edges: must be between 1 and 10000"},
+		{"negative limit_edges", func(h *Handler) { h.LimitEdges = -1 }, "limit_edges: must be between 1 and 1000 (0: the default, 1)"},
+		{"absurd limit_edges", func(h *Handler) { h.LimitEdges = MaxLimitEdges + 1 }, "limit_edges: must be between 1 and 1000 (0: the default, 1)"},
 	}
 	for _, c := range cases {
 		h := ok()

@@ -81,7 +81,6 @@ func TestLimitSendsToFallback(t *testing.T) {
 func TestLimitExpectsOtherEdges(t *testing.T) {
 	f := newFixture(t, "\t\tfallback_regions us-east\n\t\tslow_start 0")
 	eu, us := newBackend(t, "eu-1"), newBackend(t, "us-1")
-	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.1, 10, 0.5)
 	f.reg.put("us-1", "us-east", us.srv.URL, 0.9, false)
 	f.waitRouted("us-1", "us-east")
 	closest := func(want string) func() error {
@@ -93,6 +92,10 @@ func TestLimitExpectsOtherEdges(t *testing.T) {
 			return nil
 		}
 	}
+	// The two reports must reach the edge within PlacedMaxAge of each
+	// other for the rise to tell: put the second as soon as the edge shows
+	// the first.
+	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.1, 10, 0.5)
 	poll.Until(t, eventuallyTimeout, "eu-1 closest at load 0.1", closest(`"closestServerId":"eu-1","region":"eu-west","url":"`+eu.srv.URL+`","load":0.1}`))
 
 	// Two clients more that this edge did not place: with two more

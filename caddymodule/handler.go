@@ -36,7 +36,7 @@ const (
 	DefaultHysteresis   = 0.1
 	// MaxLimitEdges bounds limit_edges: beyond it, the room kept below a
 	// limit would leave most servers' capacity unused.
-	MaxLimitEdges       = 10000
+	MaxLimitEdges       = 1000
 	DefaultCatchUpLimit = 30 * time.Second
 	DefaultClockSkew    = 500 * time.Millisecond
 )
@@ -176,10 +176,13 @@ type Handler struct {
 	// between two of its load reports, this one included: the edges of its
 	// region, and those of the regions that fall back to it. Below a
 	// server's limit, this edge keeps room for the clients the others may
-	// place, so that together they never pass the limit; the price is
-	// that near its limit a server takes new clients more slowly. 1 keeps
-	// no room beyond what the server's last two reports say the other
-	// edges placed. Default: 1.
+	// place, N - 1 places at least, so that together they do not pass the
+	// limit by what they place. The price: the last N - 1 places below a
+	// limit are never placed on by an edge's own judgement, and a server
+	// whose limit holds fewer than N clients (limit times capacity) takes
+	// no new clients at all. 1 keeps no room beyond what the server's last
+	// two reports say the other edges placed. From 1 to 1000; 0 is the
+	// default. Default: 1.
 	LimitEdges int `json:"limit_edges,omitempty"`
 
 	// CatchUpLimit makes moves data-aware: when servers report their
@@ -339,7 +342,7 @@ func (h *Handler) Validate() error {
 		return errors.New("token_cache: must not be negative")
 	}
 	if h.LimitEdges < 0 || h.LimitEdges > MaxLimitEdges {
-		return fmt.Errorf("limit_edges: must be between 1 and %d", MaxLimitEdges)
+		return fmt.Errorf("limit_edges: must be between 1 and %d (0: the default, 1)", MaxLimitEdges)
 	}
 	if h.UnreachableFor < 0 {
 		return errors.New("unreachable_for: must not be negative")

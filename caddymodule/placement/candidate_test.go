@@ -133,6 +133,20 @@ func TestTallySaturates(t *testing.T) {
 	}
 }
 
+// A placement counted at a time the ring has moved past (a caller stalled
+// for longer than the ring keeps) is dropped, not let wipe the newer slot
+// that lives where its own would.
+func TestTallyStaleAddKeepsNewerSlot(t *testing.T) {
+	var x Tally
+	newer := tallySlots * TallySlot // the slot after the ring's first lap
+	x.Add(newer)
+	x.Add(newer)
+	x.Add(0) // the same word, a lap older
+	if got := x.Count(newer, newer); got != 2 {
+		t.Fatalf("Count = %d, want the newer slot's 2", got)
+	}
+}
+
 // Concurrent placements are all counted: Add never loses one to a race.
 func TestTallyConcurrent(t *testing.T) {
 	var x Tally

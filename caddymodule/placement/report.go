@@ -31,7 +31,11 @@ type Report struct {
 	// the rise of its load in clients beyond what this edge placed itself.
 	// It is 0 when nothing is known (the first report, a capacity
 	// unknown or changed, reports too far apart to tell) or when the load
-	// rose no more than this edge's own placements explain.
+	// rose no more than this edge's own placements explain. It is an
+	// estimate, and may be low: this edge's placements are taken as
+	// reaching a report ReportDelay after they were made, so when reports
+	// travel faster some of them are counted against the wrong rise. A
+	// limit that must hold counts on limit_edges, not on this.
 	Others float64
 	// Gap is the time between the report before and this one.
 	Gap time.Duration

@@ -34,6 +34,9 @@ func (t *Tally) Add(now time.Duration) {
 	for {
 		old := slot.Load()
 		next := uint64(n)<<32 | 1
+		if uint32(old>>32) > n {
+			return // a time too old for the ring: a newer slot lives here
+		}
 		if uint32(old>>32) == n {
 			if uint32(old) == 1<<32-1 {
 				return // saturated: four billion placements in one slot

@@ -458,3 +458,37 @@ func TestAgentKeepsItsConnectionToDiscovery(t *testing.T) {
 		t.Fatalf("%d connections for %d heartbeats, want them kept alive", n, beats.Load())
 	}
 }
+
+// A server that drains itself waits out the quiet period discovery judges
+// with, which an edge publishing less often than the agent's quiet period
+// lengthens: a request the edge served just before the drain is reported
+// only at the end of its interval.
+func TestAgentSelfDrainWaitsForTheEdgesInterval(t *testing.T) {
+	f := startAPI(t, "")
+	app := agenttest.StartApp(t, 200, `{"load":0.2}`)
+	stop := agenttest.Run(t, &agent.Agent{
+		ID: "eu-1", Region: "eu", URL: "http://10.0.0.1",
+		HealthURL: app.URL + "/healthz", Discovery: f.srv.URL,
+		Interval: agenttest.Interval, DrainTimeout: time.Minute, DrainQuiet: 100 * time.Millisecond,
+	})
+	poll.True(t, 20*time.Second, "registration", func() bool { return agenttest.Stored(t, f.client, "eu-1") != nil })
+	// An edge that publishes every 3 s and has not served eu-1 lately:
+	// discovery judges the drain with 4 s, not 100 ms.
+	const interval = 3 * time.Second
+	value := schema.AppendActivity(nil, "edge-a", "eu", interval, time.Now(), schema.AppendServers(nil, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := f.client.Put(ctx, schema.EdgeKey("", "edge-a"), string(value)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if took := time.Since(start); took < interval+time.Second {
+		t.Fatalf("deregistered %v after the drain began, before the edge's interval plus a second", took)
+	}
+	if agenttest.Stored(t, f.client, "eu-1") != nil {
+		t.Fatal("still registered after the drain")
+	}
+}

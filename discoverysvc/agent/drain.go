@@ -66,5 +66,10 @@ func (r *agentRun) drained(start time.Time, quiet time.Duration) bool {
 	if err != nil {
 		return false
 	}
+	// Discovery judges with a longer period when an edge reports less
+	// often than quiet: wait that out from start too.
+	if judged, err := time.ParseDuration(st.Quiet); err == nil {
+		quiet = max(quiet, judged)
+	}
 	return st.Drained && (time.Since(start) >= quiet || (st.Since != nil && !st.Since.After(start)))
 }

@@ -78,7 +78,7 @@ func (a *Activity) Validate() error {
 	if a.At.IsZero() {
 		return &FieldError{"at", "is required"}
 	}
-	if a.IntervalMS < 0 || a.Interval() > MaxActivityInterval {
+	if a.IntervalMS < 0 || a.IntervalMS > MaxActivityInterval.Milliseconds() {
 		return &FieldError{"interval_ms", fmt.Sprintf("must be between 0 and %d", MaxActivityInterval.Milliseconds())}
 	}
 	for id, s := range a.Servers {

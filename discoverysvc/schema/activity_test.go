@@ -27,6 +27,8 @@ func TestDecodeActivity(t *testing.T) {
 		{"with its interval", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":5000,"servers":{}}`, ""},
 		{"negative interval", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":-1,"servers":{}}`, "invalid interval_ms"},
 		{"absurd interval", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":3600001,"servers":{}}`, "invalid interval_ms"},
+		{"interval that wraps to negative in nanoseconds", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":9223372036855,"servers":{}}`, "invalid interval_ms"},
+		{"interval that wraps to small in nanoseconds", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":18446744073710,"servers":{}}`, "invalid interval_ms"},
 		{"fractional interval", ep + "edge-a", `{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":1.5,"servers":{}}`, "decode value"},
 		{"huge value", ep + "edge-a", `{"pad":"` + strings.Repeat("x", MaxActivityLen) + `"}`, "over"},
 	}
@@ -75,6 +77,7 @@ func FuzzDecodeActivity(f *testing.F) {
 	f.Add([]byte(ep+"edge-a"), []byte(`{"edge":"edge-a","at":"2026-11-29T05:00:00Z","servers":null}`))
 	f.Add([]byte(ep+"x/y"), []byte(`{}`))
 	f.Add([]byte(ep+"edge-a"), []byte(`{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":5000,"servers":{}}`))
+	f.Add([]byte(ep+"edge-a"), []byte(`{"edge":"edge-a","at":"2026-11-29T05:00:00Z","interval_ms":9223372036855,"servers":{}}`))
 	f.Fuzz(func(t *testing.T, key, value []byte) {
 		a, err := DecodeActivity(ep, key, value)
 		if err != nil {
