@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -224,6 +225,25 @@ func TestPlaceAnywhereByCapacity(t *testing.T) {
 	got := placeShares(e, snap, 6000)
 	if !near(got["us-1"], 0.25, 0.005) || !near(got["ap-1"], 0.75, 0.005) || got["sa-1"] != 0 {
 		t.Fatalf("shares %v, want us-1 0.25, ap-1 0.75, sa-1 (at its limit) none", got)
+	}
+}
+
+// A region too large for the stack keeps its candidates in a pooled
+// buffer: once the buffer has grown, a placement allocates nothing.
+func TestLargeRegionWithCapacityDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector drops pooled buffers at random")
+	}
+	var servers []schema.Server
+	for i := range 2 * smallRegion {
+		servers = append(servers, sized(fmt.Sprintf("eu-%d", i), "eu", float64(i%10)/20, 1000, 0.9))
+	}
+	snap := snapshot(servers...)
+	e := &Edge{Region: "eu", Hysteresis: 0.1,
+		Placed: func(*watch.Entry, time.Time) Recent { return Recent{Placed: 1} }}
+	e.Place(snap, 1) // grows the buffer
+	if n := testing.AllocsPerRun(100, func() { e.Place(snap, 7) }); n != 0 {
+		t.Fatalf("a placement over %d servers allocates %.1f times", len(servers), n)
 	}
 }
 

@@ -146,6 +146,8 @@ func (e *Edge) pick(active []*watch.Entry, declared bool, joined time.Time, rnd 
 	// choose looks at every server two or three times: work out each
 	// candidate once, into a buffer on the stack for a region of up to
 	// smallRegion servers, else into one reused across placements.
+	// Mutation testing: len(active) < smallRegion is an equivalent
+	// mutant; a region of exactly smallRegion fits either buffer.
 	var i int
 	if len(active) <= smallRegion {
 		var small [smallRegion]considered
