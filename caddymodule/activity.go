@@ -89,7 +89,6 @@ func (tr *activityTracker) attach(srv schema.Server) any {
 	tr.mu.Unlock()
 	c.orphan.Store(false)
 	t.activity = c
-	t.placements = &c.placements
 	t.received(srv, time.Now())
 	return t
 }

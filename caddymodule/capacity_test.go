@@ -28,18 +28,26 @@ func (r *registry) putSized(id, region, url string, load, capacity, limit float6
 	}
 }
 
+// limitFixture is an edge of eu-west (with opts) whose fallback, us-east,
+// has one server, us-1, routed; eu-1, the eu-west server the tests put
+// with a limit, is the returned backend.
+func limitFixture(t *testing.T, opts string) (*fixture, *backend) {
+	f := newFixture(t, "\t\tfallback_regions us-east\n\t\tslow_start 0"+opts)
+	eu, us := newBackend(t, "eu-1"), newBackend(t, "us-1")
+	f.reg.put("us-1", "us-east", us.srv.URL, 0.9, false)
+	f.waitRouted("us-1", "us-east")
+	return f, eu
+}
+
 // TestLimitSendsToFallback: the edge counts the clients it places on a
 // server between load reports; once that count brings the server to its
 // limit, new clients and /closestToMe go to the fallback region although
 // the server's report still says load 0, and the server's next report
 // starts the count again.
 func TestLimitSendsToFallback(t *testing.T) {
-	f := newFixture(t, "\t\tfallback_regions us-east\n\t\tslow_start 0")
-	eu, us := newBackend(t, "eu-1"), newBackend(t, "us-1")
+	f, eu := limitFixture(t, "")
 	// Capacity 4, limit 0.5: two placements by this edge reach it.
 	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0, 4, 0.5)
-	f.reg.put("us-1", "us-east", us.srv.URL, 0.9, false)
-	f.waitRouted("us-1", "us-east")
 	f.waitListed("eu-1")
 
 	// The edge forgets a placement a few seconds later, so on a slow
@@ -79,10 +87,7 @@ func TestLimitSendsToFallback(t *testing.T) {
 // new clients and /closestToMe before its report says so, and takes them
 // again once that expectation is too old to hold.
 func TestLimitExpectsOtherEdges(t *testing.T) {
-	f := newFixture(t, "\t\tfallback_regions us-east\n\t\tslow_start 0")
-	eu, us := newBackend(t, "eu-1"), newBackend(t, "us-1")
-	f.reg.put("us-1", "us-east", us.srv.URL, 0.9, false)
-	f.waitRouted("us-1", "us-east")
+	f, eu := limitFixture(t, "")
 	closest := func(want string) func() error {
 		return func() error {
 			c := f.do(request{path: "/closestToMe"})
@@ -109,13 +114,10 @@ func TestLimitExpectsOtherEdges(t *testing.T) {
 // server's limit for two other edges placing as many clients as it did, so
 // it stops placing there well before its own count reaches the limit.
 func TestLimitEdgesKeepsRoom(t *testing.T) {
-	f := newFixture(t, "\t\tfallback_regions us-east\n\t\tslow_start 0\n\t\tlimit_edges 3")
-	eu, us := newBackend(t, "eu-1"), newBackend(t, "us-1")
+	f, eu := limitFixture(t, "\n\t\tlimit_edges 3")
 	// 2 clients of a limit of 5: room for one placement by each of three
 	// edges (2 + 3 = 5), not for a second by this one.
 	f.reg.putSized("eu-1", "eu-west", eu.srv.URL, 0.2, 10, 0.5)
-	f.reg.put("us-1", "us-east", us.srv.URL, 0.9, false)
-	f.waitRouted("us-1", "us-east")
 	f.waitListed("eu-1")
 	// Nothing was placed yet (waitListed sends no client), so the count
 	// is known: the first client goes to eu-1, the second may not.

@@ -15,13 +15,13 @@ var clockOrigin = time.Now()
 // notePlaced counts a client this edge sends to t for the first time (a
 // placement, or a refresh that moves it here).
 func (t *target) notePlaced(now time.Time) {
-	t.placements.Add(now.Sub(clockOrigin))
+	t.activity.placements.Add(now.Sub(clockOrigin))
 }
 
 // received is the load report t's record is, as the edge received it at
 // now; it must run where the registry's changes are applied, one at a time.
 func (t *target) received(srv schema.Server, now time.Time) {
-	t.report = t.placements.Received(srv.Load, srv.Capacity, now.Sub(clockOrigin))
+	t.report = t.activity.placements.Received(srv.Load, srv.Capacity, now.Sub(clockOrigin))
 }
 
 // placedAtEdge is placement's Edge.Placed: the clients this edge placed on
@@ -31,5 +31,5 @@ func placedAtEdge(e *watch.Entry, now time.Time) placement.Recent {
 	if t == nil {
 		return placement.Recent{}
 	}
-	return t.placements.Since(t.report, now.Sub(clockOrigin))
+	return t.activity.placements.Since(t.report, now.Sub(clockOrigin))
 }

@@ -36,11 +36,9 @@ type target struct {
 	// reach is whether this edge can connect to the server; it outlives
 	// the target, which is rebuilt on every change of the record.
 	reach *reachability
-	// placements follows the clients this edge sent to the server and its
-	// load reports; like activity, it is the same for every target of one
-	// server id. report is the load report this target's record was.
-	placements *placement.Placements
-	report     placement.Report
+	// report is the load report this target's record was, as counted by
+	// activity.placements.
+	report placement.Report
 }
 
 // attachTarget is the watcher's Attach hook.
@@ -56,7 +54,7 @@ func attachTarget(srv schema.Server) any {
 	if err != nil {
 		return nil
 	}
-	t := &target{
+	return &target{
 		id: srv.ID, region: srv.Region, url: srv.URL, dial: dial, origin: srv.Origin,
 		idValue: srv.ID, regionValue: srv.Region, urlValue: srv.URL,
 		closestJSON: closest,
@@ -65,8 +63,6 @@ func attachTarget(srv schema.Server) any {
 		activity: new(serverActivity),
 		reach:    reachabilities.get(srv.ID, dial),
 	}
-	t.placements = &t.activity.placements
-	return t
 }
 
 // closestAnswer is the body of a closest_path answer.

@@ -220,7 +220,7 @@ func (m *model) candidates(e *edge, list []*server) []placement.Candidate {
 		v := e.views[s]
 		c := s.record
 		r := v.placements.Since(v.report, m.now)
-		c.Placed, c.Unseen = r.Placed, float64(r.Late)+r.Others
+		c.Placed, c.Unseen = r.Placed, r.Unseen(1)
 		c.Ramp = m.slowStart.Ramp(m.now - v.joined)
 		out[i] = c
 	}

@@ -13,6 +13,11 @@ import (
 // fleet10k is a 10,000-server registry over 20 regions, a tenth draining.
 func fleet10k(b *testing.B) *watch.Snapshot {
 	b.Helper()
+	return watch.BuildSnapshot(1, fleet10kServers(), nil)
+}
+
+// fleet10kServers are fleet10k's servers.
+func fleet10kServers() []schema.Server {
 	r := rand.New(rand.NewPCG(1, 2))
 	servers := make([]schema.Server, 10000)
 	for i := range servers {
@@ -24,7 +29,7 @@ func fleet10k(b *testing.B) *watch.Snapshot {
 			Draining: i%10 == 0,
 		}
 	}
-	return watch.BuildSnapshot(1, servers, nil)
+	return servers
 }
 
 func BenchmarkPlace10k(b *testing.B) { benchPlace(b, "region-07") }
@@ -59,16 +64,11 @@ type placedServer struct {
 // that learnt of other edges' placements: the path that reads every
 // server's tally.
 func BenchmarkPlaceCapacity10k(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 2))
 	now := 100 * time.Second
-	servers := make([]schema.Server, 10000)
+	servers := fleet10kServers()
 	for i := range servers {
-		servers[i] = schema.Server{
-			ID:     fmt.Sprintf("srv-%05d", i),
-			Region: fmt.Sprintf("region-%02d", i%20),
-			URL:    fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250),
-			Load:   0.5 * r.Float64(), Capacity: 1000, Limit: 0.9,
-		}
+		s := &servers[i]
+		s.Load, s.Draining, s.Capacity, s.Limit = 0.5*s.Load, false, 1000, 0.9
 	}
 	snap := watch.BuildSnapshot(1, servers, func(s schema.Server) any {
 		p := new(placedServer)

@@ -281,9 +281,7 @@ func (e *Edge) candidate(s *watch.Entry, now time.Time) Candidate {
 	c := Candidate{Load: s.Load, Capacity: s.Capacity, Limit: s.Limit, Ramp: 1}
 	if e.Placed != nil {
 		r := e.Placed(s, now)
-		c.Placed = r.Placed
-		room := float64(max(e.LimitEdges-1, 0)) * (float64(r.Placed) + float64(r.Late) + 1)
-		c.Unseen = float64(r.Late) + max(r.Others, room)
+		c.Placed, c.Unseen = r.Placed, r.Unseen(e.LimitEdges)
 	}
 	if !s.Joined.IsZero() {
 		c.Ramp = e.SlowStart.Ramp(now.Sub(s.Joined))

@@ -102,6 +102,15 @@ type Recent struct {
 	Others float64
 }
 
+// Unseen is Candidate.Unseen: the clients the server may hold beyond the
+// report and this edge's placements since, for an edge that keeps room for
+// edges - 1 others (Edge.LimitEdges): the late placements, and the others'
+// expected placements or the room kept for them, whichever is more.
+func (r Recent) Unseen(edges int) float64 {
+	room := float64(max(edges-1, 0)) * (float64(r.Placed) + float64(r.Late) + 1)
+	return float64(r.Late) + max(r.Others, room)
+}
+
 // Since returns what the edge knows at now of the clients placed on the
 // server since report r, counting none older than PlacedMaxAge.
 func (p *Placements) Since(r Report, now time.Duration) Recent {
